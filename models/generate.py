@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Writes Refrain's test models and the demo model, each with its model.toml.
+
+Every model follows Refrain's streaming contract v1 (shared/MODELS.md §1): input
+`[1, channels, context + hop]` float32, output `[1, channels, hop]` float32. Each has
+behaviour a test can measure. Deterministic: running it twice writes identical bytes.
+
+    python3 models/generate.py            # needs `pip install onnx==1.23.2 numpy`
+"""
+import hashlib
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+OPSET = 13
+
+
+def save(model_dir, file, graph, meta, input_shape, output_shape, in_name="audio_in", out_name="audio_out",
+         manifest_input=None, manifest_output=None):
+    model = helper.make_model(graph, producer_name="refrain-models", producer_version="1",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    os.makedirs(model_dir, exist_ok=True)
+    data = model.SerializeToString(deterministic=True)
+    with open(os.path.join(model_dir, file), "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    mi = manifest_input or (in_name, input_shape)
+    mo = manifest_output or (out_name, output_shape)
+    toml = f'''# Written by models/generate.py; edit the generator, not this file.
+format = 1
+
+[model]
+id = "{meta['id']}"
+name = "{meta['name']}"
+version = "1.0.0"
+kind = "audio-to-audio"
+file = "{file}"
+sha256 = "{digest}"
+description = "{meta['description']}"
+
+[stream]
+sample_rate = {meta['rate']}
+channels = {meta['channels']}
+hop = {meta['hop']}
+context = {meta['context']}
+lookahead = 0
+latency = {meta['latency']}
+
+[input]
+name = "{mi[0]}"
+dtype = "float32"
+shape = {list(mi[1])}
+
+[output]
+name = "{mo[0]}"
+dtype = "float32"
+shape = {list(mo[1])}
+'''
+    with open(os.path.join(model_dir, "model.toml"), "w") as f:
+        f.write(toml)
+    print(f"{model_dir}: {len(data)} bytes, sha256 {digest}")
+
+
+def io(name, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def const(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def slice_node(inp, out, start, end, prefix):
+    inits = [const(prefix + "_s", np.array([start], np.int64)), const(prefix + "_e", np.array([end], np.int64)),
+             const(prefix + "_a", np.array([2], np.int64))]
+    return helper.make_node("Slice", [inp, prefix + "_s", prefix + "_e", prefix + "_a"], [out]), inits
+
+
+def windowed_sinc(taps, cutoff_hz, rate):
+    n = np.arange(taps) - (taps - 1) / 2
+    h = np.sinc(2 * cutoff_hz / rate * n) * np.hamming(taps)
+    return h / h.sum()
+
+
+def identity(model_dir, rate=48000, channels=2, hop=256, context=100, latency=100, in_name="audio_in",
+             file="identity.onnx", meta_id="test-identity", in_dtype=TensorProto.FLOAT, declared_len=None):
+    """Output = input delayed by `latency` samples (a Slice of the window)."""
+    win = context + hop
+    nodes, inits = [], []
+    src = in_name
+    if in_dtype != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", [in_name], ["as_float"], to=TensorProto.FLOAT))
+        src = "as_float"
+    n, i = slice_node(src, "audio_out", context - latency, context - latency + hop, "sl")
+    nodes.append(n)
+    inits += i
+    graph = helper.make_graph(nodes, "identity", [io(in_name, [1, channels, declared_len or win], in_dtype)],
+                              [io("audio_out", [1, channels, hop])], inits)
+    meta = dict(id=meta_id, name="Identity (test)", description=f"input delayed by {latency} samples",
+                rate=rate, channels=channels, hop=hop, context=context, latency=latency)
+    save(model_dir, file, graph, meta, [1, channels, win], [1, channels, hop],
+         manifest_input=("audio_in", [1, channels, win]))
+
+
+def fir(model_dir):
+    """A 31-tap linear-phase lowpass at 2 kHz as one Conv: mono, 48 kHz."""
+    rate, hop, taps = 48000, 128, 31
+    h = windowed_sinc(taps, 2000, rate).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["audio_in", "w"], ["audio_out"])], "fir",
+        [io("audio_in", [1, 1, taps - 1 + hop])], [io("audio_out", [1, 1, hop])],
+        # ONNX Conv is correlation: flip to convolve (symmetric anyway).
+        [const("w", h[::-1].reshape(1, 1, taps).copy())])
+    meta = dict(id="test-fir-lowpass", name="FIR lowpass 2 kHz (test)", description="31-tap lowpass at 2 kHz",
+                rate=rate, channels=1, hop=hop, context=taps - 1, latency=(taps - 1) // 2)
+    save(model_dir, "fir.onnx", graph, meta, [1, 1, taps - 1 + hop], [1, 1, hop])
+
+
+def gain(model_dir):
+    """Stereo to stereo, left x0.5, right x2, at 44.1 kHz (so 48 kHz hosts resample)."""
+    rate, hop = 44100, 147
+    n, inits = slice_node("audio_in", "cur", 0, hop, "sl")
+    graph = helper.make_graph(
+        [n, helper.make_node("Mul", ["cur", "g"], ["audio_out"])], "gain",
+        [io("audio_in", [1, 2, hop])], [io("audio_out", [1, 2, hop])],
+        inits + [const("g", np.array([0.5, 2.0], np.float32).reshape(1, 2, 1))])
+    meta = dict(id="test-stereo-gain", name="Stereo gain (test)", description="left x0.5, right x2",
+                rate=rate, channels=2, hop=hop, context=0, latency=0)
+    save(model_dir, "gain.onnx", graph, meta, [1, 2, hop], [1, 2, hop])
+
+
+def tone_shaper(model_dir):
+    """The demo model: per channel, three linear-phase bands (low < 200 Hz, high > 3.5 kHz, mid
+    in between) re-balanced (+5 dB low, -2 dB mid, +4 dB high), a gentle tanh saturation, and
+    a wider stereo image. 48 kHz stereo, hop 480, 129-tap filters, latency 64."""
+    rate, hop, taps = 48000, 480, 129
+    low = windowed_sinc(taps, 200, rate)
+    high_lp = windowed_sinc(taps, 3500, rate)
+    delta = np.zeros(taps)
+    delta[taps // 2] = 1.0
+    high = delta - high_lp
+    mid = delta - low - high
+    gains = [10 ** (5 / 20), 10 ** (-2 / 20), 10 ** (4 / 20)]
+    bands = np.stack([low, mid, high])  # [3, taps]
+    w = np.concatenate([bands, bands])[:, None, ::-1].astype(np.float32).copy()  # [6, 1, taps]
+    g = np.array(gains * 2, np.float32).reshape(1, 6, 1)
+    # Sum three bands per channel back to one: a grouped 1x1 conv.
+    s = np.ones((2, 3, 1), np.float32)
+    drive = 1.6
+    width = 1.35  # side gain; mid kept
+    m = np.array([[(1 + width) / 2, (1 - width) / 2], [(1 - width) / 2, (1 + width) / 2]], np.float32).reshape(2, 2, 1)
+    nodes = [
+        helper.make_node("Conv", ["audio_in", "bands"], ["b"], group=2),
+        helper.make_node("Mul", ["b", "band_gain"], ["bg"]),
+        helper.make_node("Conv", ["bg", "band_sum"], ["eq"], group=2),
+        helper.make_node("Mul", ["eq", "drive"], ["driven"]),
+        helper.make_node("Tanh", ["driven"], ["sat"]),
+        helper.make_node("Div", ["sat", "drive"], ["shaped"]),
+        helper.make_node("Conv", ["shaped", "widen"], ["audio_out"]),
+    ]
+    graph = helper.make_graph(nodes, "tone_shaper", [io("audio_in", [1, 2, taps - 1 + hop])],
+                              [io("audio_out", [1, 2, hop])],
+                              [const("bands", w), const("band_gain", g), const("band_sum", s),
+                               const("drive", np.array([drive], np.float32)), const("widen", m)])
+    meta = dict(id="tone-shaper", name="Tone Shaper",
+                description="three-band tone shaping, tape-style saturation and stereo widening",
+                rate=rate, channels=2, hop=hop, context=taps - 1, latency=taps // 2)
+    save(model_dir, "tone_shaper.onnx", graph, meta, [1, 2, taps - 1 + hop], [1, 2, hop])
+
+
+def main():
+    t = os.path.join(ROOT, "test")
+    tone_shaper(os.path.join(ROOT, "tone-shaper"))
+    identity(os.path.join(t, "identity"))
+    fir(os.path.join(t, "fir"))
+    gain(os.path.join(t, "gain"))
+    # Broken on purpose, each in one way; the manifest is right, the graph is not.
+    identity(os.path.join(t, "bad-input-name"), in_name="x", meta_id="test-bad-input-name")
+    identity(os.path.join(t, "bad-input-shape"), declared_len=100, meta_id="test-bad-input-shape")
+    identity(os.path.join(t, "bad-input-dtype"), in_dtype=TensorProto.DOUBLE, meta_id="test-bad-input-dtype")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

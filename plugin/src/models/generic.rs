@@ -1,0 +1,219 @@
+//! Contract v1: Refrain's generic streaming audio-to-audio model, `[1, C, context + hop]` in,
+//! `[1, C, hop]` out, described by a [`Manifest`].
+
+use super::manifest::{Manifest, ManifestError, TensorInfo};
+use super::processor::{HopProcessor, ProcessError};
+use super::runtime::{self, RuntimeError};
+use crate::engine::latency::StreamSpec;
+use ort::session::Session;
+use ort::value::TensorElementType;
+use ort::value::TensorRef;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Why a model could not be loaded. Each message names the file, field or tensor at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("the model file {path} is missing")]
+    Missing { path: PathBuf },
+    #[error("cannot read the model file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("the model file {path} does not match its manifest: sha256 is {actual}, the manifest says {expected} (a truncated download, or the wrong file)")]
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{path} is not a usable ONNX model: {reason}")]
+    NotOnnx { path: PathBuf, reason: String },
+    #[error("the model's {role} tensor does not match the manifest: {reason}")]
+    Tensor { role: &'static str, reason: String },
+    #[error("a test run of the model failed: {0}")]
+    Probe(String),
+}
+
+/// Reads and checks `model.toml` and the bytes of its ONNX file (hash included).
+pub fn read_model(manifest_path: &Path) -> Result<(Manifest, Vec<u8>, PathBuf), ModelError> {
+    let manifest = Manifest::load(manifest_path)?;
+    let onnx_path = manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&manifest.model.file);
+    if !onnx_path.exists() {
+        return Err(ModelError::Missing { path: onnx_path });
+    }
+    let bytes = std::fs::read(&onnx_path).map_err(|e| ModelError::Read {
+        path: onnx_path.clone(),
+        reason: e.to_string(),
+    })?;
+    verify_hash(&manifest, &bytes, &onnx_path)?;
+    Ok((manifest, bytes, onnx_path))
+}
+
+/// Checks the ONNX bytes against the manifest's sha256.
+pub fn verify_hash(manifest: &Manifest, bytes: &[u8], path: &Path) -> Result<(), ModelError> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if !actual.eq_ignore_ascii_case(&manifest.model.sha256) {
+        return Err(ModelError::HashMismatch {
+            path: path.to_owned(),
+            expected: manifest.model.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// An ONNX model running contract v1.
+pub struct OnnxModel {
+    session: Session,
+    spec: StreamSpec,
+    input_name: String,
+    output_name: String,
+}
+
+impl OnnxModel {
+    /// Loads a model from its manifest: hash, session, tensor checks and one probe run.
+    pub fn load(manifest_path: &Path) -> Result<Self, ModelError> {
+        let (manifest, bytes, onnx_path) = read_model(manifest_path)?;
+        Self::from_bytes(&manifest, &bytes, &onnx_path)
+    }
+
+    /// Builds the session from checked bytes and checks the graph against the manifest.
+    pub fn from_bytes(manifest: &Manifest, bytes: &[u8], path: &Path) -> Result<Self, ModelError> {
+        runtime::environment()?;
+        let session =
+            runtime::session_from_memory(bytes).map_err(|reason| ModelError::NotOnnx {
+                path: path.to_owned(),
+                reason,
+            })?;
+        check_tensors(&session, manifest)?;
+        let mut model = OnnxModel {
+            session,
+            spec: manifest.spec(),
+            input_name: manifest.input.name.clone(),
+            output_name: manifest.output.name.clone(),
+        };
+        // A probe run catches graphs whose real output differs from what they declare.
+        let s = model.spec;
+        let window = vec![0.0f32; s.channels * (s.context + s.hop)];
+        let mut out = vec![0.0f32; s.channels * s.hop];
+        model
+            .process(&window, &mut out)
+            .map_err(|e| ModelError::Probe(e.to_string()))?;
+        Ok(model)
+    }
+}
+
+fn describe(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that the graph has exactly the manifest's input and output, with its dtype and shape
+/// (a dynamic dimension in the graph accepts the manifest's number).
+fn check_tensors(session: &Session, manifest: &Manifest) -> Result<(), ModelError> {
+    for (role, outlets, want) in [
+        ("input", session.inputs(), &manifest.input),
+        ("output", session.outputs(), &manifest.output),
+    ] {
+        let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
+        let Some(outlet) = outlets.iter().find(|o| o.name() == want.name) else {
+            return Err(ModelError::Tensor {
+                role,
+                reason: format!(
+                    "the manifest names `{}`, the model has {}",
+                    want.name,
+                    describe(&names)
+                ),
+            });
+        };
+        if role == "input" && outlets.len() != 1 {
+            return Err(ModelError::Tensor {
+                role,
+                reason: format!(
+                    "contract v1 takes one input, the model has {}: {}",
+                    outlets.len(),
+                    describe(&names)
+                ),
+            });
+        }
+        check_one(
+            role,
+            outlet.dtype().tensor_type(),
+            outlet.dtype().tensor_shape().map(|s| s.to_vec()),
+            want,
+        )?;
+    }
+    Ok(())
+}
+
+fn check_one(
+    role: &'static str,
+    ty: Option<TensorElementType>,
+    shape: Option<Vec<i64>>,
+    want: &TensorInfo,
+) -> Result<(), ModelError> {
+    let err = |reason: String| ModelError::Tensor { role, reason };
+    match ty {
+        Some(TensorElementType::Float32) => {}
+        Some(other) => {
+            return Err(err(format!(
+                "`{}` is {other:?}, the manifest says float32",
+                want.name
+            )))
+        }
+        None => return Err(err(format!("`{}` is not a tensor", want.name))),
+    }
+    let shape = shape.unwrap_or_default();
+    let fits = shape.len() == want.shape.len()
+        && shape
+            .iter()
+            .zip(&want.shape)
+            .all(|(&got, &w)| got < 0 || got == w);
+    if !fits {
+        return Err(err(format!(
+            "`{}` has shape {shape:?}, the manifest says {:?}",
+            want.name, want.shape
+        )));
+    }
+    Ok(())
+}
+
+impl HopProcessor for OnnxModel {
+    fn spec(&self) -> StreamSpec {
+        self.spec
+    }
+
+    fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), ProcessError> {
+        let s = self.spec;
+        let shape = [1usize, s.channels, s.context + s.hop];
+        let tensor = TensorRef::from_array_view((shape, window))
+            .map_err(|e| ProcessError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| ProcessError::Inference(e.to_string()))?;
+        let value = outputs.get(self.output_name.as_str()).ok_or_else(|| {
+            ProcessError::Inference(format!("no output named `{}`", self.output_name))
+        })?;
+        let (_, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| ProcessError::Inference(e.to_string()))?;
+        if data.len() != out.len() {
+            return Err(ProcessError::OutputSize {
+                name: self.output_name.clone(),
+                got: data.len(),
+                want: out.len(),
+            });
+        }
+        out.copy_from_slice(data);
+        Ok(())
+    }
+}

@@ -1,0 +1,357 @@
+//! `model.toml`: what a model is, what it needs, and the tensors it must have.
+//!
+//! The manifest is parsed and checked before the ONNX file is touched, so a typo gets a message
+//! that names the field; the ONNX file is then checked against it (see [`super::generic`]).
+
+use crate::engine::latency::StreamSpec;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The manifest format this build reads.
+pub const FORMAT: u32 = 1;
+
+/// The one contract this build runs: Refrain's generic streaming audio-to-audio contract.
+pub const KIND_AUDIO_TO_AUDIO: &str = "audio-to-audio";
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    pub model: ModelInfo,
+    pub stream: StreamInfo,
+    pub input: TensorInfo,
+    pub output: TensorInfo,
+    #[serde(default)]
+    pub rights: RightsInfo,
+}
+
+/// Identity of the model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    /// Stable identifier (licences name models by it).
+    pub id: String,
+    /// Name shown to people.
+    pub name: String,
+    pub version: String,
+    /// The tensor contract; `audio-to-audio` here.
+    pub kind: String,
+    /// ONNX file, relative to the manifest.
+    pub file: String,
+    /// Hex SHA-256 of the ONNX file.
+    pub sha256: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The streaming contract (shared/MODELS.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamInfo {
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub hop: usize,
+    #[serde(default)]
+    pub context: usize,
+    #[serde(default)]
+    pub lookahead: usize,
+    #[serde(default)]
+    pub latency: usize,
+}
+
+/// One tensor of the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+}
+
+/// What rights the model touches (licences are checked by the licence system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsInfo {
+    /// The model carries an artist's voice.
+    #[serde(default)]
+    pub licensed_voice: bool,
+    /// The model is applied to a licensed recording.
+    #[serde(default)]
+    pub licensed_track: bool,
+}
+
+/// Why a manifest is unusable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read the model manifest {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("the model manifest {path} is not valid: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("the model manifest says `{field}` = {value}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, value: impl ToString, reason: impl Into<String>) -> ManifestError {
+    ManifestError::Invalid {
+        field,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Manifest {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ManifestError::Parse { reason, .. } => ManifestError::Parse {
+                path: path.to_owned(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates manifest text.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: PathBuf::new(),
+            reason: e.message().to_owned(),
+        })?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The streaming contract as the engine sees it.
+    pub fn spec(&self) -> StreamSpec {
+        let s = self.stream;
+        StreamSpec {
+            sample_rate: s.sample_rate,
+            channels: s.channels,
+            hop: s.hop,
+            context: s.context,
+            latency: s.latency,
+        }
+    }
+
+    /// The input shape the contract implies: `[1, channels, context + hop]`.
+    pub fn expected_input_shape(&self) -> [i64; 3] {
+        [
+            1,
+            self.stream.channels as i64,
+            (self.stream.context + self.stream.hop) as i64,
+        ]
+    }
+
+    /// The output shape the contract implies: `[1, channels, hop]`.
+    pub fn expected_output_shape(&self) -> [i64; 3] {
+        [1, self.stream.channels as i64, self.stream.hop as i64]
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        if self.format != FORMAT {
+            return Err(invalid(
+                "format",
+                self.format,
+                format!("this Refrain reads format {FORMAT}"),
+            ));
+        }
+        let m = &self.model;
+        if m.id.is_empty()
+            || !m
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "model.id",
+                &m.id,
+                "use letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if m.kind != KIND_AUDIO_TO_AUDIO {
+            return Err(invalid(
+                "model.kind",
+                &m.kind,
+                format!("this Refrain runs `{KIND_AUDIO_TO_AUDIO}` models"),
+            ));
+        }
+        if m.file.is_empty() {
+            return Err(invalid("model.file", &m.file, "name the ONNX file"));
+        }
+        if m.sha256.len() != 64 || !m.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid("model.sha256", &m.sha256, "expected 64 hex digits"));
+        }
+        let s = &self.stream;
+        if !(8_000..=192_000).contains(&s.sample_rate) {
+            return Err(invalid(
+                "stream.sample_rate",
+                s.sample_rate,
+                "expected 8000 to 192000 Hz",
+            ));
+        }
+        if !(1..=8).contains(&s.channels) {
+            return Err(invalid("stream.channels", s.channels, "expected 1 to 8"));
+        }
+        if s.hop == 0 || s.hop > s.sample_rate as usize {
+            return Err(invalid(
+                "stream.hop",
+                s.hop,
+                "expected 1 sample to one second",
+            ));
+        }
+        if s.context > 10 * s.sample_rate as usize {
+            return Err(invalid(
+                "stream.context",
+                s.context,
+                "expected at most ten seconds",
+            ));
+        }
+        if s.latency < s.lookahead {
+            return Err(invalid(
+                "stream.latency",
+                s.latency,
+                format!("must include the lookahead of {}", s.lookahead),
+            ));
+        }
+        if s.latency > 10 * s.sample_rate as usize {
+            return Err(invalid(
+                "stream.latency",
+                s.latency,
+                "expected at most ten seconds",
+            ));
+        }
+        for (field, t, want) in [
+            ("input", &self.input, self.expected_input_shape()),
+            ("output", &self.output, self.expected_output_shape()),
+        ] {
+            if t.name.is_empty() {
+                return Err(invalid(
+                    if field == "input" {
+                        "input.name"
+                    } else {
+                        "output.name"
+                    },
+                    "\"\"",
+                    "name the tensor",
+                ));
+            }
+            if t.dtype != "float32" {
+                return Err(invalid(
+                    if field == "input" {
+                        "input.dtype"
+                    } else {
+                        "output.dtype"
+                    },
+                    &t.dtype,
+                    "audio tensors are float32",
+                ));
+            }
+            if t.shape != want {
+                return Err(invalid(
+                    if field == "input" {
+                        "input.shape"
+                    } else {
+                        "output.shape"
+                    },
+                    format!("{:?}", t.shape),
+                    format!("the stream section implies {want:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = r#"
+format = 1
+[model]
+id = "fir-lowpass"
+name = "FIR lowpass"
+version = "1.0.0"
+kind = "audio-to-audio"
+file = "fir.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[stream]
+sample_rate = 48000
+channels = 1
+hop = 256
+context = 32
+latency = 16
+[input]
+name = "audio_in"
+dtype = "float32"
+shape = [1, 1, 288]
+[output]
+name = "audio_out"
+dtype = "float32"
+shape = [1, 1, 256]
+"#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(
+            m.spec(),
+            StreamSpec {
+                sample_rate: 48_000,
+                channels: 1,
+                hop: 256,
+                context: 32,
+                latency: 16
+            }
+        );
+        assert!(!m.rights.licensed_voice);
+    }
+
+    fn err(from: &str, to: &str) -> String {
+        let text = GOOD.replace(from, to);
+        assert_ne!(text, GOOD, "replacement {from:?} did not apply");
+        Manifest::parse(&text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert!(err("format = 1", "format = 2").contains("`format`"));
+        assert!(err("id = \"fir-lowpass\"", "id = \"fir lowpass\"").contains("model.id"));
+        assert!(err("kind = \"audio-to-audio\"", "kind = \"rvc\"").contains("model.kind"));
+        assert!(err("sha256 = \"0000", "sha256 = \"zz00").contains("model.sha256"));
+        assert!(err("sample_rate = 48000", "sample_rate = 100").contains("stream.sample_rate"));
+        assert!(err("channels = 1", "channels = 0").contains("stream.channels"));
+        assert!(err("hop = 256", "hop = 0").contains("stream.hop"));
+        assert!(err("latency = 16", "latency = 16\nlookahead = 20").contains("stream.latency"));
+        assert!(err("shape = [1, 1, 288]", "shape = [1, 1, 256]").contains("input.shape"));
+        assert!(err("shape = [1, 1, 256]", "shape = [1, 2, 256]").contains("output.shape"));
+        assert!(err(
+            "dtype = \"float32\"\nshape = [1, 1, 288]",
+            "dtype = \"float64\"\nshape = [1, 1, 288]"
+        )
+        .contains("input.dtype"));
+        assert!(err("name = \"audio_in\"", "name = \"\"").contains("input.name"));
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_fields_are_parse_errors() {
+        assert!(matches!(
+            Manifest::parse("format = "),
+            Err(ManifestError::Parse { .. })
+        ));
+        let e = Manifest::parse(&GOOD.replace("hop = 256", "hop = 256\nhops = 3")).unwrap_err();
+        assert!(e.to_string().contains("hops"), "{e}");
+        let e = Manifest::load(Path::new("/nonexistent/model.toml")).unwrap_err();
+        assert!(matches!(e, ManifestError::Read { .. }), "{e}");
+    }
+}

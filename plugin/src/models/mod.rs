@@ -1,0 +1,103 @@
+//! What runs on the worker: model manifests, ONNX Runtime, the contract-v1 runner, and the
+//! built-in demo model.
+
+pub mod generic;
+pub mod manifest;
+pub mod processor;
+pub mod runtime;
+
+use generic::{ModelError, OnnxModel};
+use manifest::Manifest;
+use processor::HopProcessor;
+use std::path::{Path, PathBuf};
+
+/// The built-in model's manifest, embedded so Refrain works with no files beside it.
+const BUILTIN_MANIFEST: &str = include_str!("../../../models/tone-shaper/model.toml");
+/// The built-in model's ONNX bytes.
+const BUILTIN_ONNX: &[u8] = include_bytes!("../../../models/tone-shaper/tone_shaper.onnx");
+/// How the built-in model is named in state and on the command line.
+pub const BUILTIN_ID: &str = "builtin:tone-shaper";
+
+/// Which model a plugin instance runs, as persisted in its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The embedded demo model.
+    Builtin,
+    /// A `model.toml` on disk (or a folder holding one).
+    Manifest(PathBuf),
+}
+
+impl ModelSource {
+    /// Reads the persisted form: empty or `builtin:tone-shaper` for the built-in model, else a path.
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        if text.is_empty() || text == BUILTIN_ID || text == "builtin" {
+            return ModelSource::Builtin;
+        }
+        let path = PathBuf::from(text);
+        if path.is_dir() {
+            ModelSource::Manifest(path.join("model.toml"))
+        } else {
+            ModelSource::Manifest(path)
+        }
+    }
+
+    /// The persisted form.
+    pub fn to_state(&self) -> String {
+        match self {
+            ModelSource::Builtin => BUILTIN_ID.to_owned(),
+            ModelSource::Manifest(p) => p.display().to_string(),
+        }
+    }
+
+    /// The manifest alone (fast: no ONNX Runtime), to plan latency at activation.
+    pub fn manifest(&self) -> Result<Manifest, ModelError> {
+        match self {
+            ModelSource::Builtin => Ok(builtin_manifest()),
+            ModelSource::Manifest(p) => Ok(Manifest::load(p)?),
+        }
+    }
+
+    /// Loads the model fully: hash, session, tensor checks, probe run.
+    pub fn load(&self) -> Result<OnnxModel, ModelError> {
+        match self {
+            ModelSource::Builtin => {
+                OnnxModel::from_bytes(&builtin_manifest(), BUILTIN_ONNX, Path::new(BUILTIN_ID))
+            }
+            ModelSource::Manifest(p) => OnnxModel::load(p),
+        }
+    }
+
+    /// [`Self::load`] boxed for the worker, the error as text.
+    pub fn load_processor(&self) -> Result<Box<dyn HopProcessor>, String> {
+        self.load()
+            .map(|m| Box::new(m) as Box<dyn HopProcessor>)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The built-in model's manifest.
+pub fn builtin_manifest() -> Manifest {
+    Manifest::parse(BUILTIN_MANIFEST).expect("the embedded manifest is checked by the test suite")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn builtin_manifest_matches_embedded_bytes() {
+        let m = builtin_manifest();
+        assert_eq!(hex::encode(Sha256::digest(BUILTIN_ONNX)), m.model.sha256);
+        assert_eq!(m.model.id, "tone-shaper");
+    }
+
+    #[test]
+    fn sources_round_trip_through_state() {
+        assert_eq!(ModelSource::parse(""), ModelSource::Builtin);
+        assert_eq!(ModelSource::parse(BUILTIN_ID), ModelSource::Builtin);
+        let p = ModelSource::parse("/x/model.toml");
+        assert_eq!(ModelSource::parse(&p.to_state()), p);
+    }
+}

@@ -1,0 +1,33 @@
+//! Parameters and persisted state. Parameter ids are stable: hosts store automation by them.
+
+use nice_plug::prelude::*;
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+#[derive(Params)]
+pub struct RefrainParams {
+    /// Balance between the latency-aligned dry signal and the model's output.
+    #[id = "mix"]
+    pub mix: FloatParam,
+    /// Soft bypass: the latency-aligned dry signal, reached with the engine's crossfade so the
+    /// host's delay compensation and the timing stay the same.
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    /// Which model runs (`builtin:tone-shaper` or a path to a `model.toml`); saved with the
+    /// project so it reopens with the same model.
+    #[persist = "model"]
+    pub model: Arc<RwLock<String>>,
+}
+
+impl Default for RefrainParams {
+    fn default() -> Self {
+        RefrainParams {
+            mix: FloatParam::new("Mix", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
+            model: Arc::new(RwLock::new(crate::models::BUILTIN_ID.to_owned())),
+        }
+    }
+}
