@@ -1,1 +1,137 @@
-//! render
+//! Offline rendering of a file through the same engine the plugin runs (`refrain render`).
+
+use crate::engine::worker::WorkerOptions;
+use crate::engine::{Controls, EngineConfig};
+use crate::models::ModelSource;
+use std::path::Path;
+use std::time::Instant;
+
+/// Why a render failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+    #[error("{0}")]
+    Plan(#[from] crate::engine::latency::PlanError),
+    #[error("the model did not run: {0}")]
+    Model(String),
+    #[error("{path} has {channels} channels; Refrain renders mono or stereo")]
+    Channels { path: String, channels: usize },
+}
+
+/// What a render did.
+#[derive(Debug, Clone)]
+pub struct RenderReport {
+    pub frames: usize,
+    pub sample_rate: u32,
+    pub latency: u32,
+    pub latency_terms: String,
+    pub seconds: f64,
+    pub real_time_factor: f64,
+    pub underruns: u64,
+}
+
+/// Reads a WAV file as planar f32.
+pub fn read_wav(path: &Path) -> Result<(Vec<Vec<f32>>, u32), RenderError> {
+    let err = |e: hound::Error| RenderError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut r = hound::WavReader::open(path).map_err(err)?;
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>().map_err(err)?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+        }
+    };
+    let mut out = vec![Vec::with_capacity(samples.len() / ch.max(1)); ch];
+    for (i, s) in samples.into_iter().enumerate() {
+        out[i % ch].push(s);
+    }
+    Ok((out, spec.sample_rate))
+}
+
+/// Writes planar f32 as a 32-bit float WAV.
+pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<(), RenderError> {
+    let err = |e: hound::Error| RenderError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let spec = hound::WavSpec {
+        channels: audio.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
+    for i in 0..audio.first().map_or(0, |c| c.len()) {
+        for c in audio {
+            w.write_sample(c[i]).map_err(err)?;
+        }
+    }
+    w.finalize().map_err(err)
+}
+
+/// Renders `input` through `source` offline, compensating the latency so the output lines up
+/// with the input sample for sample. `progress` is called with the fraction done.
+pub fn render(
+    source: &ModelSource,
+    input: &[Vec<f32>],
+    sample_rate: u32,
+    block: usize,
+    mut progress: impl FnMut(f64),
+) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
+    let channels = input.len();
+    let config = EngineConfig {
+        sample_rate: sample_rate as f32,
+        max_block: block,
+        channels,
+        offline: true,
+    };
+    let mut engine = crate::start_engine(source.clone(), config, WorkerOptions::default())?;
+    let latency = engine.latency() as usize;
+    let frames = input.first().map_or(0, |c| c.len());
+    let total = frames + latency;
+    let mut io: Vec<Vec<f32>> = input
+        .iter()
+        .map(|c| {
+            c.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, latency))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut t = 0;
+    while t < total {
+        let n = block.min(total - t);
+        let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[t..t + n]).collect();
+        engine.process(&mut slices, Controls::default());
+        t += n;
+        progress(t as f64 / total as f64);
+    }
+    let status = engine.status().clone();
+    if status.state() == crate::engine::status::EngineState::Failed {
+        return Err(RenderError::Model(status.message()));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let out = io.into_iter().map(|c| c[latency..].to_vec()).collect();
+    let report = RenderReport {
+        frames,
+        sample_rate,
+        latency: latency as u32,
+        latency_terms: engine.plan().describe(),
+        seconds,
+        real_time_factor: seconds / (frames.max(1) as f64 / sample_rate as f64),
+        underruns: status.underruns.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    Ok((out, report))
+}

@@ -1,1 +1,521 @@
+//! Refrain's own CLAP host, built on `clack-host`: loads a `.clap` exactly as a DAW would
+//! (entry, factory, instance, activation, render mode, latency, state, processing), for the
+//! host-level tests and the demo.
 
+use anyhow::{anyhow, bail, Context, Result};
+use clack_extensions::audio_ports::{AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl};
+use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
+use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
+use clack_extensions::params::{
+    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamRescanFlags,
+};
+use clack_extensions::render::{PluginRender, RenderMode};
+use clack_extensions::state::{HostState, HostStateImpl, PluginState};
+use clack_host::prelude::*;
+use clack_host::process::audio_buffers::{
+    AudioPortBuffer, AudioPortBufferType, AudioPorts, InputChannel,
+};
+use clack_host::process::PluginAudioProcessor;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Host callbacks that may arrive on any thread: atomics only.
+#[derive(Default)]
+pub struct Shared {
+    restart_requested: AtomicBool,
+    latency_changed: AtomicBool,
+    /// Log lines at warning level or above (counted; printed to stderr).
+    pub warnings: AtomicUsize,
+    latency: OnceLock<Option<PluginLatency>>,
+    state: OnceLock<Option<PluginState>>,
+    render: OnceLock<Option<PluginRender>>,
+}
+
+impl<'a> SharedHandler<'a> for Shared {
+    fn initializing(&self, instance: InitializingPluginHandle<'a>) {
+        let _ = self.latency.set(instance.get_extension());
+        let _ = self.state.set(instance.get_extension());
+        let _ = self.render.set(instance.get_extension());
+    }
+    fn request_restart(&self) {
+        self.restart_requested.store(true, Ordering::SeqCst);
+    }
+    fn request_process(&self) {}
+    fn request_callback(&self) {}
+}
+
+impl HostLogImpl for Shared {
+    fn log(&self, severity: LogSeverity, message: &str) {
+        if matches!(
+            severity,
+            LogSeverity::Warning | LogSeverity::Error | LogSeverity::Fatal
+        ) {
+            self.warnings.fetch_add(1, Ordering::Relaxed);
+        }
+        if std::env::var_os("REFRAIN_HOST_QUIET").is_none() {
+            eprintln!("[plugin {severity}] {message}");
+        }
+    }
+}
+
+impl HostParamsImplShared for Shared {
+    fn request_flush(&self) {}
+}
+
+/// Main-thread host callbacks (flags only: they arrive without a thread check).
+pub struct MainThread<'a> {
+    shared: &'a Shared,
+}
+
+impl<'a> MainThreadHandler<'a> for MainThread<'a> {}
+
+impl HostLatencyImpl for MainThread<'_> {
+    fn changed(&self) {
+        self.shared.latency_changed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl HostStateImpl for MainThread<'_> {
+    fn mark_dirty(&self) {}
+}
+
+impl HostAudioPortsImpl for MainThread<'_> {
+    fn is_rescan_flag_supported(&self, _flag: AudioPortRescanFlags) -> bool {
+        false
+    }
+    fn rescan(&self, _flags: AudioPortRescanFlags) {}
+}
+
+impl HostParamsImplMainThread for MainThread<'_> {
+    fn rescan(&self, _flags: ParamRescanFlags) {}
+    fn clear(&self, _param_id: ClapId, _flags: ParamClearFlags) {}
+}
+
+/// The host type.
+pub struct RefrainHost;
+
+impl HostHandlers for RefrainHost {
+    type Shared<'a> = Shared;
+    type MainThread<'a> = MainThread<'a>;
+    type AudioProcessor<'a> = ();
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
+        builder
+            .register::<HostLog>()
+            .register::<HostLatency>()
+            .register::<HostState>()
+            .register::<HostAudioPorts>()
+            .register::<HostParams>();
+    }
+}
+
+/// How the host runs the plugin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setup {
+    pub sample_rate: f64,
+    pub max_block: u32,
+    /// Offline render (a bounce) rather than real time.
+    pub offline: bool,
+    pub channels: usize,
+}
+
+impl Setup {
+    pub fn realtime(sample_rate: f64, max_block: u32) -> Self {
+        Setup {
+            sample_rate,
+            max_block,
+            offline: false,
+            channels: 2,
+        }
+    }
+    pub fn offline(sample_rate: f64, max_block: u32) -> Self {
+        Setup {
+            sample_rate,
+            max_block,
+            offline: true,
+            channels: 2,
+        }
+    }
+}
+
+/// A loaded plugin instance.
+pub struct Host {
+    // Field order matters: the processor and instance go before the entry is unloaded.
+    processor: Option<PluginAudioProcessor<RefrainHost>>,
+    instance: PluginInstance<RefrainHost>,
+    _entry: PluginEntry,
+    setup: Option<Setup>,
+    in_ports: AudioPorts,
+    out_ports: AudioPorts,
+    events_out: EventBuffer,
+}
+
+/// Where the built plugin is: `REFRAIN_CLAP`, else `target/bundled/Refrain.clap`.
+pub fn default_plugin_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("REFRAIN_CLAP") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bundled/Refrain.clap")
+}
+
+impl Host {
+    /// Loads the plugin at `path` and instantiates its first plugin.
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            bail!(
+                "{} does not exist: run `cargo xtask bundle refrain` (or `cargo xtask test`) first",
+                path.display()
+            );
+        }
+        let path_str = path
+            .to_str()
+            .ok_or_else(|| anyhow!("non-UTF-8 plugin path"))?;
+        // SAFETY: loading a plugin runs its code; this is a plugin we built.
+        let entry = unsafe { PluginEntry::load(path_str) }
+            .with_context(|| format!("loading {}", path.display()))?;
+        let factory = entry
+            .get_plugin_factory()
+            .ok_or_else(|| anyhow!("no plugin factory"))?;
+        let id: CString = factory
+            .plugin_descriptors()
+            .find_map(|d| d.id().map(|id| id.to_owned()))
+            .ok_or_else(|| anyhow!("the factory lists no plugin"))?;
+        let info = HostInfo::new(
+            "Refrain test host",
+            "Refrain",
+            "https://refrain.audio",
+            "0.1.0",
+        )?;
+        let instance = PluginInstance::<RefrainHost>::new(
+            |_| Shared::default(),
+            |shared| MainThread { shared },
+            &entry,
+            &id,
+            &info,
+        )
+        .map_err(|e| anyhow!("instantiating the plugin: {e:?}"))?;
+        Ok(Host {
+            processor: None,
+            instance,
+            _entry: entry,
+            setup: None,
+            in_ports: AudioPorts::with_capacity(2, 1),
+            out_ports: AudioPorts::with_capacity(2, 1),
+            events_out: EventBuffer::new(),
+        })
+    }
+
+    /// Sets the render mode and activates; handles the restart nice-plug asks for on the
+    /// first activation.
+    pub fn activate(&mut self, setup: Setup) -> Result<()> {
+        self.deactivate();
+        if let Some(Some(render)) = self
+            .instance
+            .access_shared_handler(|h| h.render.get().copied())
+        {
+            let mode = if setup.offline {
+                RenderMode::Offline
+            } else {
+                RenderMode::Realtime
+            };
+            render
+                .set(&self.instance.plugin_handle(), mode)
+                .map_err(|_| anyhow!("the plugin refused the render mode"))?;
+        }
+        for _ in 0..3 {
+            self.instance
+                .access_shared_handler(|h| h.restart_requested.store(false, Ordering::SeqCst));
+            let config = PluginAudioConfiguration {
+                sample_rate: setup.sample_rate,
+                min_frames_count: 1,
+                max_frames_count: setup.max_block.max(1),
+            };
+            let stopped = self
+                .instance
+                .activate(|_, _| (), config)
+                .map_err(|e| anyhow!("activation failed: {e:?}"))?;
+            self.processor = Some(stopped.into());
+            self.setup = Some(setup);
+            if !self
+                .instance
+                .access_shared_handler(|h| h.restart_requested.swap(false, Ordering::SeqCst))
+            {
+                break;
+            }
+            self.deactivate();
+        }
+        Ok(())
+    }
+
+    /// Deactivates if active.
+    pub fn deactivate(&mut self) {
+        if let Some(p) = self.processor.take() {
+            let stopped = match p {
+                PluginAudioProcessor::Started(s) => s.stop_processing(),
+                PluginAudioProcessor::Stopped(s) => s,
+            };
+            self.instance.deactivate(stopped);
+        }
+        self.setup = None;
+    }
+
+    /// The latency the plugin reports now.
+    pub fn latency(&mut self) -> u32 {
+        match self
+            .instance
+            .access_shared_handler(|h| h.latency.get().copied())
+        {
+            Some(Some(ext)) => ext.get(&self.instance.plugin_handle()),
+            _ => 0,
+        }
+    }
+
+    /// Whether the plugin said its latency changed (and clears the flag).
+    pub fn take_latency_changed(&mut self) -> bool {
+        self.instance
+            .access_shared_handler(|h| h.latency_changed.swap(false, Ordering::SeqCst))
+    }
+
+    /// Warnings and errors the plugin logged.
+    pub fn warnings(&self) -> usize {
+        self.instance
+            .access_shared_handler(|h| h.warnings.load(Ordering::Relaxed))
+    }
+
+    /// The plugin's state, as a DAW saves it in a project.
+    pub fn save_state(&mut self) -> Result<Vec<u8>> {
+        let ext = self
+            .instance
+            .access_shared_handler(|h| h.state.get().copied())
+            .flatten()
+            .ok_or_else(|| anyhow!("no state extension"))?;
+        let mut out = Vec::new();
+        ext.save(&mut self.instance.plugin_handle(), &mut out)
+            .map_err(|e| anyhow!("saving state: {e}"))?;
+        Ok(out)
+    }
+
+    /// Restores a saved state.
+    pub fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let ext = self
+            .instance
+            .access_shared_handler(|h| h.state.get().copied())
+            .flatten()
+            .ok_or_else(|| anyhow!("no state extension"))?;
+        ext.load(
+            &mut self.instance.plugin_handle(),
+            &mut std::io::Cursor::new(bytes),
+        )
+        .map_err(|e| anyhow!("loading state: {e}"))?;
+        Ok(())
+    }
+
+    /// Sets a persisted field of nice-plug's JSON state (e.g. `model`), as a preset would.
+    pub fn set_state_field(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&self.save_state()?).context("the plugin state is not JSON")?;
+        state["fields"][key] = serde_json::Value::String(serde_json::to_string(value)?);
+        self.load_state(&serde_json::to_vec(&state)?)
+    }
+
+    /// Sets a parameter's (plain) value in the state, as a preset would.
+    pub fn set_state_param(&mut self, id: &str, value: serde_json::Value) -> Result<()> {
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&self.save_state()?).context("the plugin state is not JSON")?;
+        state["params"][id] = value;
+        self.load_state(&serde_json::to_vec(&state)?)
+    }
+
+    /// Processes one block out of place.
+    pub fn process(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) -> Result<()> {
+        let n = input[0].len();
+        let mut in_copy: [Vec<f32>; 2] = [
+            input[0].to_vec(),
+            input.get(1).unwrap_or(&input[0]).to_vec(),
+        ];
+        let ch = input.len();
+        let processor = self
+            .processor
+            .as_mut()
+            .ok_or_else(|| anyhow!("not active"))?;
+        let started = processor
+            .ensure_processing_started()
+            .map_err(|e| anyhow!("start processing: {e:?}"))?;
+        let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_input_only(
+                in_copy[..ch]
+                    .iter_mut()
+                    .map(|b| InputChannel::variable(&mut b[..n])),
+            ),
+        }]);
+        let mut audio_out = self.out_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(output.iter_mut().map(|b| &mut b[..n])),
+        }]);
+        self.events_out.clear();
+        let mut events_out = OutputEvents::from_buffer(&mut self.events_out);
+        started
+            .process(
+                &audio_in,
+                &mut audio_out,
+                &InputEvents::empty(),
+                &mut events_out,
+                None,
+                None,
+            )
+            .map_err(|e| anyhow!("process failed: {e:?}"))?;
+        Ok(())
+    }
+
+    /// Processes one block in place: the host hands the plugin the same buffers for input and
+    /// output, as most DAWs do.
+    pub fn process_in_place(&mut self, io: &mut [Vec<f32>], offset: usize, n: usize) -> Result<()> {
+        let processor = self
+            .processor
+            .as_mut()
+            .ok_or_else(|| anyhow!("not active"))?;
+        let started = processor
+            .ensure_processing_started()
+            .map_err(|e| anyhow!("start processing: {e:?}"))?;
+        let ptrs: Vec<*mut f32> = io.iter_mut().map(|c| c[offset..].as_mut_ptr()).collect();
+        // SAFETY: clack-host only turns these slices into the raw pointers of `clap_process`;
+        // Rust never reads or writes through both at once. The plugin sees one buffer per
+        // channel used for input and output, which CLAP allows.
+        let (ins, outs): (Vec<&mut [f32]>, Vec<&mut [f32]>) = ptrs
+            .iter()
+            .map(|&p| unsafe {
+                (
+                    std::slice::from_raw_parts_mut(p, n),
+                    std::slice::from_raw_parts_mut(p, n),
+                )
+            })
+            .unzip();
+        let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_input_only(
+                ins.into_iter().map(InputChannel::variable),
+            ),
+        }]);
+        let mut audio_out = self.out_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(outs.into_iter()),
+        }]);
+        self.events_out.clear();
+        let mut events_out = OutputEvents::from_buffer(&mut self.events_out);
+        started
+            .process(
+                &audio_in,
+                &mut audio_out,
+                &InputEvents::empty(),
+                &mut events_out,
+                None,
+                None,
+            )
+            .map_err(|e| anyhow!("process failed: {e:?}"))?;
+        Ok(())
+    }
+
+    /// Renders planar `input` through the plugin in blocks whose sizes come from `blocks`
+    /// (each clamped to the activation's maximum), in place. With `pace`, blocks are timed like
+    /// a sound card's.
+    pub fn render(
+        &mut self,
+        input: &[Vec<f32>],
+        mut blocks: impl FnMut() -> usize,
+        pace: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        let setup = self.setup.ok_or_else(|| anyhow!("not active"))?;
+        let mut io = input.to_vec();
+        let len = input[0].len();
+        let start = std::time::Instant::now();
+        let mut t = 0;
+        while t < len {
+            let n = blocks().clamp(1, setup.max_block as usize).min(len - t);
+            self.process_in_place(&mut io, t, n)?;
+            t += n;
+            if pace {
+                let due = start + std::time::Duration::from_secs_f64(t as f64 / setup.sample_rate);
+                if let Some(w) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(w);
+                }
+            }
+        }
+        Ok(io)
+    }
+
+    /// Resets the processor (a transport jump).
+    pub fn reset(&mut self) -> Result<()> {
+        let processor = self
+            .processor
+            .as_mut()
+            .ok_or_else(|| anyhow!("not active"))?;
+        processor
+            .ensure_processing_started()
+            .map_err(|e| anyhow!("start processing: {e:?}"))?
+            .reset();
+        Ok(())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.deactivate();
+    }
+}
+
+/// A small deterministic generator for block sizes and noise.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+}
+
+/// Reads a WAV file into planar f32.
+pub fn read_wav(path: &Path) -> Result<(Vec<Vec<f32>>, u32)> {
+    let mut r =
+        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>()?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let mut out = vec![Vec::with_capacity(samples.len() / ch); ch];
+    for (i, s) in samples.into_iter().enumerate() {
+        out[i % ch].push(s);
+    }
+    Ok((out, spec.sample_rate))
+}
+
+/// Writes planar f32 to a 32-bit float WAV.
+pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<()> {
+    let spec = hound::WavSpec {
+        channels: audio.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("writing {}", path.display()))?;
+    for i in 0..audio[0].len() {
+        for c in audio {
+            w.write_sample(c[i])?;
+        }
+    }
+    w.finalize()?;
+    Ok(())
+}
