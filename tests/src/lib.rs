@@ -312,20 +312,34 @@ impl Host {
         Ok(())
     }
 
+    /// nice-plug's CLAP state: a little-endian u64 length, then JSON.
+    fn state_json(&mut self) -> Result<serde_json::Value> {
+        let bytes = self.save_state()?;
+        let body = bytes
+            .get(8..)
+            .ok_or_else(|| anyhow!("state shorter than its header"))?;
+        serde_json::from_slice(body).context("the plugin state is not JSON")
+    }
+
+    fn load_state_json(&mut self, state: &serde_json::Value) -> Result<()> {
+        let body = serde_json::to_vec(state)?;
+        let mut bytes = (body.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        self.load_state(&bytes)
+    }
+
     /// Sets a persisted field of nice-plug's JSON state (e.g. `model`), as a preset would.
     pub fn set_state_field(&mut self, key: &str, value: &str) -> Result<()> {
-        let mut state: serde_json::Value =
-            serde_json::from_slice(&self.save_state()?).context("the plugin state is not JSON")?;
+        let mut state = self.state_json()?;
         state["fields"][key] = serde_json::Value::String(serde_json::to_string(value)?);
-        self.load_state(&serde_json::to_vec(&state)?)
+        self.load_state_json(&state)
     }
 
     /// Sets a parameter's (plain) value in the state, as a preset would.
     pub fn set_state_param(&mut self, id: &str, value: serde_json::Value) -> Result<()> {
-        let mut state: serde_json::Value =
-            serde_json::from_slice(&self.save_state()?).context("the plugin state is not JSON")?;
+        let mut state = self.state_json()?;
         state["params"][id] = value;
-        self.load_state(&serde_json::to_vec(&state)?)
+        self.load_state_json(&state)
     }
 
     /// Processes one block out of place.
