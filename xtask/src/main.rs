@@ -25,7 +25,6 @@ const APT_PACKAGES: &[&str] = &[
     "libxcb-icccm4-dev",
     "libxcb-dri2-0-dev",
     "libgl-dev",
-    "python3-pip",
 ];
 
 fn root() -> PathBuf {
