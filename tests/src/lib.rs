@@ -345,55 +345,15 @@ impl Host {
     /// Processes one block out of place.
     pub fn process(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) -> Result<()> {
         let n = input[0].len();
-        let mut in_copy: [Vec<f32>; 2] = [
-            input[0].to_vec(),
-            input.get(1).unwrap_or(&input[0]).to_vec(),
-        ];
-        let ch = input.len();
-        let processor = self
-            .processor
-            .as_mut()
-            .ok_or_else(|| anyhow!("not active"))?;
-        let started = processor
-            .ensure_processing_started()
-            .map_err(|e| anyhow!("start processing: {e:?}"))?;
-        let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_input_only(
-                in_copy[..ch]
-                    .iter_mut()
-                    .map(|b| InputChannel::variable(&mut b[..n])),
-            ),
-        }]);
-        let mut audio_out = self.out_ports.with_output_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_output_only(output.iter_mut().map(|b| &mut b[..n])),
-        }]);
-        self.events_out.clear();
-        let mut events_out = OutputEvents::from_buffer(&mut self.events_out);
-        started
-            .process(
-                &audio_in,
-                &mut audio_out,
-                &InputEvents::empty(),
-                &mut events_out,
-                None,
-                None,
-            )
-            .map_err(|e| anyhow!("process failed: {e:?}"))?;
-        Ok(())
+        let mut in_copy: Vec<Vec<f32>> = input.iter().map(|c| c.to_vec()).collect();
+        let ins = in_copy.iter_mut().map(|b| &mut b[..n]).collect();
+        let outs = output.iter_mut().map(|b| &mut b[..n]).collect();
+        self.run_block(ins, outs)
     }
 
     /// Processes one block in place: the host hands the plugin the same buffers for input and
     /// output, as most DAWs do.
     pub fn process_in_place(&mut self, io: &mut [Vec<f32>], offset: usize, n: usize) -> Result<()> {
-        let processor = self
-            .processor
-            .as_mut()
-            .ok_or_else(|| anyhow!("not active"))?;
-        let started = processor
-            .ensure_processing_started()
-            .map_err(|e| anyhow!("start processing: {e:?}"))?;
         let ptrs: Vec<*mut f32> = io.iter_mut().map(|c| c[offset..].as_mut_ptr()).collect();
         // SAFETY: clack-host only turns these slices into the raw pointers of `clap_process`;
         // Rust never reads or writes through both at once. The plugin sees one buffer per
@@ -407,6 +367,18 @@ impl Host {
                 )
             })
             .unzip();
+        self.run_block(ins, outs)
+    }
+
+    /// One `process()` call on the plugin with these input and output channels.
+    fn run_block(&mut self, ins: Vec<&mut [f32]>, outs: Vec<&mut [f32]>) -> Result<()> {
+        let processor = self
+            .processor
+            .as_mut()
+            .ok_or_else(|| anyhow!("not active"))?;
+        let started = processor
+            .ensure_processing_started()
+            .map_err(|e| anyhow!("start processing: {e:?}"))?;
         let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
             latency: 0,
             channels: AudioPortBufferType::f32_input_only(
@@ -491,28 +463,6 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) as u32
     }
-}
-
-/// Reads a WAV file into planar f32.
-pub fn read_wav(path: &Path) -> Result<(Vec<Vec<f32>>, u32)> {
-    let mut r =
-        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let spec = r.spec();
-    let ch = spec.channels as usize;
-    let samples: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>()?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()?
-        }
-    };
-    let mut out = vec![Vec::with_capacity(samples.len() / ch); ch];
-    for (i, s) in samples.into_iter().enumerate() {
-        out[i % ch].push(s);
-    }
-    Ok((out, spec.sample_rate))
 }
 
 /// Writes planar f32 to a 32-bit float WAV.

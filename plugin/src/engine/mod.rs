@@ -236,6 +236,21 @@ impl Engine {
         true
     }
 
+    /// [`Self::sync_return`], then drops processed frames older than stream index `first`
+    /// (left behind by a late worker or a skipped chunk).
+    fn sync_to(&mut self, first: u64) -> bool {
+        if !self.sync_return() {
+            return false;
+        }
+        let ch = self.config.channels.max(1);
+        if let Some(head) = self.head.filter(|&h| h < first) {
+            let k = ((first - head) as usize).min(self.ready_frames() as usize);
+            self.popped_total += (self.from_worker.skip(k * ch) / ch) as u64;
+            self.head = Some(head + k as u64);
+        }
+        true
+    }
+
     /// Processed frames ready at the return ring's head.
     fn ready_frames(&self) -> u64 {
         (self.from_worker.occupied_len() / self.config.channels.max(1)) as u64
@@ -306,17 +321,7 @@ impl Engine {
         let need = (n - before_start) as u64;
         let reserve = self.plan.crossfade_reserve as u64;
         let first = q.max(0) as u64;
-        let mut synced = self.sync_return();
-        if synced {
-            // Drop frames that are already too old (after a late worker or a skip).
-            if let Some(head) = self.head {
-                if head < first {
-                    let k = ((first - head) as usize).min(self.ready_frames() as usize);
-                    self.popped_total += (self.from_worker.skip(k * ch) / ch) as u64;
-                    self.head = Some(head + k as u64);
-                }
-            }
-        }
+        let mut synced = self.sync_to(first);
         let lookahead_end = (q + n as i64 + reserve as i64).max(0) as u64;
         let wanted = lookahead_end.saturating_sub(first);
         let available = |this: &Self| -> u64 {
@@ -330,16 +335,7 @@ impl Engine {
             let mut last_progress = Instant::now();
             let mut last_ready = 0;
             loop {
-                synced = self.sync_return();
-                if synced {
-                    if let Some(head) = self.head {
-                        if head < first {
-                            let k = ((first - head) as usize).min(self.ready_frames() as usize);
-                            self.popped_total += (self.from_worker.skip(k * ch) / ch) as u64;
-                            self.head = Some(head + k as u64);
-                        }
-                    }
-                }
+                synced = self.sync_to(first);
                 let ready = if synced { available(self) } else { 0 };
                 let state = self.status.state();
                 if (ready >= wanted && state == EngineState::Running)

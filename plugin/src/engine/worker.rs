@@ -179,7 +179,7 @@ impl Worker {
                         processor,
                         &history,
                         history_next,
-                        Some(&input),
+                        &input,
                         &mut output,
                     );
                 }
@@ -197,7 +197,7 @@ impl Worker {
                         processor,
                         &history,
                         history_next,
-                        Some(&input),
+                        &input,
                         &mut output,
                     );
                 }
@@ -208,16 +208,16 @@ impl Worker {
         }
     }
 
-    /// Puts `processor` in place of the running pipeline. With `current` (the chunk just
-    /// processed by the old model, whose output is in `output`), the new model is warmed on the
-    /// chunks before it, run on the same chunk, and crossfaded in over it.
+    /// Puts `processor` in place of the running pipeline: the new model is warmed on the
+    /// chunks before `current` (the chunk just processed by the old model, whose output is in
+    /// `output`), run on `current`, and crossfaded in over it.
     fn install(
         &self,
         pipeline: &mut Option<Pipeline>,
         processor: Box<dyn HopProcessor>,
         history: &[Vec<f32>],
         history_next: usize,
-        current: Option<&[f32]>,
+        current: &[f32],
         output: &mut [f32],
     ) {
         let mut fresh = match Pipeline::new(self.plan, self.channels, processor) {
@@ -230,34 +230,27 @@ impl Worker {
         let ch = self.channels;
         let mut scratch = vec![0.0f32; output.len()];
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
-            // `history_next` is the oldest entry; with `current`, the newest entry is `current` itself.
-            let warm = if current.is_some() {
-                HISTORY_CHUNKS - 1
-            } else {
-                HISTORY_CHUNKS
-            };
-            for k in 0..warm {
+            // `history_next` is the oldest entry; the newest is `current` itself.
+            for k in 0..HISTORY_CHUNKS - 1 {
                 fresh
                     .process_chunk(&history[(history_next + k) % HISTORY_CHUNKS], &mut scratch)
                     .map_err(|e| e.to_string())?;
             }
-            if let Some(cur) = current {
-                fresh
-                    .process_chunk(cur, &mut scratch)
-                    .map_err(|e| e.to_string())?;
-                let frames = output.len() / ch;
-                let was_running = pipeline.is_some();
-                for f in 0..frames {
-                    let angle = (f as f32 + 0.5) / frames as f32 * std::f32::consts::FRAC_PI_2;
-                    let (g_old, g_new) = if was_running {
-                        (angle.cos(), angle.sin())
-                    } else {
-                        (0.0, 1.0)
-                    };
-                    for c in 0..ch {
-                        let i = f * ch + c;
-                        output[i] = output[i] * g_old + scratch[i] * g_new;
-                    }
+            fresh
+                .process_chunk(current, &mut scratch)
+                .map_err(|e| e.to_string())?;
+            let frames = output.len() / ch;
+            let was_running = pipeline.is_some();
+            for f in 0..frames {
+                let angle = (f as f32 + 0.5) / frames as f32 * std::f32::consts::FRAC_PI_2;
+                let (g_old, g_new) = if was_running {
+                    (angle.cos(), angle.sin())
+                } else {
+                    (0.0, 1.0)
+                };
+                for c in 0..ch {
+                    let i = f * ch + c;
+                    output[i] = output[i] * g_old + scratch[i] * g_new;
                 }
             }
             Ok(())
