@@ -62,6 +62,9 @@ name = "{mo[0]}"
 dtype = "float32"
 shape = {list(mo[1])}
 '''
+    rights = meta.get('rights')
+    if rights:
+        toml += '\n[rights]\n' + ''.join(f'{k} = true\n' for k in rights)
     with open(os.path.join(model_dir, "model.toml"), "w") as f:
         f.write(toml)
     print(f"{model_dir}: {len(data)} bytes, sha256 {digest}")
@@ -134,7 +137,7 @@ def gain(model_dir):
     save(model_dir, "gain.onnx", graph, meta, [1, 2, hop], [1, 2, hop])
 
 
-def tone_shaper(model_dir):
+def tone_shaper(model_dir, gains_db=(5, -2, 4), drive=1.6, width=1.35, meta=None, file="tone_shaper.onnx"):
     """The demo model: per channel, three linear-phase bands (low < 200 Hz, high > 3.5 kHz, mid
     in between) re-balanced (+5 dB low, -2 dB mid, +4 dB high), a gentle tanh saturation, and
     a wider stereo image. 48 kHz stereo, hop 480, 129-tap filters, latency 64."""
@@ -145,14 +148,13 @@ def tone_shaper(model_dir):
     delta[taps // 2] = 1.0
     high = delta - high_lp
     mid = delta - low - high
-    gains = [10 ** (5 / 20), 10 ** (-2 / 20), 10 ** (4 / 20)]
+    gains = [10 ** (db / 20) for db in gains_db]
     bands = np.stack([low, mid, high])  # [3, taps]
     w = np.concatenate([bands, bands])[:, None, ::-1].astype(np.float32).copy()  # [6, 1, taps]
     g = np.array(gains * 2, np.float32).reshape(1, 6, 1)
     # Sum three bands per channel back to one: a grouped 1x1 conv.
     s = np.ones((2, 3, 1), np.float32)
-    drive = 1.6
-    width = 1.35  # side gain; mid kept
+    # width: side gain; mid kept
     m = np.array([[(1 + width) / 2, (1 - width) / 2], [(1 - width) / 2, (1 + width) / 2]], np.float32).reshape(2, 2, 1)
     nodes = [
         helper.make_node("Conv", ["audio_in", "bands"], ["b"], group=2),
@@ -167,15 +169,26 @@ def tone_shaper(model_dir):
                               [io("audio_out", [1, 2, hop])],
                               [const("bands", w), const("band_gain", g), const("band_sum", s),
                                const("drive", np.array([drive], np.float32)), const("widen", m)])
-    meta = dict(id="tone-shaper", name="Tone Shaper",
-                description="three-band tone shaping, tape-style saturation and stereo widening",
+    meta = dict(meta or dict(id="tone-shaper", name="Tone Shaper",
+                             description="three-band tone shaping, tape-style saturation and stereo widening"),
                 rate=rate, channels=2, hop=hop, context=taps - 1, latency=taps // 2)
-    save(model_dir, "tone_shaper.onnx", graph, meta, [1, 2, taps - 1 + hop], [1, 2, hop])
+    save(model_dir, file, graph, meta, [1, 2, taps - 1 + hop], [1, 2, hop])
+
+
+def demo_remix(model_dir):
+    """The demo remix model: it stands for a model applied to a licensed recording, so its
+    manifest declares `licensed_track` and it only runs under a licence. A darker, driven,
+    wide "night drive" treatment of the same three-band structure as the Tone Shaper."""
+    tone_shaper(model_dir, gains_db=(7, -4, -9), drive=3.0, width=1.8, file="night_drive.onnx",
+                meta=dict(id="refrain.demo-remix", name="Night Drive Remix (demo)",
+                          description="demo remix model: dark three-band EQ, heavy saturation, wide image",
+                          rights=["licensed_track"]))
 
 
 def main():
     t = os.path.join(ROOT, "test")
     tone_shaper(os.path.join(ROOT, "tone-shaper"))
+    demo_remix(os.path.join(ROOT, "demo-remix"))
     identity(os.path.join(t, "identity"))
     fir(os.path.join(t, "fir"))
     gain(os.path.join(t, "gain"))

@@ -5,12 +5,20 @@
 //! plans the stream and reports latency, `process()` hands the host's buffers to the engine.
 
 pub mod engine;
+pub mod licence;
 pub mod models;
 pub mod params;
 pub mod render;
+pub mod synth;
 
 use engine::worker::WorkerOptions;
 use engine::{Controls, Engine, EngineConfig};
+use licence::claims::Use;
+use licence::fingerprint::{FingerprintMonitor, FingerprintTap, TrackMatch};
+use licence::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
+use licence::policy::{LicenceState, Requirement, SystemClock, Verdict};
+use licence::store::Store;
+use models::manifest::Manifest;
 use models::ModelSource;
 use nice_plug::prelude::*;
 use params::RefrainParams;
@@ -28,6 +36,148 @@ pub struct Refrain {
     engine: Option<Engine>,
     /// Set if the engine ever panicked: from then on audio passes through untouched.
     poisoned: bool,
+    /// Licence enforcement for models that need one; `None` for those that do not.
+    licensing: Option<Licensing>,
+}
+
+/// What a licence must allow for `manifest`'s model; `None` when the model needs none
+/// (Refrain's built-in processors and utility models). Voice models need `cover`, remix
+/// models `remix`, and real-time use (not an offline bounce) needs `live` as well.
+pub fn licence_requirement(
+    manifest: &Manifest,
+    offline: bool,
+    territory: Option<String>,
+) -> Option<Requirement> {
+    let rights = manifest.rights;
+    if !rights.licensed_voice && !rights.licensed_track {
+        return None;
+    }
+    let mut uses = Vec::new();
+    if rights.licensed_voice {
+        uses.push(Use::Cover);
+    }
+    if rights.licensed_track {
+        uses.push(Use::Remix);
+    }
+    if !offline {
+        uses.push(Use::Live);
+    }
+    Some(Requirement {
+        model_id: manifest.model.id.clone(),
+        model_sha256: manifest.model.sha256.to_ascii_lowercase(),
+        uses,
+        territory,
+    })
+}
+
+/// A licensed model's enforcement: the gate the background checks write, the audio thread's
+/// latch, and the fingerprint tap for remix models.
+pub struct Licensing {
+    pub gate: Arc<LicenceGate>,
+    latch: Latch,
+    tap: Option<FingerprintTap>,
+    _monitor: Option<LicenceMonitor>,
+    _fingerprint: Option<FingerprintMonitor>,
+}
+
+impl Licensing {
+    /// Checks the licence for `manifest` now (off the audio thread) and starts the periodic
+    /// re-check and, for remix models with a reference fingerprint, the track matcher.
+    /// Returns `None` when the model needs no licence.
+    pub fn start(
+        manifest: &Manifest,
+        track: Option<LoadedTrack>,
+        config: &EngineConfig,
+    ) -> Option<(Licensing, Verdict)> {
+        let rights = manifest.rights;
+        let store = match Store::open_default() {
+            Ok(s) => s,
+            Err(e) => {
+                licence_requirement(manifest, config.offline, None)?;
+                // No licence folder: the AI path stays off, with the reason.
+                let verdict = Verdict::invalid(&e, None);
+                let gate = LicenceGate::new(&verdict);
+                return Some((
+                    Licensing {
+                        latch: Latch::new(&gate),
+                        gate,
+                        tap: None,
+                        _monitor: None,
+                        _fingerprint: None,
+                    },
+                    verdict,
+                ));
+            }
+        };
+        let requirement = licence_requirement(manifest, config.offline, store.territory())?;
+        let spec = MonitorSpec {
+            store,
+            licence_id: track.map(|t| t.licence),
+            requirement,
+            clock: Arc::new(SystemClock),
+            period: MonitorSpec::period_from_env(),
+        };
+        let verdict = spec.evaluate();
+        let gate = LicenceGate::new(&verdict);
+        let monitor = LicenceMonitor::start(spec, gate.clone(), |v| {
+            nice_log!("Refrain licence: {}", v.reason);
+        });
+        let reference = verdict
+            .claims
+            .as_ref()
+            .filter(|_| rights.licensed_track && verdict.state.allows())
+            .and_then(|c| c.reference_fingerprint().ok().flatten());
+        let (fingerprint, tap) = match reference {
+            Some(reference) => match FingerprintMonitor::start(
+                reference,
+                config.sample_rate.round() as u32,
+                config.max_block,
+                config.offline,
+                gate.clone(),
+                |state, ber| {
+                    match state {
+                    TrackMatch::Mismatch => nice_log!(
+                        "Refrain licence: input does not match the licensed track (bit error rate {ber:.2})"
+                    ),
+                    TrackMatch::Match => nice_log!(
+                        "Refrain licence: input matches the licensed track (bit error rate {ber:.2})"
+                    ),
+                    TrackMatch::Unknown => {}
+                }
+                },
+            ) {
+                Ok((m, t)) => (Some(m), Some(t)),
+                Err(e) => {
+                    nice_error!("Refrain licence: fingerprint matching is off: {e}");
+                    (None, None)
+                }
+            },
+            None => (None, None),
+        };
+        Some((
+            Licensing {
+                latch: Latch::new(&gate),
+                gate,
+                tap,
+                _monitor: Some(monitor),
+                _fingerprint: fingerprint,
+            },
+            verdict,
+        ))
+    }
+
+    /// Audio thread: whether the AI path runs for this block (and feeds the fingerprint).
+    fn allows(&mut self, io: &[&mut [f32]], playing: bool) -> bool {
+        if let Some(tap) = &mut self.tap {
+            tap.push(io);
+        }
+        self.latch.allows(&self.gate, playing)
+    }
+
+    /// The state the audio thread acts on.
+    pub fn latched(&self) -> LicenceState {
+        self.latch.state()
+    }
 }
 
 impl Default for Refrain {
@@ -36,6 +186,7 @@ impl Default for Refrain {
             params: Arc::new(RefrainParams::default()),
             engine: None,
             poisoned: false,
+            licensing: None,
         }
     }
 }
@@ -123,7 +274,22 @@ impl Plugin for Refrain {
         let source = ModelSource::parse(&self.params.model.read());
         // The old engine (and its worker and session) goes here, on the main thread.
         self.engine = None;
+        self.licensing = None;
         self.poisoned = false;
+        if let Ok(manifest) = source.manifest() {
+            let track = LoadedTrack::parse(&self.params.track.read());
+            if let Some((licensing, verdict)) = Licensing::start(&manifest, track, &config) {
+                if verdict.state.allows() {
+                    nice_log!("Refrain licence: {}", verdict.reason);
+                } else {
+                    nice_error!(
+                        "Refrain licence: the AI path is off, dry audio passes: {}",
+                        verdict.reason
+                    );
+                }
+                self.licensing = Some(licensing);
+            }
+        }
         match start_engine(source.clone(), config, worker_options_from_env()) {
             Ok(engine) => {
                 nice_log!(
@@ -146,27 +312,37 @@ impl Plugin for Refrain {
         if let Some(engine) = &mut self.engine {
             engine.reset();
         }
+        // A reset is a stop or a jump: a new licence state takes effect here.
+        if let Some(l) = &mut self.licensing {
+            l.latch.relatch(&l.gate);
+        }
     }
 
     fn deactivate(&mut self) {
         self.engine = None;
+        self.licensing = None;
     }
 
     fn process(
         &mut self,
         buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
+        context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         if self.poisoned {
             return ProcessStatus::Normal;
         }
-        let controls = Controls {
+        let playing = context.transport().playing;
+        let mut controls = Controls {
             mix: self.params.mix.value(),
             bypass: self.params.bypass.value(),
         };
         if let Some(engine) = &mut self.engine {
             let io = buffer.as_slice();
+            if let Some(l) = &mut self.licensing {
+                // Unlicensed: the engine's bypass path, the latency-aligned dry signal.
+                controls.bypass |= !l.allows(io, playing);
+            }
             // Nothing in the engine panics by design; if it ever did, the host must not die.
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 engine.process(io, controls)

@@ -17,6 +17,11 @@ pub struct RefrainParams {
     /// project so it reopens with the same model.
     #[persist = "model"]
     pub model: Arc<RwLock<String>>,
+    /// The track loaded into this instance (its licence id, ISRC and title as JSON, see
+    /// [`crate::licence::gate::LoadedTrack`]); saved with the project so it reopens with the
+    /// same track and licence.
+    #[persist = "track"]
+    pub track: Arc<RwLock<String>>,
 }
 
 impl Default for RefrainParams {
@@ -28,6 +33,7 @@ impl Default for RefrainParams {
                 .with_string_to_value(formatters::s2v_f32_percentage()),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
             model: Arc::new(RwLock::new(crate::models::BUILTIN_ID.to_owned())),
+            track: Arc::new(RwLock::new(String::new())),
         }
     }
 }

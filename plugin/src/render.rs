@@ -19,6 +19,8 @@ pub enum RenderError {
     Model(String),
     #[error("{path} has {channels} channels; Refrain renders mono or stereo")]
     Channels { path: String, channels: usize },
+    #[error("model `{model}` needs a licence: {reason}")]
+    Unlicensed { model: String, reason: String },
 }
 
 /// What a render did.
@@ -80,15 +82,84 @@ pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<(), Rende
     w.finalize().map_err(err)
 }
 
+/// Checks the licence a bounce of `input` through `source` needs, as the plugin does for an
+/// offline render: the licence (`track`) must cover the model and the use, and for a remix
+/// model the input must match the licensed track's fingerprint. Returns the licence verdict,
+/// or `None` when the model needs no licence.
+pub fn check_licence(
+    source: &ModelSource,
+    track: Option<&crate::licence::gate::LoadedTrack>,
+    input: &[Vec<f32>],
+    sample_rate: u32,
+) -> Result<Option<crate::licence::policy::Verdict>, RenderError> {
+    use crate::licence::fingerprint::{LiveMatcher, TrackMatch};
+    let Ok(manifest) = source.manifest() else {
+        // The render reports the manifest's problem itself.
+        return Ok(None);
+    };
+    let unlicensed = |reason: String| RenderError::Unlicensed {
+        model: manifest.model.id.clone(),
+        reason,
+    };
+    let store = match crate::licence::store::Store::open_default() {
+        Ok(store) => store,
+        Err(e) => {
+            return match crate::licence_requirement(&manifest, true, None) {
+                Some(_) => Err(unlicensed(e.to_string())),
+                None => Ok(None),
+            }
+        }
+    };
+    let Some(requirement) = crate::licence_requirement(&manifest, true, store.territory()) else {
+        return Ok(None);
+    };
+    let verdict = crate::licence::policy::evaluate(
+        &store,
+        track.map(|t| t.licence.as_str()),
+        &requirement,
+        &crate::licence::policy::SystemClock,
+    );
+    if !verdict.state.allows() {
+        return Err(unlicensed(verdict.reason));
+    }
+    let reference = verdict
+        .claims
+        .as_ref()
+        .filter(|_| manifest.rights.licensed_track)
+        .and_then(|c| c.reference_fingerprint().ok().flatten());
+    if let Some(reference) = reference {
+        let mut matcher = LiveMatcher::new(reference, sample_rate).map_err(unlicensed)?;
+        let frames = input.first().map_or(0, Vec::len);
+        let mut mono = vec![0.0f32; 4096];
+        for start in (0..frames).step_by(4096) {
+            let n = 4096.min(frames - start);
+            for (i, m) in mono[..n].iter_mut().enumerate() {
+                *m = input.iter().map(|c| c[start + i]).sum::<f32>() / input.len() as f32;
+            }
+            if matcher.push(&mono[..n]) == Some(TrackMatch::Mismatch) {
+                return Err(unlicensed(format!(
+                    "{} (from {:.0} s on)",
+                    crate::licence::LicenceError::TrackMismatch,
+                    start as f64 / sample_rate as f64
+                )));
+            }
+        }
+    }
+    Ok(Some(verdict))
+}
+
 /// Renders `input` through `source` offline, compensating the latency so the output lines up
-/// with the input sample for sample. `progress` is called with the fraction done.
+/// with the input sample for sample. `progress` is called with the fraction done. Models that
+/// need a licence are refused unless `track`'s licence covers them (see [`check_licence`]).
 pub fn render(
     source: &ModelSource,
+    track: Option<&crate::licence::gate::LoadedTrack>,
     input: &[Vec<f32>],
     sample_rate: u32,
     block: usize,
     mut progress: impl FnMut(f64),
 ) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
+    check_licence(source, track, input, sample_rate)?;
     let channels = input.len();
     let config = EngineConfig {
         sample_rate: sample_rate as f32,

@@ -1,9 +1,15 @@
 //! The `refrain` command line: offline renders through the plugin's engine.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use refrain::licence::gate::LoadedTrack;
+use refrain::licence::issue::{self, LicenceSpec};
+use refrain::licence::policy::{self, Clock, LicenceState, Requirement, SystemClock};
+use refrain::licence::store::{self, RevocationList, Store};
+use refrain::licence::token::{self, IssuerKey, SigningKey};
+use refrain::licence::{claims, LicenceError};
 use refrain::models::ModelSource;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -32,7 +38,338 @@ enum Command {
         /// Block size fed to the engine.
         #[arg(long, default_value_t = 512)]
         block: usize,
+        /// The track's licence, for models that need one: a licence file (cached on the way)
+        /// or the id of a cached licence.
+        #[arg(long)]
+        licence: Option<String>,
     },
+    /// Licences: keys, issuing, checking, revoking.
+    #[command(subcommand)]
+    Licence(LicenceCommand),
+}
+
+#[derive(Subcommand)]
+enum LicenceCommand {
+    /// Create an issuer key pair (rights holders). Writes NAME.secret.toml (keep it safe) and
+    /// NAME.public.toml (give it to licensees).
+    Keygen {
+        /// The rights holder's name, as licences will name it.
+        #[arg(long)]
+        issuer: String,
+        /// Folder for the two key files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// File name stem (default: from the issuer's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also trust the public key on this machine.
+        #[arg(long)]
+        trust: bool,
+    },
+    /// Trust an issuer's public key on this machine.
+    Trust { public_key: PathBuf },
+    /// Issue a licence from a TOML description (see `licence::issue` for the fields).
+    Issue {
+        /// The issuer's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The licence description (TOML).
+        #[arg(long)]
+        spec: PathBuf,
+        /// The licensed recording (WAV) for the reference fingerprint; overrides `track.audio`.
+        #[arg(long)]
+        audio: Option<PathBuf>,
+        /// Where to write the licence token.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also cache the licence on this machine.
+        #[arg(long)]
+        install: bool,
+    },
+    /// Show what a licence claims, and whether its signature verifies here.
+    Inspect { licence: String },
+    /// Check a licence as the plugin would, and say why it fails if it does (exit status 1).
+    Verify {
+        /// A licence file, or the id of a cached licence.
+        licence: String,
+        /// The model to check it for: a model.toml (or its folder).
+        #[arg(long)]
+        model: Option<String>,
+        /// Check real-time use (`live`), not only offline bounces.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Sign a revocation list withdrawing licences and/or keys of the issuer.
+    Revoke {
+        /// The issuer's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Licence ids to withdraw.
+        #[arg(long = "licence")]
+        licences: Vec<String>,
+        /// Key ids (`k4.pid.…`) of the issuer to withdraw.
+        #[arg(long = "key-id")]
+        key_ids: Vec<String>,
+        /// Where to write the signed list.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also install the list on this machine.
+        #[arg(long)]
+        install: bool,
+    },
+    /// Cache a licence or install a revocation list on this machine.
+    Install { file: PathBuf },
+    /// List the cached licences and what each allows now.
+    List,
+}
+
+/// `--licence`: a file (cached on the way) or the id of a cached licence.
+fn resolve_track(store: &Store, arg: &str) -> Result<LoadedTrack> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        LoadedTrack::load_file(store, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    } else {
+        Ok(LoadedTrack {
+            licence: arg.to_owned(),
+            ..Default::default()
+        })
+    }
+}
+
+/// A licence argument's token: a file, or a cached licence's id.
+fn token_text(store: &Store, arg: &str) -> Result<String> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        Ok(store::read_token_file(path)?)
+    } else {
+        Ok(store.licence_token(arg)?)
+    }
+}
+
+fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-').to_owned();
+    if s.is_empty() {
+        "issuer".into()
+    } else {
+        s
+    }
+}
+
+fn signing_key(path: &Path) -> Result<SigningKey> {
+    Ok(SigningKey::from_file(&issue::read_key_file(path)?)?)
+}
+
+fn licence(cmd: LicenceCommand) -> Result<()> {
+    let store = Store::open_default()?;
+    match cmd {
+        LicenceCommand::Keygen {
+            issuer,
+            out,
+            name,
+            trust,
+        } => {
+            let key = SigningKey::generate(&issuer)?;
+            let stem = name.unwrap_or_else(|| slug(&issuer));
+            let secret = out.join(format!("{stem}.secret.toml"));
+            let public = out.join(format!("{stem}.public.toml"));
+            issue::write_key_file(&secret, &key.to_file())?;
+            issue::write_key_file(&public, &key.issuer_key().to_file())?;
+            println!("issuer:      {issuer}");
+            println!("key id:      {}", key.kid);
+            println!(
+                "secret key:  {} (keep it safe; never share it)",
+                secret.display()
+            );
+            println!("public key:  {}", public.display());
+            if trust {
+                let p = store.trust(&key.issuer_key())?;
+                println!("trusted:     {}", p.display());
+            }
+        }
+        LicenceCommand::Trust { public_key } => {
+            let key = IssuerKey::from_file(&issue::read_key_file(&public_key)?)?;
+            let p = store.trust(&key)?;
+            println!("trusted {} ({}) in {}", key.issuer, key.kid, p.display());
+        }
+        LicenceCommand::Issue {
+            key,
+            spec,
+            audio,
+            out,
+            install,
+        } => {
+            let key = signing_key(&key)?;
+            let text = std::fs::read_to_string(&spec)
+                .with_context(|| format!("cannot read {}", spec.display()))?;
+            let base = spec.parent().unwrap_or(Path::new("."));
+            let claims = LicenceSpec::from_toml(&text)?.to_claims(
+                &key.issuer,
+                base,
+                audio.as_deref(),
+                SystemClock.now(),
+            )?;
+            let token = issue::sign_licence(&key, &claims)?;
+            std::fs::write(&out, &token)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            print!("{}", claims.describe());
+            println!("written:     {} ({} bytes)", out.display(), token.len());
+            if install {
+                store.install_licence(&token)?;
+                println!("cached in:   {}", store.root().display());
+            }
+        }
+        LicenceCommand::Inspect { licence } => {
+            let text = token_text(&store, &licence)?;
+            let untrusted = token::parse(&text)?;
+            let (keys, _) = store.trusted_keys();
+            let (revoked, _) = store.revoked(&keys);
+            match policy::verify(&text, &keys, &revoked) {
+                Ok(c) => {
+                    print!("{}", c.describe());
+                    println!("signature:   verifies (key {})", untrusted.kid);
+                }
+                Err(e) => {
+                    // Show what it claims, marked as untrusted.
+                    if let Ok(c) =
+                        serde_json::from_slice::<claims::Claims>(untrusted.untrusted_payload())
+                    {
+                        print!("{}", c.describe());
+                    }
+                    println!("signature:   NOT TRUSTED: {e}");
+                }
+            }
+        }
+        LicenceCommand::Verify {
+            licence,
+            model,
+            live,
+        } => {
+            let text = token_text(&store, &licence)?;
+            let (keys, _) = store.trusted_keys();
+            let (revoked, _) = store.revoked(&keys);
+            let claims = match policy::verify(&text, &keys, &revoked) {
+                Ok(c) => c,
+                Err(e) => bail!("invalid: {e}"),
+            };
+            let requirement = match model {
+                Some(m) => {
+                    let manifest = ModelSource::parse(&m).manifest()?;
+                    match refrain::licence_requirement(&manifest, !live, store.territory()) {
+                        Some(r) => r,
+                        None => {
+                            println!("model `{}` needs no licence", manifest.model.id);
+                            return Ok(());
+                        }
+                    }
+                }
+                // No model: the signature, revocation, clock and dates.
+                None => Requirement {
+                    model_id: claims.models[0].id.clone(),
+                    model_sha256: claims.models[0].sha256.clone(),
+                    uses: if live {
+                        vec![claims::Use::Live]
+                    } else {
+                        vec![]
+                    },
+                    territory: store.territory(),
+                },
+            };
+            let v = policy::evaluate_token(&store, &text, &requirement, &SystemClock);
+            match v.state {
+                LicenceState::Valid | LicenceState::NotRequired => println!("valid: {}", v.reason),
+                LicenceState::Grace => println!("valid (grace period): {}", v.reason),
+                LicenceState::Invalid => bail!("invalid: {}", v.reason),
+            }
+        }
+        LicenceCommand::Revoke {
+            key,
+            licences,
+            key_ids,
+            out,
+            install,
+        } => {
+            if licences.is_empty() && key_ids.is_empty() {
+                bail!("nothing to revoke: give --licence ID and/or --key-id KID");
+            }
+            let key = signing_key(&key)?;
+            let list = RevocationList {
+                iss: key.issuer.clone(),
+                iat: claims::format_time(SystemClock.now()),
+                revoked_keys: key_ids,
+                revoked_licences: licences,
+            };
+            let token = issue::sign_revocations(&key, &list)?;
+            std::fs::write(&out, &token)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "revocation list of {}: {} licence(s), {} key(s), written to {}",
+                list.iss,
+                list.revoked_licences.len(),
+                list.revoked_keys.len(),
+                out.display()
+            );
+            if install {
+                store.install_revocations(&token)?;
+                println!("installed in {}", store.root().display());
+            }
+        }
+        LicenceCommand::Install { file } => {
+            let text = store::read_token_file(&file)?;
+            match store.install_revocations(&text) {
+                Ok(list) => println!(
+                    "installed the revocation list of {} ({} licence(s), {} key(s))",
+                    list.iss,
+                    list.revoked_licences.len(),
+                    list.revoked_keys.len()
+                ),
+                Err(LicenceError::BadSignature) | Err(LicenceError::Payload(_)) => {
+                    let id = store.install_licence(&text)?;
+                    println!("cached licence {id} in {}", store.root().display());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        LicenceCommand::List => {
+            let ids = store.licence_ids();
+            if ids.is_empty() {
+                println!("no licences cached in {}", store.root().display());
+            }
+            let (keys, _) = store.trusted_keys();
+            let (revoked, _) = store.revoked(&keys);
+            for id in ids {
+                let line = match store
+                    .licence_token(&id)
+                    .and_then(|t| policy::verify(&t, &keys, &revoked))
+                {
+                    Ok(c) => format!(
+                        "{} - {} ({}), until {}, uses {}",
+                        c.track.artists.join(", "),
+                        c.track.title,
+                        c.track.isrc,
+                        &c.exp[..10.min(c.exp.len())],
+                        c.uses
+                            .iter()
+                            .map(|u| u.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Err(e) => format!("unusable: {e}"),
+                };
+                println!("{id}  {line}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -42,8 +379,13 @@ fn main() -> Result<()> {
             input,
             output,
             block,
+            licence: licence_arg,
         } => {
             let source = ModelSource::parse(&model);
+            let track = match &licence_arg {
+                Some(arg) => Some(resolve_track(&Store::open_default()?, arg)?),
+                None => None,
+            };
             let (audio, rate) = refrain::render::read_wav(&input)?;
             if audio.is_empty() || audio.len() > 2 {
                 anyhow::bail!(
@@ -59,10 +401,14 @@ fn main() -> Result<()> {
                 )
                 .context("progress style")?,
             );
-            let (out, report) =
-                refrain::render::render(&source, &audio, rate, block.clamp(1, 65536), |f| {
-                    bar.set_position((f * 1000.0) as u64)
-                })?;
+            let (out, report) = refrain::render::render(
+                &source,
+                track.as_ref(),
+                &audio,
+                rate,
+                block.clamp(1, 65536),
+                |f| bar.set_position((f * 1000.0) as u64),
+            )?;
             bar.finish_and_clear();
             refrain::render::write_wav(&output, &out, rate)?;
             println!("model:        {}", source.to_state());
@@ -77,5 +423,6 @@ fn main() -> Result<()> {
             println!("output:       {}", output.display());
             Ok(())
         }
+        Command::Licence(cmd) => licence(cmd),
     }
 }

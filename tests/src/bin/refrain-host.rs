@@ -1,49 +1,29 @@
-//! `refrain-host demo --plugin Refrain.clap --out-dir DIR`: loads the plugin through Refrain's
-//! own CLAP host exactly as a DAW would, bounces a synthesised input through it, measures the
-//! latency with an impulse, plays it again in real time and counts where playback differed
-//! from the bounce (underruns).
+//! `refrain-host demo --plugin Refrain.clap --out-dir DIR [--model M] [--licence FILE]`: loads
+//! the plugin through Refrain's own CLAP host exactly as a DAW would, bounces a synthesised
+//! track through it, measures the latency with an impulse, plays it again in real time and
+//! counts where playback differed from the bounce (underruns).
+//!
+//! Then the licence demo: a throwaway rights holder issues a licence for the synthesised track
+//! and the demo remix model, and the track is bounced three ways: licensed (the model is
+//! heard), without a licence (the latency-aligned dry signal, bit for bit), and a different
+//! track under the same licence (the model switches off once the fingerprint has not matched
+//! for 20 s).
+//!
+//! Licences live in `$REFRAIN_DATA_DIR`, or in DIR/licences when that is not set, so the demo
+//! never touches the user's own licence folder.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use refrain::licence::gate::LoadedTrack;
+use refrain::licence::issue::{self, LicenceSpec};
+use refrain::licence::policy::{Clock, SystemClock};
+use refrain::licence::store::Store;
+use refrain::licence::token::SigningKey;
 use refrain_tests::{write_wav, Host, Setup};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const RATE: f64 = 48_000.0;
 const BLOCK: u32 = 256;
-
-/// Eight seconds of a synthesised song sketch: a chord progression of soft saws, a bass line
-/// and hi-hat noise bursts, in stereo. No copyrighted audio.
-fn synthesise(seconds: f64) -> Vec<Vec<f32>> {
-    let n = (seconds * RATE) as usize;
-    let mut l = vec![0.0f32; n];
-    let mut r = vec![0.0f32; n];
-    let chords: [[f32; 3]; 4] = [
-        [220.0, 277.18, 329.63],
-        [196.0, 246.94, 293.66],
-        [174.61, 220.0, 261.63],
-        [196.0, 246.94, 311.13],
-    ];
-    let mut noise = refrain_tests::Lcg(7);
-    for i in 0..n {
-        let t = i as f64 / RATE;
-        let bar = ((t / 2.0) as usize) % 4;
-        let mut s = 0.0f32;
-        for (k, &f) in chords[bar].iter().enumerate() {
-            let phase = (t * f as f64).fract() as f32;
-            s += (2.0 * phase - 1.0) * 0.08 * (1.0 + 0.2 * k as f32);
-        }
-        let bass = (std::f64::consts::TAU * t * chords[bar][0] as f64 / 2.0).sin() as f32 * 0.25;
-        let beat = (t * 4.0).fract();
-        let hat = if beat < 0.03 {
-            (noise.next_u32() as f32 / u32::MAX as f32 - 0.5) * 0.3 * (1.0 - beat as f32 / 0.03)
-        } else {
-            0.0
-        };
-        l[i] = s * 0.9 + bass + hat * 0.6;
-        r[i] = s * 1.1 + bass + hat;
-    }
-    vec![l, r]
-}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -54,21 +34,36 @@ fn main() -> Result<()> {
             .cloned()
     };
     if args.get(1).map(String::as_str) != Some("demo") {
-        bail!("usage: refrain-host demo --plugin PATH.clap --out-dir DIR [--model MODEL]");
+        bail!("usage: refrain-host demo --plugin PATH.clap --out-dir DIR [--model MODEL] [--licence FILE]");
     }
     let plugin = get("--plugin")
         .map(PathBuf::from)
         .unwrap_or_else(refrain_tests::default_plugin_path);
     let out_dir = PathBuf::from(get("--out-dir").unwrap_or_else(|| "target/demo".into()));
     std::fs::create_dir_all(&out_dir)?;
+    if std::env::var_os(refrain::licence::store::ENV_DATA_DIR).is_none() {
+        // Single-threaded here: no plugin is loaded yet.
+        unsafe {
+            std::env::set_var(
+                refrain::licence::store::ENV_DATA_DIR,
+                out_dir.join("licences"),
+            )
+        };
+    }
+    let store = Store::open_default()?;
 
-    let input = synthesise(8.0);
+    let input = refrain::synth::song(1, 8.0, RATE as u32);
     let input_path = out_dir.join("input.wav");
     write_wav(&input_path, &input, RATE as u32)?;
 
     let mut host = Host::load(&plugin)?;
     if let Some(model) = get("--model") {
         host.set_state_field("model", &model)?;
+    }
+    if let Some(file) = get("--licence") {
+        let track = LoadedTrack::load_file(&store, Path::new(&file))
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        host.set_state_field("track", &track.to_state())?;
     }
 
     // The bounce: offline, as a DAW's export does.
@@ -152,6 +147,143 @@ fn main() -> Result<()> {
     }
     if diff_rms < 1e-4 {
         bail!("the output equals the input: the model did not run (see the plugin's log above)");
+    }
+    drop(host);
+    licence_demo(&plugin, &out_dir, &store)
+}
+
+const REMIX_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/demo-remix/model.toml"
+);
+
+/// Bounces `input` through the demo remix model with `track` loaded; returns the output with
+/// the latency removed.
+fn bounce_remix(plugin: &Path, track: &str, input: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let mut host = Host::load(plugin)?;
+    host.set_state_field("model", REMIX_MODEL)?;
+    host.set_state_field("track", track)?;
+    host.activate(Setup::offline(RATE, BLOCK))?;
+    let latency = host.latency() as usize;
+    let padded: Vec<Vec<f32>> = input
+        .iter()
+        .map(|c| {
+            c.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, latency))
+                .collect()
+        })
+        .collect();
+    let out = host.render(&padded, || BLOCK as usize, false)?;
+    Ok(out.into_iter().map(|c| c[latency..].to_vec()).collect())
+}
+
+/// RMS of `a - b` per second.
+fn rms_per_second(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<f64> {
+    let sec = RATE as usize;
+    (0..a[0].len() / sec)
+        .map(|s| {
+            let sum: f64 = a
+                .iter()
+                .zip(b)
+                .flat_map(|(x, y)| {
+                    (s * sec..(s + 1) * sec).map(move |t| ((x[t] - y[t]) as f64).powi(2))
+                })
+                .sum();
+            (sum / (2 * sec) as f64).sqrt()
+        })
+        .collect()
+}
+
+fn licence_demo(plugin: &Path, out_dir: &Path, store: &Store) -> Result<()> {
+    println!();
+    println!("Licence demo (licence folder {}):", store.root().display());
+    // A throwaway rights holder: its key is trusted on this machine only for the demo.
+    let key = SigningKey::generate("Demo Rights Holder")?;
+    issue::trust(store, &key)?;
+    let track = refrain::synth::song(1, 30.0, RATE as u32);
+    let track_path = out_dir.join("licensed-track.wav");
+    write_wav(&track_path, &track, RATE as u32)?;
+    let spec = format!(
+        r#"
+licensee = "Demo User"
+valid_days = 30
+grace_days = 7
+uses = ["remix", "live"]
+
+[track]
+isrc = "ZZ-RFN-26-00001"
+title = "Demo Track One"
+artists = ["Refrain Demo Artist"]
+release = "Refrain Demo Sessions"
+audio = "{}"
+
+[[models]]
+manifest = "{REMIX_MODEL}"
+
+[[split]]
+party = "Refrain Demo Artist"
+role = "artist"
+share_percent = 70
+
+[[split]]
+party = "Demo Rights Holder"
+role = "label"
+share_percent = 30
+"#,
+        track_path.display()
+    );
+    let claims =
+        LicenceSpec::from_toml(&spec)?.to_claims(&key.issuer, out_dir, None, SystemClock.now())?;
+    let token = issue::sign_licence(&key, &claims)?;
+    let licence_path = out_dir.join("demo-track-one.paseto");
+    std::fs::write(&licence_path, &token).context("write the demo licence")?;
+    let loaded = LoadedTrack::load_file(store, &licence_path).map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "  licence          {} ({} bytes, {})",
+        licence_path.display(),
+        token.len(),
+        claims.jti
+    );
+
+    let excerpt: Vec<Vec<f32>> = track
+        .iter()
+        .map(|c| c[..8 * RATE as usize].to_vec())
+        .collect();
+    let licensed = bounce_remix(plugin, &loaded.to_state(), &excerpt)?;
+    write_wav(&out_dir.join("licensed-remix.wav"), &licensed, RATE as u32)?;
+    let heard = rms_per_second(&licensed, &excerpt);
+    let mean = heard.iter().sum::<f64>() / heard.len() as f64;
+    println!("  licensed         the model is heard: rms difference from the dry track {mean:.3}");
+
+    let unlicensed = bounce_remix(plugin, "", &excerpt)?;
+    let identical = unlicensed
+        .iter()
+        .zip(&excerpt)
+        .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    println!(
+        "  unlicensed       no licence loaded: the output is the dry track, {}",
+        if identical {
+            "bit for bit"
+        } else {
+            "NOT bit-identical"
+        }
+    );
+
+    let other = refrain::synth::song(2, 30.0, RATE as u32);
+    let wrong = bounce_remix(plugin, &loaded.to_state(), &other)?;
+    write_wav(&out_dir.join("other-track-remix.wav"), &wrong, RATE as u32)?;
+    let per_second = rms_per_second(&wrong, &other);
+    let off_at = (0..per_second.len()).find(|&s| per_second[s..].iter().all(|&d| d == 0.0));
+    match off_at {
+        Some(s) => println!(
+            "  other track      same licence, different input: the model ran for {s} s, then the \
+             fingerprint mismatch switched it off (dry from {s} s to the end)"
+        ),
+        None => println!("  other track      the model was never switched off"),
+    }
+    if mean < 0.01 || !identical || off_at.is_none_or(|s| !(20..=26).contains(&s)) {
+        bail!("the licence demo did not behave as described");
     }
     Ok(())
 }

@@ -1,0 +1,109 @@
+//! Licence costs. Targets (issue 3): verifying a token under 1 ms; fingerprinting the input
+//! under 1% of one core in real time.
+//!
+//! - `verify`: a realistic licence (the reference fingerprint of a 4-minute track inside, about 14
+//!   KB) checked against a trust store of 20 keys: signature, payload, every claim, terms.
+//! - `fingerprint one second`: one second of 48 kHz audio through the live matcher (resampling
+//!   to 11,025 Hz, chroma, sub-fingerprints, and the once-a-second match of a 10 s window
+//!   against the 4-minute reference). Its time divided by one second is the share of a core.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use refrain::licence::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+use refrain::licence::fingerprint::{self, LiveMatcher};
+use refrain::licence::policy::{self, Requirement};
+use refrain::licence::store::Revoked;
+use refrain::licence::token::SigningKey;
+use std::time::Duration;
+
+const RATE: u32 = 48_000;
+const SHA: &str = "ab451f78d909abf2398cfd3141a8adefd195c9aa872e299b1326ae3dd3683fd5";
+
+fn bench_licence(c: &mut Criterion) {
+    let track = refrain::synth::song(1, 240.0, RATE);
+    let reference = fingerprint::compute(&track, RATE).unwrap();
+    let now = 1_795_219_200;
+    let key = SigningKey::generate("Northern Records").unwrap();
+    let mut keys: Vec<_> = (0..19)
+        .map(|i| {
+            SigningKey::generate(&format!("Label {i}"))
+                .unwrap()
+                .issuer_key()
+        })
+        .collect();
+    keys.push(key.issuer_key());
+    let claims = Claims {
+        iss: "Northern Records".into(),
+        sub: "DJ Example".into(),
+        aud: AUDIENCE.into(),
+        jti: "bench-licence".into(),
+        iat: claims::format_time(now),
+        nbf: claims::format_time(now),
+        exp: claims::format_time(now + 365 * 86_400),
+        grace_days: 14,
+        track: Track {
+            isrc: "GBAYE2600001".into(),
+            title: "Northern Lights".into(),
+            artists: vec!["Aurora Vale".into()],
+            release: "Northern Lights".into(),
+            iswc: None,
+            fingerprint: Some(fingerprint::encode(&reference)),
+        },
+        uses: vec![Use::Remix, Use::Live],
+        models: vec![ModelGrant {
+            id: "refrain.demo-remix".into(),
+            sha256: SHA.into(),
+        }],
+        territories: vec!["WORLD".into()],
+        split: vec![Share {
+            party: "Aurora Vale".into(),
+            role: "artist".into(),
+            ipi: None,
+            share_bp: 10_000,
+        }],
+    };
+    let token = refrain::licence::issue::sign_licence(&key, &claims).unwrap();
+    eprintln!("token: {} bytes", token.len());
+    let revoked = Revoked::default();
+    let req = Requirement {
+        model_id: "refrain.demo-remix".into(),
+        model_sha256: SHA.into(),
+        uses: vec![Use::Remix, Use::Live],
+        territory: None,
+    };
+    c.bench_function("verify licence token (14 KB, 20 trusted keys)", |b| {
+        b.iter(|| {
+            let c = policy::verify(&token, &keys, &revoked).unwrap();
+            assert!(policy::check_terms(&c, &req, now + 10).state.allows());
+        })
+    });
+
+    let mono: Vec<f32> = (0..track[0].len())
+        .map(|i| (track[0][i] + track[1][i]) * 0.5)
+        .collect();
+    let mut matcher = LiveMatcher::new(reference, RATE).unwrap();
+    // Warm up past the window fill so every second includes a full match.
+    for block in mono[..12 * RATE as usize].chunks(512) {
+        matcher.push(block);
+    }
+    let mut pos = 12 * RATE as usize;
+    let mut group = c.benchmark_group("fingerprint");
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function(
+        "one second of 48 kHz audio (share of a core = time / 1 s)",
+        |b| {
+            b.iter(|| {
+                if pos + RATE as usize > mono.len() {
+                    pos = 12 * RATE as usize;
+                }
+                for block in mono[pos..pos + RATE as usize].chunks(512) {
+                    matcher.push(block);
+                }
+                pos += RATE as usize;
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, bench_licence);
+criterion_main!(benches);

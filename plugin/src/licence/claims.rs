@@ -1,0 +1,490 @@
+//! The claims a licence carries, and the validation of every one of them.
+//!
+//! The payload is JSON with PASETO's registered claims (`iss`, `sub`, `aud`, `jti`, `iat`,
+//! `nbf`, `exp`, as RFC 3339 times) and Refrain's own: the track, the allowed uses and models,
+//! the territories and the revenue split (shared/RIGHTS.md).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The audience every Refrain licence names.
+pub const AUDIENCE: &str = "refrain";
+
+/// Basis points a revenue split must add up to.
+pub const SPLIT_TOTAL_BP: u32 = 10_000;
+
+/// Longest grace period a licence may grant.
+pub const MAX_GRACE_DAYS: u32 = 365;
+
+/// Longest reference fingerprint (in sub-fingerprints): about 2 hours of audio.
+pub const MAX_FINGERPRINT_ITEMS: usize = 60_000;
+
+/// What a licence allows the track to be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Use {
+    /// An AI cover: an artist's voice model applied to other audio.
+    Cover,
+    /// A remix model applied to the licensed recording or its stems.
+    Remix,
+    /// Use in real time (on stage, monitoring), not only in offline bounces.
+    Live,
+    /// Exporting separated stems.
+    StemExport,
+    /// Commercial release of the result.
+    Commercial,
+}
+
+impl Use {
+    pub const ALL: [Use; 5] = [
+        Use::Cover,
+        Use::Remix,
+        Use::Live,
+        Use::StemExport,
+        Use::Commercial,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Use::Cover => "cover",
+            Use::Remix => "remix",
+            Use::Live => "live",
+            Use::StemExport => "stem-export",
+            Use::Commercial => "commercial",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Use> {
+        Use::ALL.into_iter().find(|u| u.as_str() == s)
+    }
+}
+
+impl fmt::Display for Use {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The licensed recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    /// International Standard Recording Code, 12 characters without hyphens.
+    pub isrc: String,
+    pub title: String,
+    pub artists: Vec<String>,
+    /// The release the recording appears on.
+    pub release: String,
+    /// International Standard Musical Work Code of the composition, `T-123.456.789-0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iswc: Option<String>,
+    /// Reference fingerprint of the licensed audio: base64 of little-endian u32
+    /// sub-fingerprints (see [`crate::licence::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// A model the licence covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelGrant {
+    /// The manifest's `model.id`.
+    pub id: String,
+    /// The manifest's `model.sha256` (hex SHA-256 of the ONNX file).
+    pub sha256: String,
+}
+
+/// One party of the revenue split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    pub party: String,
+    /// `artist`, `featured-artist`, `songwriter`, `composer`, `lyricist`, `producer`,
+    /// `publisher`, `label` or `other`.
+    pub role: String,
+    /// Interested Party Information number, where known (9 to 11 digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipi: Option<String>,
+    /// Share in basis points (1/100 of a percent); all shares add up to 10,000.
+    pub share_bp: u32,
+}
+
+/// Roles a split may name.
+pub const ROLES: [&str; 9] = [
+    "artist",
+    "featured-artist",
+    "songwriter",
+    "composer",
+    "lyricist",
+    "producer",
+    "publisher",
+    "label",
+    "other",
+];
+
+/// Everything a licence says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// The rights holder that issued the licence.
+    pub iss: String,
+    /// The licensee.
+    pub sub: String,
+    /// Always [`AUDIENCE`].
+    pub aud: String,
+    /// Licence id.
+    pub jti: String,
+    pub iat: String,
+    pub nbf: String,
+    pub exp: String,
+    /// Days after `exp` during which the licence still works, with a warning.
+    pub grace_days: u32,
+    pub track: Track,
+    pub uses: Vec<Use>,
+    pub models: Vec<ModelGrant>,
+    /// ISO 3166-1 alpha-2 codes, or `WORLD`.
+    pub territories: Vec<String>,
+    pub split: Vec<Share>,
+}
+
+/// Why claims are not acceptable. Each message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ClaimError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn bad(field: impl Into<String>, problem: impl Into<String>) -> ClaimError {
+    ClaimError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Parses an RFC 3339 time.
+pub fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, ClaimError> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|_| bad(field, format!("`{s}` is not an RFC 3339 time")))
+}
+
+/// Formats a Unix time as RFC 3339 (UTC, whole seconds).
+pub fn format_time(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Formats a Unix time as a date, `2027-01-31`.
+pub fn format_date(unix: i64) -> String {
+    let s = format_time(unix);
+    s.get(..10).map(str::to_owned).unwrap_or(s)
+}
+
+fn text(field: &str, s: &str, max: usize) -> Result<(), ClaimError> {
+    if s.trim().is_empty() {
+        return Err(bad(field, "is empty"));
+    }
+    if s.chars().count() > max {
+        return Err(bad(field, format!("is longer than {max} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(bad(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// ISRC: country (2 letters), registrant (3 letters or digits), year (2 digits), designation
+/// (5 digits), upper case, no hyphens.
+pub fn check_isrc(s: &str) -> Result<(), ClaimError> {
+    let b = s.as_bytes();
+    let ok = b.len() == 12
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && b[2..5]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && b[5..].iter().all(u8::is_ascii_digit);
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "track.isrc",
+            format!("`{s}` is not an ISRC (12 characters such as GBAYE2600001)"),
+        ))
+    }
+}
+
+/// Normalises a human-written ISRC (`gb-aye-26-00001`) to the 12-character form.
+pub fn normalise_isrc(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '-' && !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// ISWC: `T-123.456.789-C`, with the check digit verified.
+pub fn check_iswc(s: &str) -> Result<(), ClaimError> {
+    let digits: Vec<u32> = s
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    let shape_ok = s.len() == 15
+        && s.starts_with("T-")
+        && s.as_bytes()[5] == b'.'
+        && s.as_bytes()[9] == b'.'
+        && s.as_bytes()[13] == b'-'
+        && digits.len() == 10;
+    if !shape_ok {
+        return Err(bad(
+            "track.iswc",
+            format!("`{s}` is not an ISWC (T-123.456.789-C)"),
+        ));
+    }
+    let sum: u32 = 1 + digits[..9]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d * (i as u32 + 1))
+        .sum::<u32>();
+    let check = (10 - sum % 10) % 10;
+    if check != digits[9] {
+        return Err(bad(
+            "track.iswc",
+            format!("`{s}` has a wrong check digit (expected {check})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Licence ids: 1 to 128 characters of letters, digits, `-`, `_`, `.`.
+pub fn check_licence_id(s: &str) -> Result<(), ClaimError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && !s.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "jti",
+            format!("`{s}` is not a licence id (letters, digits, `-`, `_`, `.`; at most 128)"),
+        ))
+    }
+}
+
+fn check_sha256(field: &str, s: &str) -> Result<(), ClaimError> {
+    if s.len() == 64
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        Ok(())
+    } else {
+        Err(bad(field, "is not a lower-case hex SHA-256"))
+    }
+}
+
+impl Claims {
+    pub fn issued_at(&self) -> Result<i64, ClaimError> {
+        Ok(parse_time("iat", &self.iat)?.unix_timestamp())
+    }
+
+    pub fn not_before(&self) -> Result<i64, ClaimError> {
+        Ok(parse_time("nbf", &self.nbf)?.unix_timestamp())
+    }
+
+    pub fn expires(&self) -> Result<i64, ClaimError> {
+        Ok(parse_time("exp", &self.exp)?.unix_timestamp())
+    }
+
+    /// End of the grace period (Unix seconds).
+    pub fn grace_end(&self) -> Result<i64, ClaimError> {
+        Ok(self.expires()? + i64::from(self.grace_days) * 86_400)
+    }
+
+    /// The reference fingerprint, decoded.
+    pub fn reference_fingerprint(&self) -> Result<Option<Vec<u32>>, ClaimError> {
+        let Some(b64) = &self.track.fingerprint else {
+            return Ok(None);
+        };
+        crate::licence::fingerprint::decode(b64)
+            .map(Some)
+            .map_err(|e| bad("track.fingerprint", e))
+    }
+
+    /// Checks every claim (not the audience, the signature or the clock; see
+    /// [`crate::licence::policy`]).
+    pub fn validate(&self) -> Result<(), ClaimError> {
+        text("iss", &self.iss, 256)?;
+        text("sub", &self.sub, 256)?;
+        check_licence_id(&self.jti)?;
+        let iat = self.issued_at()?;
+        let nbf = self.not_before()?;
+        let exp = self.expires()?;
+        if nbf >= exp {
+            return Err(bad("nbf", "is not before exp"));
+        }
+        if iat > exp {
+            return Err(bad("iat", "is after exp"));
+        }
+        if self.grace_days > MAX_GRACE_DAYS {
+            return Err(bad(
+                "grace_days",
+                format!("{} is more than {MAX_GRACE_DAYS}", self.grace_days),
+            ));
+        }
+
+        let t = &self.track;
+        check_isrc(&t.isrc)?;
+        text("track.title", &t.title, 512)?;
+        text("track.release", &t.release, 512)?;
+        if t.artists.is_empty() || t.artists.len() > 64 {
+            return Err(bad("track.artists", "must name 1 to 64 artists"));
+        }
+        for a in &t.artists {
+            text("track.artists", a, 256)?;
+        }
+        if let Some(iswc) = &t.iswc {
+            check_iswc(iswc)?;
+        }
+        self.reference_fingerprint()?;
+
+        if self.uses.is_empty() {
+            return Err(bad("uses", "allows nothing"));
+        }
+        if self.models.is_empty() || self.models.len() > 256 {
+            return Err(bad("models", "must name 1 to 256 models"));
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            text(&format!("models[{i}].id"), &m.id, 128)?;
+            check_sha256(&format!("models[{i}].sha256"), &m.sha256)?;
+        }
+        if self.territories.is_empty() || self.territories.len() > 300 {
+            return Err(bad("territories", "must name 1 to 300 territories"));
+        }
+        for t in &self.territories {
+            let ok = t == "WORLD" || (t.len() == 2 && t.bytes().all(|c| c.is_ascii_uppercase()));
+            if !ok {
+                return Err(bad(
+                    "territories",
+                    format!("`{t}` is not an ISO 3166-1 alpha-2 code or WORLD"),
+                ));
+            }
+        }
+
+        if self.split.is_empty() || self.split.len() > 64 {
+            return Err(bad("split", "must name 1 to 64 parties"));
+        }
+        let mut total: u64 = 0;
+        for (i, s) in self.split.iter().enumerate() {
+            text(&format!("split[{i}].party"), &s.party, 256)?;
+            if !ROLES.contains(&s.role.as_str()) {
+                return Err(bad(
+                    format!("split[{i}].role"),
+                    format!("`{}` is not one of {}", s.role, ROLES.join(", ")),
+                ));
+            }
+            if let Some(ipi) = &s.ipi {
+                if !(9..=11).contains(&ipi.len()) || !ipi.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(bad(
+                        format!("split[{i}].ipi"),
+                        format!("`{ipi}` is not an IPI number (9 to 11 digits)"),
+                    ));
+                }
+            }
+            if s.share_bp == 0 {
+                return Err(bad(format!("split[{i}].share_bp"), "is zero"));
+            }
+            total += u64::from(s.share_bp);
+        }
+        if total != u64::from(SPLIT_TOTAL_BP) {
+            return Err(bad(
+                "split",
+                format!("shares add up to {total} basis points, not {SPLIT_TOTAL_BP}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the licence covers the model with this id and hash.
+    pub fn covers_model(&self, id: &str, sha256: &str) -> bool {
+        self.models
+            .iter()
+            .any(|m| m.id == id && m.sha256.eq_ignore_ascii_case(sha256))
+    }
+
+    /// Whether the licence holds in `territory` (None: not known).
+    pub fn covers_territory(&self, territory: Option<&str>) -> bool {
+        self.territories.iter().any(|t| t == "WORLD")
+            || territory.is_some_and(|here| self.territories.iter().any(|t| t == here))
+    }
+
+    /// A human summary, one field per line.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let line = |s: &mut String, k: &str, v: &str| {
+            s.push_str(&format!("{k:<13}{v}\n"));
+        };
+        line(&mut s, "licence:", &self.jti);
+        line(&mut s, "issuer:", &self.iss);
+        line(&mut s, "licensee:", &self.sub);
+        line(&mut s, "audience:", &self.aud);
+        line(
+            &mut s,
+            "track:",
+            &format!(
+                "{} - {} ({}), ISRC {}",
+                self.track.artists.join(", "),
+                self.track.title,
+                self.track.release,
+                self.track.isrc
+            ),
+        );
+        if let Some(iswc) = &self.track.iswc {
+            line(&mut s, "work:", &format!("ISWC {iswc}"));
+        }
+        let fp = match self.reference_fingerprint() {
+            Ok(Some(f)) => format!(
+                "{} sub-fingerprints ({:.0} s)",
+                f.len(),
+                f.len() as f64 * crate::licence::fingerprint::ITEM_SECONDS
+            ),
+            Ok(None) => "none".into(),
+            Err(e) => e.to_string(),
+        };
+        line(&mut s, "fingerprint:", &fp);
+        line(&mut s, "issued:", &self.iat);
+        line(&mut s, "valid from:", &self.nbf);
+        line(
+            &mut s,
+            "expires:",
+            &format!("{} (grace {} days)", self.exp, self.grace_days),
+        );
+        let uses: Vec<&str> = self.uses.iter().map(|u| u.as_str()).collect();
+        line(&mut s, "uses:", &uses.join(", "));
+        for m in &self.models {
+            line(&mut s, "model:", &format!("{} sha256 {}", m.id, m.sha256));
+        }
+        line(&mut s, "territories:", &self.territories.join(", "));
+        for p in &self.split {
+            line(
+                &mut s,
+                "share:",
+                &format!(
+                    "{:>6.2}%  {} ({}{})",
+                    p.share_bp as f64 / 100.0,
+                    p.party,
+                    p.role,
+                    p.ipi
+                        .as_deref()
+                        .map(|i| format!(", IPI {i}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,228 @@
+//! Enforcement. A background monitor verifies the licence at activation and then periodically
+//! and publishes the verdict in one atomic; the audio thread reads it through a [`Latch`] that
+//! only takes a new verdict at a transport stop, a reset or a reactivation, so a licence that
+//! lapses mid-performance never cuts it. The fingerprint monitor's "input does not match" is
+//! a second atomic, applied (with the engine's crossfade) as soon as it is sustained.
+
+use super::policy::{self, Clock, LicenceState, Requirement, Verdict};
+use super::store::Store;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable: milliseconds between periodic re-checks (default one minute).
+pub const ENV_RECHECK_MS: &str = "REFRAIN_LICENCE_RECHECK_MS";
+const DEFAULT_RECHECK: Duration = Duration::from_secs(60);
+
+/// The track loaded into a plugin instance, saved in its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedTrack {
+    /// The licence id (`jti`), looked up in the licence folder.
+    pub licence: String,
+    #[serde(default)]
+    pub isrc: String,
+    #[serde(default)]
+    pub title: String,
+}
+
+impl LoadedTrack {
+    /// Reads the persisted form: JSON, or a bare licence id. Empty: no track.
+    pub fn parse(s: &str) -> Option<LoadedTrack> {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
+        }
+        serde_json::from_str(s).ok().or_else(|| {
+            Some(LoadedTrack {
+                licence: s.to_owned(),
+                ..Default::default()
+            })
+        })
+    }
+
+    pub fn to_state(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Loads a licence file: caches it in `store` and names it.
+    pub fn load_file(store: &Store, path: &std::path::Path) -> Result<LoadedTrack, String> {
+        let text = super::store::read_token_file(path).map_err(|e| e.to_string())?;
+        let id = store.install_licence(&text).map_err(|e| e.to_string())?;
+        let claims: Option<super::claims::Claims> = super::token::parse(&text)
+            .ok()
+            .and_then(|u| serde_json::from_slice(u.untrusted_payload()).ok());
+        Ok(LoadedTrack {
+            licence: id,
+            isrc: claims
+                .as_ref()
+                .map(|c| c.track.isrc.clone())
+                .unwrap_or_default(),
+            title: claims.map(|c| c.track.title).unwrap_or_default(),
+        })
+    }
+}
+
+/// What the background threads tell the audio thread, and the editor.
+#[derive(Debug)]
+pub struct LicenceGate {
+    state: AtomicU8,
+    track_mismatch: AtomicBool,
+    reason: Mutex<String>,
+    track_reason: Mutex<String>,
+}
+
+impl LicenceGate {
+    pub fn new(verdict: &Verdict) -> Arc<LicenceGate> {
+        Arc::new(LicenceGate {
+            state: AtomicU8::new(verdict.state as u8),
+            track_mismatch: AtomicBool::new(false),
+            reason: Mutex::new(verdict.reason.clone()),
+            track_reason: Mutex::new(String::new()),
+        })
+    }
+
+    /// Publishes a new verdict (monitor thread). Returns whether the state changed.
+    pub fn publish(&self, verdict: &Verdict) -> bool {
+        *self.reason.lock() = verdict.reason.clone();
+        self.state.swap(verdict.state as u8, Ordering::AcqRel) != verdict.state as u8
+    }
+
+    /// The latest verdict's state (not latched).
+    pub fn state(&self) -> LicenceState {
+        LicenceState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Fingerprint monitor: the input does (not) match the licensed track.
+    pub fn set_track_mismatch(&self, mismatch: bool, reason: &str) {
+        *self.track_reason.lock() = reason.to_owned();
+        self.track_mismatch.store(mismatch, Ordering::Release);
+    }
+
+    pub fn track_mismatch(&self) -> bool {
+        self.track_mismatch.load(Ordering::Acquire)
+    }
+
+    /// The reason in words (for the editor and the log; never called on the audio thread).
+    pub fn reason(&self) -> String {
+        let r = self.reason.lock().clone();
+        let t = self.track_reason.lock().clone();
+        if t.is_empty() || !self.state().allows() {
+            r
+        } else {
+            format!("{r}; {t}")
+        }
+    }
+}
+
+/// The audio thread's view of the gate.
+#[derive(Debug, Clone, Copy)]
+pub struct Latch {
+    state: LicenceState,
+    was_playing: bool,
+}
+
+impl Latch {
+    /// Latches the gate's current state (activation).
+    pub fn new(gate: &LicenceGate) -> Latch {
+        Latch {
+            state: gate.state(),
+            was_playing: false,
+        }
+    }
+
+    /// Takes the gate's current state now (the host's reset: a stop, a jump).
+    pub fn relatch(&mut self, gate: &LicenceGate) {
+        self.state = gate.state();
+    }
+
+    /// Whether the AI path runs for this block. A new licence state is taken when the
+    /// transport goes from playing to stopped; a track mismatch applies at once.
+    pub fn allows(&mut self, gate: &LicenceGate, playing: bool) -> bool {
+        if self.was_playing && !playing {
+            self.state = gate.state();
+        }
+        self.was_playing = playing;
+        self.state.allows() && !gate.track_mismatch()
+    }
+
+    pub fn state(&self) -> LicenceState {
+        self.state
+    }
+}
+
+/// What the monitor checks.
+pub struct MonitorSpec {
+    pub store: Store,
+    pub licence_id: Option<String>,
+    pub requirement: Requirement,
+    pub clock: Arc<dyn Clock>,
+    /// Time between periodic checks.
+    pub period: Duration,
+}
+
+impl MonitorSpec {
+    /// The recheck period: `$REFRAIN_LICENCE_RECHECK_MS` or one minute.
+    pub fn period_from_env() -> Duration {
+        std::env::var(ENV_RECHECK_MS)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_RECHECK)
+    }
+
+    pub fn evaluate(&self) -> Verdict {
+        policy::evaluate(
+            &self.store,
+            self.licence_id.as_deref(),
+            &self.requirement,
+            self.clock.as_ref(),
+        )
+    }
+}
+
+/// The periodic re-check thread. Dropping it stops the thread.
+pub struct LicenceMonitor {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LicenceMonitor {
+    /// Starts re-checking `spec` every `spec.period`, publishing to `gate`. `log` receives
+    /// each change of state with its reason.
+    pub fn start(
+        spec: MonitorSpec,
+        gate: Arc<LicenceGate>,
+        log: impl Fn(&Verdict) + Send + 'static,
+    ) -> LicenceMonitor {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("refrain-licence".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(spec.period) {
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let verdict = spec.evaluate();
+                let before = gate.reason.lock().clone();
+                if gate.publish(&verdict) || before != verdict.reason {
+                    log(&verdict);
+                }
+            })
+            .ok();
+        LicenceMonitor {
+            stop: Some(stop),
+            handle,
+        }
+    }
+}
+
+impl Drop for LicenceMonitor {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

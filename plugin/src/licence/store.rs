@@ -1,0 +1,333 @@
+//! The user's licence folder: trusted issuer keys, cached licences, revocation lists, the
+//! last time Refrain saw the clock, and settings. Nothing here touches the network.
+//!
+//! ```text
+//! <data dir>/Refrain/            ($REFRAIN_DATA_DIR overrides)
+//!   keys/<kid>.toml              trusted issuer public keys
+//!   licences/<licence id>.paseto cached licences
+//!   revocations/<kid>.paseto     signed revocation lists, one per signing key
+//!   clock                        the latest time seen (clock-rollback check)
+//!   settings.toml                territory = "GB"
+//! ```
+
+use super::claims::{self, Claims};
+use super::token::{self, IssuerKey, KeyFile, Kind};
+use super::LicenceError;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that moves the data folder (tests, portable installs).
+pub const ENV_DATA_DIR: &str = "REFRAIN_DATA_DIR";
+/// Environment variable naming the user's territory (ISO 3166-1 alpha-2).
+pub const ENV_TERRITORY: &str = "REFRAIN_TERRITORY";
+
+/// How far the clock may step back (NTP corrections) before it counts as turned back.
+pub const CLOCK_TOLERANCE_S: i64 = 600;
+
+/// A signed revocation list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationList {
+    /// The issuer; the list only withdraws this issuer's keys and licences.
+    pub iss: String,
+    /// When the list was signed (RFC 3339); a newer list replaces an older one.
+    pub iat: String,
+    #[serde(default)]
+    pub revoked_keys: Vec<String>,
+    #[serde(default)]
+    pub revoked_licences: Vec<String>,
+}
+
+/// What the verified revocation lists withdraw.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked {
+    /// Key ids.
+    pub keys: HashSet<String>,
+    /// (issuer, licence id).
+    pub licences: HashSet<(String, String)>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Settings {
+    #[serde(default)]
+    territory: Option<String>,
+}
+
+/// The data folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> LicenceError {
+    LicenceError::Store(format!("{}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
+/// half-written file behind.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LicenceError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    }
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// Reads a token file, refusing huge files before reading them.
+pub fn read_token_file(path: &Path) -> Result<String, LicenceError> {
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.len() > token::MAX_TOKEN_BYTES as u64 {
+        return Err(LicenceError::Malformed(format!(
+            "{} is {} bytes; a token is at most {}",
+            path.display(),
+            meta.len(),
+            token::MAX_TOKEN_BYTES
+        )));
+    }
+    let s = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    Ok(s.trim().to_owned())
+}
+
+fn file_stem_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 160
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+impl Store {
+    /// The store at `root` (created on first write).
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// `$REFRAIN_DATA_DIR`, else the platform's data folder (`~/.local/share/Refrain`,
+    /// `~/Library/Application Support/Refrain`, `%APPDATA%\Refrain`).
+    pub fn open_default() -> Result<Store, LicenceError> {
+        if let Some(dir) = std::env::var_os(ENV_DATA_DIR).filter(|d| !d.is_empty()) {
+            return Ok(Store::at(dir));
+        }
+        dirs::data_dir()
+            .map(|d| Store::at(d.join("Refrain")))
+            .ok_or_else(|| {
+                LicenceError::Store(format!(
+                    "this system has no user data folder; set {ENV_DATA_DIR}"
+                ))
+            })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    fn licences_dir(&self) -> PathBuf {
+        self.root.join("licences")
+    }
+
+    fn revocations_dir(&self) -> PathBuf {
+        self.root.join("revocations")
+    }
+
+    /// Trusts an issuer's public key.
+    pub fn trust(&self, key: &IssuerKey) -> Result<PathBuf, LicenceError> {
+        let name = key.kid.replace('.', "_");
+        let path = self.keys_dir().join(format!("{name}.toml"));
+        let text = toml::to_string(&key.to_file()).map_err(|e| LicenceError::Key(e.to_string()))?;
+        write_atomic(&path, text.as_bytes())?;
+        Ok(path)
+    }
+
+    /// Every trusted key. Files that cannot be read are reported, not fatal.
+    pub fn trusted_keys(&self) -> (Vec<IssuerKey>, Vec<String>) {
+        let mut keys = Vec::new();
+        let mut problems = Vec::new();
+        for path in list(&self.keys_dir(), "toml") {
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<KeyFile>(&t).map_err(|e| e.to_string()))
+                .and_then(|f| IssuerKey::from_file(&f).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(k) => keys.push(k),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        (keys, problems)
+    }
+
+    /// Caches a licence token under its id (read from the token without trusting it; the
+    /// plugin verifies it each time it is used). Returns the licence id.
+    pub fn install_licence(&self, token_text: &str) -> Result<String, LicenceError> {
+        let untrusted = token::parse(token_text)?;
+        let claims: Claims = serde_json::from_slice(untrusted.untrusted_payload())
+            .map_err(|e| LicenceError::Payload(e.to_string()))?;
+        claims::check_licence_id(&claims.jti).map_err(LicenceError::Claims)?;
+        let path = self.licence_path(&claims.jti)?;
+        write_atomic(&path, token_text.trim().as_bytes())?;
+        Ok(claims.jti)
+    }
+
+    fn licence_path(&self, id: &str) -> Result<PathBuf, LicenceError> {
+        if !file_stem_safe(id) {
+            return Err(LicenceError::NotFound(id.to_owned()));
+        }
+        Ok(self.licences_dir().join(format!("{id}.paseto")))
+    }
+
+    /// The cached token of licence `id`.
+    pub fn licence_token(&self, id: &str) -> Result<String, LicenceError> {
+        let path = self.licence_path(id)?;
+        if !path.exists() {
+            return Err(LicenceError::NotFound(id.to_owned()));
+        }
+        read_token_file(&path)
+    }
+
+    /// Ids of every cached licence.
+    pub fn licence_ids(&self) -> Vec<String> {
+        list(&self.licences_dir(), "paseto")
+            .into_iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// Installs a revocation list (verified first; an older list from the same key is
+    /// replaced, a newer one is kept).
+    pub fn install_revocations(&self, token_text: &str) -> Result<RevocationList, LicenceError> {
+        let (keys, _) = self.trusted_keys();
+        let list = verify_revocations(token_text, &keys)?;
+        let untrusted = token::parse(token_text)?;
+        let path = self
+            .revocations_dir()
+            .join(format!("{}.paseto", untrusted.kid.replace('.', "_")));
+        if let Ok(old) = read_token_file(&path).and_then(|t| verify_revocations(&t, &keys)) {
+            let newer = claims::parse_time("iat", &old.iat)?.unix_timestamp()
+                > claims::parse_time("iat", &list.iat)?.unix_timestamp();
+            if newer {
+                return Err(LicenceError::Store(format!(
+                    "a newer revocation list from this key is already installed ({})",
+                    old.iat
+                )));
+            }
+        }
+        write_atomic(&path, token_text.trim().as_bytes())?;
+        Ok(list)
+    }
+
+    /// What the installed, verifiable revocation lists withdraw.
+    pub fn revoked(&self, keys: &[IssuerKey]) -> (Revoked, Vec<String>) {
+        let mut revoked = Revoked::default();
+        let mut problems = Vec::new();
+        for path in list(&self.revocations_dir(), "paseto") {
+            match read_token_file(&path).and_then(|t| verify_revocations(&t, keys)) {
+                Ok(list) => revoked.add(&list, keys),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        (revoked, problems)
+    }
+
+    /// The user's territory: `$REFRAIN_TERRITORY`, `settings.toml`, else the locale's region.
+    pub fn territory(&self) -> Option<String> {
+        let valid = |t: &str| {
+            let t = t.trim().to_ascii_uppercase();
+            (t.len() == 2 && t.bytes().all(|c| c.is_ascii_uppercase())).then_some(t)
+        };
+        if let Some(t) = std::env::var(ENV_TERRITORY).ok().and_then(|t| valid(&t)) {
+            return Some(t);
+        }
+        let settings: Settings = std::fs::read_to_string(self.root.join("settings.toml"))
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default();
+        if let Some(t) = settings.territory.as_deref().and_then(valid) {
+            return Some(t);
+        }
+        ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find_map(|l| {
+                let region = l.split(['.', '@']).next()?.split('_').nth(1)?.to_owned();
+                valid(&region)
+            })
+    }
+
+    /// The clock-rollback check: `now` must not be earlier than the latest time seen (less
+    /// [`CLOCK_TOLERANCE_S`]); the latest time seen moves forward with `now`.
+    pub fn check_clock(&self, now: i64) -> Result<(), LicenceError> {
+        let path = self.root.join("clock");
+        let last = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok());
+        if let Some(last) = last {
+            if now + CLOCK_TOLERANCE_S < last {
+                return Err(LicenceError::ClockTurnedBack { last_seen: last });
+            }
+            if now <= last + 60 {
+                return Ok(());
+            }
+        }
+        // A folder that cannot be written only weakens the next check; it never stops a
+        // licence that is otherwise valid.
+        let _ = write_atomic(&path, now.to_string().as_bytes());
+        Ok(())
+    }
+}
+
+impl Revoked {
+    /// Adds a verified list: only the issuer's own keys and licences are withdrawn.
+    pub fn add(&mut self, list: &RevocationList, keys: &[IssuerKey]) {
+        for kid in &list.revoked_keys {
+            if keys.iter().any(|k| &k.kid == kid && k.issuer == list.iss) {
+                self.keys.insert(kid.clone());
+            }
+        }
+        for id in &list.revoked_licences {
+            self.licences.insert((list.iss.clone(), id.clone()));
+        }
+    }
+}
+
+/// Verifies a revocation list against the trusted keys. A list may be signed by a key it
+/// revokes (an issuer withdrawing a compromised key).
+pub fn verify_revocations(
+    token_text: &str,
+    keys: &[IssuerKey],
+) -> Result<RevocationList, LicenceError> {
+    let untrusted = token::parse(token_text)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == untrusted.kid)
+        .ok_or_else(|| LicenceError::UnknownKey(untrusted.kid.clone()))?;
+    let payload = untrusted.verify(key, Kind::Revocations)?;
+    let list: RevocationList =
+        serde_json::from_slice(&payload).map_err(|e| LicenceError::Payload(e.to_string()))?;
+    if list.iss != key.issuer {
+        return Err(LicenceError::IssuerMismatch {
+            claimed: list.iss,
+            key_issuer: key.issuer.clone(),
+        });
+    }
+    claims::parse_time("iat", &list.iat)?;
+    Ok(list)
+}
+
+fn list(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    out.sort();
+    out
+}

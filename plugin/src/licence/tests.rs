@@ -1,0 +1,797 @@
+//! Licence tests: claims, tokens, the store, the policy, the gate and the fingerprint.
+
+use super::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+use super::fingerprint::{self, LiveMatcher, TrackMatch};
+use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
+use super::issue::{self, LicenceSpec};
+use super::policy::{self, LicenceState, ManualClock, Requirement, Verdict};
+use super::store::{RevocationList, Store};
+use super::token::{self, Kind, SigningKey};
+use super::LicenceError;
+use base64::Engine as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 2026-11-21T00:00:00Z
+const NOW: i64 = 1_795_219_200;
+const DAY: i64 = 86_400;
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn claims_for(issuer: &str) -> Claims {
+    Claims {
+        iss: issuer.into(),
+        sub: "DJ Example".into(),
+        aud: AUDIENCE.into(),
+        jti: "lic-0001".into(),
+        iat: claims::format_time(NOW - DAY),
+        nbf: claims::format_time(NOW - DAY),
+        exp: claims::format_time(NOW + 30 * DAY),
+        grace_days: 7,
+        track: Track {
+            isrc: "GBAYE2600001".into(),
+            title: "Northern Lights".into(),
+            artists: vec!["Aurora Vale".into()],
+            release: "Northern Lights (Single)".into(),
+            iswc: Some("T-034.524.680-1".into()),
+            fingerprint: Some(fingerprint::encode(&[1, 2, 3])),
+        },
+        uses: vec![Use::Remix, Use::Live],
+        models: vec![ModelGrant {
+            id: "refrain.remix".into(),
+            sha256: SHA.into(),
+        }],
+        territories: vec!["WORLD".into()],
+        split: vec![
+            Share {
+                party: "Aurora Vale".into(),
+                role: "artist".into(),
+                ipi: Some("00123456789".into()),
+                share_bp: 6_000,
+            },
+            Share {
+                party: "Northern Records".into(),
+                role: "label".into(),
+                ipi: None,
+                share_bp: 4_000,
+            },
+        ],
+    }
+}
+
+fn requirement() -> Requirement {
+    Requirement {
+        model_id: "refrain.remix".into(),
+        model_sha256: SHA.into(),
+        uses: vec![Use::Remix],
+        territory: Some("GB".into()),
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    key: SigningKey,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path());
+    let key = SigningKey::generate("Northern Records").unwrap();
+    store.trust(&key.issuer_key()).unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        key,
+    }
+}
+
+fn sign(key: &SigningKey, c: &Claims) -> String {
+    issue::sign_licence(key, c).unwrap()
+}
+
+fn verify_with(f: &Fixture, token: &str) -> Result<Claims, LicenceError> {
+    let (keys, problems) = f.store.trusted_keys();
+    assert!(problems.is_empty(), "{problems:?}");
+    let (revoked, _) = f.store.revoked(&keys);
+    policy::verify(token, &keys, &revoked)
+}
+
+#[test]
+fn a_signed_licence_verifies_and_keeps_every_claim() {
+    let f = fixture();
+    let c = claims_for("Northern Records");
+    let t = sign(&f.key, &c);
+    assert!(t.starts_with("v4.public."));
+    assert_eq!(verify_with(&f, &t).unwrap(), c);
+    let v = policy::check_terms(&c, &requirement(), NOW);
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+    assert!(v.reason.contains("Northern Lights"), "{}", v.reason);
+}
+
+#[test]
+fn every_claim_is_validated() {
+    let good = claims_for("I");
+    good.validate().unwrap();
+    type Edit = fn(&mut Claims);
+    let cases: Vec<(&str, Edit)> = vec![
+        ("iss", |c| c.iss = " ".into()),
+        ("sub", |c| c.sub = String::new()),
+        ("jti", |c| c.jti = "../etc".into()),
+        ("iat", |c| c.iat = "yesterday".into()),
+        ("nbf", |c| c.nbf = c.exp.clone()),
+        ("iat", |c| c.iat = claims::format_time(NOW + 400 * DAY)),
+        ("grace_days", |c| c.grace_days = 400),
+        ("track.isrc", |c| c.track.isrc = "GB-AYE-26-00001".into()),
+        ("track.isrc", |c| c.track.isrc = "gbaye2600001".into()),
+        ("track.isrc", |c| c.track.isrc = "GBAYE26000A1".into()),
+        ("track.title", |c| c.track.title = String::new()),
+        ("track.artists", |c| c.track.artists.clear()),
+        ("track.iswc", |c| {
+            c.track.iswc = Some("T-034.524.680-2".into())
+        }),
+        ("track.iswc", |c| c.track.iswc = Some("T-0345246801".into())),
+        ("track.fingerprint", |c| {
+            c.track.fingerprint = Some("not base64!".into())
+        }),
+        ("track.fingerprint", |c| {
+            c.track.fingerprint = Some("AAA=".into())
+        }),
+        ("uses", |c| c.uses.clear()),
+        ("models", |c| c.models.clear()),
+        ("models[0].sha256", |c| c.models[0].sha256 = "abc".into()),
+        ("models[0].sha256", |c| {
+            c.models[0].sha256 = SHA.to_uppercase()
+        }),
+        ("territories", |c| c.territories = vec!["gb".into()]),
+        ("territories", |c| c.territories.clear()),
+        ("split[0].role", |c| c.split[0].role = "manager".into()),
+        ("split[0].ipi", |c| c.split[0].ipi = Some("12AB".into())),
+        ("split[0].share_bp", |c| {
+            c.split[0].share_bp = 0;
+            c.split[1].share_bp = 10_000;
+        }),
+        ("split", |c| c.split[0].share_bp = 5_999),
+        ("split", |c| c.split[0].share_bp = u32::MAX),
+        ("split", |c| c.split.clear()),
+    ];
+    for (field, edit) in cases {
+        let mut c = good.clone();
+        edit(&mut c);
+        let err = c.validate().expect_err(field);
+        assert_eq!(err.field, field, "{err}");
+    }
+    assert_eq!(claims::normalise_isrc("gb-aye-26-00001"), "GBAYE2600001");
+    claims::check_iswc("T-034.524.680-1").unwrap();
+}
+
+#[test]
+fn time_not_before_valid_grace_and_expired() {
+    let c = claims_for("I");
+    let req = requirement();
+    let exp = c.expires().unwrap();
+    let at = |t: i64| policy::check_terms(&c, &req, t);
+    let early = at(NOW - 2 * DAY);
+    assert_eq!(early.state, LicenceState::Invalid);
+    assert!(early
+        .reason
+        .starts_with("the licence is not valid until 2026-11-20"));
+    assert_eq!(at(NOW).state, LicenceState::Valid);
+    assert!(at(exp - 3 * DAY).reason.contains("expires in 3 days"));
+    let grace = at(exp + DAY);
+    assert_eq!(grace.state, LicenceState::Grace);
+    assert!(grace.state.allows());
+    assert!(
+        grace.reason.contains("expired on 2026-12-21"),
+        "{}",
+        grace.reason
+    );
+    let lapsed = at(exp + 7 * DAY);
+    assert_eq!(lapsed.state, LicenceState::Invalid);
+    assert_eq!(lapsed.reason, "expired on 2026-12-21");
+}
+
+#[test]
+fn model_use_and_territory_are_enforced() {
+    let c = claims_for("I");
+    let mut req = requirement();
+    req.model_sha256 = SHA.replace('0', "f");
+    assert_eq!(
+        policy::check_terms(&c, &req, NOW).reason,
+        "model `refrain.remix` is not covered by the licence"
+    );
+    let mut req = requirement();
+    req.uses = vec![Use::Cover];
+    assert_eq!(
+        policy::check_terms(&c, &req, NOW).reason,
+        "the licence does not allow `cover` use"
+    );
+    let mut c2 = c.clone();
+    c2.uses = vec![Use::Remix];
+    let mut req = requirement();
+    req.uses = vec![Use::Remix, Use::Live];
+    assert_eq!(
+        policy::check_terms(&c2, &req, NOW).reason,
+        "the licence does not allow `live` use"
+    );
+    c2.territories = vec!["GB".into(), "IE".into()];
+    assert!(policy::check_terms(&c2, &requirement(), NOW).state.allows());
+    let mut req = requirement();
+    req.territory = Some("US".into());
+    let v = policy::check_terms(&c2, &req, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(v.reason.contains("limited to GB, IE"), "{}", v.reason);
+    req.territory = None;
+    assert!(!policy::check_terms(&c2, &req, NOW).state.allows());
+}
+
+#[test]
+fn the_clock_turned_back_does_not_extend_a_licence() {
+    let f = fixture();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    let id = f.store.install_licence(&t).unwrap();
+    let clock = ManualClock::at(NOW + 20 * DAY);
+    let v = policy::evaluate(&f.store, Some(&id), &requirement(), &clock);
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+    // Small corrections are tolerated.
+    clock.set(NOW + 20 * DAY - 60);
+    assert!(
+        policy::evaluate(&f.store, Some(&id), &requirement(), &clock)
+            .state
+            .allows()
+    );
+    // Turned back ten days: refused, and the last time seen does not move back.
+    clock.set(NOW + 10 * DAY);
+    let v = policy::evaluate(&f.store, Some(&id), &requirement(), &clock);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(
+        v.reason.contains("clock has been turned back"),
+        "{}",
+        v.reason
+    );
+    assert!(v.reason.contains("2026-12-11"), "{}", v.reason);
+    assert!(f.store.check_clock(NOW + 10 * DAY).is_err());
+    clock.set(NOW + 21 * DAY);
+    assert!(
+        policy::evaluate(&f.store, Some(&id), &requirement(), &clock)
+            .state
+            .allows()
+    );
+}
+
+#[test]
+fn revocation_of_a_key_and_of_a_licence() {
+    let f = fixture();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    verify_with(&f, &t).unwrap();
+
+    let list = RevocationList {
+        iss: "Northern Records".into(),
+        iat: claims::format_time(NOW),
+        revoked_keys: vec![],
+        revoked_licences: vec!["lic-0001".into()],
+    };
+    let signed = issue::sign_revocations(&f.key, &list).unwrap();
+    f.store.install_revocations(&signed).unwrap();
+    assert_eq!(
+        verify_with(&f, &t).unwrap_err(),
+        LicenceError::LicenceRevoked("lic-0001".into())
+    );
+
+    // A newer list that withdraws the key itself replaces the older one.
+    let list2 = RevocationList {
+        iat: claims::format_time(NOW + 60),
+        revoked_keys: vec![f.key.kid.clone()],
+        revoked_licences: vec![],
+        ..list.clone()
+    };
+    f.store
+        .install_revocations(&issue::sign_revocations(&f.key, &list2).unwrap())
+        .unwrap();
+    assert_eq!(
+        verify_with(&f, &t).unwrap_err(),
+        LicenceError::KeyRevoked(f.key.kid.clone())
+    );
+    // The older list is refused now.
+    assert!(f.store.install_revocations(&signed).is_err());
+}
+
+#[test]
+fn an_issuer_cannot_revoke_another_issuers_key_or_licences() {
+    let f = fixture();
+    let other = SigningKey::generate("Other Label").unwrap();
+    f.store.trust(&other.issuer_key()).unwrap();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    let list = RevocationList {
+        iss: "Other Label".into(),
+        iat: claims::format_time(NOW),
+        revoked_keys: vec![f.key.kid.clone()],
+        revoked_licences: vec!["lic-0001".into()],
+    };
+    f.store
+        .install_revocations(&issue::sign_revocations(&other, &list).unwrap())
+        .unwrap();
+    verify_with(&f, &t).unwrap();
+    // A list claiming to be from Northern Records but signed by Other Label is refused.
+    let forged = RevocationList {
+        iss: "Northern Records".into(),
+        ..list
+    };
+    let forged = other
+        .sign(Kind::Revocations, &serde_json::to_vec(&forged).unwrap())
+        .unwrap();
+    assert!(matches!(
+        f.store.install_revocations(&forged),
+        Err(LicenceError::IssuerMismatch { .. })
+    ));
+}
+
+#[test]
+fn wrong_audience_unknown_key_and_issuer_mismatch() {
+    let f = fixture();
+    let mut c = claims_for("Northern Records");
+    c.aud = "another-plugin".into();
+    let t = sign(&f.key, &c);
+    assert_eq!(
+        verify_with(&f, &t).unwrap_err(),
+        LicenceError::WrongAudience("another-plugin".into())
+    );
+
+    let stranger = SigningKey::generate("Northern Records").unwrap();
+    let t = sign(&stranger, &claims_for("Northern Records"));
+    let e = verify_with(&f, &t).unwrap_err();
+    assert_eq!(e, LicenceError::UnknownKey(stranger.kid.clone()));
+    assert!(e.to_string().contains("does not trust"));
+
+    let other = SigningKey::generate("Other Label").unwrap();
+    f.store.trust(&other.issuer_key()).unwrap();
+    assert!(issue::sign_licence(&other, &claims_for("Northern Records")).is_err());
+    let payload = serde_json::to_vec(&claims_for("Northern Records")).unwrap();
+    let t = other.sign(Kind::Licence, &payload).unwrap();
+    assert!(matches!(
+        verify_with(&f, &t),
+        Err(LicenceError::IssuerMismatch { .. })
+    ));
+}
+
+fn body(token: &str) -> (Vec<u8>, &str) {
+    let parts: Vec<&str> = token.splitn(4, '.').collect();
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap();
+    (b, parts[3])
+}
+
+fn rebuild(b: &[u8], footer: &str) -> String {
+    format!(
+        "v4.public.{}.{footer}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
+}
+
+#[test]
+fn a_payload_edited_by_one_byte_does_not_verify() {
+    let f = fixture();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    let (b, footer) = body(&t);
+    assert_eq!(rebuild(&b, footer), t);
+    // Every byte of the payload and the signature, one at a time.
+    for i in (0..b.len()).step_by(7) {
+        let mut edited = b.clone();
+        edited[i] ^= 0x01;
+        let e = verify_with(&f, &rebuild(&edited, footer)).unwrap_err();
+        assert_eq!(e, LicenceError::BadSignature, "byte {i}");
+    }
+    // The share edited in the JSON, as someone would try.
+    let at = b
+        .windows(4)
+        .position(|w| w == b"6000")
+        .expect("share in payload");
+    let mut forged = b.clone();
+    forged[at] = b'9';
+    assert_eq!(
+        verify_with(&f, &rebuild(&forged, footer)).unwrap_err(),
+        LicenceError::BadSignature
+    );
+    assert!(LicenceError::BadSignature
+        .to_string()
+        .starts_with("signature does not verify"));
+}
+
+#[test]
+fn a_revocation_list_never_passes_for_a_licence() {
+    let f = fixture();
+    let payload = serde_json::to_vec(&claims_for("Northern Records")).unwrap();
+    let t = f.key.sign(Kind::Revocations, &payload).unwrap();
+    assert_eq!(verify_with(&f, &t).unwrap_err(), LicenceError::BadSignature);
+}
+
+#[test]
+fn truncated_huge_and_random_tokens_are_refused_cleanly() {
+    let f = fixture();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    for n in (0..t.len()).step_by(3) {
+        assert!(verify_with(&f, &t[..n]).is_err(), "prefix {n}");
+    }
+    let huge = format!("v4.public.{}", "A".repeat(10 * 1024 * 1024));
+    match verify_with(&f, &huge) {
+        Err(LicenceError::Malformed(m)) => assert!(m.contains("10485770 bytes"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.paseto");
+    std::fs::write(&p, &huge).unwrap();
+    assert!(matches!(
+        super::store::read_token_file(&p),
+        Err(LicenceError::Malformed(_))
+    ));
+    for junk in [
+        "",
+        "v4.public.",
+        "v4.public..",
+        "v3.public.AAAA",
+        "v4.local.AAAA.BBBB",
+    ] {
+        assert!(verify_with(&f, junk).is_err(), "{junk}");
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> &'static (Fixture, String) {
+        static F: std::sync::OnceLock<(Fixture, String)> = std::sync::OnceLock::new();
+        F.get_or_init(|| {
+            let f = fixture();
+            let t = sign(&f.key, &claims_for("Northern Records"));
+            (f, t)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn random_bytes_never_panic_or_verify(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let (f, _) = keys();
+            let s = String::from_utf8_lossy(&bytes);
+            prop_assert!(verify_with(f, &s).is_err());
+            let prefixed = format!("v4.public.{s}");
+            prop_assert!(verify_with(f, &prefixed).is_err());
+            let _ = f.store.install_licence(&prefixed);
+            let _ = LoadedTrack::parse(&s);
+        }
+
+        #[test]
+        fn any_mutation_of_a_valid_token_is_refused(pos in 0usize..4096, ch in any::<char>()) {
+            let (f, t) = keys();
+            let mut chars: Vec<char> = t.chars().collect();
+            let i = pos % chars.len();
+            prop_assume!(chars[i] != ch);
+            chars[i] = ch;
+            let m: String = chars.into_iter().collect();
+            prop_assert!(verify_with(f, &m).is_err());
+        }
+
+        #[test]
+        fn random_payloads_signed_by_a_trusted_key_never_panic(json in "\\PC{0,400}") {
+            let (f, _) = keys();
+            if let Ok(t) = f.key.sign(Kind::Licence, json.as_bytes()) {
+                prop_assert!(verify_with(f, &t).is_err());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_store_caches_licences_by_id() {
+    let f = fixture();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    assert_eq!(f.store.install_licence(&t).unwrap(), "lic-0001");
+    assert_eq!(f.store.licence_token("lic-0001").unwrap(), t);
+    assert_eq!(f.store.licence_ids(), vec!["lic-0001".to_owned()]);
+    assert_eq!(
+        f.store.licence_token("lic-0002").unwrap_err(),
+        LicenceError::NotFound("lic-0002".into())
+    );
+    assert!(f.store.licence_token("../keys/x").is_err());
+    let clock = ManualClock::at(NOW);
+    let v = policy::evaluate(&f.store, None, &requirement(), &clock);
+    assert_eq!(v.reason, LicenceError::NoTrackLoaded.to_string());
+    let v = policy::evaluate(&f.store, Some("lic-0001"), &requirement(), &clock);
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+
+    // A damaged key file in the store is reported, and other keys still work.
+    std::fs::write(f.store.root().join("keys/broken.toml"), "issuer = 3").unwrap();
+    let (keys, problems) = f.store.trusted_keys();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(problems.len(), 1);
+}
+
+#[test]
+fn key_files_round_trip_and_mismatched_halves_are_refused() {
+    let key = SigningKey::generate("Aurora Vale").unwrap();
+    let file = key.to_file();
+    let back = SigningKey::from_file(&file).unwrap();
+    assert_eq!(back.kid, key.kid);
+    assert!(back.kid.starts_with("k4.pid."));
+    let other = SigningKey::generate("Aurora Vale").unwrap().to_file();
+    let mixed = token::KeyFile {
+        secret: other.secret,
+        ..key.to_file()
+    };
+    assert!(SigningKey::from_file(&mixed).is_err());
+    let public_only = key.issuer_key().to_file();
+    assert!(public_only.secret.is_none());
+    assert!(SigningKey::from_file(&public_only).is_err());
+    let wrong_kid = token::KeyFile {
+        kid: other.kid,
+        ..public_only
+    };
+    assert!(token::IssuerKey::from_file(&wrong_kid).is_err());
+    assert!(SigningKey::generate(" ").is_err());
+}
+
+#[test]
+fn a_licence_description_becomes_valid_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let song = crate::synth::song(1, 6.0, 48_000);
+    crate::render::write_wav(&dir.path().join("track.wav"), &song, 48_000).unwrap();
+    let spec = format!(
+        r#"
+licensee = "DJ Example"
+valid_days = 30
+grace_days = 14
+uses = ["remix", "live"]
+territories = ["gb", "IE"]
+
+[track]
+isrc = "gb-aye-26-00001"
+title = "Northern Lights"
+artists = ["Aurora Vale"]
+release = "Northern Lights (Single)"
+audio = "track.wav"
+
+[[models]]
+id = "refrain.remix"
+sha256 = "{}"
+
+[[split]]
+party = "Aurora Vale"
+role = "artist"
+share_percent = 62.5
+
+[[split]]
+party = "Northern Records"
+role = "label"
+share_bp = 3750
+"#,
+        SHA.to_uppercase()
+    );
+    let s = LicenceSpec::from_toml(&spec).unwrap();
+    let c = s
+        .to_claims("Northern Records", dir.path(), None, NOW)
+        .unwrap();
+    assert_eq!(c.track.isrc, "GBAYE2600001");
+    assert_eq!(c.territories, vec!["GB", "IE"]);
+    assert_eq!(c.split[0].share_bp, 6_250);
+    assert_eq!(c.exp, "2026-12-21T00:00:00Z");
+    assert_eq!(c.models[0].sha256, SHA);
+    assert!(c.reference_fingerprint().unwrap().unwrap().len() > 20);
+    assert_eq!(uuid::Uuid::parse_str(&c.jti).unwrap().get_version_num(), 4);
+
+    let bad = spec.replace("share_bp = 3750", "share_bp = 3700");
+    let e = LicenceSpec::from_toml(&bad)
+        .unwrap()
+        .to_claims("Northern Records", dir.path(), None, NOW)
+        .unwrap_err();
+    assert!(e.to_string().contains("9950 basis points"), "{e}");
+    let bad = spec.replace("\"remix\", \"live\"", "\"remix\", \"karaoke\"");
+    assert!(LicenceSpec::from_toml(&bad)
+        .unwrap()
+        .to_claims("N", dir.path(), None, NOW)
+        .is_err());
+    let missing = spec.replace("track.wav", "nope.wav");
+    let e = LicenceSpec::from_toml(&missing)
+        .unwrap()
+        .to_claims("N", dir.path(), None, NOW)
+        .unwrap_err();
+    assert!(e.to_string().contains("nope.wav"), "{e}");
+}
+
+#[test]
+fn loaded_track_state_parses_json_or_a_bare_id() {
+    let t = LoadedTrack {
+        licence: "lic-1".into(),
+        isrc: "GBAYE2600001".into(),
+        title: "T".into(),
+    };
+    assert_eq!(LoadedTrack::parse(&t.to_state()), Some(t));
+    assert_eq!(LoadedTrack::parse("lic-2").unwrap().licence, "lic-2");
+    assert_eq!(LoadedTrack::parse("  "), None);
+}
+
+fn verdict(state: LicenceState) -> Verdict {
+    Verdict {
+        state,
+        reason: format!("{state:?}"),
+        claims: None,
+    }
+}
+
+#[test]
+fn the_latch_takes_a_new_state_only_at_a_stop_or_a_reset() {
+    let gate = LicenceGate::new(&verdict(LicenceState::Valid));
+    let mut latch = Latch::new(&gate);
+    assert!(latch.allows(&gate, true));
+    gate.publish(&verdict(LicenceState::Invalid));
+    for _ in 0..10 {
+        assert!(latch.allows(&gate, true), "lapse applied while playing");
+    }
+    assert!(!latch.allows(&gate, false), "not applied at the stop");
+    gate.publish(&verdict(LicenceState::Grace));
+    assert!(!latch.allows(&gate, false));
+    assert!(!latch.allows(&gate, true));
+    latch.relatch(&gate);
+    assert!(latch.allows(&gate, true));
+    // A track mismatch applies at once, and lifts at once.
+    gate.set_track_mismatch(true, "input does not match the licensed track");
+    assert!(!latch.allows(&gate, true));
+    assert!(gate.reason().contains("does not match"));
+    gate.set_track_mismatch(false, "");
+    assert!(latch.allows(&gate, true));
+}
+
+#[test]
+fn the_monitor_rechecks_periodically() {
+    let f = fixture();
+    let t = sign(&f.key, &claims_for("Northern Records"));
+    let id = f.store.install_licence(&t).unwrap();
+    let clock = Arc::new(ManualClock::at(NOW));
+    let spec = MonitorSpec {
+        store: f.store.clone(),
+        licence_id: Some(id),
+        requirement: requirement(),
+        clock: clock.clone(),
+        period: Duration::from_millis(20),
+    };
+    let first = spec.evaluate();
+    assert_eq!(first.state, LicenceState::Valid);
+    let gate = LicenceGate::new(&first);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let monitor = LicenceMonitor::start(spec, gate.clone(), move |v| {
+        let _ = tx.send(v.state);
+    });
+    clock.set(NOW + 60 * DAY);
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(got, LicenceState::Invalid);
+    assert_eq!(gate.state(), LicenceState::Invalid);
+    assert_eq!(gate.reason(), "expired on 2026-12-21");
+    drop(monitor);
+}
+
+// ---- fingerprint ----
+
+const RATE: u32 = 48_000;
+
+fn mono(song: &[Vec<f32>]) -> Vec<f32> {
+    (0..song[0].len())
+        .map(|i| song.iter().map(|c| c[i]).sum::<f32>() / song.len() as f32)
+        .collect()
+}
+
+/// Feeds `audio` in 512-sample blocks; returns the states seen after each second.
+fn run(m: &mut LiveMatcher, audio: &[f32], rate: u32) -> Vec<TrackMatch> {
+    let mut states = Vec::new();
+    for (k, block) in audio.chunks(512).enumerate() {
+        m.push(block);
+        if ((k + 1) * 512) % (rate as usize) < 512 {
+            states.push(m.state());
+        }
+    }
+    states
+}
+
+fn reference() -> Vec<u32> {
+    fingerprint::compute(&crate::synth::song(1, 60.0, RATE), RATE).unwrap()
+}
+
+fn first_match(states: &[TrackMatch]) -> Option<usize> {
+    states.iter().position(|s| *s == TrackMatch::Match)
+}
+
+#[test]
+fn the_licensed_track_matches_after_gain_resampling_and_eq() {
+    let reference = reference();
+    assert!(reference.len() > 400, "{}", reference.len());
+    // Start 7.3 s in: the live stream never lines up with the reference's frames.
+    let track = mono(&crate::synth::song(1, 60.0, RATE));
+    let live = &track[(7.3 * RATE as f64) as usize..];
+
+    let quieter: Vec<f32> = live.iter().map(|x| x * 0.5).collect();
+    let mut m = LiveMatcher::new(reference.clone(), RATE).unwrap();
+    let states = run(&mut m, &quieter, RATE);
+    let at = first_match(&states).expect("-6 dB: no match");
+    assert!(at < 12, "-6 dB matched only after {at} s");
+    assert!(!states.contains(&TrackMatch::Mismatch));
+    assert!(m.last_ber < fingerprint::MATCH_BER, "{}", m.last_ber);
+
+    // Resampled to 44.1 kHz with the engine's resampler.
+    let mut rs = crate::engine::resample::ChunkResampler::new(RATE, 44_100, 480, 441, 1).unwrap();
+    let mut resampled = Vec::new();
+    let mut out = vec![0.0; 441];
+    for chunk in live.chunks_exact(480) {
+        rs.process(chunk, &mut out).unwrap();
+        resampled.extend_from_slice(&out);
+    }
+    let mut m = LiveMatcher::new(reference.clone(), 44_100).unwrap();
+    let states = run(&mut m, &resampled, 44_100);
+    let at = first_match(&states).expect("44.1 kHz: no match");
+    assert!(at < 12, "44.1 kHz matched only after {at} s");
+    assert!(!states.contains(&TrackMatch::Mismatch));
+
+    // Light EQ: +3 dB low shelf (one-pole) and a gentle high cut.
+    let (mut lp, mut hc) = (0.0f32, 0.0f32);
+    let a_lp = (-std::f32::consts::TAU * 200.0 / RATE as f32).exp();
+    let a_hc = (-std::f32::consts::TAU * 9_000.0 / RATE as f32).exp();
+    let eq: Vec<f32> = live
+        .iter()
+        .map(|&x| {
+            lp = a_lp * lp + (1.0 - a_lp) * x;
+            let shelf = x + 0.41 * lp;
+            hc = a_hc * hc + (1.0 - a_hc) * shelf;
+            hc * 0.8
+        })
+        .collect();
+    let mut m = LiveMatcher::new(reference, RATE).unwrap();
+    let states = run(&mut m, &eq, RATE);
+    let at = first_match(&states).expect("EQ: no match");
+    assert!(at < 12, "EQ matched only after {at} s");
+    assert!(!states.contains(&TrackMatch::Mismatch));
+}
+
+#[test]
+fn a_different_track_never_matches_and_is_switched_off_after_20_seconds() {
+    let other = mono(&crate::synth::song(2, 40.0, RATE));
+    let mut m = LiveMatcher::new(reference(), RATE).unwrap();
+    let states = run(&mut m, &other, RATE);
+    assert_eq!(first_match(&states), None, "best BER {}", m.last_ber);
+    let off = states
+        .iter()
+        .position(|s| *s == TrackMatch::Mismatch)
+        .expect("never switched off");
+    assert_eq!(
+        off + 1,
+        fingerprint::MISMATCH_SECONDS as usize,
+        "{states:?}"
+    );
+    assert!(m.last_ber > fingerprint::MATCH_BER + 0.05, "{}", m.last_ber);
+}
+
+#[test]
+fn silence_is_neither_match_nor_mismatch() {
+    let mut m = LiveMatcher::new(reference(), RATE).unwrap();
+    let mut rng = crate::synth::Lcg(5);
+    // A minute of silence with -80 dBFS noise.
+    let quiet: Vec<f32> = (0..60 * RATE).map(|_| rng.next_f32() * 1e-4).collect();
+    let states = run(&mut m, &quiet, RATE);
+    assert!(states.iter().all(|s| *s == TrackMatch::Unknown));
+    assert_eq!(m.unmatched_seconds(), 0.0);
+    // Silence in the middle of a mismatch neither resets nor extends it.
+    let other = mono(&crate::synth::song(2, 10.0, RATE));
+    run(&mut m, &other, RATE);
+    let before = m.unmatched_seconds();
+    assert!(before >= 9.0, "{before}");
+    run(&mut m, &quiet[..30 * RATE as usize], RATE);
+    assert_eq!(m.unmatched_seconds(), before);
+    assert_eq!(m.state(), TrackMatch::Unknown);
+}
+
+#[test]
+fn fingerprints_encode_and_decode() {
+    let fp = vec![0, 1, u32::MAX, 0xDEAD_BEEF];
+    assert_eq!(fingerprint::decode(&fingerprint::encode(&fp)).unwrap(), fp);
+    assert!(fingerprint::decode("").is_err());
+    assert!(fingerprint::compute(&[vec![0.0; 100]], 48_000).is_err());
+    assert!(fingerprint::compute(&[vec![]], 48_000).is_err());
+}

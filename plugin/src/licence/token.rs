@@ -1,0 +1,223 @@
+//! Signing and verifying tokens: PASETO v4.public (Ed25519) with the issuer's key id (a PASERK
+//! `k4.pid`) in the authenticated footer.
+//!
+//! Two kinds of token are signed, each bound to its kind by PASETO's implicit assertion, so a
+//! revocation list can never pass for a licence or the other way round.
+
+use super::LicenceError;
+use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
+use pasetors::paserk::{FormatAsPaserk, Id};
+use pasetors::token::UntrustedToken;
+use pasetors::version4::{PublicToken, V4};
+use pasetors::Public;
+use serde::{Deserialize, Serialize};
+
+/// Largest token Refrain reads; anything bigger is refused before it is parsed. A licence
+/// with the fingerprint of a 2-hour track is about 330 KiB.
+pub const MAX_TOKEN_BYTES: usize = 512 * 1024;
+
+/// What a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Licence,
+    Revocations,
+}
+
+impl Kind {
+    fn implicit(self) -> &'static [u8] {
+        match self {
+            Kind::Licence => b"refrain-licence-v1",
+            Kind::Revocations => b"refrain-revocations-v1",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Footer {
+    kid: String,
+}
+
+/// An issuer's public key, as trusted by this machine.
+#[derive(Debug, Clone)]
+pub struct IssuerKey {
+    /// The rights holder's name; licences signed with the key must name it as `iss`.
+    pub issuer: String,
+    /// PASERK id (`k4.pid.…`).
+    pub kid: String,
+    pub public: AsymmetricPublicKey<V4>,
+}
+
+/// An issuer's signing key (kept by the rights holder, never by the plugin).
+pub struct SigningKey {
+    pub issuer: String,
+    pub kid: String,
+    pub secret: AsymmetricSecretKey<V4>,
+    pub public: AsymmetricPublicKey<V4>,
+}
+
+/// On-disk form of keys (TOML).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub issuer: String,
+    pub kid: String,
+    pub public: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+fn paserk(k: &dyn FormatAsPaserk) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = k.fmt(&mut s);
+    s
+}
+
+/// The PASERK id of a public key.
+pub fn key_id(public: &AsymmetricPublicKey<V4>) -> String {
+    paserk(&Id::from(public))
+}
+
+impl SigningKey {
+    /// A fresh Ed25519 key pair for `issuer`.
+    pub fn generate(issuer: &str) -> Result<SigningKey, LicenceError> {
+        if issuer.trim().is_empty() {
+            return Err(LicenceError::Key("the issuer name is empty".into()));
+        }
+        let pair = AsymmetricKeyPair::<V4>::generate()
+            .map_err(|e| LicenceError::Key(format!("could not generate a key: {e}")))?;
+        Ok(SigningKey {
+            issuer: issuer.to_owned(),
+            kid: key_id(&pair.public),
+            secret: pair.secret,
+            public: pair.public,
+        })
+    }
+
+    pub fn issuer_key(&self) -> IssuerKey {
+        IssuerKey {
+            issuer: self.issuer.clone(),
+            kid: self.kid.clone(),
+            public: self.public.clone(),
+        }
+    }
+
+    pub fn to_file(&self) -> KeyFile {
+        KeyFile {
+            issuer: self.issuer.clone(),
+            kid: self.kid.clone(),
+            public: paserk(&self.public),
+            secret: Some(paserk(&self.secret)),
+        }
+    }
+
+    pub fn from_file(f: &KeyFile) -> Result<SigningKey, LicenceError> {
+        let public = IssuerKey::from_file(f)?;
+        let secret = f
+            .secret
+            .as_deref()
+            .ok_or_else(|| LicenceError::Key("the key file holds no secret key".into()))?;
+        let secret = AsymmetricSecretKey::<V4>::try_from(secret)
+            .map_err(|_| LicenceError::Key("the secret key is not a k4.secret PASERK".into()))?;
+        let derived = AsymmetricPublicKey::<V4>::try_from(&secret)
+            .map_err(|_| LicenceError::Key("the secret key is damaged".into()))?;
+        if derived.as_bytes() != public.public.as_bytes() {
+            return Err(LicenceError::Key(
+                "the secret key does not belong to the public key in the same file".into(),
+            ));
+        }
+        Ok(SigningKey {
+            issuer: public.issuer,
+            kid: public.kid,
+            secret,
+            public: public.public,
+        })
+    }
+
+    /// Signs `payload` (JSON) as a token of `kind`.
+    pub fn sign(&self, kind: Kind, payload: &[u8]) -> Result<String, LicenceError> {
+        let footer = serde_json::to_vec(&Footer {
+            kid: self.kid.clone(),
+        })
+        .map_err(|e| LicenceError::Key(e.to_string()))?;
+        PublicToken::sign(&self.secret, payload, Some(&footer), Some(kind.implicit()))
+            .map_err(|e| LicenceError::Key(format!("could not sign: {e}")))
+    }
+}
+
+impl IssuerKey {
+    pub fn to_file(&self) -> KeyFile {
+        KeyFile {
+            issuer: self.issuer.clone(),
+            kid: self.kid.clone(),
+            public: paserk(&self.public),
+            secret: None,
+        }
+    }
+
+    pub fn from_file(f: &KeyFile) -> Result<IssuerKey, LicenceError> {
+        if f.issuer.trim().is_empty() {
+            return Err(LicenceError::Key("the key names no issuer".into()));
+        }
+        let public = AsymmetricPublicKey::<V4>::try_from(f.public.as_str())
+            .map_err(|_| LicenceError::Key("the public key is not a k4.public PASERK".into()))?;
+        let kid = key_id(&public);
+        if kid != f.kid {
+            return Err(LicenceError::Key(format!(
+                "the key id {} does not match the public key ({kid})",
+                f.kid
+            )));
+        }
+        Ok(IssuerKey {
+            issuer: f.issuer.clone(),
+            kid,
+            public,
+        })
+    }
+}
+
+/// A token split into its parts without trusting anything in it.
+pub struct Unverified {
+    token: UntrustedToken<Public, V4>,
+    /// The key id named in the footer.
+    pub kid: String,
+}
+
+/// Parses the token's structure and reads the key id. Nothing here is trusted yet.
+pub fn parse(token: &str) -> Result<Unverified, LicenceError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(LicenceError::Malformed(format!(
+            "the token is {} bytes; the limit is {MAX_TOKEN_BYTES}",
+            token.len()
+        )));
+    }
+    let token = token.trim();
+    let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| {
+        LicenceError::Malformed("not a PASETO v4.public token (damaged or truncated)".into())
+    })?;
+    let footer: Footer = serde_json::from_slice(untrusted.untrusted_footer())
+        .map_err(|_| LicenceError::Malformed("the token's footer names no key id".into()))?;
+    Ok(Unverified {
+        token: untrusted,
+        kid: footer.kid,
+    })
+}
+
+impl Unverified {
+    /// The payload, unverified: only for showing what a token claims.
+    pub fn untrusted_payload(&self) -> &[u8] {
+        self.token.untrusted_payload()
+    }
+
+    /// Checks the signature with `key` (which must be the key named in the footer) and returns
+    /// the authenticated payload.
+    pub fn verify(&self, key: &IssuerKey, kind: Kind) -> Result<Vec<u8>, LicenceError> {
+        if key.kid != self.kid {
+            return Err(LicenceError::UnknownKey(self.kid.clone()));
+        }
+        let trusted = PublicToken::verify(&key.public, &self.token, None, Some(kind.implicit()))
+            .map_err(|_| LicenceError::BadSignature)?;
+        Ok(trusted.payload().as_bytes().to_vec())
+    }
+}

@@ -1,0 +1,286 @@
+//! Licence enforcement through the built `Refrain.clap`, as a DAW loads it: a valid licence
+//! lets the model be heard; an expired one, a missing `live` use or a different input track
+//! gives the latency-aligned dry signal bit for bit; a licence that expires during playback
+//! changes nothing until the next reactivation.
+//!
+//! Its own test binary: it points the plugin at a private licence folder through the
+//! environment, once, before any plugin is loaded.
+
+use refrain::licence::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+use refrain::licence::fingerprint;
+use refrain::licence::gate::LoadedTrack;
+use refrain::licence::issue;
+use refrain::licence::policy::{Clock, SystemClock};
+use refrain::licence::store::Store;
+use refrain::licence::token::SigningKey;
+use refrain::models::manifest::Manifest;
+use refrain_tests::{default_plugin_path, Host, Setup};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const RATE: f64 = 48_000.0;
+const BLOCK: u32 = 256;
+
+struct Env {
+    store: Store,
+    key: SigningKey,
+}
+
+/// The private licence folder and a trusted issuer key, set up once for the whole binary.
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("refrain-licence-tests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Set before any plugin instance (or thread of one) exists.
+        unsafe {
+            std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &dir);
+            std::env::set_var(refrain::licence::gate::ENV_RECHECK_MS, "200");
+            std::env::set_var(refrain::licence::store::ENV_TERRITORY, "GB");
+        }
+        let store = Store::at(&dir);
+        let key = SigningKey::generate("Northern Records").unwrap();
+        store.trust(&key.issuer_key()).unwrap();
+        Env { store, key }
+    })
+}
+
+fn remix_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo-remix/model.toml")
+}
+
+fn song(seed: u64, seconds: f64) -> Vec<Vec<f32>> {
+    refrain::synth::song(seed, seconds, RATE as u32)
+}
+
+/// Issues and caches a licence for the demo remix model; returns the state string the plugin
+/// persists for the loaded track.
+fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> String {
+    let e = env();
+    let manifest = Manifest::load(&remix_model()).unwrap();
+    let now = SystemClock.now();
+    let c = Claims {
+        iss: "Northern Records".into(),
+        sub: "Test Producer".into(),
+        aud: AUDIENCE.into(),
+        jti: id.into(),
+        iat: claims::format_time(now - 86_400),
+        nbf: claims::format_time(now - 86_400),
+        exp: claims::format_time(exp),
+        grace_days: 0,
+        track: Track {
+            isrc: "GBAYE2600001".into(),
+            title: "Northern Lights".into(),
+            artists: vec!["Aurora Vale".into()],
+            release: "Northern Lights".into(),
+            iswc: None,
+            fingerprint: reference
+                .map(|a| fingerprint::encode(&fingerprint::compute(a, RATE as u32).unwrap())),
+        },
+        uses: uses.to_vec(),
+        models: vec![ModelGrant {
+            id: manifest.model.id,
+            sha256: manifest.model.sha256,
+        }],
+        territories: vec!["WORLD".into()],
+        split: vec![Share {
+            party: "Aurora Vale".into(),
+            role: "artist".into(),
+            ipi: None,
+            share_bp: 10_000,
+        }],
+    };
+    let token = issue::sign_licence(&e.key, &c).unwrap();
+    let path = e.store.root().join(format!("{id}.paseto"));
+    std::fs::create_dir_all(e.store.root()).unwrap();
+    std::fs::write(&path, token).unwrap();
+    // As the editor or the demo host loads a licence file.
+    LoadedTrack::load_file(&e.store, &path).unwrap().to_state()
+}
+
+fn host(track: &str) -> Host {
+    env();
+    let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
+    h.set_state_field("model", remix_model().to_str().unwrap())
+        .unwrap();
+    h.set_state_field("track", track).unwrap();
+    h
+}
+
+fn bounce(h: &mut Host, input: &[Vec<f32>], pace: bool) -> Vec<Vec<f32>> {
+    h.render(input, || BLOCK as usize, pace).unwrap()
+}
+
+/// Whether `out` is `input` delayed by `latency`, bit for bit, over `range`.
+fn is_aligned_dry(
+    out: &[Vec<f32>],
+    input: &[Vec<f32>],
+    latency: usize,
+    range: std::ops::Range<usize>,
+) -> bool {
+    out.iter().zip(input).all(|(o, i)| {
+        range
+            .clone()
+            .filter(|&t| t >= latency)
+            .all(|t| o[t].to_bits() == i[t - latency].to_bits())
+    })
+}
+
+fn rms_difference(
+    out: &[Vec<f32>],
+    input: &[Vec<f32>],
+    latency: usize,
+    range: std::ops::Range<usize>,
+) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0;
+    for (o, i) in out.iter().zip(input) {
+        for t in range.clone().filter(|&t| t >= latency) {
+            sum += ((o[t] - i[t - latency]) as f64).powi(2);
+            n += 1;
+        }
+    }
+    (sum / n.max(1) as f64).sqrt()
+}
+
+const YEAR: i64 = 365 * 86_400;
+
+#[test]
+fn a_valid_licence_lets_the_model_be_heard() {
+    let track = licence(
+        "host-valid",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + YEAR,
+        None,
+    );
+    let input = song(1, 3.0);
+    for (setup, pace) in [
+        (Setup::offline(RATE, BLOCK), false),
+        (Setup::realtime(RATE, BLOCK), true),
+    ] {
+        let mut h = host(&track);
+        h.activate(setup).unwrap();
+        let latency = h.latency() as usize;
+        let out = bounce(&mut h, &input, pace);
+        let len = input[0].len();
+        let diff = rms_difference(&out, &input, latency, latency + 9_600..len);
+        assert!(
+            diff > 0.05,
+            "the model was not heard: rms difference {diff}"
+        );
+    }
+}
+
+#[test]
+fn an_expired_licence_passes_the_aligned_dry_signal_bit_for_bit() {
+    let track = licence(
+        "host-expired",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() - 3_600,
+        None,
+    );
+    let input = song(1, 3.0);
+    for setup in [Setup::offline(RATE, BLOCK), Setup::realtime(RATE, BLOCK)] {
+        let mut h = host(&track);
+        h.activate(setup).unwrap();
+        let latency = h.latency() as usize;
+        assert!(latency > 0);
+        let out = bounce(&mut h, &input, false);
+        assert!(is_aligned_dry(&out, &input, latency, 0..input[0].len()));
+    }
+    // No licence loaded at all: the same.
+    let mut h = host("");
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let out = bounce(&mut h, &input, false);
+    assert!(is_aligned_dry(&out, &input, latency, 0..input[0].len()));
+}
+
+#[test]
+fn live_use_needs_the_live_right() {
+    let track = licence(
+        "host-no-live",
+        &[Use::Remix],
+        SystemClock.now() + YEAR,
+        None,
+    );
+    let input = song(1, 3.0);
+    let len = input[0].len();
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let out = bounce(&mut h, &input, false);
+    assert!(rms_difference(&out, &input, latency, latency + 9_600..len) > 0.05);
+    h.activate(Setup::realtime(RATE, BLOCK)).unwrap();
+    let out = bounce(&mut h, &input, false);
+    assert!(is_aligned_dry(&out, &input, h.latency() as usize, 0..len));
+}
+
+#[test]
+fn a_licence_expiring_during_playback_changes_nothing_until_reactivation() {
+    // Expires three seconds from now, no grace; the plugin re-checks every 200 ms.
+    let track = licence(
+        "host-lapsing",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + 3,
+        None,
+    );
+    let mut h = host(&track);
+    h.activate(Setup::realtime(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    // Six seconds at real-time pace: the licence lapses half-way through.
+    let input = song(1, 6.0);
+    let len = input[0].len();
+    let out = bounce(&mut h, &input, true);
+    let last_second = len - RATE as usize..len;
+    let diff = rms_difference(&out, &input, latency, last_second.clone());
+    assert!(
+        diff > 0.05,
+        "the lapse cut the performance: rms difference {diff}"
+    );
+    assert!(!is_aligned_dry(&out, &input, latency, last_second));
+
+    // The next activation enforces it.
+    h.activate(Setup::realtime(RATE, BLOCK)).unwrap();
+    let input = song(1, 2.0);
+    let out = bounce(&mut h, &input, false);
+    assert!(is_aligned_dry(
+        &out,
+        &input,
+        h.latency() as usize,
+        0..input[0].len()
+    ));
+}
+
+#[test]
+fn a_different_input_track_switches_the_model_off_after_sustained_mismatch() {
+    let licensed = song(1, 40.0);
+    let track = licence(
+        "host-fingerprint",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + YEAR,
+        Some(&licensed),
+    );
+    let rate = RATE as usize;
+
+    // The licensed track itself: the model is heard to the end.
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let input: Vec<Vec<f32>> = licensed.iter().map(|c| c[..32 * rate].to_vec()).collect();
+    let out = bounce(&mut h, &input, false);
+    let tail = 28 * rate..32 * rate;
+    assert!(rms_difference(&out, &input, latency, tail.clone()) > 0.05);
+
+    // Another track: heard at first, then (after 20 s of mismatch and the crossfade) dry.
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let other = song(2, 32.0);
+    let out = bounce(&mut h, &other, false);
+    assert!(rms_difference(&out, &other, latency, latency + rate..15 * rate) > 0.05);
+    assert!(
+        is_aligned_dry(&out, &other, latency, tail),
+        "the model was still heard on a track that does not match the licence"
+    );
+}
