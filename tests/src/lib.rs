@@ -292,7 +292,7 @@ impl Host {
             .flatten()
             .ok_or_else(|| anyhow!("no state extension"))?;
         let mut out = Vec::new();
-        ext.save(&mut self.instance.plugin_handle(), &mut out)
+        ext.save(&self.instance.plugin_handle(), &mut out)
             .map_err(|e| anyhow!("saving state: {e}"))?;
         Ok(out)
     }
@@ -305,7 +305,7 @@ impl Host {
             .flatten()
             .ok_or_else(|| anyhow!("no state extension"))?;
         ext.load(
-            &mut self.instance.plugin_handle(),
+            &self.instance.plugin_handle(),
             &mut std::io::Cursor::new(bytes),
         )
         .map_err(|e| anyhow!("loading state: {e}"))?;

@@ -93,10 +93,10 @@ mod tests {
                     }
                     t += n;
                 }
-                for c in 0..2 {
-                    let peak = out_all[c].iter().position(|&x| x != 0.0);
+                for (c, chan) in out_all.iter().enumerate() {
+                    let peak = chan.iter().position(|&x| x != 0.0);
                     assert_eq!(peak, Some(5 + delay), "delay {delay} block {block}");
-                    assert_eq!(out_all[c][5 + delay], 1.0 + c as f32);
+                    assert_eq!(chan[5 + delay], 1.0 + c as f32);
                 }
             }
         }

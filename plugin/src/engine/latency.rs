@@ -133,7 +133,9 @@ impl LatencyPlan {
         // for those halves to be whole samples.
         let mut chunk_model = lcm(spec.hop, unit_model);
         if resampling {
-            while chunk_model % 2 != 0 || (chunk_model / unit_model * unit_host) % 2 != 0 {
+            while !chunk_model.is_multiple_of(2)
+                || !(chunk_model / unit_model * unit_host).is_multiple_of(2)
+            {
                 chunk_model *= 2;
             }
         }

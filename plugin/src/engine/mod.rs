@@ -384,7 +384,7 @@ impl Engine {
             }
             let (g_dry, g_wet) = self.fade.next(target && has_wet);
             let mix = mix_start + (mix_end - mix_start) * (f + 1) as f32 / n as f32;
-            for c in 0..io_ch {
+            for (c, out) in io.iter_mut().enumerate().take(io_ch) {
                 let dry = self.dry_out[c][f];
                 let wet = if has_wet && f >= before_start {
                     self.wet[(f - before_start) * ch + c]
@@ -392,7 +392,7 @@ impl Engine {
                     0.0
                 };
                 let processed = dry * (1.0 - mix) + wet * mix;
-                io[c][offset + f] = dry * g_dry + processed * g_wet;
+                out[offset + f] = dry * g_dry + processed * g_wet;
             }
         }
         self.mix = mix_end;

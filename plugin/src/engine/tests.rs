@@ -231,8 +231,8 @@ fn a_late_worker_crossfades_to_dry_without_clicks_gaps_or_nan() {
         "the slow worker must underrun"
     );
     assert!(out.iter().flatten().all(|x| x.is_finite()));
-    for c in 0..2 {
-        let worst = out[c]
+    for (c, chan) in out.iter().enumerate() {
+        let worst = chan
             .windows(2)
             .map(|w| (w[1] - w[0]).abs())
             .fold(0.0f32, f32::max);
@@ -241,7 +241,7 @@ fn a_late_worker_crossfades_to_dry_without_clicks_gaps_or_nan() {
             "channel {c}: step {worst} vs input {max_in_step}"
         );
         // No gap: after the latency, the output is never silent for a whole crossfade.
-        let silent = out[c][latency + 64..]
+        let silent = chan[latency + 64..]
             .windows(64)
             .any(|w| w.iter().all(|x| x.abs() < 1e-6));
         assert!(!silent, "channel {c} has a silent gap");
@@ -292,7 +292,7 @@ fn a_model_swap_is_crossfaded_and_lands_exactly() {
         .fold(0.0f32, f32::max);
     let first = render(
         &mut engine,
-        &vec![input[0][..20_000].to_vec(), input[1][..20_000].to_vec()],
+        &[input[0][..20_000].to_vec(), input[1][..20_000].to_vec()],
         Blocks::Fixed(64),
         64,
         false,
@@ -302,7 +302,7 @@ fn a_model_swap_is_crossfaded_and_lands_exactly() {
     assert!(engine.swap_model(Box::new(quieter)).is_ok());
     let second = render(
         &mut engine,
-        &vec![input[0][20_000..].to_vec(), input[1][20_000..].to_vec()],
+        &[input[0][20_000..].to_vec(), input[1][20_000..].to_vec()],
         Blocks::Fixed(64),
         64,
         false,

@@ -115,8 +115,10 @@ pub fn session_from_memory(bytes: &[u8]) -> Result<Session, String> {
     let builder = Session::builder(&env).map_err(|e| e.to_string())?;
     let mut builder = builder
         .with_intra_threads(intra_threads())
-        .and_then(|b| b.with_inter_threads(1))
-        .and_then(|b| b.with_intra_op_spinning(false))
+        .map_err(|e| e.to_string())?
+        .with_inter_threads(1)
+        .map_err(|e| e.to_string())?
+        .with_intra_op_spinning(false)
         .map_err(|e| e.to_string())?;
     builder.commit_from_memory(bytes).map_err(|e| e.to_string())
 }
