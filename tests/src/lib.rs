@@ -150,6 +150,9 @@ pub struct Host {
     in_ports: AudioPorts,
     out_ports: AudioPorts,
     events_out: EventBuffer,
+    /// The transport sent with every block: `None` sends none (as a host without a
+    /// timeline), `Some(playing)` a 120 BPM 4/4 transport that is playing or stopped.
+    transport: Option<bool>,
 }
 
 /// Where the built plugin is: `REFRAIN_CLAP`, else `target/bundled/Refrain.clap`.
@@ -204,6 +207,41 @@ impl Host {
             in_ports: AudioPorts::with_capacity(2, 1),
             out_ports: AudioPorts::with_capacity(2, 1),
             events_out: EventBuffer::new(),
+            transport: None,
+        })
+    }
+
+    /// Sets the transport sent with each following block (see [`Host`]'s `transport`).
+    pub fn set_transport(&mut self, playing: Option<bool>) {
+        self.transport = playing;
+    }
+
+    fn transport_event(&self) -> Option<clack_host::events::event_types::TransportEvent> {
+        use clack_host::events::event_types::{TransportEvent, TransportFlags};
+        use clack_host::utils::FixedPoint;
+        let playing = self.transport?;
+        let mut flags = TransportFlags::HAS_TEMPO
+            | TransportFlags::HAS_BEATS_TIMELINE
+            | TransportFlags::HAS_SECONDS_TIMELINE
+            | TransportFlags::HAS_TIME_SIGNATURE;
+        if playing {
+            flags |= TransportFlags::IS_PLAYING;
+        }
+        Some(TransportEvent {
+            header: Default::default(),
+            flags,
+            song_pos_beats: FixedPoint::from_int(0),
+            song_pos_seconds: FixedPoint::from_int(0),
+            tempo: 120.0,
+            tempo_inc: 0.0,
+            loop_start_beats: FixedPoint::from_int(0),
+            loop_end_beats: FixedPoint::from_int(0),
+            loop_start_seconds: FixedPoint::from_int(0),
+            loop_end_seconds: FixedPoint::from_int(0),
+            bar_start: FixedPoint::from_int(0),
+            bar_number: 0,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
         })
     }
 
@@ -372,6 +410,7 @@ impl Host {
 
     /// One `process()` call on the plugin with these input and output channels.
     fn run_block(&mut self, ins: Vec<&mut [f32]>, outs: Vec<&mut [f32]>) -> Result<()> {
+        let transport = self.transport_event();
         let processor = self
             .processor
             .as_mut()
@@ -398,7 +437,7 @@ impl Host {
                 &InputEvents::empty(),
                 &mut events_out,
                 None,
-                None,
+                transport.as_ref(),
             )
             .map_err(|e| anyhow!("process failed: {e:?}"))?;
         Ok(())
@@ -452,34 +491,10 @@ impl Drop for Host {
     }
 }
 
-/// A small deterministic generator for block sizes and noise.
-pub struct Lcg(pub u64);
+/// A small deterministic generator for block sizes and noise (the plugin crate's).
+pub use refrain::synth::Lcg;
 
-impl Lcg {
-    pub fn next_u32(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-}
-
-/// Writes planar f32 to a 32-bit float WAV.
+/// Writes planar f32 to a 32-bit float WAV (the plugin crate's writer).
 pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<()> {
-    let spec = hound::WavSpec {
-        channels: audio.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec)
-        .with_context(|| format!("writing {}", path.display()))?;
-    for i in 0..audio[0].len() {
-        for c in audio {
-            w.write_sample(c[i])?;
-        }
-    }
-    w.finalize()?;
-    Ok(())
+    Ok(refrain::render::write_wav(path, audio, rate)?)
 }

@@ -254,6 +254,44 @@ fn a_licence_expiring_during_playback_changes_nothing_until_reactivation() {
 }
 
 #[test]
+fn a_licence_lapsed_during_playback_is_enforced_at_the_transport_stop() {
+    let track = licence(
+        "host-stop",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + 3,
+        None,
+    );
+    let mut h = host(&track);
+    h.set_transport(Some(true));
+    h.activate(Setup::realtime(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let rate = RATE as usize;
+    let input = song(1, 7.0);
+    let (playing, stopped): (Vec<Vec<f32>>, Vec<Vec<f32>>) = input
+        .iter()
+        .map(|c| (c[..6 * rate].to_vec(), c[6 * rate..].to_vec()))
+        .unzip();
+    // Playing through the lapse: still processed at the end.
+    let out = bounce(&mut h, &playing, true);
+    let last = 5 * rate..6 * rate;
+    assert!(rms_difference(&out, &playing, latency, last) > 0.05);
+    // The transport stops (audio keeps flowing, as when monitoring): after the crossfade the
+    // output is the aligned dry signal, bit for bit.
+    h.set_transport(Some(false));
+    let out = bounce(&mut h, &stopped, false);
+    let fade = 4 * BLOCK as usize;
+    for (o, i) in out.iter().zip(&input) {
+        for t in fade..o.len() {
+            assert_eq!(
+                o[t].to_bits(),
+                i[6 * rate + t - latency].to_bits(),
+                "sample {t} after the stop"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_different_input_track_switches_the_model_off_after_sustained_mismatch() {
     let licensed = song(1, 40.0);
     let track = licence(

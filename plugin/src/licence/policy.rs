@@ -123,12 +123,7 @@ pub fn verify(
     keys: &[IssuerKey],
     revoked: &Revoked,
 ) -> Result<Claims, LicenceError> {
-    let untrusted = token::parse(token_text)?;
-    let key = keys
-        .iter()
-        .find(|k| k.kid == untrusted.kid)
-        .ok_or_else(|| LicenceError::UnknownKey(untrusted.kid.clone()))?;
-    let payload = untrusted.verify(key, Kind::Licence)?;
+    let (key, payload) = token::verify_signed(token_text, keys, Kind::Licence)?;
     if revoked.keys.contains(&key.kid) {
         return Err(LicenceError::KeyRevoked(key.kid.clone()));
     }

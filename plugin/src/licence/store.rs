@@ -302,12 +302,7 @@ pub fn verify_revocations(
     token_text: &str,
     keys: &[IssuerKey],
 ) -> Result<RevocationList, LicenceError> {
-    let untrusted = token::parse(token_text)?;
-    let key = keys
-        .iter()
-        .find(|k| k.kid == untrusted.kid)
-        .ok_or_else(|| LicenceError::UnknownKey(untrusted.kid.clone()))?;
-    let payload = untrusted.verify(key, Kind::Revocations)?;
+    let (key, payload) = token::verify_signed(token_text, keys, Kind::Revocations)?;
     let list: RevocationList =
         serde_json::from_slice(&payload).map_err(|e| LicenceError::Payload(e.to_string()))?;
     if list.iss != key.issuer {

@@ -204,6 +204,21 @@ pub fn parse(token: &str) -> Result<Unverified, LicenceError> {
     })
 }
 
+/// Parses `token_text`, finds the key its footer names among `keys` and verifies the
+/// signature for `kind`. Returns the key and the authenticated payload.
+pub fn verify_signed<'k>(
+    token_text: &str,
+    keys: &'k [IssuerKey],
+    kind: Kind,
+) -> Result<(&'k IssuerKey, Vec<u8>), LicenceError> {
+    let untrusted = parse(token_text)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == untrusted.kid)
+        .ok_or_else(|| LicenceError::UnknownKey(untrusted.kid.clone()))?;
+    Ok((key, untrusted.verify(key, kind)?))
+}
+
 impl Unverified {
     /// The payload, unverified: only for showing what a token claims.
     pub fn untrusted_payload(&self) -> &[u8] {
