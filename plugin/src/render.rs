@@ -82,6 +82,20 @@ pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<(), Rende
     w.finalize().map_err(err)
 }
 
+/// `input` with `latency` samples of silence appended to each channel, so a
+/// latency-compensated bounce gets the whole tail.
+pub fn pad(input: &[Vec<f32>], latency: usize) -> Vec<Vec<f32>> {
+    input
+        .iter()
+        .map(|c| {
+            c.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, latency))
+                .collect()
+        })
+        .collect()
+}
+
 /// Checks the licence a bounce of `input` through `source` needs, as the plugin does for an
 /// offline render: the licence (`track`) must cover the model and the use, and for a remix
 /// model the input must match the licensed track's fingerprint. Returns the licence verdict,
@@ -171,15 +185,7 @@ pub fn render(
     let latency = engine.latency() as usize;
     let frames = input.first().map_or(0, |c| c.len());
     let total = frames + latency;
-    let mut io: Vec<Vec<f32>> = input
-        .iter()
-        .map(|c| {
-            c.iter()
-                .copied()
-                .chain(std::iter::repeat_n(0.0, latency))
-                .collect()
-        })
-        .collect();
+    let mut io = pad(input, latency);
     let started = Instant::now();
     let mut t = 0;
     while t < total {

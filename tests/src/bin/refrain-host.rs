@@ -69,15 +69,7 @@ fn main() -> Result<()> {
     // The bounce: offline, as a DAW's export does.
     host.activate(Setup::offline(RATE, BLOCK))?;
     let latency = host.latency() as usize;
-    let padded: Vec<Vec<f32>> = input
-        .iter()
-        .map(|c| {
-            c.iter()
-                .copied()
-                .chain(std::iter::repeat_n(0.0, latency))
-                .collect()
-        })
-        .collect();
+    let padded = refrain::render::pad(&input, latency);
     let started = Instant::now();
     let bounce = host.render(&padded, || BLOCK as usize, false)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -165,15 +157,7 @@ fn bounce_remix(plugin: &Path, track: &str, input: &[Vec<f32>]) -> Result<Vec<Ve
     host.set_state_field("track", track)?;
     host.activate(Setup::offline(RATE, BLOCK))?;
     let latency = host.latency() as usize;
-    let padded: Vec<Vec<f32>> = input
-        .iter()
-        .map(|c| {
-            c.iter()
-                .copied()
-                .chain(std::iter::repeat_n(0.0, latency))
-                .collect()
-        })
-        .collect();
+    let padded = refrain::render::pad(input, latency);
     let out = host.render(&padded, || BLOCK as usize, false)?;
     Ok(out.into_iter().map(|c| c[latency..].to_vec()).collect())
 }
