@@ -319,6 +319,18 @@ impl Plugin for Refrain {
     }
 
     fn deactivate(&mut self) {
+        if let Some(engine) = &self.engine {
+            let s = engine.status();
+            let r = std::sync::atomic::Ordering::Relaxed;
+            nice_log!(
+                "Refrain: stopped; model {:?} ({}), {} chunks, {} underruns, {} skipped chunks",
+                s.state(),
+                s.message(),
+                s.chunks.load(r),
+                s.underruns.load(r),
+                s.skipped_chunks.load(r)
+            );
+        }
         self.engine = None;
         self.licensing = None;
     }

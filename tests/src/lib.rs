@@ -2,6 +2,8 @@
 //! (entry, factory, instance, activation, render mode, latency, state, processing), for the
 //! host-level tests and the demo.
 
+pub mod vst3_host;
+
 use anyhow::{anyhow, bail, Context, Result};
 use clack_extensions::audio_ports::{AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};

@@ -1,0 +1,242 @@
+//! A minimal VST3 host for the tests: loads `Refrain.vst3` the way a DAW does (module entry,
+//! factory, component, audio processor, bus arrangement, processing setup, activation) and
+//! processes planar f32 blocks. Only what the tests need: one stereo bus in and out, no
+//! parameter changes, events or edit controller.
+
+use anyhow::{anyhow, bail, Result};
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::ptr::null_mut;
+use vst3::Steinberg::Vst::{
+    AudioBusBuffers, AudioBusBuffers__type0, BusDirections_::kInput, BusDirections_::kOutput,
+    IAudioProcessor, IAudioProcessorTrait, IComponent, IComponentTrait, MediaTypes_::kAudio,
+    ProcessData, ProcessModes_::kOffline, ProcessModes_::kRealtime, ProcessSetup,
+    SpeakerArr::kStereo, SpeakerArrangement, SymbolicSampleSizes_::kSample32,
+};
+use vst3::Steinberg::{
+    kResultOk, IPluginBaseTrait, IPluginFactory, IPluginFactoryTrait, PClassInfo,
+};
+use vst3::{ComPtr, Interface};
+
+/// The plugin binary inside a `.vst3` bundle on this platform.
+pub fn vst3_binary(bundle: &Path) -> PathBuf {
+    let stem = bundle
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    bundle
+        .join("Contents")
+        .join(format!("{}-linux", std::env::consts::ARCH))
+        .join(format!("{stem}.so"))
+}
+
+/// `REFRAIN_VST3`, else `target/bundled/Refrain.vst3`.
+pub fn default_vst3_path() -> PathBuf {
+    std::env::var_os("REFRAIN_VST3")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bundled/Refrain.vst3")
+        })
+}
+
+/// One loaded, initialised VST3 component with its audio processor.
+pub struct Vst3Host {
+    // Field order: the COM objects go before the library is unloaded.
+    processor: ComPtr<IAudioProcessor>,
+    component: ComPtr<IComponent>,
+    active: bool,
+    channels: usize,
+    _factory: ComPtr<IPluginFactory>,
+    lib: Option<libloading::Library>,
+}
+
+fn check(what: &str, r: i32) -> Result<()> {
+    if r == kResultOk {
+        Ok(())
+    } else {
+        bail!("{what} returned {r}")
+    }
+}
+
+impl Vst3Host {
+    /// Loads the bundle, finds its audio module class and initialises it.
+    pub fn load(bundle: &Path) -> Result<Self> {
+        let so = vst3_binary(bundle);
+        // SAFETY: loading a plugin runs its initialisers; that is what a host does.
+        let lib = unsafe { libloading::Library::new(&so) }
+            .map_err(|e| anyhow!("cannot load {}: {e}", so.display()))?;
+        // SAFETY: the VST3 module interface on Linux: ModuleEntry(handle) before the factory.
+        let factory = unsafe {
+            if let Ok(entry) =
+                lib.get::<unsafe extern "system" fn(*mut c_void) -> bool>(b"ModuleEntry\0")
+            {
+                if !entry(null_mut()) {
+                    bail!("ModuleEntry failed");
+                }
+            }
+            let get = lib
+                .get::<unsafe extern "system" fn() -> *mut IPluginFactory>(b"GetPluginFactory\0")
+                .map_err(|e| anyhow!("no GetPluginFactory: {e}"))?;
+            ComPtr::from_raw(get()).ok_or_else(|| anyhow!("GetPluginFactory returned null"))?
+        };
+        let mut cid = None;
+        // SAFETY: plain calls through the factory's vtable with valid out-pointers.
+        unsafe {
+            for i in 0..factory.countClasses() {
+                let mut info: PClassInfo = std::mem::zeroed();
+                check("getClassInfo", factory.getClassInfo(i, &mut info))?;
+                let category = std::ffi::CStr::from_ptr(info.category.as_ptr());
+                if category.to_bytes() == b"Audio Module Class" {
+                    cid = Some(info.cid);
+                }
+            }
+        }
+        let cid = cid.ok_or_else(|| anyhow!("no Audio Module Class in the factory"))?;
+        let mut obj: *mut c_void = null_mut();
+        // SAFETY: createInstance writes an IComponent pointer (with one reference) into `obj`.
+        let component = unsafe {
+            check(
+                "createInstance",
+                factory.createInstance(
+                    cid.as_ptr(),
+                    IComponent::IID.as_ptr() as *const _,
+                    &mut obj,
+                ),
+            )?;
+            ComPtr::from_raw(obj as *mut IComponent)
+                .ok_or_else(|| anyhow!("createInstance returned null"))?
+        };
+        // SAFETY: no host context; the plugin must cope, as with a minimal host.
+        unsafe { check("initialize", component.initialize(null_mut()))? };
+        let processor = component
+            .cast::<IAudioProcessor>()
+            .ok_or_else(|| anyhow!("the component is not an IAudioProcessor"))?;
+        Ok(Vst3Host {
+            processor,
+            component,
+            active: false,
+            channels: 2,
+            _factory: factory,
+            lib: Some(lib),
+        })
+    }
+
+    /// Stereo in and out, processing set up, buses and component active. Returns the latency.
+    pub fn activate(&mut self, sample_rate: f64, max_block: i32, offline: bool) -> Result<u32> {
+        self.deactivate();
+        // SAFETY: the calls a host makes before processing, with valid pointers.
+        unsafe {
+            let mut ins: [SpeakerArrangement; 1] = [kStereo];
+            let mut outs: [SpeakerArrangement; 1] = [kStereo];
+            check(
+                "setBusArrangements",
+                self.processor
+                    .setBusArrangements(ins.as_mut_ptr(), 1, outs.as_mut_ptr(), 1),
+            )?;
+            check(
+                "activateBus(in)",
+                self.component
+                    .activateBus(kAudio as i32, kInput as i32, 0, 1),
+            )?;
+            check(
+                "activateBus(out)",
+                self.component
+                    .activateBus(kAudio as i32, kOutput as i32, 0, 1),
+            )?;
+            let mut setup = ProcessSetup {
+                processMode: if offline { kOffline } else { kRealtime } as i32,
+                symbolicSampleSize: kSample32 as i32,
+                maxSamplesPerBlock: max_block,
+                sampleRate: sample_rate,
+            };
+            check(
+                "setupProcessing",
+                self.processor.setupProcessing(&mut setup),
+            )?;
+            check("setActive", self.component.setActive(1))?;
+            self.active = true;
+            check("setProcessing", self.processor.setProcessing(1))?;
+            Ok(self.processor.getLatencySamples())
+        }
+    }
+
+    pub fn deactivate(&mut self) {
+        if self.active {
+            // SAFETY: the reverse of `activate`.
+            unsafe {
+                self.processor.setProcessing(0);
+                self.component.setActive(0);
+            }
+            self.active = false;
+        }
+    }
+
+    /// Processes planar stereo `io` in place, in blocks of `block`.
+    pub fn render(
+        &mut self,
+        input: &[Vec<f32>],
+        block: usize,
+        offline: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        if !self.active {
+            bail!("not active");
+        }
+        let len = input[0].len();
+        let mut out = vec![vec![0.0f32; len]; self.channels];
+        let mut t = 0;
+        while t < len {
+            let n = block.min(len - t);
+            let mut in_ptrs: Vec<*mut f32> =
+                input.iter().map(|c| c[t..].as_ptr() as *mut f32).collect();
+            let mut out_ptrs: Vec<*mut f32> = out.iter_mut().map(|c| c[t..].as_mut_ptr()).collect();
+            let mut in_bus = AudioBusBuffers {
+                numChannels: self.channels as i32,
+                silenceFlags: 0,
+                __field0: AudioBusBuffers__type0 {
+                    channelBuffers32: in_ptrs.as_mut_ptr(),
+                },
+            };
+            let mut out_bus = AudioBusBuffers {
+                numChannels: self.channels as i32,
+                silenceFlags: 0,
+                __field0: AudioBusBuffers__type0 {
+                    channelBuffers32: out_ptrs.as_mut_ptr(),
+                },
+            };
+            let mut data = ProcessData {
+                processMode: if offline { kOffline } else { kRealtime } as i32,
+                symbolicSampleSize: kSample32 as i32,
+                numSamples: n as i32,
+                numInputs: 1,
+                numOutputs: 1,
+                inputs: &mut in_bus,
+                outputs: &mut out_bus,
+                inputParameterChanges: null_mut(),
+                outputParameterChanges: null_mut(),
+                inputEvents: null_mut(),
+                outputEvents: null_mut(),
+                processContext: null_mut(),
+            };
+            // SAFETY: every pointer in `data` is valid for `n` samples during the call; the
+            // input is only read by the plugin.
+            unsafe { check("process", self.processor.process(&mut data))? };
+            t += n;
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Vst3Host {
+    fn drop(&mut self) {
+        self.deactivate();
+        // SAFETY: the last call before the component is released.
+        unsafe {
+            self.component.terminate();
+        }
+        // The library stays loaded for the life of the process, as in most DAWs: unloading a
+        // module whose threads may still be winding down is what crashes hosts.
+        if let Some(lib) = self.lib.take() {
+            std::mem::forget(lib);
+        }
+    }
+}
