@@ -4,6 +4,7 @@
 //! This file is the thin glue between nice-plug and the host-agnostic [`engine`]: activation
 //! plans the stream and reports latency, `process()` hands the host's buffers to the engine.
 
+pub mod editor;
 pub mod engine;
 pub mod licence;
 pub mod models;
@@ -38,6 +39,10 @@ pub struct Refrain {
     poisoned: bool,
     /// Licence enforcement for models that need one; `None` for those that do not.
     licensing: Option<Licensing>,
+    /// What the editor shows.
+    shared: Arc<editor::EditorShared>,
+    /// The editor's size.
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
 }
 
 /// What a licence must allow for `manifest`'s model; `None` when the model needs none
@@ -187,6 +192,8 @@ impl Default for Refrain {
             engine: None,
             poisoned: false,
             licensing: None,
+            shared: Arc::new(editor::EditorShared::default()),
+            editor_state: editor::default_state(),
         }
     }
 }
@@ -251,12 +258,20 @@ impl Plugin for Refrain {
         },
     ];
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::RefrainEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(
+            self.params.clone(),
+            self.shared.clone(),
+            self.editor_state.clone(),
+        )
     }
 
     fn activate(
@@ -276,6 +291,16 @@ impl Plugin for Refrain {
         self.engine = None;
         self.licensing = None;
         self.poisoned = false;
+        *self.shared.gate.lock() = None;
+        *self.shared.status.lock() = None;
+        *self.shared.model_name.lock() = match source.manifest() {
+            Ok(m) => m.model.name,
+            Err(e) => format!("{} (unreadable: {e})", source.to_state()),
+        };
+        self.shared.sample_rate.store(
+            buffer_config.sample_rate.round() as u32,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let Ok(manifest) = source.manifest() {
             let track = LoadedTrack::parse(&self.params.track.read());
             if let Some((licensing, verdict)) = Licensing::start(&manifest, track, &config) {
@@ -287,6 +312,7 @@ impl Plugin for Refrain {
                         verdict.reason
                     );
                 }
+                *self.shared.gate.lock() = Some(licensing.gate.clone());
                 self.licensing = Some(licensing);
             }
         }
@@ -298,11 +324,18 @@ impl Plugin for Refrain {
                     engine.plan().describe()
                 );
                 context.set_latency_samples(engine.latency());
+                self.shared
+                    .latency
+                    .store(engine.latency(), std::sync::atomic::Ordering::Relaxed);
+                *self.shared.status.lock() = Some(engine.status().clone());
                 self.engine = Some(engine);
             }
             Err(e) => {
                 nice_error!("Refrain passes audio through unprocessed: {e}");
                 context.set_latency_samples(0);
+                self.shared
+                    .latency
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
             }
         }
         true

@@ -1,0 +1,441 @@
+//! The editor (egui): what runs, how late it comes back, and under which licence.
+//!
+//! - The model: name, state, the engine's message, the reported latency and the underruns;
+//!   another model (a `model.toml` path) is loaded through the plugin state, so the host sees a
+//!   normal state change and the plugin reactivates with the new latency.
+//! - Mix and bypass.
+//! - The track and its licence: the loaded track, the licence state and its reason in words,
+//!   the licences cached on this machine with a button to load each, and a field to load a
+//!   licence file. Loading a track goes through the plugin state too, so it is saved with the
+//!   project and the licence is verified at once (on the reactivation that follows).
+//!
+//! Everything the editor shows comes from [`EditorShared`], written by the plugin at activation
+//! on the main thread; the audio thread never touches it.
+
+use crate::engine::status::{EngineState, EngineStatus};
+use crate::licence::gate::{LicenceGate, LoadedTrack};
+use crate::licence::policy::{self, LicenceState};
+use crate::licence::store::Store;
+use crate::params::RefrainParams;
+use nice_plug::context::gui::GuiContext;
+use nice_plug::prelude::*;
+use nice_plug_egui::widgets::ParamSlider;
+use nice_plug_egui::{EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the plugin publishes for the editor (main thread only).
+#[derive(Default)]
+pub struct EditorShared {
+    /// The running engine's status, while active.
+    pub status: Mutex<Option<Arc<EngineStatus>>>,
+    /// Reported latency in samples, and the sample rate it is at.
+    pub latency: AtomicU32,
+    pub sample_rate: AtomicU32,
+    /// The model's display name.
+    pub model_name: Mutex<String>,
+    /// The licence gate, when the model needs a licence.
+    pub gate: Mutex<Option<Arc<LicenceGate>>>,
+}
+
+/// One cached licence, as the editor lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LicenceRow {
+    pub id: String,
+    /// `Artist - Title (ISRC), until 2027-11-21, uses remix, live`, or why it is unusable.
+    pub text: String,
+    pub usable: bool,
+}
+
+/// Every licence in the store, verified (signature, claims, revocation; not terms, which depend
+/// on the model and the situation).
+pub fn licence_rows(store: &Store) -> Vec<LicenceRow> {
+    let (keys, _) = store.trusted_keys();
+    let (revoked, _) = store.revoked(&keys);
+    store
+        .licence_ids()
+        .into_iter()
+        .map(|id| {
+            match store
+                .licence_token(&id)
+                .and_then(|t| policy::verify(&t, &keys, &revoked))
+            {
+                Ok(c) => LicenceRow {
+                    text: format!(
+                        "{} - {} ({}), until {}, uses {}",
+                        c.track.artists.join(", "),
+                        c.track.title,
+                        c.track.isrc,
+                        c.exp.get(..10).unwrap_or(&c.exp),
+                        c.uses
+                            .iter()
+                            .map(|u| u.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    id,
+                    usable: true,
+                },
+                Err(e) => LicenceRow {
+                    text: format!("unusable: {e}"),
+                    id,
+                    usable: false,
+                },
+            }
+        })
+        .collect()
+}
+
+/// `state` with the persisted field `key` set to `value` (fields hold JSON).
+pub fn with_field(mut state: PluginState, key: &str, value: &str) -> PluginState {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    state.fields.insert(key.to_owned(), json);
+    state
+}
+
+/// A loaded track for the licence with this id (its ISRC and title read from the cache).
+pub fn track_for_id(store: &Store, id: &str) -> LoadedTrack {
+    let claims = store
+        .licence_token(id)
+        .ok()
+        .and_then(|t| crate::licence::token::parse(&t).ok())
+        .and_then(|u| {
+            serde_json::from_slice::<crate::licence::claims::Claims>(u.untrusted_payload()).ok()
+        });
+    LoadedTrack {
+        licence: id.to_owned(),
+        isrc: claims
+            .as_ref()
+            .map(|c| c.track.isrc.clone())
+            .unwrap_or_default(),
+        title: claims.map(|c| c.track.title).unwrap_or_default(),
+    }
+}
+
+/// The editor's size when first opened.
+pub fn default_state() -> Arc<EguiEditorState> {
+    EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(620.0, 520.0), 1.0)
+}
+
+/// Builds the editor.
+pub fn create(
+    params: Arc<RefrainParams>,
+    shared: Arc<EditorShared>,
+    state: Arc<EguiEditorState>,
+) -> Option<EguiEditor<RefrainEditor>> {
+    nice_plug_egui::create_egui_editor(
+        state,
+        nice_plug_egui::RepaintNotifier::new(),
+        EguiNiceSettings::new()
+            .with_tile("Refrain")
+            .with_repaint_poll_interval(Duration::from_millis(250)),
+        RefrainEditor {
+            params,
+            shared,
+            gui: None,
+            store: Store::open_default().ok(),
+            rows: Vec::new(),
+            licence_path: String::new(),
+            model_path: String::new(),
+            error: String::new(),
+        },
+    )
+}
+
+/// The editor's own state.
+pub struct RefrainEditor {
+    params: Arc<RefrainParams>,
+    shared: Arc<EditorShared>,
+    gui: Option<GuiContext>,
+    store: Option<Store>,
+    rows: Vec<LicenceRow>,
+    licence_path: String,
+    model_path: String,
+    error: String,
+}
+
+impl RefrainEditor {
+    fn refresh(&mut self) {
+        self.rows = self.store.as_ref().map(licence_rows).unwrap_or_default();
+    }
+
+    /// Loads a track through the plugin state (verified on the reactivation that follows).
+    fn load_track(&mut self, track: Option<LoadedTrack>) {
+        let Some(gui) = &self.gui else { return };
+        let value = track.map(|t| t.to_state()).unwrap_or_default();
+        gui.set_state(with_field(gui.get_state(), "track", &value));
+        self.error.clear();
+    }
+
+    fn load_model(&mut self, model: &str) {
+        let Some(gui) = &self.gui else { return };
+        let source = crate::models::ModelSource::parse(model);
+        match source.manifest() {
+            Ok(_) => {
+                gui.set_state(with_field(gui.get_state(), "model", &source.to_state()));
+                self.error.clear();
+            }
+            Err(e) => self.error = format!("{model}: {e}"),
+        }
+    }
+
+    fn model_section(&mut self, ui: &mut egui::Ui) {
+        let status = self.shared.status.lock().clone();
+        let name = self.shared.model_name.lock().clone();
+        let latency = self.shared.latency.load(Ordering::Relaxed);
+        let rate = self.shared.sample_rate.load(Ordering::Relaxed).max(1);
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new("Model").strong());
+            ui.label(if name.is_empty() { "-".into() } else { name });
+        });
+        match status {
+            Some(s) => {
+                let (colour, word) = match s.state() {
+                    EngineState::Running => (egui::Color32::from_rgb(90, 190, 110), "running"),
+                    EngineState::Starting => (egui::Color32::from_rgb(220, 180, 60), "starting"),
+                    EngineState::Failed => (egui::Color32::from_rgb(230, 90, 80), "failed"),
+                };
+                ui.horizontal(|ui| {
+                    ui.label(egui::RichText::new(word).color(colour));
+                    ui.label(s.message());
+                });
+                ui.label(format!(
+                    "latency {latency} samples ({:.1} ms), underruns {}",
+                    latency as f64 * 1000.0 / rate as f64,
+                    s.underruns.load(Ordering::Relaxed)
+                ));
+            }
+            None => {
+                ui.label("not active");
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label("Model file");
+            ui.text_edit_singleline(&mut self.model_path);
+            if ui.button("Load model").clicked() {
+                let m = self.model_path.trim().to_owned();
+                self.load_model(&m);
+            }
+            if ui.button("Built-in").clicked() {
+                self.load_model(crate::models::BUILTIN_ID);
+            }
+        });
+    }
+
+    fn licence_section(&mut self, ui: &mut egui::Ui) {
+        ui.label(egui::RichText::new("Track and licence").strong());
+        let track = LoadedTrack::parse(&self.params.track.read());
+        ui.horizontal(|ui| {
+            match &track {
+                Some(t) => ui.label(format!(
+                    "loaded: {} {} (licence {})",
+                    t.title, t.isrc, t.licence
+                )),
+                None => ui.label("no track loaded"),
+            };
+            if track.is_some() && ui.button("Unload").clicked() {
+                self.load_track(None);
+            }
+        });
+        match self.shared.gate.lock().clone() {
+            Some(gate) => {
+                let colour = match gate.state() {
+                    LicenceState::Valid | LicenceState::NotRequired => {
+                        egui::Color32::from_rgb(90, 190, 110)
+                    }
+                    LicenceState::Grace => egui::Color32::from_rgb(220, 180, 60),
+                    LicenceState::Invalid => egui::Color32::from_rgb(230, 90, 80),
+                };
+                let prefix = if gate.state().allows() && !gate.track_mismatch() {
+                    ""
+                } else {
+                    "AI path off, dry signal: "
+                };
+                ui.label(egui::RichText::new(format!("{prefix}{}", gate.reason())).color(colour));
+            }
+            None => {
+                ui.label("this model needs no licence");
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label("Cached licences");
+            if ui.button("Refresh").clicked() {
+                self.refresh();
+            }
+        });
+        let mut load = None;
+        egui::ScrollArea::vertical()
+            .max_height(160.0)
+            .show(ui, |ui| {
+                if self.rows.is_empty() {
+                    ui.label(match &self.store {
+                        Some(s) => format!("none in {}", s.root().display()),
+                        None => "no licence folder on this system".into(),
+                    });
+                }
+                for row in &self.rows {
+                    ui.horizontal(|ui| {
+                        if ui
+                            .add_enabled(row.usable, egui::Button::new("Load"))
+                            .clicked()
+                        {
+                            load = Some(row.id.clone());
+                        }
+                        ui.label(&row.text);
+                    });
+                }
+            });
+        if let (Some(id), Some(store)) = (load, &self.store) {
+            let track = track_for_id(store, &id);
+            self.load_track(Some(track));
+        }
+        ui.horizontal(|ui| {
+            ui.label("Licence file");
+            ui.text_edit_singleline(&mut self.licence_path);
+            if ui.button("Load file").clicked() {
+                let path = std::path::PathBuf::from(self.licence_path.trim());
+                match &self.store {
+                    Some(store) => match LoadedTrack::load_file(store, &path) {
+                        Ok(track) => {
+                            self.load_track(Some(track));
+                            self.refresh();
+                        }
+                        Err(e) => self.error = format!("{}: {e}", path.display()),
+                    },
+                    None => self.error = "no licence folder on this system".into(),
+                }
+            }
+        });
+    }
+}
+
+impl NiceEguiApp for RefrainEditor {
+    fn build(
+        &mut self,
+        _egui_ctx: egui::Context,
+        gui: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.gui = Some(gui);
+        self.refresh();
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        ui.heading("Refrain");
+        ui.separator();
+        self.model_section(ui);
+        ui.separator();
+        if let Some(gui) = self.gui.clone() {
+            let setter = gui.param_setter();
+            ui.horizontal(|ui| {
+                ui.label("Mix");
+                ui.add(ParamSlider::for_param(&self.params.mix, &setter).with_width(220.0));
+                let mut bypass = self.params.bypass.value();
+                if ui.checkbox(&mut bypass, "Bypass").changed() {
+                    setter.begin_set_parameter(&self.params.bypass);
+                    setter.set_parameter(&self.params.bypass, bypass);
+                    setter.end_set_parameter(&self.params.bypass);
+                }
+            });
+        }
+        ui.separator();
+        self.licence_section(ui);
+        if !self.error.is_empty() {
+            ui.separator();
+            ui.label(egui::RichText::new(&self.error).color(egui::Color32::from_rgb(230, 90, 80)));
+        }
+    }
+
+    fn editor_closed(&mut self) {
+        self.gui = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::licence::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+    use crate::licence::token::SigningKey;
+
+    fn claims(id: &str, title: &str) -> Claims {
+        Claims {
+            iss: "Northern Records".into(),
+            sub: "DJ".into(),
+            aud: AUDIENCE.into(),
+            jti: id.into(),
+            iat: claims::format_time(1_795_219_200),
+            nbf: claims::format_time(1_795_219_200),
+            exp: claims::format_time(1_795_219_200 + 86_400 * 30),
+            grace_days: 0,
+            track: Track {
+                isrc: "GBAYE2600001".into(),
+                title: title.into(),
+                artists: vec!["Aurora Vale".into()],
+                release: "R".into(),
+                iswc: None,
+                fingerprint: None,
+            },
+            uses: vec![Use::Remix, Use::Live],
+            models: vec![ModelGrant {
+                id: "m".into(),
+                sha256: "ab".repeat(32),
+            }],
+            territories: vec!["WORLD".into()],
+            split: vec![Share {
+                party: "Aurora Vale".into(),
+                role: "artist".into(),
+                ipi: None,
+                share_bp: 10_000,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_editor_lists_cached_licences_and_marks_unusable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let trusted = SigningKey::generate("Northern Records").unwrap();
+        store.trust(&trusted.issuer_key()).unwrap();
+        let stranger = SigningKey::generate("Northern Records").unwrap();
+        let good = crate::licence::issue::sign_licence(&trusted, &claims("a-good", "Song A")).unwrap();
+        let bad = crate::licence::issue::sign_licence(&stranger, &claims("b-bad", "Song B")).unwrap();
+        store.install_licence(&good).unwrap();
+        store.install_licence(&bad).unwrap();
+        let rows = licence_rows(&store);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].id, "a-good");
+        assert!(rows[0].usable);
+        assert_eq!(
+            rows[0].text,
+            "Aurora Vale - Song A (GBAYE2600001), until 2026-12-21, uses remix, live"
+        );
+        assert!(!rows[1].usable);
+        assert!(rows[1].text.contains("does not trust"), "{}", rows[1].text);
+
+        let t = track_for_id(&store, "a-good");
+        assert_eq!((t.isrc.as_str(), t.title.as_str()), ("GBAYE2600001", "Song A"));
+        assert_eq!(track_for_id(&store, "missing").title, "");
+    }
+
+    #[test]
+    fn loading_a_track_or_model_changes_only_that_field_of_the_state() {
+        let mut state = PluginState {
+            version: "0.1.0".into(),
+            params: Default::default(),
+            fields: Default::default(),
+        };
+        state.fields.insert("model".into(), "\"builtin:tone-shaper\"".into());
+        let track = LoadedTrack {
+            licence: "a-good".into(),
+            isrc: "GBAYE2600001".into(),
+            title: "Song \"A\"".into(),
+        };
+        let next = with_field(state.clone(), "track", &track.to_state());
+        assert_eq!(next.fields["model"], state.fields["model"]);
+        let stored: String = serde_json::from_str(&next.fields["track"]).unwrap();
+        assert_eq!(LoadedTrack::parse(&stored), Some(track));
+    }
+}
