@@ -197,9 +197,12 @@ impl RefrainEditor {
                     EngineState::Starting => (egui::Color32::from_rgb(220, 180, 60), "starting"),
                     EngineState::Failed => (egui::Color32::from_rgb(230, 90, 80), "failed"),
                 };
+                let message = s.message();
                 ui.horizontal(|ui| {
                     ui.label(egui::RichText::new(word).color(colour));
-                    ui.label(s.message());
+                    if message != word {
+                        ui.label(message);
+                    }
                 });
                 ui.label(format!(
                     "latency {latency} samples ({:.1} ms), underruns {}",
@@ -211,17 +214,50 @@ impl RefrainEditor {
                 ui.label("not active");
             }
         }
-        ui.horizontal(|ui| {
+    }
+
+    /// The two loading rows, first in the window so they never move.
+    fn load_rows(&mut self, ui: &mut egui::Ui) {
+        egui::Grid::new("load").num_columns(3).show(ui, |ui| {
             ui.label("Model file");
-            ui.text_edit_singleline(&mut self.model_path);
-            if ui.button("Load model").clicked() {
-                let m = self.model_path.trim().to_owned();
-                self.load_model(&m);
+            ui.add_sized(
+                [320.0, 20.0],
+                egui::TextEdit::singleline(&mut self.model_path),
+            );
+            ui.horizontal(|ui| {
+                if ui.button("Load model").clicked() {
+                    let m = self.model_path.trim().to_owned();
+                    self.load_model(&m);
+                }
+                if ui.button("Built-in").clicked() {
+                    self.load_model(crate::models::BUILTIN_ID);
+                }
+            });
+            ui.end_row();
+            ui.label("Licence file");
+            ui.add_sized(
+                [320.0, 20.0],
+                egui::TextEdit::singleline(&mut self.licence_path),
+            );
+            if ui.button("Load licence").clicked() {
+                self.load_licence_file();
             }
-            if ui.button("Built-in").clicked() {
-                self.load_model(crate::models::BUILTIN_ID);
-            }
+            ui.end_row();
         });
+    }
+
+    fn load_licence_file(&mut self) {
+        let path = std::path::PathBuf::from(self.licence_path.trim());
+        match &self.store {
+            Some(store) => match LoadedTrack::load_file(store, &path) {
+                Ok(track) => {
+                    self.load_track(Some(track));
+                    self.refresh();
+                }
+                Err(e) => self.error = format!("{}: {e}", path.display()),
+            },
+            None => self.error = "no licence folder on this system".into(),
+        }
     }
 
     fn licence_section(&mut self, ui: &mut egui::Ui) {
@@ -291,23 +327,6 @@ impl RefrainEditor {
             let track = track_for_id(store, &id);
             self.load_track(Some(track));
         }
-        ui.horizontal(|ui| {
-            ui.label("Licence file");
-            ui.text_edit_singleline(&mut self.licence_path);
-            if ui.button("Load file").clicked() {
-                let path = std::path::PathBuf::from(self.licence_path.trim());
-                match &self.store {
-                    Some(store) => match LoadedTrack::load_file(store, &path) {
-                        Ok(track) => {
-                            self.load_track(Some(track));
-                            self.refresh();
-                        }
-                        Err(e) => self.error = format!("{}: {e}", path.display()),
-                    },
-                    None => self.error = "no licence folder on this system".into(),
-                }
-            }
-        });
     }
 }
 
@@ -324,7 +343,24 @@ impl NiceEguiApp for RefrainEditor {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        egui::Frame::new()
+            .inner_margin(12.0)
+            .show(ui, |ui| self.contents(ui));
+    }
+
+    fn editor_closed(&mut self) {
+        self.gui = None;
+    }
+}
+
+impl RefrainEditor {
+    fn contents(&mut self, ui: &mut egui::Ui) {
         ui.heading("Refrain");
+        ui.separator();
+        self.load_rows(ui);
+        if !self.error.is_empty() {
+            ui.label(egui::RichText::new(&self.error).color(egui::Color32::from_rgb(230, 90, 80)));
+        }
         ui.separator();
         self.model_section(ui);
         ui.separator();
@@ -343,14 +379,6 @@ impl NiceEguiApp for RefrainEditor {
         }
         ui.separator();
         self.licence_section(ui);
-        if !self.error.is_empty() {
-            ui.separator();
-            ui.label(egui::RichText::new(&self.error).color(egui::Color32::from_rgb(230, 90, 80)));
-        }
-    }
-
-    fn editor_closed(&mut self) {
-        self.gui = None;
     }
 }
 
@@ -400,8 +428,10 @@ mod tests {
         let trusted = SigningKey::generate("Northern Records").unwrap();
         store.trust(&trusted.issuer_key()).unwrap();
         let stranger = SigningKey::generate("Northern Records").unwrap();
-        let good = crate::licence::issue::sign_licence(&trusted, &claims("a-good", "Song A")).unwrap();
-        let bad = crate::licence::issue::sign_licence(&stranger, &claims("b-bad", "Song B")).unwrap();
+        let good =
+            crate::licence::issue::sign_licence(&trusted, &claims("a-good", "Song A")).unwrap();
+        let bad =
+            crate::licence::issue::sign_licence(&stranger, &claims("b-bad", "Song B")).unwrap();
         store.install_licence(&good).unwrap();
         store.install_licence(&bad).unwrap();
         let rows = licence_rows(&store);
@@ -416,7 +446,10 @@ mod tests {
         assert!(rows[1].text.contains("does not trust"), "{}", rows[1].text);
 
         let t = track_for_id(&store, "a-good");
-        assert_eq!((t.isrc.as_str(), t.title.as_str()), ("GBAYE2600001", "Song A"));
+        assert_eq!(
+            (t.isrc.as_str(), t.title.as_str()),
+            ("GBAYE2600001", "Song A")
+        );
         assert_eq!(track_for_id(&store, "missing").title, "");
     }
 
@@ -427,7 +460,9 @@ mod tests {
             params: Default::default(),
             fields: Default::default(),
         };
-        state.fields.insert("model".into(), "\"builtin:tone-shaper\"".into());
+        state
+            .fields
+            .insert("model".into(), "\"builtin:tone-shaper\"".into());
         let track = LoadedTrack {
             licence: "a-good".into(),
             isrc: "GBAYE2600001".into(),

@@ -25,6 +25,12 @@ const APT_PACKAGES: &[&str] = &[
     "libxcb-icccm4-dev",
     "libxcb-dri2-0-dev",
     "libgl-dev",
+    // The editor test: a virtual display with software GL, driven by xdotool.
+    "xvfb",
+    "xdotool",
+    "libegl1",
+    "libegl-mesa0",
+    "libgl1-mesa-dri",
 ];
 
 fn root() -> PathBuf {
