@@ -8,7 +8,7 @@
 //!   against the 4-minute reference). Its time divided by one second is the share of a core.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use refrain::licence::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+use refrain::licence::claims::{Claims, ModelGrant, Use};
 use refrain::licence::fingerprint::{self, LiveMatcher};
 use refrain::licence::policy::{self, Requirement};
 use refrain::licence::store::Revoked;
@@ -31,36 +31,18 @@ fn bench_licence(c: &mut Criterion) {
         })
         .collect();
     keys.push(key.issuer_key());
-    let claims = Claims {
-        iss: "Northern Records".into(),
-        sub: "DJ Example".into(),
-        aud: AUDIENCE.into(),
-        jti: "bench-licence".into(),
-        iat: claims::format_time(now),
-        nbf: claims::format_time(now),
-        exp: claims::format_time(now + 365 * 86_400),
-        grace_days: 14,
-        track: Track {
-            isrc: "GBAYE2600001".into(),
-            title: "Northern Lights".into(),
-            artists: vec!["Aurora Vale".into()],
-            release: "Northern Lights".into(),
-            iswc: None,
-            fingerprint: Some(fingerprint::encode(&reference)),
-        },
-        uses: vec![Use::Remix, Use::Live],
-        models: vec![ModelGrant {
+    let mut claims = Claims::example(
+        "Northern Records",
+        "bench-licence",
+        ModelGrant {
             id: "refrain.demo-remix".into(),
             sha256: SHA.into(),
-        }],
-        territories: vec!["WORLD".into()],
-        split: vec![Share {
-            party: "Aurora Vale".into(),
-            role: "artist".into(),
-            ipi: None,
-            share_bp: 10_000,
-        }],
-    };
+        },
+        now,
+        now + 365 * 86_400,
+    );
+    claims.grace_days = 14;
+    claims.track.fingerprint = Some(fingerprint::encode(&reference));
     let token = refrain::licence::issue::sign_licence(&key, &claims).unwrap();
     eprintln!("token: {} bytes", token.len());
     let revoked = Revoked::default();

@@ -385,40 +385,24 @@ impl RefrainEditor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::licence::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+    use crate::licence::claims::{Claims, ModelGrant};
     use crate::licence::token::SigningKey;
 
     fn claims(id: &str, title: &str) -> Claims {
-        Claims {
-            iss: "Northern Records".into(),
-            sub: "DJ".into(),
-            aud: AUDIENCE.into(),
-            jti: id.into(),
-            iat: claims::format_time(1_795_219_200),
-            nbf: claims::format_time(1_795_219_200),
-            exp: claims::format_time(1_795_219_200 + 86_400 * 30),
-            grace_days: 0,
-            track: Track {
-                isrc: "GBAYE2600001".into(),
-                title: title.into(),
-                artists: vec!["Aurora Vale".into()],
-                release: "R".into(),
-                iswc: None,
-                fingerprint: None,
-            },
-            uses: vec![Use::Remix, Use::Live],
-            models: vec![ModelGrant {
-                id: "m".into(),
-                sha256: "ab".repeat(32),
-            }],
-            territories: vec!["WORLD".into()],
-            split: vec![Share {
-                party: "Aurora Vale".into(),
-                role: "artist".into(),
-                ipi: None,
-                share_bp: 10_000,
-            }],
-        }
+        let now = 1_795_219_200 + 86_400;
+        let model = ModelGrant {
+            id: "m".into(),
+            sha256: "ab".repeat(32),
+        };
+        let mut c = Claims::example(
+            "Northern Records",
+            id,
+            model,
+            now,
+            now - 86_400 + 30 * 86_400,
+        );
+        c.track.title = title.into();
+        c
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! Its own test binary: it points the plugin at a private licence folder through the
 //! environment, once, before any plugin is loaded.
 
-use refrain::licence::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+use refrain::licence::claims::{Claims, ModelGrant, Use};
 use refrain::licence::fingerprint;
 use refrain::licence::gate::LoadedTrack;
 use refrain::licence::issue;
@@ -60,37 +60,19 @@ fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> 
     let e = env();
     let manifest = Manifest::load(&remix_model()).unwrap();
     let now = SystemClock.now();
-    let c = Claims {
-        iss: "Northern Records".into(),
-        sub: "Test Producer".into(),
-        aud: AUDIENCE.into(),
-        jti: id.into(),
-        iat: claims::format_time(now - 86_400),
-        nbf: claims::format_time(now - 86_400),
-        exp: claims::format_time(exp),
-        grace_days: 0,
-        track: Track {
-            isrc: "GBAYE2600001".into(),
-            title: "Northern Lights".into(),
-            artists: vec!["Aurora Vale".into()],
-            release: "Northern Lights".into(),
-            iswc: None,
-            fingerprint: reference
-                .map(|a| fingerprint::encode(&fingerprint::compute(a, RATE as u32).unwrap())),
-        },
-        uses: uses.to_vec(),
-        models: vec![ModelGrant {
+    let mut c = Claims::example(
+        "Northern Records",
+        id,
+        ModelGrant {
             id: manifest.model.id,
             sha256: manifest.model.sha256,
-        }],
-        territories: vec!["WORLD".into()],
-        split: vec![Share {
-            party: "Aurora Vale".into(),
-            role: "artist".into(),
-            ipi: None,
-            share_bp: 10_000,
-        }],
-    };
+        },
+        now,
+        exp,
+    );
+    c.uses = uses.to_vec();
+    c.track.fingerprint =
+        reference.map(|a| fingerprint::encode(&fingerprint::compute(a, RATE as u32).unwrap()));
     let token = issue::sign_licence(&e.key, &c).unwrap();
     let path = e.store.root().join(format!("{id}.paseto"));
     std::fs::create_dir_all(e.store.root()).unwrap();

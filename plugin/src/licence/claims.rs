@@ -288,6 +288,40 @@ fn check_sha256(field: &str, s: &str) -> Result<(), ClaimError> {
 }
 
 impl Claims {
+    /// A valid licence from `issuer` for one model: the track "Northern Lights" by Aurora Vale
+    /// (ISRC GBAYE2600001, no fingerprint), uses `remix` and `live`, worldwide, the whole split
+    /// to the artist, valid from a day before `now` until `exp`, no grace. For tests, benches and
+    /// demos; change the fields a case is about.
+    pub fn example(issuer: &str, id: &str, model: ModelGrant, now: i64, exp: i64) -> Claims {
+        Claims {
+            iss: issuer.into(),
+            sub: "DJ Example".into(),
+            aud: AUDIENCE.into(),
+            jti: id.into(),
+            iat: format_time(now - 86_400),
+            nbf: format_time(now - 86_400),
+            exp: format_time(exp),
+            grace_days: 0,
+            track: Track {
+                isrc: "GBAYE2600001".into(),
+                title: "Northern Lights".into(),
+                artists: vec!["Aurora Vale".into()],
+                release: "Northern Lights (Single)".into(),
+                iswc: None,
+                fingerprint: None,
+            },
+            uses: vec![Use::Remix, Use::Live],
+            models: vec![model],
+            territories: vec!["WORLD".into()],
+            split: vec![Share {
+                party: "Aurora Vale".into(),
+                role: "artist".into(),
+                ipi: None,
+                share_bp: SPLIT_TOTAL_BP,
+            }],
+        }
+    }
+
     pub fn issued_at(&self) -> Result<i64, ClaimError> {
         Ok(parse_time("iat", &self.iat)?.unix_timestamp())
     }
