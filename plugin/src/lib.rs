@@ -293,27 +293,29 @@ impl Plugin for Refrain {
         self.poisoned = false;
         *self.shared.gate.lock() = None;
         *self.shared.status.lock() = None;
-        *self.shared.model_name.lock() = match source.manifest() {
-            Ok(m) => m.model.name,
-            Err(e) => format!("{} (unreadable: {e})", source.to_state()),
-        };
         self.shared.sample_rate.store(
             buffer_config.sample_rate.round() as u32,
             std::sync::atomic::Ordering::Relaxed,
         );
-        if let Ok(manifest) = source.manifest() {
-            let track = LoadedTrack::parse(&self.params.track.read());
-            if let Some((licensing, verdict)) = Licensing::start(&manifest, track, &config) {
-                if verdict.state.allows() {
-                    nice_log!("Refrain licence: {}", verdict.reason);
-                } else {
-                    nice_error!(
-                        "Refrain licence: the AI path is off, dry audio passes: {}",
-                        verdict.reason
-                    );
+        match source.manifest() {
+            Ok(manifest) => {
+                *self.shared.model_name.lock() = manifest.model.name.clone();
+                let track = LoadedTrack::parse(&self.params.track.read());
+                if let Some((licensing, verdict)) = Licensing::start(&manifest, track, &config) {
+                    if verdict.state.allows() {
+                        nice_log!("Refrain licence: {}", verdict.reason);
+                    } else {
+                        nice_error!(
+                            "Refrain licence: the AI path is off, dry audio passes: {}",
+                            verdict.reason
+                        );
+                    }
+                    *self.shared.gate.lock() = Some(licensing.gate.clone());
+                    self.licensing = Some(licensing);
                 }
-                *self.shared.gate.lock() = Some(licensing.gate.clone());
-                self.licensing = Some(licensing);
+            }
+            Err(e) => {
+                *self.shared.model_name.lock() = format!("{} (unreadable: {e})", source.to_state());
             }
         }
         match start_engine(source.clone(), config, worker_options_from_env()) {
