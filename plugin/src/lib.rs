@@ -238,6 +238,22 @@ pub fn start_engine(
     }
 }
 
+/// An engine planned for `manifest`'s model that never loads it: latency-aligned dry audio at
+/// the model's latency, with `reason` as the status message. Used when the licence refuses
+/// the model at activation, so an unlicensed model is never run, not only never heard.
+pub fn start_engine_without_model(
+    manifest: &Manifest,
+    config: EngineConfig,
+    reason: String,
+) -> Result<Engine, engine::latency::PlanError> {
+    Engine::start(
+        config,
+        manifest.spec(),
+        Box::new(move || Err(reason)),
+        WorkerOptions::default(),
+    )
+}
+
 impl Plugin for Refrain {
     const NAME: &'static str = "Refrain";
     const VENDOR: &'static str = "Refrain";
@@ -297,6 +313,7 @@ impl Plugin for Refrain {
             buffer_config.sample_rate.round() as u32,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let mut refused = None;
         match source.manifest() {
             Ok(manifest) => {
                 *self.shared.model_name.lock() = manifest.model.name.clone();
@@ -309,6 +326,9 @@ impl Plugin for Refrain {
                             "Refrain licence: the AI path is off, dry audio passes: {}",
                             verdict.reason
                         );
+                        // Not even loaded, until a reactivation with a valid licence.
+                        refused =
+                            Some((manifest.clone(), format!("not loaded: {}", verdict.reason)));
                     }
                     *self.shared.gate.lock() = Some(licensing.gate.clone());
                     self.licensing = Some(licensing);
@@ -318,7 +338,11 @@ impl Plugin for Refrain {
                 *self.shared.model_name.lock() = format!("{} (unreadable: {e})", source.to_state());
             }
         }
-        match start_engine(source.clone(), config, worker_options_from_env()) {
+        let started = match refused {
+            Some((manifest, reason)) => start_engine_without_model(&manifest, config, reason),
+            None => start_engine(source.clone(), config, worker_options_from_env()),
+        };
+        match started {
             Ok(engine) => {
                 nice_log!(
                     "Refrain: model {}, {}",
