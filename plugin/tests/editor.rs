@@ -156,13 +156,19 @@ fn the_editor_loads_a_model_and_a_licence_file() {
     let mut log = Vec::new();
     wait_for(&rx, &mut log, "model builtin:tone-shaper");
 
-    // The editor window.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The editor window (software GL on a loaded 2-core machine can take a while).
+    let deadline = Instant::now() + Duration::from_secs(120);
     let window = loop {
         let w = xdotool(&display, &["search", "--name", "^Refrain$"]);
         if let Some(w) = w.lines().next().filter(|w| !w.is_empty()) {
             break w.to_owned();
         }
+        log.extend(rx.try_iter());
+        assert!(
+            !log.iter().any(|l| l.contains("Failed to open editor")),
+            "the editor did not open:\n{}",
+            log.join("\n")
+        );
         assert!(
             Instant::now() < deadline,
             "no editor window:\n{}",
