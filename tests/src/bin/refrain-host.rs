@@ -41,7 +41,10 @@ fn main() -> Result<()> {
         .unwrap_or_else(refrain_tests::default_plugin_path);
     let out_dir = PathBuf::from(get("--out-dir").unwrap_or_else(|| "target/demo".into()));
     std::fs::create_dir_all(&out_dir)?;
+    let out_dir = out_dir.canonicalize()?;
     if std::env::var_os(refrain::licence::store::ENV_DATA_DIR).is_none() {
+        // The demo's own licence folder starts empty each run (its keys are throwaway ones).
+        let _ = std::fs::remove_dir_all(out_dir.join("licences"));
         // Single-threaded here: no plugin is loaded yet.
         unsafe {
             std::env::set_var(
