@@ -14,7 +14,7 @@
 
 use crate::engine::status::{EngineState, EngineStatus};
 use crate::licence::gate::{LicenceGate, LoadedTrack};
-use crate::licence::policy::{self, LicenceState};
+use crate::licence::policy::{self, CachedLicence, LicenceState};
 use crate::licence::store::Store;
 use crate::params::RefrainParams;
 use nice_plug::context::gui::GuiContext;
@@ -40,78 +40,11 @@ pub struct EditorShared {
     pub gate: Mutex<Option<Arc<LicenceGate>>>,
 }
 
-/// One cached licence, as the editor lists it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LicenceRow {
-    pub id: String,
-    /// `Artist - Title (ISRC), until 2027-11-21, uses remix, live`, or why it is unusable.
-    pub text: String,
-    pub usable: bool,
-}
-
-/// Every licence in the store, verified (signature, claims, revocation; not terms, which depend
-/// on the model and the situation).
-pub fn licence_rows(store: &Store) -> Vec<LicenceRow> {
-    let (keys, _) = store.trusted_keys();
-    let (revoked, _) = store.revoked(&keys);
-    store
-        .licence_ids()
-        .into_iter()
-        .map(|id| {
-            match store
-                .licence_token(&id)
-                .and_then(|t| policy::verify(&t, &keys, &revoked))
-            {
-                Ok(c) => LicenceRow {
-                    text: format!(
-                        "{} - {} ({}), until {}, uses {}",
-                        c.track.artists.join(", "),
-                        c.track.title,
-                        c.track.isrc,
-                        c.exp.get(..10).unwrap_or(&c.exp),
-                        c.uses
-                            .iter()
-                            .map(|u| u.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    id,
-                    usable: true,
-                },
-                Err(e) => LicenceRow {
-                    text: format!("unusable: {e}"),
-                    id,
-                    usable: false,
-                },
-            }
-        })
-        .collect()
-}
-
 /// `state` with the persisted field `key` set to `value` (fields hold JSON).
 pub fn with_field(mut state: PluginState, key: &str, value: &str) -> PluginState {
     let json = serde_json::to_string(value).unwrap_or_default();
     state.fields.insert(key.to_owned(), json);
     state
-}
-
-/// A loaded track for the licence with this id (its ISRC and title read from the cache).
-pub fn track_for_id(store: &Store, id: &str) -> LoadedTrack {
-    let claims = store
-        .licence_token(id)
-        .ok()
-        .and_then(|t| crate::licence::token::parse(&t).ok())
-        .and_then(|u| {
-            serde_json::from_slice::<crate::licence::claims::Claims>(u.untrusted_payload()).ok()
-        });
-    LoadedTrack {
-        licence: id.to_owned(),
-        isrc: claims
-            .as_ref()
-            .map(|c| c.track.isrc.clone())
-            .unwrap_or_default(),
-        title: claims.map(|c| c.track.title).unwrap_or_default(),
-    }
 }
 
 /// The editor's size when first opened.
@@ -150,7 +83,7 @@ pub struct RefrainEditor {
     shared: Arc<EditorShared>,
     gui: Option<GuiContext>,
     store: Option<Store>,
-    rows: Vec<LicenceRow>,
+    rows: Vec<CachedLicence>,
     licence_path: String,
     model_path: String,
     error: String,
@@ -158,7 +91,11 @@ pub struct RefrainEditor {
 
 impl RefrainEditor {
     fn refresh(&mut self) {
-        self.rows = self.store.as_ref().map(licence_rows).unwrap_or_default();
+        self.rows = self
+            .store
+            .as_ref()
+            .map(policy::cached_licences)
+            .unwrap_or_default();
     }
 
     /// Loads a track through the plugin state (verified on the reactivation that follows).
@@ -324,7 +261,7 @@ impl RefrainEditor {
                 }
             });
         if let (Some(id), Some(store)) = (load, &self.store) {
-            let track = track_for_id(store, &id);
+            let track = LoadedTrack::from_cache(store, &id);
             self.load_track(Some(track));
         }
     }
@@ -418,7 +355,7 @@ mod tests {
             crate::licence::issue::sign_licence(&stranger, &claims("b-bad", "Song B")).unwrap();
         store.install_licence(&good).unwrap();
         store.install_licence(&bad).unwrap();
-        let rows = licence_rows(&store);
+        let rows = policy::cached_licences(&store);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].id, "a-good");
         assert!(rows[0].usable);
@@ -429,12 +366,12 @@ mod tests {
         assert!(!rows[1].usable);
         assert!(rows[1].text.contains("does not trust"), "{}", rows[1].text);
 
-        let t = track_for_id(&store, "a-good");
+        let t = LoadedTrack::from_cache(&store, "a-good");
         assert_eq!(
             (t.isrc.as_str(), t.title.as_str()),
             ("GBAYE2600001", "Song A")
         );
-        assert_eq!(track_for_id(&store, "missing").title, "");
+        assert_eq!(LoadedTrack::from_cache(&store, "missing").title, "");
     }
 
     #[test]

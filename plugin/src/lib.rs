@@ -17,7 +17,7 @@ use engine::{Controls, Engine, EngineConfig};
 use licence::claims::Use;
 use licence::fingerprint::{FingerprintMonitor, FingerprintTap, TrackMatch};
 use licence::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
-use licence::policy::{LicenceState, Requirement, SystemClock, Verdict};
+use licence::policy::{Requirement, SystemClock, Verdict};
 use licence::store::Store;
 use models::manifest::Manifest;
 use models::ModelSource;
@@ -140,15 +140,12 @@ impl Licensing {
                 config.offline,
                 gate.clone(),
                 |state, ber| {
-                    match state {
-                    TrackMatch::Mismatch => nice_log!(
-                        "Refrain licence: input does not match the licensed track (bit error rate {ber:.2})"
-                    ),
-                    TrackMatch::Match => nice_log!(
-                        "Refrain licence: input matches the licensed track (bit error rate {ber:.2})"
-                    ),
-                    TrackMatch::Unknown => {}
-                }
+                    let verb = match state {
+                        TrackMatch::Mismatch => "does not match",
+                        TrackMatch::Match => "matches",
+                        TrackMatch::Unknown => return,
+                    };
+                    nice_log!("Refrain licence: input {verb} the licensed track (bit error rate {ber:.2})");
                 },
             ) {
                 Ok((m, t)) => (Some(m), Some(t)),
@@ -177,11 +174,6 @@ impl Licensing {
             tap.push(io);
         }
         self.latch.allows(&self.gate, playing)
-    }
-
-    /// The state the audio thread acts on.
-    pub fn latched(&self) -> LicenceState {
-        self.latch.state()
     }
 }
 
@@ -226,15 +218,8 @@ pub fn start_engine(
                 options,
             )
         }
-        Err(e) => {
-            let message = e.to_string();
-            Engine::start(
-                config,
-                models::builtin_manifest().spec(),
-                Box::new(move || Err(message)),
-                options,
-            )
-        }
+        // Planned like the built-in model, so the host gets a sensible latency.
+        Err(e) => start_engine_without_model(&models::builtin_manifest(), config, e.to_string()),
     }
 }
 

@@ -340,32 +340,12 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
             }
         }
         LicenceCommand::List => {
-            let ids = store.licence_ids();
-            if ids.is_empty() {
+            let rows = policy::cached_licences(&store);
+            if rows.is_empty() {
                 println!("no licences cached in {}", store.root().display());
             }
-            let (keys, _) = store.trusted_keys();
-            let (revoked, _) = store.revoked(&keys);
-            for id in ids {
-                let line = match store
-                    .licence_token(&id)
-                    .and_then(|t| policy::verify(&t, &keys, &revoked))
-                {
-                    Ok(c) => format!(
-                        "{} - {} ({}), until {}, uses {}",
-                        c.track.artists.join(", "),
-                        c.track.title,
-                        c.track.isrc,
-                        &c.exp[..10.min(c.exp.len())],
-                        c.uses
-                            .iter()
-                            .map(|u| u.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    Err(e) => format!("unusable: {e}"),
-                };
-                println!("{id}  {line}");
+            for row in rows {
+                println!("{}  {}", row.id, row.text);
             }
         }
     }

@@ -46,21 +46,33 @@ impl LoadedTrack {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Loads a licence file: caches it in `store` and names it.
-    pub fn load_file(store: &Store, path: &std::path::Path) -> Result<LoadedTrack, String> {
-        let text = super::store::read_token_file(path).map_err(|e| e.to_string())?;
-        let id = store.install_licence(&text).map_err(|e| e.to_string())?;
-        let claims: Option<super::claims::Claims> = super::token::parse(&text)
+    /// The track of licence `id` whose token is `token_text` (ISRC and title read from the
+    /// token without trusting it: they are labels; the licence is verified where it is used).
+    pub fn from_token(id: &str, token_text: &str) -> LoadedTrack {
+        let claims: Option<super::claims::Claims> = super::token::parse(token_text)
             .ok()
             .and_then(|u| serde_json::from_slice(u.untrusted_payload()).ok());
-        Ok(LoadedTrack {
-            licence: id,
+        LoadedTrack {
+            licence: id.to_owned(),
             isrc: claims
                 .as_ref()
                 .map(|c| c.track.isrc.clone())
                 .unwrap_or_default(),
             title: claims.map(|c| c.track.title).unwrap_or_default(),
-        })
+        }
+    }
+
+    /// The track of the cached licence `id` (labels empty if it is not cached).
+    pub fn from_cache(store: &Store, id: &str) -> LoadedTrack {
+        let text = store.licence_token(id).unwrap_or_default();
+        LoadedTrack::from_token(id, &text)
+    }
+
+    /// Loads a licence file: caches it in `store` and names it.
+    pub fn load_file(store: &Store, path: &std::path::Path) -> Result<LoadedTrack, String> {
+        let text = super::store::read_token_file(path).map_err(|e| e.to_string())?;
+        let id = store.install_licence(&text).map_err(|e| e.to_string())?;
+        Ok(LoadedTrack::from_token(&id, &text))
     }
 }
 
@@ -145,10 +157,6 @@ impl Latch {
         }
         self.was_playing = playing;
         self.state.allows() && !gate.track_mismatch()
-    }
-
-    pub fn state(&self) -> LicenceState {
-        self.state
     }
 }
 

@@ -251,3 +251,51 @@ pub fn evaluate_token(
     }
     check_terms(&claims, req, now)
 }
+
+/// One cached licence, as the editor and `refrain licence list` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedLicence {
+    pub id: String,
+    /// `Artist - Title (ISRC), until 2027-11-21, uses remix, live`, or why it is unusable.
+    pub text: String,
+    pub usable: bool,
+}
+
+/// Every licence in the store, verified (signature, claims, revocation; not the terms, which
+/// depend on the model and the situation).
+pub fn cached_licences(store: &Store) -> Vec<CachedLicence> {
+    let (keys, _) = store.trusted_keys();
+    let (revoked, _) = store.revoked(&keys);
+    store
+        .licence_ids()
+        .into_iter()
+        .map(|id| {
+            match store
+                .licence_token(&id)
+                .and_then(|t| verify(&t, &keys, &revoked))
+            {
+                Ok(c) => CachedLicence {
+                    text: format!(
+                        "{} - {} ({}), until {}, uses {}",
+                        c.track.artists.join(", "),
+                        c.track.title,
+                        c.track.isrc,
+                        c.exp.get(..10).unwrap_or(&c.exp),
+                        c.uses
+                            .iter()
+                            .map(|u| u.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    id,
+                    usable: true,
+                },
+                Err(e) => CachedLicence {
+                    text: format!("unusable: {e}"),
+                    id,
+                    usable: false,
+                },
+            }
+        })
+        .collect()
+}
