@@ -3,9 +3,7 @@
 //! Target: median under 1% of the block period (26.7 us), p99 under 5%.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use refrain::engine::worker::WorkerOptions;
 use refrain::engine::{Controls, EngineConfig};
-use refrain::models::ModelSource;
 use std::time::{Duration, Instant};
 
 fn bench_process(c: &mut Criterion) {
@@ -13,10 +11,9 @@ fn bench_process(c: &mut Criterion) {
         sample_rate: 48_000.0,
         max_block: 128,
         channels: 2,
-        offline: false,
     };
     let mut engine =
-        refrain::start_engine(ModelSource::Builtin, config, WorkerOptions::default()).unwrap();
+        refrain::chain::Chain::built_in(config, refrain::engine::latency::Mode::Live).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     eprintln!(
         "model state: {:?} ({})",

@@ -3,9 +3,7 @@
 //!
 //!     cargo run --release -p refrain --example soak -- [minutes]   (default 10)
 
-use refrain::engine::worker::WorkerOptions;
 use refrain::engine::{Controls, EngineConfig};
-use refrain::models::ModelSource;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -19,9 +17,8 @@ fn main() {
         sample_rate: rate as f32,
         max_block: block,
         channels: 2,
-        offline: false,
     };
-    let mut engine = refrain::start_engine(ModelSource::Builtin, config, WorkerOptions::default())
+    let mut engine = refrain::chain::Chain::built_in(config, refrain::engine::latency::Mode::Live)
         .expect("engine");
     while engine.status().state() == refrain::engine::status::EngineState::Starting {
         std::thread::sleep(Duration::from_millis(5));
@@ -47,15 +44,15 @@ fn main() {
         }
     }
     let s = engine.status();
-    let chunks = s.chunks.load(Ordering::Relaxed).max(1);
+    let hops = s.hops.load(Ordering::Relaxed).max(1);
     println!(
-        "soak: {minutes} min, {blocks} blocks of {block} at {rate} Hz: underruns {}, skipped chunks {}, worst process() {:.1} us, \
-         model real-time factor {:.4} (mean), worst chunk {:.2} ms; {}",
+        "soak: {minutes} min, {blocks} blocks of {block} at {rate} Hz: underruns {}, late hops {}, worst process() {:.1} us, \
+         model real-time factor {:.4} (mean), worst hop {:.2} ms; {}",
         s.underruns.load(Ordering::Relaxed),
-        s.skipped_chunks.load(Ordering::Relaxed),
+        s.late_hops.load(Ordering::Relaxed),
         worst.as_secs_f64() * 1e6,
-        s.total_chunk_ns.load(Ordering::Relaxed) as f64 / chunks as f64 / 1e9 / (engine.plan().chunk_host as f64 / rate),
-        s.worst_chunk_ns.load(Ordering::Relaxed) as f64 / 1e6,
+        s.total_hop_ns.load(Ordering::Relaxed) as f64 / hops as f64 / 1e9 / (engine.plan().hop_seconds()),
+        s.worst_hop_ns.load(Ordering::Relaxed) as f64 / 1e6,
         engine.plan().describe()
     );
 }

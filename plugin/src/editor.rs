@@ -12,39 +12,50 @@
 //! Everything the editor shows comes from [`EditorShared`], written by the plugin at activation
 //! on the main thread; the audio thread never touches it.
 
+use crate::chain::Chain;
+use crate::engine::latency::LatencyPlan;
 use crate::engine::status::{EngineState, EngineStatus};
 use crate::licence::gate::{LicenceGate, LoadedTrack};
 use crate::licence::policy::{self, CachedLicence, LicenceState};
 use crate::licence::store::Store;
 use crate::params::RefrainParams;
 use nice_plug::context::gui::GuiContext;
-use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What the plugin publishes for the editor (main thread only).
+/// What the plugin publishes for the editor: written off the audio thread (activation, the
+/// loader) whenever a chain is built; the audio thread never touches it.
 #[derive(Default)]
 pub struct EditorShared {
     /// The running engine's status, while active.
     pub status: Mutex<Option<Arc<EngineStatus>>>,
-    /// Reported latency in samples, and the sample rate it is at.
-    pub latency: AtomicU32,
-    pub sample_rate: AtomicU32,
+    /// The running engine's latency plan.
+    pub plan: Mutex<Option<LatencyPlan>>,
     /// The model's display name.
     pub model_name: Mutex<String>,
     /// The licence gate, when the model needs a licence.
     pub gate: Mutex<Option<Arc<LicenceGate>>>,
 }
 
-/// `state` with the persisted field `key` set to `value` (fields hold JSON).
-pub fn with_field(mut state: PluginState, key: &str, value: &str) -> PluginState {
-    let json = serde_json::to_string(value).unwrap_or_default();
-    state.fields.insert(key.to_owned(), json);
-    state
+impl EditorShared {
+    /// Shows `chain` (built, about to run).
+    pub fn show_chain(&self, chain: &Chain) {
+        *self.status.lock() = Some(chain.engine.status().clone());
+        *self.plan.lock() = Some(*chain.engine.plan());
+        *self.model_name.lock() = chain.model_name.clone();
+        *self.gate.lock() = chain.licensing.as_ref().map(|l| l.gate.clone());
+    }
+
+    /// Nothing runs.
+    pub fn clear(&self) {
+        *self.status.lock() = None;
+        *self.plan.lock() = None;
+        *self.gate.lock() = None;
+    }
 }
 
 /// The editor's size when first opened.
@@ -98,20 +109,19 @@ impl RefrainEditor {
             .unwrap_or_default();
     }
 
-    /// Loads a track through the plugin state (verified on the reactivation that follows).
+    /// Loads a track: the persisted field changes (the project saves it) and the loader builds
+    /// the chain for it, verifying the licence, off the audio thread.
     fn load_track(&mut self, track: Option<LoadedTrack>) {
-        let Some(gui) = &self.gui else { return };
-        let value = track.map(|t| t.to_state()).unwrap_or_default();
-        gui.set_state(with_field(gui.get_state(), "track", &value));
+        *self.params.track.write() = track.map(|t| t.to_state()).unwrap_or_default();
         self.error.clear();
     }
 
+    /// Loads a model the same way (the loader loads it, measures it and fades it in).
     fn load_model(&mut self, model: &str) {
-        let Some(gui) = &self.gui else { return };
         let source = crate::models::ModelSource::parse(model);
         match source.manifest() {
             Ok(_) => {
-                gui.set_state(with_field(gui.get_state(), "model", &source.to_state()));
+                *self.params.model.write() = source.to_state();
                 self.error.clear();
             }
             Err(e) => self.error = format!("{model}: {e}"),
@@ -121,8 +131,7 @@ impl RefrainEditor {
     fn model_section(&mut self, ui: &mut egui::Ui) {
         let status = self.shared.status.lock().clone();
         let name = self.shared.model_name.lock().clone();
-        let latency = self.shared.latency.load(Ordering::Relaxed);
-        let rate = self.shared.sample_rate.load(Ordering::Relaxed).max(1);
+        let plan = *self.shared.plan.lock();
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new("Model").strong());
             ui.label(if name.is_empty() { "-".into() } else { name });
@@ -141,11 +150,28 @@ impl RefrainEditor {
                         ui.label(message);
                     }
                 });
-                ui.label(format!(
-                    "latency {latency} samples ({:.1} ms), underruns {}",
-                    latency as f64 * 1000.0 / rate as f64,
-                    s.underruns.load(Ordering::Relaxed)
-                ));
+                if let Some(plan) = plan {
+                    let ms = |n: usize| n as f64 * 1000.0 / plan.host_rate as f64;
+                    ui.label(format!(
+                        "{} mode: latency {} samples ({:.1} ms), floor {:.1} ms, underruns {}",
+                        if plan.mode == crate::engine::latency::Mode::Live { "Live" } else { "Studio" },
+                        plan.total(),
+                        ms(plan.total()),
+                        ms(plan.floor()),
+                        s.underruns.load(Ordering::Relaxed)
+                    ))
+                    .on_hover_text(plan.describe());
+                    ui.label(
+                        egui::RichText::new("Bounces use this mode; Studio sounds best.")
+                            .small()
+                            .weak(),
+                    );
+                }
+                let device = s.device();
+                if !device.is_empty() {
+                    ui.label(format!("device: {device}"));
+                }
+                ui.label(format!("worker: {}", s.priority()));
             }
             None => {
                 ui.label("not active");
@@ -305,7 +331,9 @@ impl RefrainEditor {
             let setter = gui.param_setter();
             ui.horizontal(|ui| {
                 ui.label("Mix");
-                ui.add(ParamSlider::for_param(&self.params.mix, &setter).with_width(220.0));
+                ui.add(ParamSlider::for_param(&self.params.mix, &setter).with_width(180.0));
+                ui.label("Mode");
+                ui.add(ParamSlider::for_param(&self.params.mode, &setter).with_width(90.0));
                 let mut bypass = self.params.bypass.value();
                 if ui.checkbox(&mut bypass, "Bypass").changed() {
                     setter.begin_set_parameter(&self.params.bypass);
@@ -372,26 +400,5 @@ mod tests {
             ("GBAYE2600001", "Song A")
         );
         assert_eq!(LoadedTrack::from_cache(&store, "missing").title, "");
-    }
-
-    #[test]
-    fn loading_a_track_or_model_changes_only_that_field_of_the_state() {
-        let mut state = PluginState {
-            version: "0.1.0".into(),
-            params: Default::default(),
-            fields: Default::default(),
-        };
-        state
-            .fields
-            .insert("model".into(), "\"builtin:tone-shaper\"".into());
-        let track = LoadedTrack {
-            licence: "a-good".into(),
-            isrc: "GBAYE2600001".into(),
-            title: "Song \"A\"".into(),
-        };
-        let next = with_field(state.clone(), "track", &track.to_state());
-        assert_eq!(next.fields["model"], state.fields["model"]);
-        let stored: String = serde_json::from_str(&next.fields["track"]).unwrap();
-        assert_eq!(LoadedTrack::parse(&stored), Some(track));
     }
 }

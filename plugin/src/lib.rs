@@ -1,242 +1,64 @@
 //! Refrain: a VST3/CLAP plugin that streams audio to a background ONNX worker and returns it
 //! with exact, host-reported latency.
 //!
-//! This file is the thin glue between nice-plug and the host-agnostic [`engine`]: activation
-//! plans the stream and reports latency, `process()` hands the host's buffers to the engine.
+//! This file is the glue between nice-plug and the rest: activation builds (or keeps) the
+//! [`chain::Chain`] for the chosen model, track and mode and reports its latency; `process()`
+//! hands the host's buffers to the [`chain::ChainSlot`]; the [`loader`] keeps the chain in step
+//! with the user's choices while the plugin runs.
+//!
+//! The audio path, by file: host -> `chain.rs` -> `engine/mod.rs` -> `engine/stream.rs` (ring)
+//! -> `engine/worker.rs` -> `engine/pipeline.rs` (`resample.rs`, the model) -> `engine/stream.rs`
+//! (ring) -> `engine/mod.rs` -> host.
 
+pub mod chain;
 pub mod editor;
 pub mod engine;
 pub mod licence;
+pub mod loader;
 pub mod models;
 pub mod params;
 pub mod render;
 pub mod synth;
 
-use engine::worker::WorkerOptions;
-use engine::{Controls, Engine, EngineConfig};
-use licence::claims::Use;
-use licence::fingerprint::{FingerprintMonitor, FingerprintTap, TrackMatch};
-use licence::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
-use licence::policy::{Requirement, SystemClock, Verdict};
-use licence::store::Store;
-use models::manifest::Manifest;
-use models::ModelSource;
+use chain::{Chain, ChainSlot, SlotLink};
+use engine::Controls;
+use licence::enforce::Setting;
+use loader::Loader;
 use nice_plug::prelude::*;
 use params::RefrainParams;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Fault injection for tests and soak runs: milliseconds the worker sleeps per chunk.
-pub const ENV_WORKER_DELAY_MS: &str = "REFRAIN_FAULT_WORKER_DELAY_MS";
 
 /// One plugin instance.
 pub struct Refrain {
     params: Arc<RefrainParams>,
-    /// The running engine; `None` when the host's configuration cannot be served (the audio
-    /// then passes through untouched, with zero latency reported).
-    engine: Option<Engine>,
-    /// Set if the engine ever panicked: from then on audio passes through untouched.
-    poisoned: bool,
-    /// Licence enforcement for models that need one; `None` for those that do not.
-    licensing: Option<Licensing>,
+    /// The running chain, and the handover to the next.
+    slot: ChainSlot,
+    /// The loader's ends of the slot's rings, until the loader starts.
+    link: Option<SlotLink>,
+    loader: Option<Loader>,
     /// What the editor shows.
     shared: Arc<editor::EditorShared>,
     /// The editor's size.
     editor_state: Arc<nice_plug_egui::EguiEditorState>,
 }
 
-/// What a licence must allow for `manifest`'s model; `None` when the model needs none
-/// (Refrain's built-in processors and utility models). Voice models need `cover`, remix
-/// models `remix`, and real-time use (not an offline bounce) needs `live` as well.
-pub fn licence_requirement(
-    manifest: &Manifest,
-    offline: bool,
-    territory: Option<String>,
-) -> Option<Requirement> {
-    let rights = manifest.rights;
-    if !rights.licensed_voice && !rights.licensed_track {
-        return None;
-    }
-    let mut uses = Vec::new();
-    if rights.licensed_voice {
-        uses.push(Use::Cover);
-    }
-    if rights.licensed_track {
-        uses.push(Use::Remix);
-    }
-    if !offline {
-        uses.push(Use::Live);
-    }
-    Some(Requirement {
-        model_id: manifest.model.id.clone(),
-        model_sha256: manifest.model.sha256.to_ascii_lowercase(),
-        uses,
-        territory,
-    })
-}
-
-/// A licensed model's enforcement: the gate the background checks write, the audio thread's
-/// latch, and the fingerprint tap for remix models.
-pub struct Licensing {
-    pub gate: Arc<LicenceGate>,
-    latch: Latch,
-    tap: Option<FingerprintTap>,
-    _monitor: Option<LicenceMonitor>,
-    _fingerprint: Option<FingerprintMonitor>,
-}
-
-impl Licensing {
-    /// Checks the licence for `manifest` now (off the audio thread) and starts the periodic
-    /// re-check and, for remix models with a reference fingerprint, the track matcher.
-    /// Returns `None` when the model needs no licence.
-    pub fn start(
-        manifest: &Manifest,
-        track: Option<LoadedTrack>,
-        config: &EngineConfig,
-    ) -> Option<(Licensing, Verdict)> {
-        let rights = manifest.rights;
-        let store = match Store::open_default() {
-            Ok(s) => s,
-            Err(e) => {
-                licence_requirement(manifest, config.offline, None)?;
-                // No licence folder: the AI path stays off, with the reason.
-                let verdict = Verdict::invalid(&e, None);
-                let gate = LicenceGate::new(&verdict);
-                return Some((
-                    Licensing {
-                        latch: Latch::new(&gate),
-                        gate,
-                        tap: None,
-                        _monitor: None,
-                        _fingerprint: None,
-                    },
-                    verdict,
-                ));
-            }
-        };
-        let requirement = licence_requirement(manifest, config.offline, store.territory())?;
-        let spec = MonitorSpec {
-            store,
-            licence_id: track.map(|t| t.licence),
-            requirement,
-            clock: Arc::new(SystemClock),
-            period: MonitorSpec::period_from_env(),
-        };
-        let verdict = spec.evaluate();
-        let gate = LicenceGate::new(&verdict);
-        let monitor = LicenceMonitor::start(spec, gate.clone(), |v| {
-            nice_log!("Refrain licence: {}", v.reason);
-        });
-        let reference = verdict
-            .claims
-            .as_ref()
-            .filter(|_| rights.licensed_track && verdict.state.allows())
-            .and_then(|c| c.reference_fingerprint().ok().flatten());
-        let (fingerprint, tap) = match reference {
-            Some(reference) => match FingerprintMonitor::start(
-                reference,
-                config.sample_rate.round() as u32,
-                config.max_block,
-                config.offline,
-                gate.clone(),
-                |state, ber| {
-                    let verb = match state {
-                        TrackMatch::Mismatch => "does not match",
-                        TrackMatch::Match => "matches",
-                        TrackMatch::Unknown => return,
-                    };
-                    nice_log!("Refrain licence: input {verb} the licensed track (bit error rate {ber:.2})");
-                },
-            ) {
-                Ok((m, t)) => (Some(m), Some(t)),
-                Err(e) => {
-                    nice_error!("Refrain licence: fingerprint matching is off: {e}");
-                    (None, None)
-                }
-            },
-            None => (None, None),
-        };
-        Some((
-            Licensing {
-                latch: Latch::new(&gate),
-                gate,
-                tap,
-                _monitor: Some(monitor),
-                _fingerprint: fingerprint,
-            },
-            verdict,
-        ))
-    }
-
-    /// Audio thread: whether the AI path runs for this block (and feeds the fingerprint).
-    fn allows(&mut self, io: &[&mut [f32]], playing: bool) -> bool {
-        if let Some(tap) = &mut self.tap {
-            tap.push(io);
-        }
-        self.latch.allows(&self.gate, playing)
-    }
-}
-
 impl Default for Refrain {
     fn default() -> Self {
+        let (slot, link) = ChainSlot::new();
         Refrain {
             params: Arc::new(RefrainParams::default()),
-            engine: None,
-            poisoned: false,
-            licensing: None,
+            slot,
+            link: Some(link),
+            loader: None,
             shared: Arc::new(editor::EditorShared::default()),
             editor_state: editor::default_state(),
         }
     }
 }
 
-/// Worker options from the environment (fault injection only).
-pub fn worker_options_from_env() -> WorkerOptions {
-    let ms = std::env::var(ENV_WORKER_DELAY_MS)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    WorkerOptions {
-        extra_delay_per_chunk: Duration::from_millis(ms),
-    }
-}
-
-/// Starts an engine for `source`: a model whose manifest cannot be read still gets an engine
-/// (planned like the built-in model) that passes latency-aligned dry audio and says why.
-pub fn start_engine(
-    source: ModelSource,
-    config: EngineConfig,
-    options: WorkerOptions,
-) -> Result<Engine, engine::latency::PlanError> {
-    match source.manifest() {
-        Ok(manifest) => {
-            let spec = manifest.spec();
-            Engine::start(
-                config,
-                spec,
-                Box::new(move || source.load_processor()),
-                options,
-            )
-        }
-        // Planned like the built-in model, so the host gets a sensible latency.
-        Err(e) => start_engine_without_model(&models::builtin_manifest(), config, e.to_string()),
-    }
-}
-
-/// An engine planned for `manifest`'s model that never loads it: latency-aligned dry audio at
-/// the model's latency, with `reason` as the status message. Used when the licence refuses
-/// the model at activation, so an unlicensed model is never run, not only never heard.
-pub fn start_engine_without_model(
-    manifest: &Manifest,
-    config: EngineConfig,
-    reason: String,
-) -> Result<Engine, engine::latency::PlanError> {
-    Engine::start(
-        config,
-        manifest.spec(),
-        Box::new(move || Err(reason)),
-        WorkerOptions::default(),
-    )
+/// Log lines from the chain, the licence checks and the loader.
+fn log_line(line: &str) {
+    nice_log!("{line}");
 }
 
 impl Plugin for Refrain {
@@ -281,102 +103,91 @@ impl Plugin for Refrain {
         buffer_config: &BufferConfig,
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
-        let config = EngineConfig {
+        let config = engine::EngineConfig {
             sample_rate: buffer_config.sample_rate,
             max_block: buffer_config.max_buffer_size.max(1) as usize,
             channels: layout.main_output_channels.map_or(2, |c| c.get() as usize),
-            offline: buffer_config.process_mode == ProcessMode::Offline,
         };
-        let source = ModelSource::parse(&self.params.model.read());
-        // The old engine (and its worker and session) goes here, on the main thread.
-        self.engine = None;
-        self.licensing = None;
-        self.poisoned = false;
-        *self.shared.gate.lock() = None;
-        *self.shared.status.lock() = None;
-        self.shared.sample_rate.store(
-            buffer_config.sample_rate.round() as u32,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        let mut refused = None;
-        match source.manifest() {
-            Ok(manifest) => {
-                *self.shared.model_name.lock() = manifest.model.name.clone();
-                let track = LoadedTrack::parse(&self.params.track.read());
-                if let Some((licensing, verdict)) = Licensing::start(&manifest, track, &config) {
-                    if verdict.state.allows() {
-                        nice_log!("Refrain licence: {}", verdict.reason);
-                    } else {
-                        nice_error!(
-                            "Refrain licence: the AI path is off, dry audio passes: {}",
-                            verdict.reason
-                        );
-                        // Not even loaded, until a reactivation with a valid licence.
-                        refused =
-                            Some((manifest.clone(), format!("not loaded: {}", verdict.reason)));
-                    }
-                    *self.shared.gate.lock() = Some(licensing.gate.clone());
-                    self.licensing = Some(licensing);
+        let setting = if context.plugin_api() == PluginApi::Standalone {
+            Setting::PublicPerformance
+        } else {
+            Setting::Studio
+        };
+        if self.loader.is_none() {
+            if let Some(link) = self.link.take() {
+                match Loader::start(self.params.clone(), self.shared.clone(), link, log_line) {
+                    Ok(l) => self.loader = Some(l),
+                    Err(e) => nice_error!("Refrain: the model loader did not start ({e}); models load at activation only"),
                 }
             }
-            Err(e) => {
-                *self.shared.model_name.lock() = format!("{} (unreadable: {e})", source.to_state());
+        }
+        // Whatever the loader sent while inactive is adopted now, before the comparison.
+        drop(self.slot.settle());
+        let key = loader::desired_key(&self.params, config, setting);
+        if let Some(l) = &self.loader {
+            l.shared.state.lock().generation += 1;
+        }
+        // A restart with the same choices (a host honouring a latency change, a render-mode
+        // switch) keeps the running chain: no reload, the same measured latency.
+        let keep = self.slot.current().is_some_and(|c| c.key == key);
+        if keep {
+            self.slot.reset();
+        } else {
+            let chain = match Chain::build(key, log_line) {
+                Ok(c) => Some(Box::new(c)),
+                Err(e) => {
+                    nice_error!("Refrain passes audio through unprocessed: {e}");
+                    None
+                }
+            };
+            drop(self.slot.install(chain));
+        }
+        if let Some(l) = &self.loader {
+            let mut state = l.shared.state.lock();
+            state.active = Some((config, setting));
+            match self.slot.current() {
+                Some(c) => state.set_running(c),
+                None => state.running = Some(loader::desired_key(&self.params, config, setting)),
             }
         }
-        let started = match refused {
-            Some((manifest, reason)) => start_engine_without_model(&manifest, config, reason),
-            None => start_engine(source.clone(), config, worker_options_from_env()),
-        };
-        match started {
-            Ok(engine) => {
-                nice_log!(
-                    "Refrain: model {}, {}",
-                    source.to_state(),
-                    engine.plan().describe()
-                );
-                context.set_latency_samples(engine.latency());
-                self.shared
-                    .latency
-                    .store(engine.latency(), std::sync::atomic::Ordering::Relaxed);
-                *self.shared.status.lock() = Some(engine.status().clone());
-                self.engine = Some(engine);
+        match self.slot.current() {
+            Some(c) => {
+                nice_log!("Refrain: model {}, {}", c.key.model, c.engine.plan().describe());
+                context.set_latency_samples(c.engine.latency());
+                self.shared.show_chain(c);
             }
-            Err(e) => {
-                nice_error!("Refrain passes audio through unprocessed: {e}");
+            None => {
                 context.set_latency_samples(0);
-                self.shared
-                    .latency
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                self.shared.clear();
             }
         }
         true
     }
 
     fn reset(&mut self) {
-        if let Some(engine) = &mut self.engine {
-            engine.reset();
-        }
-        // A reset is a stop or a jump: a new licence state takes effect here.
-        if let Some(l) = &mut self.licensing {
-            l.latch.relatch(&l.gate);
-        }
+        self.slot.reset();
     }
 
     fn deactivate(&mut self) {
-        if let Some(engine) = &self.engine {
-            let s = engine.status();
+        if let Some(c) = self.slot.current() {
+            let s = c.engine.status();
             let r = std::sync::atomic::Ordering::Relaxed;
             nice_log!(
-                "Refrain: stopped; model {:?} ({}), {} chunks, {} underruns, {} skipped chunks",
+                "Refrain: stopped; model {:?} ({}), {} hops, {} underruns, {} late hops, {}",
                 s.state(),
                 s.message(),
-                s.chunks.load(r),
+                s.hops.load(r),
                 s.underruns.load(r),
-                s.skipped_chunks.load(r)
+                s.late_hops.load(r),
+                s.priority()
             );
         }
-        self.engine = None;
-        self.licensing = None;
+        // The chain stays: a reactivation with the same choices keeps it.
+        if let Some(l) = &self.loader {
+            let mut state = l.shared.state.lock();
+            state.active = None;
+            state.generation += 1;
+        }
     }
 
     fn process(
@@ -385,28 +196,21 @@ impl Plugin for Refrain {
         _aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
-        if self.poisoned {
-            return ProcessStatus::Normal;
-        }
-        let playing = context.transport().playing;
-        let mut controls = Controls {
+        let controls = Controls {
             mix: self.params.mix.value(),
             bypass: self.params.bypass.value(),
+            offline: nice_plug::wrapper::render_mode::current() == Some(ProcessMode::Offline),
         };
-        if let Some(engine) = &mut self.engine {
-            let io = buffer.as_slice();
-            if let Some(l) = &mut self.licensing {
-                // Unlicensed: the engine's bypass path, the latency-aligned dry signal.
-                controls.bypass |= !l.allows(io, playing);
-            }
-            // Nothing in the engine panics by design; if it ever did, the host must not die.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine.process(io, controls)
-            }))
-            .is_ok();
-            self.poisoned = !ok;
+        let playing = context.transport().playing;
+        self.slot.process(buffer.as_slice(), controls, playing);
+        let Some(current) = self.slot.current() else {
+            return ProcessStatus::Normal;
+        };
+        let (latency, tail) = (current.engine.latency(), current.engine.tail());
+        if self.slot.take_latency_changed() {
+            context.set_latency_samples(latency);
         }
-        ProcessStatus::Normal
+        ProcessStatus::Tail(tail)
     }
 }
 

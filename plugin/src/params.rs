@@ -1,8 +1,31 @@
 //! Parameters and persisted state. Parameter ids are stable: hosts store automation by them.
 
+use crate::engine::latency::Mode;
 use nice_plug::prelude::*;
 use parking_lot::RwLock;
 use std::sync::Arc;
+
+/// The latency-quality setting as a parameter (see [`Mode`]).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeParam {
+    /// Latency close to the floor: for playing live and monitoring.
+    #[id = "live"]
+    #[name = "Live"]
+    Live,
+    /// A generous inference budget and the best resampler: for mixing.
+    #[id = "studio"]
+    #[name = "Studio"]
+    Studio,
+}
+
+impl From<ModeParam> for Mode {
+    fn from(m: ModeParam) -> Mode {
+        match m {
+            ModeParam::Live => Mode::Live,
+            ModeParam::Studio => Mode::Studio,
+        }
+    }
+}
 
 #[derive(Params)]
 pub struct RefrainParams {
@@ -10,9 +33,14 @@ pub struct RefrainParams {
     #[id = "mix"]
     pub mix: FloatParam,
     /// Soft bypass: the latency-aligned dry signal, reached with the engine's crossfade so the
-    /// host's delay compensation and the timing stay the same.
+    /// host's delay compensation and the timing stay the same. The model stops running (its
+    /// state keeps moving, cheaply) while bypassed.
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// Live or Studio. Not automatable: a change builds a new chain and reports the new
+    /// latency to the host. Bounces use the selected mode.
+    #[id = "mode"]
+    pub mode: EnumParam<ModeParam>,
     /// Which model runs (`builtin:tone-shaper` or a path to a `model.toml`); saved with the
     /// project so it reopens with the same model.
     #[persist = "model"]
@@ -32,6 +60,7 @@ impl Default for RefrainParams {
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
                 .with_string_to_value(formatters::s2v_f32_percentage()),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
+            mode: EnumParam::new("Mode", ModeParam::Live).non_automatable(),
             model: Arc::new(RwLock::new(crate::models::BUILTIN_ID.to_owned())),
             track: Arc::new(RwLock::new(String::new())),
         }

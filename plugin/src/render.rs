@@ -1,10 +1,12 @@
 //! Offline rendering of a file through the same engine the plugin runs (`refrain render`).
 
-use crate::engine::worker::WorkerOptions;
+use crate::chain::{Chain, ChainKey};
+use crate::engine::latency::Mode;
 use crate::engine::{Controls, EngineConfig};
+use crate::licence::enforce::Setting;
 use crate::models::ModelSource;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Why a render failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +16,7 @@ pub enum RenderError {
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
     #[error("{0}")]
-    Plan(#[from] crate::engine::latency::PlanError),
+    Engine(#[from] crate::engine::EngineError),
     #[error("the model did not run: {0}")]
     Model(String),
     #[error("{path} has {channels} channels; Refrain renders mono or stereo")]
@@ -96,16 +98,17 @@ pub fn pad(input: &[Vec<f32>], latency: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Checks the licence a bounce of `input` through `source` needs, as the plugin does for an
-/// offline render: the licence (`track`) must cover the model and the use, and for a remix
-/// model the input must match the licensed track's fingerprint. Returns the licence verdict,
-/// or `None` when the model needs no licence.
+/// Checks the licence a render of `input` through `source` needs, with the check the plugin
+/// runs: the licence (`track`) must cover the model and the use, and for a remix model the
+/// input must match the licensed track's fingerprint. Returns the licence verdict, or `None`
+/// when the model needs no licence.
 pub fn check_licence(
     source: &ModelSource,
     track: Option<&crate::licence::gate::LoadedTrack>,
     input: &[Vec<f32>],
     sample_rate: u32,
 ) -> Result<Option<crate::licence::policy::Verdict>, RenderError> {
+    use crate::licence::enforce::{self, Setting};
     use crate::licence::fingerprint::{LiveMatcher, TrackMatch};
     let Ok(manifest) = source.manifest() else {
         // The render reports the manifest's problem itself.
@@ -115,24 +118,9 @@ pub fn check_licence(
         model: manifest.model.id.clone(),
         reason,
     };
-    let store = match crate::licence::store::Store::open_default() {
-        Ok(store) => store,
-        Err(e) => {
-            return match crate::licence_requirement(&manifest, true, None) {
-                Some(_) => Err(unlicensed(e.to_string())),
-                None => Ok(None),
-            }
-        }
-    };
-    let Some(requirement) = crate::licence_requirement(&manifest, true, store.territory()) else {
+    let Some((verdict, _)) = enforce::check(&manifest, track, Setting::Studio) else {
         return Ok(None);
     };
-    let verdict = crate::licence::policy::evaluate(
-        &store,
-        track.map(|t| t.licence.as_str()),
-        &requirement,
-        &crate::licence::policy::SystemClock,
-    );
     if !verdict.state.allows() {
         return Err(unlicensed(verdict.reason));
     }
@@ -162,27 +150,35 @@ pub fn check_licence(
     Ok(Some(verdict))
 }
 
-/// Renders `input` through `source` offline, compensating the latency so the output lines up
-/// with the input sample for sample. `progress` is called with the fraction done. Models that
-/// need a licence are refused unless `track`'s licence covers them (see [`check_licence`]).
+/// Renders `input` through `source` offline in `mode`, compensating the latency so the output
+/// lines up with the input sample for sample. `progress` is called with the fraction done.
+/// Models that need a licence are refused unless `track`'s licence covers them (see
+/// [`check_licence`]).
 pub fn render(
     source: &ModelSource,
     track: Option<&crate::licence::gate::LoadedTrack>,
+    mode: Mode,
     input: &[Vec<f32>],
     sample_rate: u32,
     block: usize,
     mut progress: impl FnMut(f64),
 ) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
     check_licence(source, track, input, sample_rate)?;
-    let channels = input.len();
-    let config = EngineConfig {
-        sample_rate: sample_rate as f32,
-        max_block: block,
-        channels,
-        offline: true,
+    let key = ChainKey {
+        model: source.to_state(),
+        track: track.map(|t| t.to_state()).unwrap_or_default(),
+        mode,
+        config: EngineConfig {
+            sample_rate: sample_rate as f32,
+            max_block: block,
+            channels: input.len(),
+        },
+        setting: Setting::Studio,
     };
-    let mut engine = crate::start_engine(source.clone(), config, WorkerOptions::default())?;
-    let latency = engine.latency() as usize;
+    let mut chain = Chain::build(key, |_| {})?;
+    // A render waits for the model and its measurement: the latency it compensates is final.
+    chain.engine.wait_for_measurement(Duration::from_secs(600));
+    let latency = chain.engine.latency() as usize;
     let frames = input.first().map_or(0, |c| c.len());
     let total = frames + latency;
     let mut io = pad(input, latency);
@@ -191,11 +187,11 @@ pub fn render(
     while t < total {
         let n = block.min(total - t);
         let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[t..t + n]).collect();
-        engine.process(&mut slices, Controls::default());
+        chain.process(&mut slices, Controls::offline(), true);
         t += n;
         progress(t as f64 / total as f64);
     }
-    let status = engine.status().clone();
+    let status = chain.engine.status().clone();
     if status.state() == crate::engine::status::EngineState::Failed {
         return Err(RenderError::Model(status.message()));
     }
@@ -205,7 +201,7 @@ pub fn render(
         frames,
         sample_rate,
         latency: latency as u32,
-        latency_terms: engine.plan().describe(),
+        latency_terms: chain.engine.plan().describe(),
         seconds,
         real_time_factor: seconds / (frames.max(1) as f64 / sample_rate as f64),
         underruns: status.underruns.load(std::sync::atomic::Ordering::Relaxed),

@@ -36,7 +36,8 @@ fn io_names(session: &ort::session::Session) -> (Vec<String>, Vec<String>) {
 #[test]
 fn basic_pitch_hears_a4_in_a_440_hz_sine() {
     let mut s = refrain::models::runtime::session_from_memory(&model("basic-pitch/nmp.onnx"))
-        .expect("load Basic Pitch");
+        .expect("load Basic Pitch")
+        .session;
     let (ins, mut outs) = io_names(&s);
     assert_eq!(ins, vec!["serving_default_input_2:0"]);
     outs.sort();
@@ -86,7 +87,8 @@ fn basic_pitch_hears_a4_in_a_440_hz_sine() {
 #[test]
 fn silero_vad_says_silence_is_not_speech() {
     let mut s = refrain::models::runtime::session_from_memory(&model("silero-vad/silero_vad.onnx"))
-        .expect("load Silero VAD");
+        .expect("load Silero VAD")
+        .session;
     let (mut ins, mut outs) = io_names(&s);
     ins.sort();
     outs.sort();

@@ -2,6 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use refrain::engine::latency::Mode;
+use refrain::licence::enforce::{self, Setting};
 use refrain::licence::gate::LoadedTrack;
 use refrain::licence::issue::{self, LicenceSpec};
 use refrain::licence::policy::{self, Clock, LicenceState, Requirement, SystemClock};
@@ -38,6 +40,10 @@ enum Command {
         /// Block size fed to the engine.
         #[arg(long, default_value_t = 512)]
         block: usize,
+        /// `studio` (the long resampling filter; the default for files) or `live` (the
+        /// plugin's low-latency mode, as a bounce in that mode renders).
+        #[arg(long, default_value = "studio", value_parser = parse_mode)]
+        mode: Mode,
         /// The track's licence, for models that need one: a licence file (cached on the way)
         /// or the id of a cached licence.
         #[arg(long)]
@@ -95,7 +101,8 @@ enum LicenceCommand {
         /// The model to check it for: a model.toml (or its folder).
         #[arg(long)]
         model: Option<String>,
-        /// Check real-time use (`live`), not only offline bounces.
+        /// Check public performance (`live`, as the standalone on stage needs), not only use
+        /// in a DAW.
         #[arg(long)]
         live: bool,
     },
@@ -264,7 +271,12 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
             let requirement = match model {
                 Some(m) => {
                     let manifest = ModelSource::parse(&m).manifest()?;
-                    match refrain::licence_requirement(&manifest, !live, store.territory()) {
+                    let setting = if live {
+                        Setting::PublicPerformance
+                    } else {
+                        Setting::Studio
+                    };
+                    match enforce::requirement(&manifest, setting, store.territory()) {
                         Some(r) => r,
                         None => {
                             println!("model `{}` needs no licence", manifest.model.id);
@@ -352,6 +364,10 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
     Ok(())
 }
 
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("`{s}` is not a mode: use `live` or `studio`"))
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Render {
@@ -359,6 +375,7 @@ fn main() -> Result<()> {
             input,
             output,
             block,
+            mode,
             licence: licence_arg,
         } => {
             let source = ModelSource::parse(&model);
@@ -384,6 +401,7 @@ fn main() -> Result<()> {
             let (out, report) = refrain::render::render(
                 &source,
                 track.as_ref(),
+                mode,
                 &audio,
                 rate,
                 block.clamp(1, 65536),

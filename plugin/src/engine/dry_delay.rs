@@ -15,12 +15,24 @@ pub struct DryDelay {
 impl DryDelay {
     /// A delay of `delay` samples that accepts blocks of up to `max_block` samples.
     pub fn new(channels: usize, delay: usize, max_block: usize) -> Self {
-        let capacity = delay + max_block.max(1);
+        Self::with_max_delay(channels, delay, delay, max_block)
+    }
+
+    /// A delay of `delay` samples that [`Self::set_delay`] may later move up to `max_delay`.
+    pub fn with_max_delay(channels: usize, delay: usize, max_delay: usize, max_block: usize) -> Self {
+        let capacity = delay.max(max_delay) + max_block.max(1);
         DryDelay {
             lines: vec![vec![0.0; capacity]; channels],
             delay,
             write: 0,
         }
+    }
+
+    /// Moves the read position (within the capacity). Real-time safe; the output jumps, so
+    /// the caller fades around it.
+    pub fn set_delay(&mut self, delay: usize) {
+        let cap = self.lines.first().map_or(0, |l| l.len());
+        self.delay = delay.min(cap.saturating_sub(1));
     }
 
     /// The delay in samples.

@@ -1,61 +1,132 @@
 //! The latency sum, one named term per cause.
 //!
 //! Refrain's latency is fixed at activation and exact: an impulse at input sample `t` comes out
-//! of the plugin at sample `t + total()`. Every term below is a whole number of host samples,
-//! so the sum is exact; the [`LatencyPlan`] is the single place that decides them all.
+//! of the plugin at sample `t + total()`. The [`LatencyPlan`] is the single place that decides
+//! it, from the model's contract, the host's rate and largest block, the mode and the measured
+//! inference time.
 //!
-//! The stream is cut into *chunks*: `chunk_host` host samples become `chunk_model` model samples
-//! (a whole number of model hops), the model runs on them, and they come back as `chunk_host`
-//! host samples. Chunk boundaries are the only place the worker touches the stream, which is why
-//! the terms are simple and exact.
+//! How the stream runs: host samples are resampled to the model's rate, the model runs one hop
+//! at a time as soon as the hop's input is in, and its output is resampled back. Processed
+//! frame `j` is the input delayed by the processing delay `P` (model latency plus the
+//! resamplers' fractional delays, rounded up to a whole host sample by the output resampler's
+//! phase), and the audio thread plays it at host sample `j + buffering()`.
+//!
+//! The total is `lookahead + inference budget + block adaptation + crossfade reserve`, where
+//! the lookahead (model latency + one hop + resampler reach) is computed exactly from the
+//! resamplers' integer geometry: the worst case over one period of the stream, not an estimate.
+//! The floor the engine can reach is that sum without the block adaptation: the Live mode is
+//! never more than one host block above it.
 
+use super::resample::{FilterSpec, Geometry, ResampleError};
+use crate::models::processor::StreamSpec;
 use std::fmt;
 
-/// Largest chunk (in model samples) we accept before calling a rate pair unsupported.
-/// Half a second: beyond that the latency would be useless on stage anyway.
-const MAX_CHUNK_SECONDS_DIV: usize = 2;
+/// Live mode's inference budget: the slowest warm-up pass times this factor...
+pub const LIVE_BUDGET_FACTOR: f64 = 1.5;
+/// ...plus this much for waking the worker and resampling, in seconds.
+pub const SCHEDULING_MARGIN_S: f64 = 0.001;
+/// No budget is planned above one second: a model that slow is not real time here.
+pub const MAX_BUDGET_S: f64 = 1.0;
+/// The shortest crossfade between processed and dry audio, in seconds.
+pub const CROSSFADE_S: f64 = 0.002;
+/// Longest stream period the plan will scan for its worst case.
+const MAX_PERIOD: u64 = 4_000_000;
 
-/// The parts of a model's streaming contract that decide latency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamSpec {
-    /// The rate the model runs at, in Hz.
-    pub sample_rate: u32,
-    /// Audio channels the model takes and returns.
-    pub channels: usize,
-    /// Model samples consumed and produced per run.
-    pub hop: usize,
-    /// Look-behind samples fed again in front of each hop.
-    pub context: usize,
-    /// The model's own latency in model samples (includes any lookahead).
-    pub latency: usize,
+/// The plugin's latency-quality setting (not automatable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Latency close to the floor: measured inference budget, short resampling filter.
+    #[default]
+    Live,
+    /// Generous inference budget (one hop of time), the long resampling filter.
+    Studio,
+}
+
+impl Mode {
+    /// The resampling filter this mode uses.
+    pub fn filter(self) -> FilterSpec {
+        match self {
+            Mode::Live => FilterSpec::LIVE,
+            Mode::Studio => FilterSpec::STUDIO,
+        }
+    }
+
+    /// The mode's name in logs, the editor and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Studio => "studio",
+        }
+    }
+
+    /// Reads `live` or `studio`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "live" => Some(Mode::Live),
+            "studio" => Some(Mode::Studio),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How long one hop of the model took in warm-up runs (measured once per model and kept, so
+/// a reactivation reports the same latency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InferenceTiming {
+    /// Warm passes measured.
+    pub passes: u32,
+    /// The slowest pass, in nanoseconds.
+    pub max_ns: u64,
+    /// The median pass, in nanoseconds.
+    pub median_ns: u64,
+}
+
+impl InferenceTiming {
+    /// Summarises pass durations (nanoseconds).
+    pub fn from_passes(passes: &mut [u64]) -> InferenceTiming {
+        passes.sort_unstable();
+        InferenceTiming {
+            passes: passes.len() as u32,
+            max_ns: passes.last().copied().unwrap_or(0),
+            median_ns: passes.get(passes.len() / 2).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// Why a plan cannot be made for a rate pair or block size.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanError {
-    /// The host rate is zero or absurd.
+    /// The host rate is zero, fractional or absurd.
     BadHostRate(f32),
-    /// The host promised no block size to plan for.
+    /// The host promised no usable block size.
     BadBlockSize(usize),
-    /// The rates share so few factors that one chunk would be longer than half a second.
-    RatePairTooCoarse {
-        host: u32,
-        model: u32,
-        chunk_model: usize,
-    },
+    /// The rates cannot be resampled exactly.
+    Resample(ResampleError),
+    /// The hop and the rates line up so rarely that the plan would scan too long a period.
+    PeriodTooLong { host: u32, model: u32, hop: usize },
 }
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanError::BadHostRate(r) => {
-                write!(f, "the host's sample rate of {r} Hz is not supported (use 8 kHz to 384 kHz)")
-            }
-            PlanError::BadBlockSize(n) => write!(f, "the host's maximum block size of {n} samples is not supported"),
-            PlanError::RatePairTooCoarse { host, model, chunk_model } => write!(
+            PlanError::BadHostRate(r) => write!(
                 f,
-                "resampling between the host's {host} Hz and the model's {model} Hz would need chunks of \
-                 {chunk_model} samples; choose a common rate such as 44.1, 48 or 96 kHz"
+                "the host's sample rate of {r} Hz is not supported (use a whole number of Hz from 8 kHz to 384 kHz)"
+            ),
+            PlanError::BadBlockSize(n) => write!(
+                f,
+                "the host's maximum block size of {n} samples is not supported (1 to 65536)"
+            ),
+            PlanError::Resample(e) => e.fmt(f),
+            PlanError::PeriodTooLong { host, model, hop } => write!(
+                f,
+                "a hop of {hop} samples at {model} Hz never lines up with {host} Hz; choose a common rate such as 44.1, 48 or 96 kHz"
             ),
         }
     }
@@ -63,57 +134,59 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// Length of the crossfade between processed and dry audio at a host rate: 2 ms.
+pub fn crossfade_len(host_rate: u32) -> usize {
+    ((host_rate as f64 * CROSSFADE_S).ceil() as usize).max(16)
+}
+
 /// Every term of the reported latency, in host samples unless the name says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencyPlan {
-    /// Host sample rate in Hz (integer: the plan only supports integer rates).
+    /// Host sample rate in Hz.
     pub host_rate: u32,
     /// The model's contract.
     pub spec: StreamSpec,
-    /// Host samples per chunk.
-    pub chunk_host: usize,
-    /// Model samples per chunk (a whole number of hops).
-    pub chunk_model: usize,
-    /// Whether host and model rates differ (resamplers in and out).
-    pub resampling: bool,
-    /// Delay of the host->model resampler, in model samples.
-    pub resampler_in_delay_model: usize,
-    /// Zeros inserted at the model rate so that the model-rate delays sum to whole host samples.
-    pub alignment_pad_model: usize,
-    /// Delay of the model->host resampler, in host samples.
-    pub resampler_out_delay_host: usize,
-    /// Collecting one chunk of input before the worker can start on it.
+    /// The latency-quality setting the plan was made for.
+    pub mode: Mode,
+    /// Host -> model resampler timing, when the rates differ.
+    pub resample_in: Option<Geometry>,
+    /// Model -> host resampler timing, when the rates differ.
+    pub resample_out: Option<Geometry>,
+    /// The processed stream's delay relative to the input: processed frame `j` is the model's
+    /// response to input frame `j - processing_delay`.
+    pub processing_delay: usize,
+    /// The model's own latency, in whole host samples (rounded down; the rest is in
+    /// `resampling`).
+    pub model: usize,
+    /// Collecting one hop of input before the model can run on it (rounded down likewise).
     pub hop_buffering: usize,
-    /// Time the worker is given to run the model on a chunk (one chunk: real-time factor 1).
+    /// What the resamplers' filters reach ahead, plus the rounding of the two terms above.
+    pub resampling: usize,
+    /// Time the worker is given to run a hop once its input is in.
     pub inference_budget: usize,
-    /// Host blocks are not aligned to chunks: a block may need output up to `max_block - 1`
-    /// samples after the chunk it depends on was complete.
+    /// Whether the budget comes from measured inference times (else it is provisional: one
+    /// hop of time).
+    pub budget_measured: bool,
+    /// Host blocks are not aligned to hops: a block may need output up to `max_block - 1`
+    /// samples after the hop it depends on was complete.
     pub block_adaptation: usize,
     /// The audio thread keeps this many processed samples in hand so that, when the worker is
     /// late, it can still fade from processed audio to dry audio without a click.
     pub crossfade_reserve: usize,
-}
-
-fn gcd(mut a: usize, mut b: usize) -> usize {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-fn lcm(a: usize, b: usize) -> usize {
-    a / gcd(a, b) * b
-}
-
-/// Length of the equal-power crossfade between processed and dry audio at a host rate:
-/// about 2.7 ms, never under 64 samples.
-pub fn crossfade_len(host_rate: u32) -> usize {
-    ((host_rate as usize * 128) / 48_000).max(64)
+    /// The most host frames one hop can produce (buffer sizing).
+    pub hop_host_max: usize,
 }
 
 impl LatencyPlan {
-    /// Plans the stream for a model contract at a host rate and maximum block size.
-    pub fn new(spec: StreamSpec, host_rate: f32, max_block: usize) -> Result<Self, PlanError> {
+    /// Plans the stream for a model contract at a host rate, maximum block size and mode, with
+    /// the model's measured inference time when it is known.
+    pub fn new(
+        spec: StreamSpec,
+        host_rate: f32,
+        max_block: usize,
+        mode: Mode,
+        timing: Option<InferenceTiming>,
+    ) -> Result<Self, PlanError> {
         if !(host_rate.is_finite() && (8_000.0..=384_000.0).contains(&host_rate))
             || host_rate.fract() != 0.0
         {
@@ -122,101 +195,185 @@ impl LatencyPlan {
         if max_block == 0 || max_block > 1 << 16 {
             return Err(PlanError::BadBlockSize(max_block));
         }
-        let host = host_rate as usize;
-        let model = spec.sample_rate as usize;
-        let g = gcd(host, model);
-        let (unit_host, unit_model) = (host / g, model / g);
-        let resampling = host != model;
+        let host = host_rate as u32;
+        let model = spec.sample_rate;
+        let g = gcd(host as u64, model as u64);
+        let (h, r) = (host as u64 / g, model as u64 / g);
+        let hop = spec.hop as u64;
+        let lat = spec.latency as u64;
 
-        // A chunk is a whole number of hops and a whole number of resampling units. The FFT
-        // resamplers' delays are half a chunk on each side, so both chunk lengths must be even
-        // for those halves to be whole samples.
-        let mut chunk_model = lcm(spec.hop, unit_model);
-        if resampling {
-            while !chunk_model.is_multiple_of(2)
-                || !(chunk_model / unit_model * unit_host).is_multiple_of(2)
-            {
-                chunk_model *= 2;
-            }
-        }
-        if chunk_model > model / MAX_CHUNK_SECONDS_DIV && chunk_model > spec.hop {
-            return Err(PlanError::RatePairTooCoarse {
-                host: host as u32,
-                model: spec.sample_rate,
-                chunk_model,
+        // P: the model's latency in host samples, rounded up; the output resampler's phase
+        // absorbs the fraction, so the chain is a whole number of host samples.
+        let processing_delay = (lat * h).div_ceil(r);
+        let (resample_in, resample_out) = if host == model {
+            (None, None)
+        } else {
+            let filter = mode.filter();
+            let shift = (processing_delay * r - lat * h) as i64;
+            (
+                Some(Geometry::new(host, model, filter, 0).map_err(PlanError::Resample)?),
+                Some(Geometry::new(model, host, filter, shift).map_err(PlanError::Resample)?),
+            )
+        };
+
+        // The stream repeats every `period` host frames; the worst lookahead is found there.
+        let period = lcm(h * hop, r) / r;
+        if period > MAX_PERIOD {
+            return Err(PlanError::PeriodTooLong {
+                host,
+                model,
+                hop: spec.hop,
             });
         }
-        let chunk_host = chunk_model / unit_model * unit_host;
-
-        let (resampler_in_delay_model, resampler_out_delay_host, alignment_pad_model) =
-            if resampling {
-                let d_in = chunk_model / 2;
-                // Model-rate delays must add up to a whole number of host samples.
-                let model_delay = d_in + spec.latency;
-                let pad = (unit_model - model_delay % unit_model) % unit_model;
-                (d_in, chunk_host / 2, pad)
-            } else {
-                (0, 0, 0)
-            };
-
-        Ok(LatencyPlan {
-            host_rate: host as u32,
+        let start = 8 * (hop * h / r + 64) + processing_delay;
+        let mut worst = 0u64;
+        for n in start..start + period {
+            let need = host_input_needed(resample_in, resample_out, hop, n);
+            worst = worst.max(need - n);
+        }
+        let lookahead = worst as usize + processing_delay as usize;
+        let model_term = (lat * h / r) as usize;
+        let hop_term = (hop * h / r) as usize;
+        let mut plan = LatencyPlan {
+            host_rate: host,
             spec,
-            chunk_host,
-            chunk_model,
-            resampling,
-            resampler_in_delay_model,
-            alignment_pad_model,
-            resampler_out_delay_host,
-            hop_buffering: chunk_host,
-            inference_budget: chunk_host,
+            mode,
+            resample_in,
+            resample_out,
+            processing_delay: processing_delay as usize,
+            model: model_term,
+            hop_buffering: hop_term,
+            resampling: lookahead.saturating_sub(model_term + hop_term),
+            inference_budget: 0,
+            budget_measured: false,
             block_adaptation: max_block - 1,
-            crossfade_reserve: crossfade_len(host as u32),
-        })
+            crossfade_reserve: crossfade_len(host),
+            hop_host_max: (hop * h).div_ceil(r) as usize + 2,
+        };
+        debug_assert!(lookahead >= model_term + hop_term, "{plan:?}");
+        plan.set_budget(timing);
+        Ok(plan)
     }
 
-    /// Model hops per chunk.
-    pub fn hops_per_chunk(&self) -> usize {
-        self.chunk_model / self.spec.hop
+    /// The same plan with the inference budget for `timing` (or the provisional one).
+    pub fn with_timing(mut self, timing: Option<InferenceTiming>) -> Self {
+        self.set_budget(timing);
+        self
     }
 
-    /// The model's own latency, in host samples, including the resamplers around it and the
-    /// alignment pad: the delay of the processed stream relative to the input stream.
-    pub fn processing_delay(&self) -> usize {
-        let model_side =
-            self.resampler_in_delay_model + self.spec.latency + self.alignment_pad_model;
-        // Exact: `model_side` is a multiple of the model-rate unit when resampling.
-        model_side * self.host_rate as usize / self.spec.sample_rate as usize
-            + self.resampler_out_delay_host
+    fn set_budget(&mut self, timing: Option<InferenceTiming>) {
+        let rate = self.host_rate as f64;
+        let one_hop = (self.spec.hop as f64 * rate / self.spec.sample_rate as f64).ceil() as usize;
+        let measured = timing.map(|t| {
+            let seconds = (t.max_ns as f64 * 1e-9 * LIVE_BUDGET_FACTOR + SCHEDULING_MARGIN_S)
+                .min(MAX_BUDGET_S);
+            (seconds * rate).ceil() as usize
+        });
+        self.budget_measured = measured.is_some();
+        self.inference_budget = match (self.mode, measured) {
+            (Mode::Live, Some(m)) => m,
+            // Studio keeps a generous budget: a whole hop of time, or more for a slow model.
+            (Mode::Studio, Some(m)) => m.max(one_hop),
+            (_, None) => one_hop,
+        };
+    }
+
+    /// Model hops per second of host audio, as a fraction of real time the worker must keep.
+    pub fn hop_seconds(&self) -> f64 {
+        self.spec.hop as f64 / self.spec.sample_rate as f64
+    }
+
+    /// How far past input frame `j - processing_delay` the engine must have input before
+    /// processed frame `j` exists: model latency + one hop + the resamplers' reach.
+    pub fn lookahead(&self) -> usize {
+        self.model + self.hop_buffering + self.resampling
     }
 
     /// Samples of buffering between the worker's output stream and the host's output: the audio
-    /// thread plays processed sample `j` at host sample `j + buffering()`.
+    /// thread plays processed frame `j` at host sample `j + buffering()`.
     pub fn buffering(&self) -> usize {
-        self.hop_buffering + self.inference_budget + self.block_adaptation + self.crossfade_reserve
+        self.lookahead() - self.processing_delay
+            + self.inference_budget
+            + self.block_adaptation
+            + self.crossfade_reserve
     }
 
     /// The latency reported to the host, in host samples.
     pub fn total(&self) -> usize {
-        self.processing_delay() + self.buffering()
+        self.processing_delay + self.buffering()
+    }
+
+    /// The lowest latency this model, rate, mode and measured inference time allow: its own
+    /// latency, one hop, the resamplers, the inference budget and the crossfade reserve. The
+    /// total is this plus the block adaptation, so never more than one host block above it.
+    pub fn floor(&self) -> usize {
+        self.total() - self.block_adaptation
+    }
+
+    /// The tail to report to the host: audio in flight plus the model's own tail.
+    pub fn tail(&self) -> usize {
+        let model_tail = (self.spec.tail as u64 * self.host_rate as u64)
+            .div_ceil(self.spec.sample_rate as u64) as usize;
+        self.total() + model_tail
+    }
+
+    /// Host input frames (from the stream's start) needed before processed frame `n` exists.
+    pub fn input_needed(&self, n: u64) -> u64 {
+        host_input_needed(self.resample_in, self.resample_out, self.spec.hop as u64, n)
     }
 
     /// One line per term, for logs, the CLI and the README.
     pub fn describe(&self) -> String {
         let ms = |s: usize| s as f64 * 1000.0 / self.host_rate as f64;
         format!(
-            "latency {} samples ({:.2} ms) = model {} + resampling {} + hop buffering {} + inference budget {} \
-             + block adaptation {} + crossfade reserve {}",
+            "{} mode: latency {} samples ({:.2} ms) = model {} + hop buffering {} + resampling {} + inference budget {}{} \
+             + block adaptation {} + crossfade reserve {}; floor {} samples ({:.2} ms)",
+            self.mode,
             self.total(),
             ms(self.total()),
-            self.spec.latency * self.host_rate as usize / self.spec.sample_rate as usize,
-            self.processing_delay() - self.spec.latency * self.host_rate as usize / self.spec.sample_rate as usize,
+            self.model,
             self.hop_buffering,
+            self.resampling,
             self.inference_budget,
+            if self.budget_measured { "" } else { " (provisional)" },
             self.block_adaptation,
-            self.crossfade_reserve
+            self.crossfade_reserve,
+            self.floor(),
+            ms(self.floor()),
         )
     }
+}
+
+/// Host input frames needed before processed (host-rate) frame `n` can be computed.
+fn host_input_needed(
+    resample_in: Option<Geometry>,
+    resample_out: Option<Geometry>,
+    hop: u64,
+    n: u64,
+) -> u64 {
+    // Model output samples the output resampler reads for frame n...
+    let model_out = match resample_out {
+        Some(g) => g.input_needed(n + 1),
+        None => n + 1,
+    };
+    // ...which whole hops produce, each needing its input up to the hop's end...
+    let model_in = model_out.div_ceil(hop) * hop;
+    // ...which the input resampler makes from this much host input.
+    match resample_in {
+        Some(g) => g.input_needed(model_in),
+        None => model_in,
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
 }
 
 #[cfg(test)]
@@ -230,67 +387,119 @@ mod tests {
             hop,
             context: 0,
             latency,
+            tail: 0,
         }
     }
 
-    #[test]
-    fn same_rate_is_model_latency_plus_buffering() {
-        let p = LatencyPlan::new(spec(48_000, 480, 32), 48_000.0, 128).unwrap();
-        assert!(!p.resampling);
-        assert_eq!(p.chunk_host, 480);
-        assert_eq!(p.processing_delay(), 32);
-        assert_eq!(p.total(), 32 + 480 + 480 + 127 + 128);
+    fn timing(us: u64) -> Option<InferenceTiming> {
+        Some(InferenceTiming {
+            passes: 50,
+            max_ns: us * 1_000,
+            median_ns: us * 500,
+        })
     }
 
     #[test]
-    fn resampled_delays_are_whole_host_samples() {
-        for host in [
-            8_000u32, 11_025, 22_050, 32_000, 44_100, 88_200, 96_000, 176_400, 192_000,
-        ] {
-            for (hop, lat) in [(480usize, 0usize), (480, 17), (512, 64), (160, 1)] {
-                let p = LatencyPlan::new(spec(48_000, hop, lat), host as f32, 512).unwrap();
-                let model_side = p.resampler_in_delay_model + lat + p.alignment_pad_model;
-                assert_eq!(
-                    (model_side * host as usize) % 48_000,
-                    0,
-                    "host {host} hop {hop} lat {lat}"
-                );
-                assert_eq!(p.chunk_model % hop, 0);
-                assert_eq!(p.chunk_host * 48_000, p.chunk_model * host as usize);
-                assert_eq!(p.chunk_host % 2, 0);
+    fn same_rate_is_model_latency_plus_one_hop_plus_budget() {
+        let p = LatencyPlan::new(spec(48_000, 480, 32), 48_000.0, 128, Mode::Live, timing(100))
+            .unwrap();
+        assert!(p.resample_in.is_none());
+        assert_eq!(p.processing_delay, 32);
+        assert_eq!((p.model, p.hop_buffering, p.resampling), (32, 480, 0));
+        // 0.1 ms x 1.5 + 1 ms = 1.15 ms = 55.2 -> 56 samples.
+        assert_eq!(p.inference_budget, 56);
+        assert_eq!(p.crossfade_reserve, 96);
+        assert_eq!(p.total(), 32 + 480 + 56 + 127 + 96);
+        assert_eq!(p.floor(), 32 + 480 + 56 + 96);
+    }
+
+    #[test]
+    fn live_is_within_one_host_block_of_the_floor_everywhere() {
+        for host in [44_100.0f32, 48_000.0, 96_000.0] {
+            for block in [64usize, 128, 512, 1024] {
+                for (model, hop, lat) in [(48_000u32, 480usize, 64usize), (44_100, 147, 0), (16_000, 160, 40)] {
+                    let p = LatencyPlan::new(spec(model, hop, lat), host, block, Mode::Live, timing(200))
+                        .unwrap();
+                    assert!(p.total() <= p.floor() + block, "{}", p.describe());
+                    // The resamplers add at most 1.5 ms in Live mode (0.27 ms each way here).
+                    assert!(
+                        p.resampling as f64 / host as f64 <= 0.0015,
+                        "{}",
+                        p.describe()
+                    );
+                }
             }
         }
     }
 
     #[test]
-    fn chunk_at_44k1_is_a_whole_hop_pair() {
-        let p = LatencyPlan::new(spec(48_000, 480, 0), 44_100.0, 64).unwrap();
-        assert_eq!((p.chunk_model, p.chunk_host), (960, 882));
-        assert_eq!(p.resampler_in_delay_model, 480);
-        assert_eq!(p.resampler_out_delay_host, 441);
+    fn studio_keeps_a_whole_hop_of_budget_and_the_long_filter() {
+        let live = LatencyPlan::new(spec(48_000, 480, 64), 44_100.0, 256, Mode::Live, timing(80))
+            .unwrap();
+        let studio =
+            LatencyPlan::new(spec(48_000, 480, 64), 44_100.0, 256, Mode::Studio, timing(80))
+                .unwrap();
+        assert_eq!(studio.inference_budget, 441);
+        assert!(studio.resampling > live.resampling);
+        assert!(studio.total() > live.total());
+    }
+
+    #[test]
+    fn the_lookahead_covers_every_frame_of_the_period() {
+        // Brute force over many frames: no processed frame needs input beyond the lookahead.
+        for host in [44_100.0f32, 96_000.0, 22_050.0, 48_000.0] {
+            for (model, hop, lat) in [(48_000u32, 480usize, 64usize), (16_000, 160, 7), (48_000, 256, 0)] {
+                let p = LatencyPlan::new(spec(model, hop, lat), host, 64, Mode::Live, None).unwrap();
+                for n in 0..20_000u64 {
+                    let need = p.input_needed(n);
+                    assert!(
+                        need <= n + (p.lookahead() - p.processing_delay) as u64,
+                        "host {host} model {model} hop {hop} n {n}: needs {need}; {}",
+                        p.describe()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_measurement_the_budget_is_one_hop_and_says_so() {
+        let p = LatencyPlan::new(spec(48_000, 480, 0), 48_000.0, 64, Mode::Live, None).unwrap();
+        assert_eq!(p.inference_budget, 480);
+        assert!(p.describe().contains("(provisional)"));
+        let measured = p.with_timing(timing(50));
+        assert!(measured.budget_measured && measured.total() < p.total());
     }
 
     #[test]
     fn bad_rates_and_blocks_are_refused() {
+        let s = spec(48_000, 480, 0);
         assert_eq!(
-            LatencyPlan::new(spec(48_000, 480, 0), 0.0, 64),
+            LatencyPlan::new(s, 0.0, 64, Mode::Live, None),
             Err(PlanError::BadHostRate(0.0))
         );
-        assert!(LatencyPlan::new(spec(48_000, 480, 0), f32::NAN, 64).is_err());
-        assert!(LatencyPlan::new(spec(48_000, 480, 0), 44_100.5, 64).is_err());
+        assert!(LatencyPlan::new(s, f32::NAN, 64, Mode::Live, None).is_err());
+        assert!(LatencyPlan::new(s, 44_100.5, 64, Mode::Live, None).is_err());
         assert_eq!(
-            LatencyPlan::new(spec(48_000, 480, 0), 48_000.0, 0),
+            LatencyPlan::new(s, 48_000.0, 0, Mode::Live, None),
             Err(PlanError::BadBlockSize(0))
         );
-        // 44,101 Hz shares no useful factor with 48 kHz: one chunk would be a second long.
-        let err = LatencyPlan::new(spec(48_000, 480, 0), 44_101.0, 64).unwrap_err();
+        let err = LatencyPlan::new(s, 44_101.0, 64, Mode::Live, None).unwrap_err();
         assert!(err.to_string().contains("44101 Hz"), "{err}");
     }
 
     #[test]
-    fn crossfade_is_never_shorter_than_64() {
-        assert_eq!(crossfade_len(8_000), 64);
-        assert_eq!(crossfade_len(48_000), 128);
-        assert_eq!(crossfade_len(96_000), 256);
+    fn the_tail_adds_the_models_own_tail() {
+        let mut s = spec(48_000, 480, 0);
+        s.tail = 4_800;
+        let p = LatencyPlan::new(s, 96_000.0, 64, Mode::Live, None).unwrap();
+        assert_eq!(p.tail(), p.total() + 9_600);
+    }
+
+    #[test]
+    fn crossfades_are_at_least_two_milliseconds() {
+        assert_eq!(crossfade_len(48_000), 96);
+        assert_eq!(crossfade_len(44_100), 89);
+        assert_eq!(crossfade_len(96_000), 192);
     }
 }

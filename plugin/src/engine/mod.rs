@@ -1,34 +1,47 @@
 //! The host-agnostic real-time engine: the audio thread's side of the stream.
 //!
-//! `process()` copies the block into an SPSC ring to the worker, keeps a latency-aligned dry
-//! copy, and reads processed frames from the return ring. Processed frame `j` is played at host
-//! sample `j + plan.buffering()`; with the processing delay inside `j`, every input sample comes
-//! out exactly `plan.total()` samples later. When the worker is late, the output crossfades to
-//! the dry copy (never silence, never a repeated block) and back when it has caught up.
+//! The audio path reads off the file names: the host's block enters [`Engine::process`] (this
+//! file), goes through the [`stream`] rings to the [`worker`], which runs the [`pipeline`]
+//! ([`resample`] -> model hops -> [`resample`]) and pushes processed chunks back through the
+//! [`stream`]; this file plays them [`latency`]-aligned against the [`dry_delay`] path with a
+//! [`crossfade`] when the worker is late.
+//!
+//! `process()` copies the block into the input ring, keeps a latency-aligned dry copy, and plays
+//! processed frame `j` at host sample `j + plan.buffering()`; with the processing delay inside
+//! `j`, every input sample comes out exactly `plan.total()` samples later. When processed
+//! frames are missing, the output crossfades to the dry copy (never silence, never a repeated
+//! block) using the processed frames it keeps in reserve, and back once the worker has caught
+//! up.
 
 pub mod crossfade;
 pub mod dry_delay;
 pub mod latency;
 pub mod pipeline;
+pub mod priority;
 pub mod resample;
 pub mod status;
+pub mod stream;
+pub mod wake;
 pub mod worker;
 
-use crate::models::processor::HopProcessor;
+use crate::models::processor::{HopProcessor, StreamSpec};
 use crossfade::Crossfade;
 use dry_delay::DryDelay;
-use latency::{LatencyPlan, PlanError, StreamSpec};
-use ringbuf::traits::{Consumer, Observer, Producer, Split};
-use ringbuf::{HeapCons, HeapProd, HeapRb};
+use latency::{LatencyPlan, Mode, PlanError};
 use status::{EngineState, EngineStatus};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use worker::{ModelLoader, StreamSync, Worker, WorkerOptions};
+use stream::{AudioEnd, MarkKind, Shared, Sizing};
+use worker::{ModelLoader, Worker, WorkerOptions};
 
 /// How long a bounce waits for a worker that makes no progress before it gives up on the
-/// model for that block (the worker may still be loading a large model).
-const OFFLINE_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// model for the rest of the bounce (once, not per block).
+pub const OFFLINE_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a bounce waits for a model that is still loading.
+const OFFLINE_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long dropping an engine waits for its worker before leaving it to finish on its own.
+pub const WORKER_JOIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the host told us at activation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,17 +52,18 @@ pub struct EngineConfig {
     pub max_block: usize,
     /// Audio channels (the same in and out).
     pub channels: usize,
-    /// Offline (bounce): the audio thread waits for the worker, so nothing is ever late.
-    pub offline: bool,
 }
 
-/// Per-block controls from the parameters.
+/// Per-block controls.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Controls {
     /// Dry/wet balance inside the processed path, 0..1.
     pub mix: f32,
-    /// Bypass: the latency-aligned dry signal, reached with the same crossfade.
+    /// Bypass: the latency-aligned dry signal, reached with the same crossfade. The worker
+    /// stops running the model (cheaply keeping its state moving) while bypassed.
     pub bypass: bool,
+    /// The host is bouncing offline: wait for the worker instead of falling back to dry.
+    pub offline: bool,
 }
 
 impl Default for Controls {
@@ -57,8 +71,57 @@ impl Default for Controls {
         Controls {
             mix: 1.0,
             bypass: false,
+            offline: false,
         }
     }
+}
+
+impl Controls {
+    /// Default controls for an offline bounce.
+    pub fn offline() -> Self {
+        Controls {
+            offline: true,
+            ..Controls::default()
+        }
+    }
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("the worker thread could not be started: {0}")]
+    Spawn(std::io::Error),
+    #[error("the worker's wake-up signal could not be created: {0}")]
+    Wake(std::io::Error),
+}
+
+/// Hands models to a running engine's worker from another thread (the loader).
+#[derive(Clone)]
+pub struct ModelSwapper {
+    tx: crossbeam_channel::Sender<Box<dyn HopProcessor>>,
+    shared: Arc<Shared>,
+}
+
+impl ModelSwapper {
+    /// Queues `processor` (same contract) to be crossfaded in over the next hop. Gives it back
+    /// if one is already queued.
+    pub fn swap(&self, processor: Box<dyn HopProcessor>) -> Result<(), Box<dyn HopProcessor>> {
+        self.tx.try_send(processor).map_err(|e| e.into_inner())?;
+        self.shared.wake.notify();
+        Ok(())
+    }
+}
+
+/// A one-time fade of the whole output around a change of timing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Retime {
+    Steady,
+    /// Fading out; the new plan is applied at the bottom.
+    Out { plan: LatencyPlan, left: usize },
+    /// Fading back in.
+    In { done: usize },
 }
 
 /// The audio thread's side of the engine. Built (and dropped) off the audio thread.
@@ -66,102 +129,145 @@ pub struct Engine {
     config: EngineConfig,
     plan: LatencyPlan,
     status: Arc<EngineStatus>,
-    sync: Arc<StreamSync>,
-    to_worker: HeapProd<f32>,
-    from_worker: HeapCons<f32>,
+    shared: Arc<Shared>,
+    audio: AudioEnd,
     swaps: crossbeam_channel::Sender<Box<dyn HopProcessor>>,
     worker: Option<std::thread::JoinHandle<()>>,
-    worker_thread: std::thread::Thread,
+    /// Disconnects when the worker thread ends.
+    worker_done: crossbeam_channel::Receiver<()>,
     dry: DryDelay,
     fade: Crossfade,
     /// Planar copy of the block's input (the host buffer is overwritten in place).
     input: Vec<Vec<f32>>,
     /// Planar dry output of the block.
     dry_out: Vec<Vec<f32>>,
-    /// Interleaved scratch for the rings.
+    /// Interleaved scratch for the input ring.
     interleaved: Vec<f32>,
     /// Interleaved processed frames of the block.
     wet: Vec<f32>,
-    /// Host frames processed in this epoch.
-    t: u64,
-    /// Frames pushed to the worker over the ring's lifetime.
-    pushed_total: u64,
-    /// Frames popped from the worker over the ring's lifetime.
-    popped_total: u64,
-    /// The epoch this side is in; see [`StreamSync`].
-    epoch: u32,
-    /// Output stream index of the return ring's head, once synced with the worker's epoch.
-    head: Option<u64>,
-    /// After a reset the stream starts from silence, so processed frames before the stream's
-    /// start are known to be silent; after a resync they are unknown (dry is used).
-    prestart_is_silence: bool,
+    /// Host frames processed since activation (host time).
+    host_t: u64,
+    /// Host time at which the current stream started, and whether the audio before it was
+    /// silence (a reset) or is unknown (input was lost).
+    stream_start: u64,
+    prestart_silent: bool,
+    /// A stream start still to be announced to the worker (`Some(prestart_silent)`).
+    pending_start: Option<bool>,
+    /// The bypass state the worker was last told.
+    bypass_sent: bool,
+    /// Whether the last block had processed audio ready (to count underruns once each).
+    was_ready: bool,
     /// The mix actually applied, ramped towards `Controls::mix` over each block.
     mix: f32,
+    /// The host thread's scheduling has been read (at the first callback).
+    host_priority_read: bool,
+    /// A bounce gave up waiting for a stalled worker; never wait again.
+    gave_up_waiting: bool,
+    /// How long a bounce waits for a worker that makes no progress.
+    stall_timeout: Duration,
+    retime: Retime,
+    /// Set when the reported latency changed; the plugin tells the host.
+    latency_changed: bool,
+    /// A panic happened inside `process`: from then on, the aligned dry signal only.
+    poisoned: bool,
+    /// Set once per block: the input copy and the dry path are done (for the panic fallback).
+    input_taken: bool,
+    dry_done: bool,
+    #[cfg(test)]
+    panic_at: Option<u64>,
 }
 
 impl Engine {
-    /// Plans the stream for `spec`, allocates every buffer and starts the worker, which loads
-    /// the model with `loader`. Until the model runs, dry audio passes at the planned latency.
+    /// Plans the stream for `spec` in `mode`, allocates every buffer and starts the worker,
+    /// which loads the model with `loader`. Until the model runs, dry audio passes at the
+    /// planned latency.
     pub fn start(
         config: EngineConfig,
+        mode: Mode,
         spec: StreamSpec,
         loader: ModelLoader,
         options: WorkerOptions,
-    ) -> Result<Self, PlanError> {
-        let plan = LatencyPlan::new(spec, config.sample_rate, config.max_block)?;
+    ) -> Result<Self, EngineError> {
+        let plan = LatencyPlan::new(spec, config.sample_rate, config.max_block, mode, options.timing)?;
         let ch = config.channels.max(1);
-        let ring_frames =
-            plan.total() + 4 * plan.chunk_host + config.max_block + plan.host_rate as usize / 2;
-        let (to_worker, worker_in) = HeapRb::<f32>::new(ring_frames * ch).split();
-        let (worker_out, from_worker) = HeapRb::<f32>::new(ring_frames * ch).split();
+        let rate = plan.host_rate as usize;
+        // The largest latency a measured budget can lead to (see `latency::MAX_BUDGET_S`).
+        let max_total = plan.total() - plan.inference_budget
+            + (latency::MAX_BUDGET_S * rate as f64).ceil() as usize;
+        let ring_frames = max_total + 8 * plan.hop_host_max + config.max_block + rate / 2;
+        let sizing = Sizing {
+            channels: ch,
+            input_frames: ring_frames,
+            output_frames: ring_frames,
+            chunks: 2 * ring_frames / plan.hop_buffering.max(1) + 64,
+            marks: 256,
+        };
+        let wake = wake::Wake::new().map_err(EngineError::Wake)?;
+        let (audio, worker_end, shared) = stream::stream(sizing, wake);
+        shared
+            .buffering
+            .store(plan.buffering() as u64, Ordering::Relaxed);
         let status = Arc::new(EngineStatus::default());
-        let sync = Arc::new(StreamSync::default());
-        let (swaps, swap_rx) = crossbeam_channel::bounded(2);
+        let (swaps, swap_rx) = crossbeam_channel::bounded(1);
+        let (done_tx, worker_done) = crossbeam_channel::bounded::<()>(0);
         let worker = Worker {
             plan,
             channels: ch,
-            input: worker_in,
-            output: worker_out,
-            sync: sync.clone(),
+            end: worker_end,
+            shared: shared.clone(),
             status: status.clone(),
             swaps: swap_rx,
             options,
+            done: done_tx,
         };
         let handle = std::thread::Builder::new()
             .name("refrain-worker".into())
             .spawn(move || worker.run(loader))
-            .expect("spawning the worker thread");
-        let worker_thread = handle.thread().clone();
+            .map_err(EngineError::Spawn)?;
         let total = plan.total();
         Ok(Engine {
             config,
             plan,
             status,
-            sync,
-            to_worker,
-            from_worker,
+            shared,
+            audio,
             swaps,
             worker: Some(handle),
-            worker_thread,
-            dry: DryDelay::new(ch, total, config.max_block),
+            worker_done,
+            dry: DryDelay::with_max_delay(ch, total, max_total, config.max_block),
             fade: Crossfade::new(plan.crossfade_reserve, true),
             input: vec![vec![0.0; config.max_block]; ch],
             dry_out: vec![vec![0.0; config.max_block]; ch],
             interleaved: vec![0.0; config.max_block * ch],
             wet: vec![0.0; config.max_block * ch],
-            t: 0,
-            pushed_total: 0,
-            popped_total: 0,
-            epoch: 0,
-            head: None,
-            prestart_is_silence: true,
+            host_t: 0,
+            stream_start: 0,
+            prestart_silent: true,
+            pending_start: Some(true),
+            bypass_sent: false,
+            was_ready: false,
             mix: 1.0,
+            host_priority_read: false,
+            gave_up_waiting: false,
+            stall_timeout: OFFLINE_STALL_TIMEOUT,
+            retime: Retime::Steady,
+            latency_changed: false,
+            poisoned: false,
+            input_taken: false,
+            dry_done: false,
+            #[cfg(test)]
+            panic_at: None,
         })
     }
 
     /// The latency to report to the host, in samples.
     pub fn latency(&self) -> u32 {
         self.plan.total() as u32
+    }
+
+    /// The tail to report to the host: audio in flight plus the model's own tail.
+    pub fn tail(&self) -> u32 {
+        self.plan.tail() as u32
     }
 
     /// Every term of the latency.
@@ -179,94 +285,118 @@ impl Engine {
         &self.status
     }
 
-    /// Hands a loaded model to the worker, which warms it up and crossfades it in. The model
-    /// must have the same latency plan (else the plugin reactivates instead). Not for the audio
-    /// thread. Returns the model back if the worker's queue is full.
-    pub fn swap_model(
-        &self,
-        processor: Box<dyn HopProcessor>,
-    ) -> Result<(), Box<dyn HopProcessor>> {
-        self.swaps.try_send(processor).map_err(|e| e.into_inner())?;
-        self.worker_thread.unpark();
-        Ok(())
+    /// A handle that queues models for a hot swap (same contract, same plan) from another
+    /// thread.
+    pub fn swapper(&self) -> ModelSwapper {
+        ModelSwapper {
+            tx: self.swaps.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Whether the reported latency changed since the last call (the plugin then tells the
+    /// host). Real-time safe.
+    pub fn take_latency_changed(&mut self) -> bool {
+        std::mem::take(&mut self.latency_changed)
+    }
+
+    /// Waits (off the audio thread, before processing starts) until the worker has measured the
+    /// model's inference time, up to `timeout`, and adopts the measured plan at once. Returns
+    /// whether the plan is now measured.
+    pub fn wait_for_measurement(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while !self.status.timing_ready()
+            && self.status.state() != EngineState::Failed
+            && start.elapsed() < timeout
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(timing) = self.status.timing() {
+            let plan = self.plan.with_timing(Some(timing));
+            self.apply_plan(plan);
+        }
+        self.plan.budget_measured
+    }
+
+    fn apply_plan(&mut self, plan: LatencyPlan) {
+        if plan.total() != self.plan.total() {
+            self.latency_changed = true;
+        }
+        self.plan = plan;
+        self.dry.set_delay(plan.total());
+        self.shared
+            .buffering
+            .store(plan.buffering() as u64, Ordering::Relaxed);
+    }
+
+    /// How long a bounce waits for a worker that makes no progress before it gives up on the
+    /// model for the rest of the bounce (default [`OFFLINE_STALL_TIMEOUT`]).
+    pub fn set_stall_timeout(&mut self, timeout: Duration) {
+        self.stall_timeout = timeout;
     }
 
     /// Clears all history (the host's reset, a transport jump). Real-time safe.
     pub fn reset(&mut self) {
         self.dry.reset();
         self.fade.jump(true);
-        self.prestart_is_silence = true;
-        self.start_epoch();
-    }
-
-    /// Starts a new stream epoch: the worker drops what it had and starts over at the next
-    /// input frame, the audio side discards whatever the worker still sends from before.
-    fn start_epoch(&mut self) {
-        self.t = 0;
-        self.head = None;
-        self.epoch = self.epoch.wrapping_add(1);
-        self.sync.audio_frames.store(0, Ordering::Relaxed);
-        self.sync
-            .reset_input_mark
-            .store(self.pushed_total, Ordering::Release);
-        self.sync.audio_epoch.store(self.epoch, Ordering::Release);
-        self.worker_thread.unpark();
-    }
-
-    /// Brings `head` in line with the worker's epoch; false while the worker has not caught up.
-    fn sync_return(&mut self) -> bool {
-        let ch = self.config.channels.max(1);
-        if self.sync.worker_epoch.load(Ordering::Acquire) != self.epoch {
-            let n = self.from_worker.occupied_len() / ch * ch;
-            self.popped_total += (self.from_worker.skip(n) / ch) as u64;
-            return false;
-        }
-        if self.head.is_none() {
-            let start = self.sync.worker_epoch_start.load(Ordering::Acquire) / ch as u64;
-            if self.popped_total < start {
-                let want = ((start - self.popped_total) as usize * ch)
-                    .min(self.from_worker.occupied_len() / ch * ch);
-                self.popped_total += (self.from_worker.skip(want) / ch) as u64;
-            }
-            if self.popped_total < start {
-                return false;
-            }
-            self.head = Some(0);
-        }
-        true
-    }
-
-    /// [`Self::sync_return`], then drops processed frames older than stream index `first`
-    /// (left behind by a late worker or a skipped chunk).
-    fn sync_to(&mut self, first: u64) -> bool {
-        if !self.sync_return() {
-            return false;
-        }
-        let ch = self.config.channels.max(1);
-        if let Some(head) = self.head.filter(|&h| h < first) {
-            let k = ((first - head) as usize).min(self.ready_frames() as usize);
-            self.popped_total += (self.from_worker.skip(k * ch) / ch) as u64;
-            self.head = Some(head + k as u64);
-        }
-        true
-    }
-
-    /// Processed frames ready at the return ring's head.
-    fn ready_frames(&self) -> u64 {
-        (self.from_worker.occupied_len() / self.config.channels.max(1)) as u64
+        self.pending_start = Some(true);
+        self.was_ready = false;
     }
 
     /// Processes a block in place: one slice per channel, all the same length. Never
-    /// allocates, locks, logs or panics; waits for the worker only in offline mode.
+    /// allocates, locks, logs or panics across this call; waits for the worker only in an
+    /// offline bounce. Real-time safe.
     pub fn process(&mut self, io: &mut [&mut [f32]], controls: Controls) {
         let n_total = io.first().map_or(0, |c| c.len());
         let mut done = 0;
         // A host that sends more than it promised still gets correct audio, in pieces.
         while done < n_total {
             let n = (n_total - done).min(self.config.max_block);
-            self.process_block(io, done, n, controls);
+            self.input_taken = false;
+            self.dry_done = false;
+            if !self.poisoned {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.process_block(io, done, n, controls)
+                }))
+                .is_ok();
+                self.poisoned = !ok;
+            }
+            if self.poisoned {
+                self.dry_fallback(io, done, n);
+            }
             done += n;
         }
+    }
+
+    /// After a panic: the latency-aligned dry signal, from the same delay line. Real-time safe.
+    fn dry_fallback(&mut self, io: &mut [&mut [f32]], offset: usize, n: usize) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if !self.input_taken {
+                self.take_input(io, offset, n);
+            }
+            if !self.dry_done {
+                self.dry.process(&self.input, &mut self.dry_out, n);
+            }
+            for (c, out) in io.iter_mut().enumerate() {
+                let src = &self.dry_out[c.min(self.dry_out.len() - 1)][..n];
+                out[offset..offset + n].copy_from_slice(src);
+            }
+            self.host_t += n as u64;
+        }));
+    }
+
+    fn take_input(&mut self, io: &[&mut [f32]], offset: usize, n: usize) {
+        let ch = self.config.channels.max(1);
+        let io_ch = io.len().min(ch);
+        for c in 0..ch {
+            let src = if c < io_ch {
+                &io[c][offset..offset + n]
+            } else {
+                &io[0][offset..offset + n]
+            };
+            self.input[c][..n].copy_from_slice(src);
+        }
+        self.input_taken = true;
     }
 
     fn process_block(
@@ -278,103 +408,101 @@ impl Engine {
     ) {
         let ch = self.config.channels.max(1);
         let io_ch = io.len().min(ch);
+        if !self.host_priority_read {
+            // The host's audio thread, as scheduled by the host: the worker's reference.
+            self.shared
+                .host_priority
+                .store(priority::current(), Ordering::Release);
+            self.host_priority_read = true;
+        }
+        self.shared
+            .realtime
+            .store(!controls.offline, Ordering::Relaxed);
 
-        // 1. Input: keep a planar copy, push interleaved frames to the worker.
-        for c in 0..ch {
-            let src = if c < io_ch {
-                &io[c][offset..offset + n]
-            } else {
-                &io[0][offset..offset + n]
-            };
-            self.input[c][..n].copy_from_slice(src);
+        // 1. Input: keep a planar copy, push interleaved frames to the worker, with whatever
+        // marks must precede them.
+        self.take_input(io, offset, n);
+        #[cfg(test)]
+        if self.panic_at.is_some_and(|t| self.host_t >= t) {
+            panic!("injected");
         }
         for f in 0..n {
             for c in 0..ch {
                 self.interleaved[f * ch + c] = self.input[c][f];
             }
         }
-        if self.to_worker.vacant_len() >= n * ch {
-            self.to_worker.push_slice(&self.interleaved[..n * ch]);
-            let before = self.pushed_total;
-            self.pushed_total += n as u64;
-            let chunk = self.plan.chunk_host as u64;
-            if before / chunk != self.pushed_total / chunk {
-                self.worker_thread.unpark();
+        if let Some(silent) = self.pending_start {
+            if self.audio.push_mark(
+                self.host_t,
+                MarkKind::Start {
+                    prestart_silent: silent,
+                },
+            ) {
+                self.pending_start = None;
+                self.stream_start = self.host_t;
+                self.prestart_silent = silent;
+                // The worker's bypass state starts over with the stream.
+                self.bypass_sent = !controls.bypass;
             }
-        } else {
-            // The worker is stuck: start over once it moves again; dry audio meanwhile.
+        }
+        if self.pending_start.is_none()
+            && controls.bypass != self.bypass_sent
+            && self
+                .audio
+                .push_mark(self.host_t, MarkKind::Bypass(controls.bypass))
+        {
+            self.bypass_sent = controls.bypass;
+        }
+        let pushed = self.pending_start.is_none() && self.audio.push_frames(&self.interleaved[..n * ch]);
+        if !pushed {
+            // The worker is stuck: these frames are lost, so a new stream starts once it moves
+            // again; meanwhile the output fades to dry on the frames kept in reserve.
             self.status.overflows.fetch_add(1, Ordering::Relaxed);
-            if !self.fade.is_dry() {
-                self.status.underruns.fetch_add(1, Ordering::Relaxed);
+            if self.pending_start.is_none() {
+                self.pending_start = Some(false);
             }
-            self.fade.jump(false);
-            self.prestart_is_silence = false;
-            self.start_epoch();
         }
 
         // 2. The dry path, delayed by exactly the reported latency.
         self.dry.process(&self.input, &mut self.dry_out, n);
+        self.dry_done = true;
 
-        // 3. Which processed frames this block needs: stream indices [q, q + n).
-        let q = self.t as i64 - self.plan.buffering() as i64;
-        let before_start = (-q).clamp(0, n as i64) as usize;
+        // 3. A measured inference time that changes the plan: fade out, retime, fade in.
+        self.check_retime();
+
+        // 4. Which processed frames this block needs: [q, q + n) in host time.
+        let q = self.host_t as i64 - self.plan.buffering() as i64;
+        let before_start = (self.stream_start as i64 - q).clamp(0, n as i64) as usize;
+        let first = (q.max(self.stream_start as i64)) as u64;
         let need = (n - before_start) as u64;
-        let reserve = self.plan.crossfade_reserve as u64;
-        let first = q.max(0) as u64;
-        let mut synced = self.sync_to(first);
-        let lookahead_end = (q + n as i64 + reserve as i64).max(0) as u64;
-        let wanted = lookahead_end.saturating_sub(first);
-        let available = |this: &Self| -> u64 {
-            match this.head {
-                Some(h) if h == first => this.ready_frames(),
-                _ => 0,
-            }
-        };
-        if self.config.offline && !controls.bypass && self.status.state() != EngineState::Failed {
-            // A bounce: wait for the worker instead of falling back to dry.
-            let mut last_progress = Instant::now();
-            let mut last_ready = 0;
-            loop {
-                synced = self.sync_to(first);
-                let ready = if synced { available(self) } else { 0 };
-                let state = self.status.state();
-                if (ready >= wanted && state == EngineState::Running)
-                    || state == EngineState::Failed
-                {
-                    break;
-                }
-                if ready != last_ready {
-                    last_ready = ready;
-                    last_progress = Instant::now();
-                } else if last_progress.elapsed() > OFFLINE_STALL_TIMEOUT {
-                    break;
-                }
-                self.worker_thread.unpark();
-                std::thread::sleep(Duration::from_micros(50));
-            }
+        // The block's frames plus the reserve after them (none of it before the stream start).
+        let end = q + (n + self.plan.crossfade_reserve) as i64;
+        let want = (end - first as i64).max(0) as u64;
+        self.audio.discard_before(first);
+        if controls.offline && !self.gave_up_waiting {
+            self.wait_for_worker(first, want);
         }
         let running = self.status.state() == EngineState::Running;
-        let ready = if synced { available(self) } else { 0 };
-        let wet_ok = ready >= wanted && (need > 0 || self.prestart_is_silence);
-        let target = wet_ok && running && !controls.bypass;
-        if !wet_ok && running && !controls.bypass && !self.fade.is_dry() {
+        let avail = self.audio.availability(first, want);
+        let prestart_ok = before_start == 0 || self.prestart_silent;
+        let ready = running && prestart_ok && avail.audible >= want;
+        if self.was_ready && !ready && !controls.bypass && !self.fade.is_dry() {
             self.status.underruns.fetch_add(1, Ordering::Relaxed);
         }
+        self.was_ready = ready;
+        let target = ready && !controls.bypass;
 
-        // 4. Take the processed frames we have for this block.
-        let got = need.min(ready) as usize;
-        if got > 0 {
-            self.from_worker.pop_slice(&mut self.wet[..got * ch]);
-            self.popped_total += got as u64;
-            self.head = self.head.map(|h| h + got as u64);
-        }
+        // 5. Take the processed frames there are for this block.
+        // Even a model that just failed leaves good frames to fade out on.
+        let k = need.min(avail.audible) as usize;
+        let got = self.audio.take(first, k, &mut self.wet[..k * ch]);
 
-        // 5. Mix, frame by frame, with the equal-power fade between processed and dry.
+        // 6. Mix, frame by frame, with the equal-power fade between processed and dry.
         let mix_start = self.mix;
         let mix_end = controls.mix.clamp(0.0, 1.0);
         for f in 0..n {
             let has_wet = if f < before_start {
-                self.prestart_is_silence
+                self.prestart_silent
             } else {
                 f - before_start < got
             };
@@ -383,6 +511,7 @@ impl Engine {
                 self.fade.jump(false);
             }
             let (g_dry, g_wet) = self.fade.next(target && has_wet);
+            let gain = self.retime_gain();
             let mix = mix_start + (mix_end - mix_start) * (f + 1) as f32 / n as f32;
             for (c, out) in io.iter_mut().enumerate().take(io_ch) {
                 let dry = self.dry_out[c][f];
@@ -392,21 +521,114 @@ impl Engine {
                     0.0
                 };
                 let processed = dry * (1.0 - mix) + wet * mix;
-                out[offset + f] = dry * g_dry + processed * g_wet;
+                out[offset + f] = (dry * g_dry + processed * g_wet) * gain;
             }
         }
         self.mix = mix_end;
-        self.t += n as u64;
-        self.sync.audio_frames.store(self.t, Ordering::Relaxed);
+        self.host_t += n as u64;
+        self.shared.audio_time.store(self.host_t, Ordering::Release);
+    }
+
+    /// A bounce: wait until the worker has decided every frame this block needs, or the model
+    /// failed. A worker that makes no progress for [`OFFLINE_STALL_TIMEOUT`] fails the model
+    /// once; the rest of the bounce is dry and never waits again.
+    fn wait_for_worker(&mut self, first: u64, want: u64) {
+        let mut last = u64::MAX;
+        let mut since = Instant::now();
+        loop {
+            let state = self.status.state();
+            if state == EngineState::Failed {
+                return;
+            }
+            let resolved = self.audio.availability(first, want).resolved;
+            if resolved >= want && state == EngineState::Running {
+                return;
+            }
+            if resolved != last {
+                last = resolved;
+                since = Instant::now();
+            }
+            let limit = if state == EngineState::Starting {
+                OFFLINE_LOAD_TIMEOUT.max(self.stall_timeout)
+            } else {
+                self.stall_timeout
+            };
+            if since.elapsed() > limit {
+                self.status.mark_stalled();
+                self.gave_up_waiting = true;
+                return;
+            }
+            self.shared.wake.notify();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Starts the retime fade when the worker has measured a timing that changes the plan.
+    fn check_retime(&mut self) {
+        if self.plan.budget_measured || self.retime != Retime::Steady {
+            return;
+        }
+        if let Some(timing) = self.status.try_timing() {
+            let plan = self.plan.with_timing(Some(timing));
+            if plan.total() == self.plan.total() {
+                self.plan = plan;
+            } else {
+                self.retime = Retime::Out {
+                    plan,
+                    left: self.plan.crossfade_reserve,
+                };
+            }
+        }
+    }
+
+    /// The whole output's gain for the next frame of a retime (1 when steady).
+    fn retime_gain(&mut self) -> f32 {
+        let len = self.plan.crossfade_reserve.max(1);
+        match self.retime {
+            Retime::Steady => 1.0,
+            Retime::Out { plan, left } => {
+                if left == 0 {
+                    // At silence: move the dry delay and the playback position together.
+                    self.apply_plan(plan);
+                    self.fade.jump(false);
+                    self.retime = Retime::In { done: 0 };
+                    0.0
+                } else {
+                    self.retime = Retime::Out {
+                        plan,
+                        left: left - 1,
+                    };
+                    left as f32 / len as f32
+                }
+            }
+            Retime::In { done } => {
+                if done >= len {
+                    self.retime = Retime::Steady;
+                    1.0
+                } else {
+                    self.retime = Retime::In { done: done + 1 };
+                    done as f32 / len as f32
+                }
+            }
+        }
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.sync.stop.store(true, Ordering::Release);
-        self.worker_thread.unpark();
-        if let Some(h) = self.worker.take() {
-            let _ = h.join();
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake.notify();
+        // A worker stuck in a model load or a hung run is not waited for past the bound: it is
+        // left to finish on its own (it drops its model when it does).
+        match self.worker_done.recv_timeout(WORKER_JOIN_TIMEOUT) {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                if let Some(h) = self.worker.take() {
+                    let _ = h.join();
+                }
+            }
+            _ => {
+                self.worker.take();
+            }
         }
     }
 }

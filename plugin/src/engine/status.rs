@@ -1,9 +1,10 @@
 //! What the engine tells the rest of the plugin (editor, logs, CLI): atomics only on the paths
-//! the audio thread touches; the human-readable message sits behind a lock only the worker and
+//! the audio thread touches; the human-readable messages sit behind locks only the worker and
 //! the GUI take.
 
+use super::latency::InferenceTiming;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// Where the worker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,16 +28,27 @@ pub struct EngineStatus {
     pub overflows: AtomicU64,
     /// Model output samples that were NaN or infinite (replaced by silence).
     pub non_finite: AtomicU64,
-    /// Chunks the model has processed.
-    pub chunks: AtomicU64,
-    /// Chunks skipped because they were already too late to be heard.
-    pub skipped_chunks: AtomicU64,
-    /// Worst time the model took for one chunk, in nanoseconds.
-    pub worst_chunk_ns: AtomicU64,
-    /// Sum of chunk times in nanoseconds (for the real-time factor).
-    pub total_chunk_ns: AtomicU64,
+    /// Hops the model has run.
+    pub hops: AtomicU64,
+    /// Hops skipped because they were already too late to be heard.
+    pub late_hops: AtomicU64,
+    /// Hops skipped because the output was bypassed (or unlicensed).
+    pub bypassed_hops: AtomicU64,
+    /// Worst time the model took for one hop, in nanoseconds.
+    pub worst_hop_ns: AtomicU64,
+    /// Sum of hop times in nanoseconds (for the real-time factor).
+    pub total_hop_ns: AtomicU64,
+    /// Set by a bounce that waited too long for the worker (real-time safe to set).
+    stalled: AtomicBool,
+    /// Set once the warm-up timing is known.
+    timing_ready: AtomicBool,
+    timing: Mutex<Option<InferenceTiming>>,
     /// Why the state is what it is, for a person.
     message: Mutex<String>,
+    /// Whether the worker runs at real-time priority, or why not.
+    priority: Mutex<String>,
+    /// Which device runs the model, and why a preferred one was not used.
+    device: Mutex<String>,
 }
 
 impl Default for EngineStatus {
@@ -46,11 +58,17 @@ impl Default for EngineStatus {
             underruns: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
             non_finite: AtomicU64::new(0),
-            chunks: AtomicU64::new(0),
-            skipped_chunks: AtomicU64::new(0),
-            worst_chunk_ns: AtomicU64::new(0),
-            total_chunk_ns: AtomicU64::new(0),
+            hops: AtomicU64::new(0),
+            late_hops: AtomicU64::new(0),
+            bypassed_hops: AtomicU64::new(0),
+            worst_hop_ns: AtomicU64::new(0),
+            total_hop_ns: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            timing_ready: AtomicBool::new(false),
+            timing: Mutex::new(None),
             message: Mutex::new("loading the model".into()),
+            priority: Mutex::new("normal priority (not started)".into()),
+            device: Mutex::new(String::new()),
         }
     }
 }
@@ -58,6 +76,9 @@ impl Default for EngineStatus {
 impl EngineStatus {
     /// The worker's state.
     pub fn state(&self) -> EngineState {
+        if self.stalled.load(Ordering::Acquire) {
+            return EngineState::Failed;
+        }
         match self.state.load(Ordering::Acquire) {
             1 => EngineState::Running,
             2 => EngineState::Failed,
@@ -73,13 +94,75 @@ impl EngineStatus {
 
     /// Why the state is what it is. Not for the audio thread.
     pub fn message(&self) -> String {
+        if self.stalled.load(Ordering::Acquire) {
+            return format!(
+                "the model stopped responding during a bounce; the rest of the bounce is dry (last state: {})",
+                self.message.lock()
+            );
+        }
         self.message.lock().clone()
     }
 
-    /// Records how long one chunk took.
-    pub fn record_chunk(&self, ns: u64) {
-        self.chunks.fetch_add(1, Ordering::Relaxed);
-        self.total_chunk_ns.fetch_add(ns, Ordering::Relaxed);
-        self.worst_chunk_ns.fetch_max(ns, Ordering::Relaxed);
+    /// Marks the model failed because a bounce waited too long for it. Real-time safe.
+    pub fn mark_stalled(&self) {
+        self.stalled.store(true, Ordering::Release);
+    }
+
+    /// Records how long one hop took.
+    pub fn record_hop(&self, ns: u64) {
+        self.hops.fetch_add(1, Ordering::Relaxed);
+        self.total_hop_ns.fetch_add(ns, Ordering::Relaxed);
+        self.worst_hop_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Publishes the warm-up timing (worker).
+    pub fn set_timing(&self, timing: InferenceTiming) {
+        *self.timing.lock() = Some(timing);
+        self.timing_ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the warm-up timing is known. Real-time safe (an atomic load).
+    pub fn timing_ready(&self) -> bool {
+        self.timing_ready.load(Ordering::Acquire)
+    }
+
+    /// The warm-up timing, once known. Not for the audio thread.
+    pub fn timing(&self) -> Option<InferenceTiming> {
+        *self.timing.lock()
+    }
+
+    /// The warm-up timing without blocking: `None` if the worker holds the lock right now.
+    /// Real-time safe.
+    pub fn try_timing(&self) -> Option<InferenceTiming> {
+        if !self.timing_ready() {
+            return None;
+        }
+        self.timing.try_lock().and_then(|t| *t)
+    }
+
+    /// Records the worker's scheduling outcome.
+    pub fn set_priority(&self, text: impl Into<String>) {
+        *self.priority.lock() = text.into();
+    }
+
+    /// Whether the worker runs at real-time priority, or why not.
+    pub fn priority(&self) -> String {
+        self.priority.lock().clone()
+    }
+
+    /// Records which device runs the model.
+    pub fn set_device(&self, text: impl Into<String>) {
+        *self.device.lock() = text.into();
+    }
+
+    /// Which device runs the model (empty until the model is loaded).
+    pub fn device(&self) -> String {
+        self.device.lock().clone()
+    }
+
+    /// Mean real-time factor of the model's hops so far (time per hop / hop duration).
+    pub fn real_time_factor(&self, hop_seconds: f64) -> f64 {
+        let hops = self.hops.load(Ordering::Relaxed).max(1);
+        self.total_hop_ns.load(Ordering::Relaxed) as f64 * 1e-9 / hops as f64 / hop_seconds
     }
 }

@@ -1,273 +1,288 @@
-//! The background thread: pulls chunks from the input ring, runs the model, pushes results.
+//! The background thread: pulls input from the stream, runs the model hop by hop, pushes
+//! processed chunks back.
 //!
-//! It owns the model (and so the ONNX session): sessions are created, swapped and dropped here,
-//! never on the audio thread. A panic or an error inside the model becomes a status the audio
-//! thread reads; the worker keeps the stream's indices consistent so recovery is seamless.
+//! It owns the model (and so the ONNX session): sessions are created, warmed up, swapped and
+//! dropped here, never on the audio thread. It blocks between hops on the stream's wake-up
+//! signal; the audio thread wakes it exactly when the input for the next hop is in. A panic or
+//! an error inside the model becomes a status the audio thread reads, and the audio passes dry
+//! and aligned.
 
-use super::latency::LatencyPlan;
+use super::latency::{InferenceTiming, LatencyPlan, Mode};
 use super::pipeline::Pipeline;
+use super::priority;
 use super::status::{EngineState, EngineStatus};
-use crate::models::processor::HopProcessor;
-use ringbuf::traits::{Consumer, Observer, Producer};
-use ringbuf::{HeapCons, HeapProd};
+use super::stream::{MarkKind, Shared, WorkerEnd};
+use crate::models::processor::{HopProcessor, StreamSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Loads the model on the worker thread (so `activate()` returns at once).
+/// Loads the model on the worker thread (so activation returns at once).
 pub type ModelLoader = Box<dyn FnOnce() -> Result<Box<dyn HopProcessor>, String> + Send>;
 
-/// Chunks of input history kept to warm a swapped-in model before it is heard.
-const HISTORY_CHUNKS: usize = 4;
-
-/// State shared by the audio thread and the worker to keep the two streams aligned.
-#[derive(Debug, Default)]
-pub struct StreamSync {
-    /// Bumped by the audio thread on reset or resync.
-    pub audio_epoch: AtomicU32,
-    /// Frames the audio thread had pushed (ring lifetime) when it bumped the epoch; the worker
-    /// discards input up to here.
-    pub reset_input_mark: AtomicU64,
-    /// The epoch the worker has switched to.
-    pub worker_epoch: AtomicU32,
-    /// Frames the worker had pushed (ring lifetime) when it switched: the new epoch's output
-    /// stream starts there.
-    pub worker_epoch_start: AtomicU64,
-    /// Host frames the audio thread has processed in the current epoch.
-    pub audio_frames: AtomicU64,
-    /// Tells the worker to finish.
-    pub stop: AtomicBool,
-}
+/// Warm-up passes before the inference time counts as measured.
+pub const WARMUP_MIN_PASSES: usize = 50;
+/// Warm-up passes at most.
+const WARMUP_MAX_PASSES: usize = 400;
+/// Warm-up stops after this long even if the time has not settled.
+const WARMUP_MAX_TIME: Duration = Duration::from_secs(4);
+/// How long the idle worker sleeps before it checks for a stop on its own.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
 
 /// Knobs for the worker.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerOptions {
-    /// Extra time spent on every chunk: fault injection for underrun tests and soak runs.
-    pub extra_delay_per_chunk: Duration,
+    /// Extra time spent on every hop: fault injection for underrun tests and soak runs.
+    pub extra_delay_per_hop: Duration,
+    /// The model's warm-up timing when it is already known (no second measurement).
+    pub timing: Option<InferenceTiming>,
+}
+
+/// Times at least [`WARMUP_MIN_PASSES`] hops of `processor` on low-level noise, until the
+/// slowest pass stops growing, then resets it. The loader thread and the worker both use it.
+pub fn measure(processor: &mut dyn HopProcessor) -> Result<InferenceTiming, String> {
+    let spec: StreamSpec = processor.spec();
+    let mut window = vec![0.0f32; spec.channels * (spec.context + spec.hop)];
+    let mut out = vec![0.0f32; spec.channels * spec.hop];
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut passes: Vec<u64> = Vec::with_capacity(WARMUP_MAX_PASSES);
+    let started = Instant::now();
+    let mut settled_max = 0u64;
+    while passes.len() < WARMUP_MAX_PASSES && started.elapsed() < WARMUP_MAX_TIME {
+        for s in window.iter_mut() {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *s = ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
+        }
+        let t = Instant::now();
+        processor
+            .process(&window, &mut out)
+            .map_err(|e| format!("the model failed while warming up: {e}"))?;
+        passes.push(t.elapsed().as_nanos() as u64);
+        // Settled: a batch of 25 passes with no new maximum, after the minimum.
+        if passes.len() % 25 == 0 {
+            let max = passes.iter().copied().max().unwrap_or(0);
+            if passes.len() >= WARMUP_MIN_PASSES && max == settled_max {
+                break;
+            }
+            settled_max = max;
+        }
+    }
+    processor.reset();
+    // The first passes pay for allocation and caches; they are not what streaming costs.
+    let skip = (passes.len() / 10).min(5);
+    Ok(InferenceTiming::from_passes(&mut passes[skip..]))
 }
 
 pub(crate) struct Worker {
     pub plan: LatencyPlan,
     pub channels: usize,
-    pub input: HeapCons<f32>,
-    pub output: HeapProd<f32>,
-    pub sync: Arc<StreamSync>,
+    pub end: WorkerEnd,
+    pub shared: Arc<Shared>,
     pub status: Arc<EngineStatus>,
     pub swaps: crossbeam_channel::Receiver<Box<dyn HopProcessor>>,
     pub options: WorkerOptions,
+    /// Dropped when the thread ends: the engine waits on it (with a bound) when it is dropped.
+    pub done: crossbeam_channel::Sender<()>,
+}
+
+/// Where the worker's current stream sits in host time and in the input ring.
+#[derive(Debug, Clone, Copy, Default)]
+struct Origin {
+    /// Host time of the stream's first frame.
+    host: u64,
+    /// Input ring lifetime count at the stream's first frame.
+    ring: u64,
 }
 
 impl Worker {
     pub fn run(mut self, loader: ModelLoader) {
-        let mut pipeline = match catch_unwind(AssertUnwindSafe(loader)) {
-            Ok(Ok(processor)) => match Pipeline::new(self.plan, self.channels, processor) {
-                Ok(p) => {
-                    self.status.set(EngineState::Running, "running");
-                    Some(p)
-                }
-                Err(e) => {
-                    self.status.set(EngineState::Failed, e.to_string());
-                    None
-                }
-            },
-            Ok(Err(message)) => {
-                self.status.set(EngineState::Failed, message);
-                None
-            }
-            Err(_) => {
-                self.status
-                    .set(EngineState::Failed, "the model loader crashed");
-                None
-            }
-        };
-
+        priority::flush_denormals();
+        self.shared.wake.bind_waiter();
+        let mut pipeline = self.load(loader);
         let ch = self.channels;
-        let chunk = self.plan.chunk_host * ch;
-        let mut input = vec![0.0f32; chunk];
-        let mut output = vec![0.0f32; chunk];
-        let mut history = vec![vec![0.0f32; chunk]; HISTORY_CHUNKS];
-        let mut history_next = 0usize;
-        let mut consumed: u64 = 0;
-        let mut pushed: u64 = 0;
-        let mut epoch = 0u32;
-        // Output stream index (frames) of the next chunk in this epoch.
-        let mut out_index: u64 = 0;
-        let mut pending: Option<Box<dyn HopProcessor>> = None;
+        let mut scratch = vec![0.0f32; self.plan.hop_host_max.max(1) * ch];
+        let mut origin = Origin::default();
+        let mut bypassed = false;
+        let mut priority_asked = false;
 
-        while !self.sync.stop.load(Ordering::Acquire) {
-            // A reset or resync from the audio thread: drop old input, restart the stream.
-            let e = self.sync.audio_epoch.load(Ordering::Acquire);
-            if e != epoch {
-                let mark = self.sync.reset_input_mark.load(Ordering::Acquire);
-                if self.sync.audio_epoch.load(Ordering::Acquire) != e {
+        while !self.shared.stop.load(Ordering::Acquire) {
+            if !priority_asked {
+                priority_asked = self.maybe_raise_priority();
+            }
+            if let Some(p) = &mut pipeline {
+                if let Ok(next) = self.swaps.try_recv() {
+                    if let Err(e) = p.install(next) {
+                        self.status.set(EngineState::Failed, format!("the new model: {e}"));
+                    } else {
+                        self.status.set(EngineState::Running, "running");
+                    }
+                }
+            }
+
+            // 1. A hop whose input is in: run it (or skip it) and push what it made.
+            if let Some(p) = pipeline.as_mut().filter(|p| p.hop_ready()) {
+                let (first, end) = p.next_hop_outputs();
+                if self.end.output_room() < (end - first) as usize {
+                    // The audio thread has not played enough yet.
+                    self.idle(Duration::from_millis(1));
                     continue;
                 }
-                while consumed < mark * ch as u64 && !self.sync.stop.load(Ordering::Acquire) {
-                    let n = self.input.skip((mark * ch as u64 - consumed) as usize);
-                    consumed += n as u64;
-                    if n == 0 {
-                        std::thread::park_timeout(Duration::from_micros(200));
-                    }
-                }
-                if let Some(p) = &mut pipeline {
-                    p.reset();
-                }
-                history.iter_mut().for_each(|h| h.fill(0.0));
-                out_index = 0;
-                self.sync
-                    .worker_epoch_start
-                    .store(pushed, Ordering::Release);
-                self.sync.worker_epoch.store(e, Ordering::Release);
-                epoch = e;
-            }
-
-            // A new model, loaded elsewhere: it waits for the next chunk, is warmed on the
-            // chunks before it, and is crossfaded in over that chunk.
-            if pending.is_none() {
-                pending = self.swaps.try_recv().ok();
-            }
-
-            if self.input.occupied_len() < chunk || self.output.vacant_len() < chunk {
-                std::thread::park_timeout(Duration::from_millis(2));
-                continue;
-            }
-            let swap = pending.take();
-            self.input.pop_slice(&mut input);
-            consumed += chunk as u64;
-            history[history_next].copy_from_slice(&input);
-            history_next = (history_next + 1) % HISTORY_CHUNKS;
-
-            let due = self
-                .sync
-                .audio_frames
-                .load(Ordering::Relaxed)
-                .saturating_sub(self.plan.buffering() as u64);
-            let started = Instant::now();
-            if out_index + self.plan.chunk_host as u64 <= due {
-                // Already too late to be heard: skip the model, keep the indices.
-                output.fill(0.0);
-                if let Some(p) = &mut pipeline {
-                    p.reset();
-                }
-                self.status.skipped_chunks.fetch_add(1, Ordering::Relaxed);
-                pending = swap;
-            } else if let Some(p) = &mut pipeline {
-                match catch_unwind(AssertUnwindSafe(|| p.process_chunk(&input, &mut output))) {
-                    Ok(Ok(bad)) => {
-                        if bad > 0 {
-                            self.status
-                                .non_finite
-                                .fetch_add(bad as u64, Ordering::Relaxed);
-                        }
-                    }
+                let realtime = self.shared.realtime.load(Ordering::Relaxed);
+                let due = self.shared.audio_time.load(Ordering::Acquire);
+                let buffering = self.shared.buffering.load(Ordering::Relaxed);
+                let late = realtime && origin.host + end + buffering <= due;
+                let run_model = !bypassed && !late;
+                let started = Instant::now();
+                let result = catch_unwind(AssertUnwindSafe(|| p.run_hop(run_model)));
+                let hop = match result {
+                    Ok(Ok(hop)) => hop,
                     Ok(Err(e)) => {
                         self.status.set(EngineState::Failed, e.to_string());
                         pipeline = None;
-                        output.fill(0.0);
+                        continue;
                     }
                     Err(_) => {
                         self.status
                             .set(EngineState::Failed, "the model crashed while processing");
                         pipeline = None;
-                        output.fill(0.0);
+                        continue;
                     }
+                };
+                if run_model {
+                    if !self.options.extra_delay_per_hop.is_zero() {
+                        std::thread::sleep(self.options.extra_delay_per_hop);
+                    }
+                    self.status.record_hop(started.elapsed().as_nanos() as u64);
+                } else if late {
+                    self.status.late_hops.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.status.bypassed_hops.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Some(processor) = swap {
-                    self.install(
-                        &mut pipeline,
-                        processor,
-                        &history,
-                        history_next,
-                        &input,
-                        &mut output,
-                    );
+                if hop.non_finite > 0 {
+                    self.status
+                        .non_finite
+                        .fetch_add(hop.non_finite as u64, Ordering::Relaxed);
                 }
-                if !self.options.extra_delay_per_chunk.is_zero() {
-                    std::thread::sleep(self.options.extra_delay_per_chunk);
-                }
-                self.status
-                    .record_chunk(started.elapsed().as_nanos() as u64);
-            } else {
-                output.fill(0.0);
-                if let Some(processor) = swap {
-                    // Nothing was playing: the audio thread fades the new model in from dry.
-                    self.install(
-                        &mut pipeline,
-                        processor,
-                        &history,
-                        history_next,
-                        &input,
-                        &mut output,
-                    );
-                }
+                let frames = p.output(hop.frames);
+                let cold = (hop.audible_from - hop.first) as usize;
+                self.end
+                    .push_chunk(origin.host + hop.first, &frames[..cold * ch], false);
+                self.end
+                    .push_chunk(origin.host + hop.audible_from, &frames[cold * ch..], true);
+                continue;
             }
-            self.output.push_slice(&output);
-            pushed += chunk as u64;
-            out_index += self.plan.chunk_host as u64;
+
+            // 2. More input, up to the next mark.
+            let (mark, available) = self.end.poll();
+            if available > 0 {
+                let max = pipeline.as_ref().map_or(scratch.len() / ch, |p| p.max_feed());
+                let n = (available as usize).min(max);
+                let got = self.end.pop_input(&mut scratch[..n * ch]);
+                if let Some(p) = &mut pipeline {
+                    p.push_input(&scratch[..got * ch]);
+                }
+                continue;
+            }
+            // 3. The mark the input has reached.
+            if let Some(mark) = mark {
+                self.end.take_mark();
+                match mark.kind {
+                    MarkKind::Start { prestart_silent } => {
+                        origin = Origin {
+                            host: mark.host,
+                            ring: mark.at,
+                        };
+                        if let Some(p) = &mut pipeline {
+                            p.reset(prestart_silent);
+                        }
+                    }
+                    MarkKind::Bypass(b) => bypassed = b,
+                }
+                continue;
+            }
+            // 4. Nothing to do until the next hop's input is in: say how much that is, check
+            // once more (the audio thread may have pushed meanwhile), then block.
+            let wake_at = match &pipeline {
+                Some(p) => origin.ring + p.input_needed_for_next_hop(),
+                None => self.end.consumed() + 1,
+            };
+            self.shared.wake_at.store(wake_at, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let (mark, available) = self.end.poll();
+            if mark.is_none() && available == 0 {
+                self.idle(IDLE_WAIT);
+            }
+            self.shared.wake_at.store(u64::MAX, Ordering::SeqCst);
+        }
+        drop(pipeline);
+        drop(self.done);
+    }
+
+    fn idle(&self, timeout: Duration) {
+        self.shared.wake.wait(timeout);
+    }
+
+    /// Loads and warms up the model; `None` (with the status saying why) if it fails.
+    fn load(&self, loader: ModelLoader) -> Option<Pipeline> {
+        let mut processor = match catch_unwind(AssertUnwindSafe(loader)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(message)) => {
+                self.status.set(EngineState::Failed, message);
+                return None;
+            }
+            Err(_) => {
+                self.status
+                    .set(EngineState::Failed, "the model loader crashed");
+                return None;
+            }
+        };
+        let timing = match self.options.timing {
+            Some(t) => Ok(t),
+            None => catch_unwind(AssertUnwindSafe(|| measure(processor.as_mut())))
+                .unwrap_or_else(|_| Err("the model crashed while warming up".into())),
+        };
+        self.status.set_device(
+            processor
+                .device()
+                .unwrap_or_else(|| "CPU (built-in processor)".into()),
+        );
+        match timing {
+            Ok(t) => self.status.set_timing(t),
+            Err(e) => {
+                self.status.set(EngineState::Failed, e);
+                return None;
+            }
+        }
+        match Pipeline::new(self.plan, self.channels, processor) {
+            Ok(p) => {
+                self.status.set(EngineState::Running, "running");
+                Some(p)
+            }
+            Err(e) => {
+                self.status.set(EngineState::Failed, e.to_string());
+                None
+            }
         }
     }
 
-    /// Puts `processor` in place of the running pipeline: the new model is warmed on the
-    /// chunks before `current` (the chunk just processed by the old model, whose output is in
-    /// `output`), run on `current`, and crossfaded in over it.
-    fn install(
-        &self,
-        pipeline: &mut Option<Pipeline>,
-        processor: Box<dyn HopProcessor>,
-        history: &[Vec<f32>],
-        history_next: usize,
-        current: &[f32],
-        output: &mut [f32],
-    ) {
-        let mut fresh = match Pipeline::new(self.plan, self.channels, processor) {
-            Ok(p) => p,
-            Err(e) => {
-                self.status.set(EngineState::Failed, e.to_string());
-                return;
-            }
-        };
-        let ch = self.channels;
-        let mut scratch = vec![0.0f32; output.len()];
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
-            // `history_next` is the oldest entry; the newest is `current` itself.
-            for k in 0..HISTORY_CHUNKS - 1 {
-                fresh
-                    .process_chunk(&history[(history_next + k) % HISTORY_CHUNKS], &mut scratch)
-                    .map_err(|e| e.to_string())?;
-            }
-            fresh
-                .process_chunk(current, &mut scratch)
-                .map_err(|e| e.to_string())?;
-            let frames = output.len() / ch;
-            let was_running = pipeline.is_some();
-            for f in 0..frames {
-                let angle = (f as f32 + 0.5) / frames as f32 * std::f32::consts::FRAC_PI_2;
-                let (g_old, g_new) = if was_running {
-                    (angle.cos(), angle.sin())
-                } else {
-                    (0.0, 1.0)
-                };
-                for c in 0..ch {
-                    let i = f * ch + c;
-                    output[i] = output[i] * g_old + scratch[i] * g_new;
-                }
-            }
-            Ok(())
-        }));
-        match result {
-            Ok(Ok(())) => {
-                // The old pipeline (and its session) is dropped here, on the worker thread.
-                *pipeline = Some(fresh);
-                self.status.set(EngineState::Running, "running");
-            }
-            Ok(Err(e)) => self
-                .status
-                .set(EngineState::Failed, format!("the new model failed: {e}")),
-            Err(_) => self.status.set(
-                EngineState::Failed,
-                "the new model crashed while warming up",
-            ),
+    /// In Live mode and real time, once the host's audio thread has said how it is scheduled,
+    /// asks for the priority one below it. Returns whether the question is settled.
+    fn maybe_raise_priority(&self) -> bool {
+        if self.plan.mode != Mode::Live {
+            self.status
+                .set_priority("normal priority: Studio mode does not ask for real-time priority");
+            return true;
         }
+        if !self.shared.realtime.load(Ordering::Relaxed) {
+            return false;
+        }
+        let host = self.shared.host_priority.load(Ordering::Acquire);
+        if host == super::stream::HOST_PRIORITY_UNKNOWN {
+            return false;
+        }
+        self.status
+            .set_priority(priority::raise_below(host).to_string());
+        true
     }
 }

@@ -245,7 +245,6 @@ impl LiveMatcher {
 pub struct FingerprintTap {
     ring: HeapProd<f32>,
     mono: Vec<f32>,
-    offline: bool,
     shared: Arc<TapShared>,
 }
 
@@ -257,7 +256,9 @@ struct TapShared {
 }
 
 impl FingerprintTap {
-    pub fn push(&mut self, io: &[&mut [f32]]) {
+    /// Downmixes one block into the ring. Real-time safe unless `offline` (a bounce), where it
+    /// waits (bounded) for room so nothing is lost.
+    pub fn push(&mut self, io: &[&mut [f32]], offline: bool) {
         let n = io.first().map_or(0, |c| c.len());
         let scale = 1.0 / io.len().max(1) as f32;
         let mut done = 0;
@@ -266,7 +267,7 @@ impl FingerprintTap {
             for (i, m) in self.mono[..k].iter_mut().enumerate() {
                 *m = io.iter().map(|c| c[done + i]).sum::<f32>() * scale;
             }
-            if self.offline {
+            if offline {
                 let t0 = std::time::Instant::now();
                 while self.ring.vacant_len() < k && t0.elapsed() < Duration::from_secs(2) {
                     std::thread::sleep(Duration::from_micros(200));
@@ -296,7 +297,6 @@ impl FingerprintMonitor {
         reference: Vec<u32>,
         rate: u32,
         max_block: usize,
-        offline: bool,
         gate: Arc<LicenceGate>,
         log: impl Fn(TrackMatch, f32) + Send + 'static,
     ) -> Result<(FingerprintMonitor, FingerprintTap), String> {
@@ -346,7 +346,6 @@ impl FingerprintMonitor {
             FingerprintTap {
                 ring: prod,
                 mono: vec![0.0; max_block.clamp(1, 8192)],
-                offline,
                 shared,
             },
         ))

@@ -6,11 +6,14 @@
 //! - [`policy`]: the decision, with its reason in words.
 //! - [`gate`]: enforcement: a background monitor writes one atomic the audio thread reads,
 //!   latched so a lapse only takes effect at a transport stop or reactivation.
+//! - [`enforce`]: what a model needs, the one check the plugin and `refrain render` share,
+//!   and the plugin's running enforcement.
 //! - [`fingerprint`]: is the input the licensed recording? (Chromaprint, on a background
 //!   thread.)
 //! - [`issue`]: what rights holders run: key generation, issuing, revocation.
 
 pub mod claims;
+pub mod enforce;
 pub mod fingerprint;
 pub mod gate;
 pub mod issue;

@@ -717,12 +717,21 @@ fn the_licensed_track_matches_after_gain_resampling_and_eq() {
     assert!(m.last_ber < fingerprint::MATCH_BER, "{}", m.last_ber);
 
     // Resampled to 44.1 kHz with the engine's resampler.
-    let mut rs = crate::engine::resample::ChunkResampler::new(RATE, 44_100, 480, 441, 1).unwrap();
+    let mut rs = crate::engine::resample::Resampler::new(
+        RATE,
+        44_100,
+        crate::engine::resample::FilterSpec::STUDIO,
+        0,
+        1,
+        480,
+    )
+    .unwrap();
     let mut resampled = Vec::new();
-    let mut out = vec![0.0; 441];
+    let mut out = vec![0.0; 1024];
     for chunk in live.chunks_exact(480) {
-        rs.process(chunk, &mut out).unwrap();
-        resampled.extend_from_slice(&out);
+        rs.push(chunk);
+        let n = rs.produce(&mut out);
+        resampled.extend_from_slice(&out[..n]);
     }
     let mut m = LiveMatcher::new(reference.clone(), 44_100).unwrap();
     let states = run(&mut m, &resampled, 44_100);

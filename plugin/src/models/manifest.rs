@@ -3,7 +3,7 @@
 //! The manifest is parsed and checked before the ONNX file is touched, so a typo gets a message
 //! that names the field; the ONNX file is then checked against it (see [`super::generic`]).
 
-use crate::engine::latency::StreamSpec;
+use super::processor::StreamSpec;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +59,9 @@ pub struct StreamInfo {
     pub lookahead: usize,
     #[serde(default)]
     pub latency: usize,
+    /// How long the model keeps sounding after its input stops (model samples).
+    #[serde(default)]
+    pub tail: usize,
 }
 
 /// One tensor of the graph.
@@ -140,6 +143,7 @@ impl Manifest {
             hop: s.hop,
             context: s.context,
             latency: s.latency,
+            tail: s.tail,
         }
     }
 
@@ -230,6 +234,13 @@ impl Manifest {
                 "expected at most ten seconds",
             ));
         }
+        if s.tail > 60 * s.sample_rate as usize {
+            return Err(invalid(
+                "stream.tail",
+                s.tail,
+                "expected at most sixty seconds",
+            ));
+        }
         for (field, t, want) in [
             ("input", &self.input, self.expected_input_shape()),
             ("output", &self.output, self.expected_output_shape()),
@@ -311,7 +322,8 @@ shape = [1, 1, 256]
                 channels: 1,
                 hop: 256,
                 context: 32,
-                latency: 16
+                latency: 16,
+                tail: 0,
             }
         );
         assert!(!m.rights.licensed_voice);

@@ -1,7 +1,27 @@
-//! What the worker runs: anything that turns one hop of audio (with its look-behind) into
-//! one hop of audio. ONNX models implement it ([`super::generic`]); so do the test processors.
+//! The model contract the engine streams through: [`StreamSpec`] says how a model consumes and
+//! produces audio, [`HopProcessor`] runs one hop. ONNX models implement it
+//! ([`super::generic`]); so do the test processors here.
+//!
+//! The spec belongs to the model, not to the engine: the engine plans its latency from it, and
+//! the model side never needs to know how the engine streams.
 
-use crate::engine::latency::StreamSpec;
+/// The parts of a model's streaming contract that decide latency and framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamSpec {
+    /// The rate the model runs at, in Hz.
+    pub sample_rate: u32,
+    /// Audio channels the model takes and returns.
+    pub channels: usize,
+    /// Model samples consumed and produced per run.
+    pub hop: usize,
+    /// Look-behind samples fed again in front of each hop.
+    pub context: usize,
+    /// The model's own latency in model samples (includes any lookahead).
+    pub latency: usize,
+    /// How long the model keeps sounding after its input goes silent (a reverb's decay), in
+    /// model samples. Reported to the host as part of the tail.
+    pub tail: usize,
+}
 
 /// Why one run of a model failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,6 +46,14 @@ pub trait HopProcessor: Send {
     fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), ProcessError>;
     /// Forgets any state kept between runs (most models keep none: the window is the state).
     fn reset(&mut self) {}
+    /// The engine skips this hop (bypassed, or too late to be heard): advance whatever state
+    /// the model keeps, cheaply, without producing output. Stateless models do nothing.
+    fn skip(&mut self, _window: &[f32]) {}
+    /// Which device runs the model, in words (ONNX models: the execution provider, and why a
+    /// preferred one was not used).
+    fn device(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A pure-Rust processor for tests and benchmarks: the input delayed by `spec.latency` samples
@@ -52,6 +80,14 @@ impl DelayGain {
             spec,
             sleep: std::time::Duration::ZERO,
         }
+    }
+
+    /// The same delay with every channel scaled by `gain` (a polarity flip with -1.0), so tests
+    /// can tell processed audio from the latency-aligned dry path.
+    pub fn with_gain(spec: StreamSpec, gain: f32) -> Self {
+        let mut p = DelayGain::new(spec);
+        p.gains = vec![gain; spec.channels];
+        p
     }
 }
 

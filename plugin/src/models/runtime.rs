@@ -1,9 +1,15 @@
-//! ONNX Runtime: finding the shared library, loading it once per process, making sessions.
+//! ONNX Runtime: finding the shared library, loading it once per process, choosing the device
+//! and making sessions.
 //!
 //! The library is looked for beside Refrain's own binary (the `.clap`, the `.vst3`'s `.so`, or
 //! the `refrain` executable), then at `ORT_DYLIB_PATH`, then in this checkout's `target/`
 //! (where `cargo xtask setup` puts it). If none loads, the plugin still loads and passes dry
 //! audio; the error lists every path tried.
+//!
+//! Devices: with the GPU build of the runtime (`cargo xtask setup --gpu`), sessions ask for
+//! TensorRT (when its provider library is present), then CUDA, and fall back to the CPU when a
+//! provider does not load, saying which device runs and the exact reason a preferred one was
+//! not used. `REFRAIN_DEVICE=cpu` forces the CPU.
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -13,6 +19,15 @@ use std::path::{Path, PathBuf};
 /// The ONNX Runtime version Refrain is built against.
 pub const ORT_VERSION: &str = "1.31.1";
 
+/// Environment variable: `cpu` forces the CPU; `auto` (the default) prefers a GPU.
+pub const ENV_DEVICE: &str = "REFRAIN_DEVICE";
+/// Environment variable: intra-op threads per session (default: 1 for models under 16 MB).
+pub const ENV_INTRA_THREADS: &str = "REFRAIN_INTRA_THREADS";
+
+/// Models smaller than this run on one intra-op thread: splitting a tiny graph across threads
+/// costs more in wake-ups than it saves, and the cores are the DAW's.
+const SMALL_MODEL_BYTES: usize = 16 << 20;
+
 /// File name of the library on this platform.
 #[cfg(target_os = "linux")]
 pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so.1.31.1", "libonnxruntime.so"];
@@ -20,6 +35,16 @@ pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so.1.31.1", "libonnxruntime
 pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.1.31.1.dylib", "libonnxruntime.dylib"];
 #[cfg(target_os = "windows")]
 pub const LIBRARY_NAMES: &[&str] = &["onnxruntime.dll"];
+
+/// The CUDA and TensorRT provider libraries, beside the runtime in the GPU build.
+#[cfg(target_os = "windows")]
+const CUDA_PROVIDER: &str = "onnxruntime_providers_cuda.dll";
+#[cfg(not(target_os = "windows"))]
+const CUDA_PROVIDER: &str = "libonnxruntime_providers_cuda.so";
+#[cfg(target_os = "windows")]
+const TENSORRT_PROVIDER: &str = "onnxruntime_providers_tensorrt.dll";
+#[cfg(not(target_os = "windows"))]
+const TENSORRT_PROVIDER: &str = "libonnxruntime_providers_tensorrt.so";
 
 /// Why ONNX Runtime is not available.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -32,7 +57,13 @@ pub enum RuntimeError {
     Environment(String),
 }
 
-static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+/// The loaded runtime: its environment and where it came from.
+struct Loaded {
+    env: Environment,
+    path: PathBuf,
+}
+
+static ENVIRONMENT: Mutex<Option<Loaded>> = Mutex::new(None);
 
 /// The directory holding the binary this code was loaded from (plugin or executable).
 pub fn own_binary_dir() -> Option<PathBuf> {
@@ -67,9 +98,13 @@ pub fn candidates() -> Vec<PathBuf> {
 
 /// Loads ONNX Runtime (once per process) and returns its environment.
 pub fn environment() -> Result<Environment, RuntimeError> {
+    loaded().map(|(env, _)| env)
+}
+
+fn loaded() -> Result<(Environment, PathBuf), RuntimeError> {
     let mut slot = ENVIRONMENT.lock();
-    if let Some(env) = slot.as_ref() {
-        return Ok(env.clone());
+    if let Some(l) = slot.as_ref() {
+        return Ok((l.env.clone(), l.path.clone()));
     }
     let candidates = candidates();
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
@@ -98,27 +133,122 @@ pub fn environment() -> Result<Environment, RuntimeError> {
             reason: "the loader panicked".into(),
         })
     })?;
-    *slot = Some(built.clone());
-    Ok(built)
+    *slot = Some(Loaded {
+        env: built.clone(),
+        path: path.clone(),
+    });
+    Ok((built, path))
 }
 
-/// Threads one session may use for one run. Few, and never spinning: the audio thread and
-/// the host's other plugins share these cores.
-pub fn intra_threads() -> usize {
+/// Intra-op threads for a model of `bytes`: one for small models, else half the cores (at most
+/// four); `REFRAIN_INTRA_THREADS` overrides.
+pub fn intra_threads_for(bytes: usize) -> usize {
+    if let Some(n) = std::env::var(ENV_INTRA_THREADS)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    {
+        return n.min(64);
+    }
+    if bytes < SMALL_MODEL_BYTES {
+        return 1;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / 2).clamp(1, 4)
 }
 
-/// A session for real-time streaming from ONNX bytes.
-pub fn session_from_memory(bytes: &[u8]) -> Result<Session, String> {
-    let env = environment().map_err(|e| e.to_string())?;
-    let builder = Session::builder(&env).map_err(|e| e.to_string())?;
-    let mut builder = builder
-        .with_intra_threads(intra_threads())
-        .map_err(|e| e.to_string())?
-        .with_inter_threads(1)
-        .map_err(|e| e.to_string())?
-        .with_intra_op_spinning(false)
-        .map_err(|e| e.to_string())?;
-    builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+/// Whether the user forces the CPU.
+fn cpu_forced() -> bool {
+    std::env::var(ENV_DEVICE).is_ok_and(|v| v.trim().eq_ignore_ascii_case("cpu"))
+}
+
+/// The runtime settings that change a model's speed (part of the identity its measured
+/// inference time is cached under).
+pub fn settings_identity() -> String {
+    format!(
+        "threads={};device={}",
+        std::env::var(ENV_INTRA_THREADS).unwrap_or_default(),
+        std::env::var(ENV_DEVICE).unwrap_or_default()
+    )
+}
+
+/// A session and which device runs it, in words (e.g. `CPU (CUDA provider failed to load:
+/// libcudnn.so.9: cannot open shared object file)`).
+pub struct DeviceSession {
+    pub session: Session,
+    pub device: String,
+}
+
+/// A session for real-time streaming from ONNX bytes, on the preferred device the runtime
+/// offers, else the CPU.
+pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
+    let (env, library) = loaded().map_err(|e| e.to_string())?;
+    let threads = intra_threads_for(bytes.len());
+    let cpu_name = format!(
+        "CPU, {threads} intra-op thread{}",
+        if threads == 1 { "" } else { "s" }
+    );
+    let base = || -> Result<ort::session::builder::SessionBuilder, String> {
+        Session::builder(&env)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(threads)
+            .map_err(|e| e.to_string())?
+            .with_inter_threads(1)
+            .map_err(|e| e.to_string())?
+            .with_intra_op_spinning(false)
+            .map_err(|e| e.to_string())
+    };
+    if cpu_forced() {
+        let session = base()?.commit_from_memory(bytes).map_err(|e| e.to_string())?;
+        return Ok(DeviceSession {
+            session,
+            device: format!("{cpu_name} ({ENV_DEVICE}=cpu)"),
+        });
+    }
+    let dir = library.parent().map(Path::to_owned).unwrap_or_default();
+    let mut refused = Vec::new();
+    for (name, provider) in [("TensorRT", TENSORRT_PROVIDER), ("CUDA", CUDA_PROVIDER)] {
+        if !dir.join(provider).is_file() {
+            continue;
+        }
+        let ep = match name {
+            "TensorRT" => ort::ep::TensorRT::default().build().error_on_failure(),
+            _ => ort::ep::CUDA::default().build().error_on_failure(),
+        };
+        let attempt = base().and_then(|b| {
+            b.with_execution_providers([ep])
+                .map_err(|e| e.to_string())?
+                .commit_from_memory(bytes)
+                .map_err(|e| e.to_string())
+        });
+        match attempt {
+            Ok(session) => {
+                return Ok(DeviceSession {
+                    session,
+                    device: format!("{name} (GPU)"),
+                })
+            }
+            Err(e) => refused.push(format!("the {name} provider failed to load: {e}")),
+        }
+    }
+    let session = base()?.commit_from_memory(bytes).map_err(|e| e.to_string())?;
+    let device = if refused.is_empty() {
+        cpu_name
+    } else {
+        format!("{cpu_name} ({})", refused.join("; "))
+    };
+    Ok(DeviceSession { session, device })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_models_get_one_thread() {
+        if std::env::var_os(ENV_INTRA_THREADS).is_none() {
+            assert_eq!(intra_threads_for(200_000), 1);
+            assert!(intra_threads_for(100 << 20) >= 1);
+        }
+    }
 }

@@ -1924,6 +1924,8 @@ impl<P: ClapPlugin> Wrapper<P> {
             process
         );
         let wrapper = unsafe { &*((*plugin).plugin_data as *const Self) };
+        // REFRAIN PATCH: the render mode for this block (see `wrapper::render_mode`).
+        crate::wrapper::render_mode::set(wrapper.current_process_mode.load());
 
         // Panic on allocations if the `assert_process_allocs` feature has been enabled, and make
         // sure that FTZ is set up correctly
@@ -3375,13 +3377,10 @@ impl<P: ClapPlugin> Wrapper<P> {
             }
         };
 
-        if wrapper.current_process_mode.swap(mode) != mode
-            && wrapper.is_activated.load(Ordering::SeqCst)
-        {
-            // We may change process mode while activated. In that case, restart the audio processor
-            // so the plugin can react to the process mode change in `Plugin::activate`.
-            wrapper.request_restart();
-        }
+        // REFRAIN PATCH: no restart on a mode change. The mode reaches the plugin with every
+        // block (`wrapper::render_mode`), so a bounce after playback needs no reactivation
+        // (some hosts defer restarts until after the bounce has started).
+        wrapper.current_process_mode.store(mode);
 
         true
     }

@@ -1067,6 +1067,13 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
         process_wrapper(|| {
             // We need to handle incoming automation first
             let data = unsafe { &*data };
+            // REFRAIN PATCH: the render mode for this block (see `wrapper::render_mode`).
+            #[allow(clippy::unnecessary_cast)]
+            crate::wrapper::render_mode::set(match data.processMode {
+                m if m == ProcessModes_::kOffline as i32 => ProcessMode::Offline,
+                m if m == ProcessModes_::kPrefetch as i32 => ProcessMode::Buffered,
+                _ => ProcessMode::Realtime,
+            });
             let sample_rate = self
                 .inner
                 .current_buffer_config

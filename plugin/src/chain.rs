@@ -1,0 +1,387 @@
+//! What one plugin instance runs: the engine for the chosen model, track and mode, with the
+//! licence enforcement around it.
+//!
+//! A [`Chain`] is built off the audio thread: at activation, by the loader when the user picks
+//! another model, track or mode ([`crate::loader`]), and by `refrain render`. The audio thread
+//! plays it through a [`ChainSlot`], which takes a new chain over from the old one without a
+//! click (the old one fades out, the new one fades in from silence) and sends the old one back
+//! to be dropped elsewhere.
+
+use crate::engine::latency::{InferenceTiming, Mode};
+use crate::engine::worker::{ModelLoader, WorkerOptions};
+use crate::engine::{Controls, Engine, EngineConfig, EngineError};
+use crate::licence::enforce::{Licensing, Setting};
+use crate::licence::gate::LoadedTrack;
+use crate::licence::policy::Verdict;
+use crate::models::manifest::Manifest;
+use crate::models::ModelSource;
+use parking_lot::Mutex;
+use ringbuf::traits::{Consumer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Fault injection for tests and soak runs: milliseconds the worker sleeps per hop.
+pub const ENV_WORKER_DELAY_MS: &str = "REFRAIN_FAULT_WORKER_DELAY_MS";
+/// Fault injection for tests: milliseconds the model takes to load.
+pub const ENV_LOAD_DELAY_MS: &str = "REFRAIN_FAULT_LOAD_DELAY_MS";
+
+/// How long building a chain waits for the model's inference time to be measured, so the
+/// reported latency is final at once. A model slower to load than this starts with a
+/// provisional budget and retimes once (a short fade) when the measurement arrives.
+pub const MEASUREMENT_WAIT: Duration = Duration::from_millis(1500);
+
+/// What a chain was built for. Two chains with equal keys sound the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainKey {
+    /// The model, as persisted (`builtin:tone-shaper` or a manifest path).
+    pub model: String,
+    /// The loaded track, as persisted.
+    pub track: String,
+    pub mode: Mode,
+    pub config: EngineConfig,
+    pub setting: Setting,
+}
+
+/// An engine with its licence enforcement.
+pub struct Chain {
+    pub key: ChainKey,
+    pub engine: Engine,
+    pub licensing: Option<Licensing>,
+    /// The model's name for people, or why its manifest is unreadable.
+    pub model_name: String,
+    /// The licence verdict at build time, when the model needs a licence.
+    pub verdict: Option<Verdict>,
+}
+
+/// Inference timings measured in this process, by model identity: a reactivation reports the
+/// same latency as the activation before it (bit-identical bounces need that).
+static TIMINGS: Mutex<Option<HashMap<String, InferenceTiming>>> = Mutex::new(None);
+
+fn cached_timing(identity: &str) -> Option<InferenceTiming> {
+    TIMINGS.lock().as_ref().and_then(|m| m.get(identity).copied())
+}
+
+fn cache_timing(identity: &str, timing: InferenceTiming) {
+    TIMINGS
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(identity.to_owned(), timing);
+}
+
+/// The identity a timing is cached under: the model and the threads it runs with.
+fn timing_identity(manifest: &Manifest, source: &ModelSource) -> String {
+    format!(
+        "{}#{}#{}",
+        source.to_state(),
+        manifest.model.sha256.to_ascii_lowercase(),
+        crate::models::runtime::settings_identity()
+    )
+}
+
+/// Milliseconds from a fault-injection variable (0 when unset).
+fn fault_ms(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Chain {
+    /// Builds the chain for `key`: reads the manifest, checks the licence (a refused model is
+    /// planned but never loaded), starts the engine and waits (bounded) for the inference time
+    /// to be measured. `log` receives licence messages in words. Not for the audio thread.
+    pub fn build(key: ChainKey, log: fn(&str)) -> Result<Chain, EngineError> {
+        let source = ModelSource::parse(&key.model);
+        let mut options = WorkerOptions {
+            extra_delay_per_hop: Duration::from_millis(fault_ms(ENV_WORKER_DELAY_MS)),
+            timing: None,
+        };
+        let (manifest, model_name, verdict, licensing, loader): (
+            Manifest,
+            String,
+            Option<Verdict>,
+            Option<Licensing>,
+            ModelLoader,
+        ) = match source.manifest() {
+            Ok(manifest) => {
+                let track = LoadedTrack::parse(&key.track);
+                let rate = key.config.sample_rate.round() as u32;
+                let started = Licensing::start(
+                    &manifest,
+                    track,
+                    key.setting,
+                    rate,
+                    key.config.max_block,
+                    log,
+                );
+                let (licensing, verdict) = match started {
+                    Some((l, v)) => (Some(l), Some(v)),
+                    None => (None, None),
+                };
+                match &verdict {
+                    Some(v) if v.state.allows() => log(&format!("Refrain licence: {}", v.reason)),
+                    Some(v) => log(&format!(
+                        "Refrain licence: the AI path is off, dry audio passes: {}",
+                        v.reason
+                    )),
+                    None => {}
+                }
+                let refused = verdict
+                    .as_ref()
+                    .filter(|v| !v.state.allows())
+                    .map(|v| format!("not loaded: {}", v.reason));
+                let loader: ModelLoader = match refused {
+                    // Not even loaded, until the licence allows it.
+                    Some(reason) => Box::new(move || Err(reason)),
+                    None => {
+                        options.timing = cached_timing(&timing_identity(&manifest, &source));
+                        let source = source.clone();
+                        let delay = fault_ms(ENV_LOAD_DELAY_MS);
+                        Box::new(move || {
+                            std::thread::sleep(Duration::from_millis(delay));
+                            source.load_processor()
+                        })
+                    }
+                };
+                let name = manifest.model.name.clone();
+                (manifest, name, verdict, licensing, loader)
+            }
+            Err(e) => {
+                // Planned like the built-in model, so the host gets a sensible latency.
+                let reason = e.to_string();
+                let name = format!("{} (unreadable: {reason})", source.to_state());
+                (
+                    crate::models::builtin_manifest(),
+                    name,
+                    None,
+                    None,
+                    Box::new(move || Err(reason)),
+                )
+            }
+        };
+        let mut engine = Engine::start(key.config, key.mode, manifest.spec(), loader, options)?;
+        if engine.wait_for_measurement(MEASUREMENT_WAIT) {
+            if let Some(t) = engine.status().timing() {
+                cache_timing(&timing_identity(&manifest, &source), t);
+            }
+        }
+        // The latency reported from here on is the measured one.
+        engine.take_latency_changed();
+        Ok(Chain {
+            key,
+            engine,
+            licensing,
+            model_name,
+            verdict,
+        })
+    }
+
+    /// The engine of a chain running the built-in model (benchmarks, soak runs, tests).
+    pub fn built_in(config: EngineConfig, mode: Mode) -> Result<Engine, EngineError> {
+        let key = ChainKey {
+            model: crate::models::BUILTIN_ID.to_owned(),
+            track: String::new(),
+            mode,
+            config,
+            setting: Setting::Studio,
+        };
+        Ok(Chain::build(key, |_| {})?.engine)
+    }
+
+    /// Processes one block in place. Unlicensed, the engine takes its bypass path (the
+    /// latency-aligned dry signal). Real-time safe.
+    pub fn process(&mut self, io: &mut [&mut [f32]], controls: Controls, playing: bool) {
+        let mut controls = controls;
+        if let Some(l) = &mut self.licensing {
+            controls.bypass |= !l.allows(io, playing, controls.offline);
+        }
+        self.engine.process(io, controls);
+    }
+
+    /// The host's reset. Real-time safe.
+    pub fn reset(&mut self) {
+        self.engine.reset();
+        if let Some(l) = &mut self.licensing {
+            // A reset is a stop or a jump: a new licence state takes effect here.
+            l.relatch();
+        }
+    }
+}
+
+/// Most channels a chain is processed with (Refrain's layouts are mono and stereo).
+const MAX_CHANNELS: usize = 8;
+
+/// The audio thread's hold on the running chain, and the handover to the next one.
+pub struct ChainSlot {
+    current: Option<Box<Chain>>,
+    /// The chain being faded out, with the samples left of its fade.
+    outgoing: Option<(Box<Chain>, usize)>,
+    /// Samples left of the new chain's fade-in.
+    fade_in: usize,
+    fade_len: usize,
+    /// New chains from the loader.
+    incoming: HeapCons<Box<Chain>>,
+    /// Old chains back to the loader, dropped there.
+    returned: HeapProd<Box<Chain>>,
+    /// An old chain the loader had no room for yet.
+    parked: Option<Box<Chain>>,
+    /// Set when the running chain's latency differs from what the host was last told.
+    latency_changed: bool,
+}
+
+/// The loader's ends of a [`ChainSlot`]'s rings.
+pub struct SlotLink {
+    pub to_audio: HeapProd<Box<Chain>>,
+    pub returned: HeapCons<Box<Chain>>,
+}
+
+impl ChainSlot {
+    /// An empty slot and the loader's ends of its rings.
+    pub fn new() -> (ChainSlot, SlotLink) {
+        let (to_audio, incoming) = HeapRb::<Box<Chain>>::new(2).split();
+        let (returned_tx, returned) = HeapRb::<Box<Chain>>::new(8).split();
+        (
+            ChainSlot {
+                current: None,
+                outgoing: None,
+                fade_in: 0,
+                fade_len: 96,
+                incoming,
+                returned: returned_tx,
+                parked: None,
+                latency_changed: false,
+            },
+            SlotLink {
+                to_audio,
+                returned,
+            },
+        )
+    }
+
+    /// The running chain.
+    pub fn current(&self) -> Option<&Chain> {
+        self.current.as_deref()
+    }
+
+    /// Installs `chain` at once (activation: nothing is playing). Returns the chains it
+    /// replaced, for the caller to drop off the audio thread.
+    pub fn install(&mut self, chain: Option<Box<Chain>>) -> Vec<Box<Chain>> {
+        let mut old: Vec<Box<Chain>> = Vec::new();
+        old.extend(self.current.take());
+        old.extend(self.outgoing.take().map(|(c, _)| c));
+        old.extend(self.parked.take());
+        self.current = chain;
+        self.fade_in = 0;
+        self.latency_changed = false;
+        old
+    }
+
+    /// Adopts the newest chain the loader sent while the plugin was inactive. Not for the
+    /// audio thread (it may drop chains).
+    pub fn settle(&mut self) -> Vec<Box<Chain>> {
+        let mut newest = None;
+        while let Some(c) = self.incoming.try_pop() {
+            newest = Some(c);
+        }
+        match newest {
+            Some(c) => self.install(Some(c)),
+            None => {
+                let current = self.current.take();
+                self.install(current)
+            }
+        }
+    }
+
+    /// Whether the host must be told a new latency (and clears the flag). Real-time safe.
+    pub fn take_latency_changed(&mut self) -> bool {
+        let engine = self
+            .current
+            .as_mut()
+            .is_some_and(|c| c.engine.take_latency_changed());
+        std::mem::take(&mut self.latency_changed) || engine
+    }
+
+    /// The host's reset. Real-time safe.
+    pub fn reset(&mut self) {
+        if let Some(c) = &mut self.current {
+            c.reset();
+        }
+    }
+
+    /// Processes one block in place through the running chain, taking over a new one when the
+    /// loader has sent it: the old chain fades out over 2 ms, the new one starts from silence
+    /// with its input faded in. Real-time safe: the old chain goes back to the loader.
+    pub fn process(&mut self, io: &mut [&mut [f32]], controls: Controls, playing: bool) {
+        let n = io.first().map_or(0, |c| c.len());
+        // A chain that could not go back last time (the loader was behind) tries again.
+        if let Some(old) = self.parked.take() {
+            if let Err(old) = self.returned.try_push(old) {
+                self.parked = Some(old);
+            }
+        }
+        // One handover at a time.
+        if self.outgoing.is_none() && self.parked.is_none() {
+            if let Some(next) = self.incoming.try_pop() {
+                let len = crate::engine::latency::crossfade_len(next.engine.plan().host_rate);
+                self.fade_len = len;
+                match self.current.take() {
+                    Some(old) => self.outgoing = Some((old, len)),
+                    None => self.fade_in = len,
+                }
+                self.current = Some(next);
+                self.latency_changed = true;
+            }
+        }
+        let ch = io.len().min(MAX_CHANNELS);
+        let mut start = 0;
+        if let Some((old, left)) = &mut self.outgoing {
+            let k = (*left).min(n);
+            let mut head: [&mut [f32]; MAX_CHANNELS] = Default::default();
+            for (h, c) in head.iter_mut().zip(io.iter_mut()) {
+                *h = &mut c[..k];
+            }
+            old.process(&mut head[..ch], controls, playing);
+            for c in io.iter_mut() {
+                for (i, s) in c[..k].iter_mut().enumerate() {
+                    *s *= (*left - i) as f32 / self.fade_len as f32;
+                }
+            }
+            *left -= k;
+            start = k;
+            if *left == 0 {
+                // The new chain starts right after, from silence.
+                self.fade_in = self.fade_len;
+                if let Some((old, _)) = self.outgoing.take() {
+                    if let Err(old) = self.returned.try_push(old) {
+                        self.parked = Some(old);
+                    }
+                }
+            }
+        }
+        if start >= n {
+            return;
+        }
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        if self.fade_in > 0 {
+            let k = self.fade_in.min(n - start);
+            for c in io.iter_mut() {
+                for (i, s) in c[start..start + k].iter_mut().enumerate() {
+                    *s *= (self.fade_len - self.fade_in + i) as f32 / self.fade_len as f32;
+                }
+            }
+            self.fade_in -= k;
+        }
+        if start == 0 {
+            current.process(io, controls, playing);
+        } else {
+            let mut tail: [&mut [f32]; MAX_CHANNELS] = Default::default();
+            for (t, c) in tail.iter_mut().zip(io.iter_mut()) {
+                *t = &mut c[start..];
+            }
+            current.process(&mut tail[..ch], controls, playing);
+        }
+    }
+}
