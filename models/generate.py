@@ -91,20 +91,25 @@ def windowed_sinc(taps, cutoff_hz, rate):
 
 
 def identity(model_dir, rate=48000, channels=2, hop=256, context=100, latency=100, in_name="audio_in",
-             file="identity.onnx", meta_id="test-identity", in_dtype=TensorProto.FLOAT, declared_len=None):
-    """Output = input delayed by `latency` samples (a Slice of the window)."""
+             file="identity.onnx", meta_id="test-identity", in_dtype=TensorProto.FLOAT, declared_len=None,
+             scale=None, name="Identity (test)", description=None):
+    """Output = input delayed by `latency` samples (a Slice of the window), times `scale` if given."""
     win = context + hop
     nodes, inits = [], []
     src = in_name
     if in_dtype != TensorProto.FLOAT:
         nodes.append(helper.make_node("Cast", [in_name], ["as_float"], to=TensorProto.FLOAT))
         src = "as_float"
-    n, i = slice_node(src, "audio_out", context - latency, context - latency + hop, "sl")
+    n, i = slice_node(src, "audio_out" if scale is None else "delayed", context - latency,
+                      context - latency + hop, "sl")
     nodes.append(n)
     inits += i
+    if scale is not None:
+        nodes.append(helper.make_node("Mul", ["delayed", "scale"], ["audio_out"]))
+        inits.append(const("scale", np.array([scale], np.float32)))
     graph = helper.make_graph(nodes, "identity", [io(in_name, [1, channels, declared_len or win], in_dtype)],
                               [io("audio_out", [1, channels, hop])], inits)
-    meta = dict(id=meta_id, name="Identity (test)", description=f"input delayed by {latency} samples",
+    meta = dict(id=meta_id, name=name, description=description or f"input delayed by {latency} samples",
                 rate=rate, channels=channels, hop=hop, context=context, latency=latency)
     save(model_dir, file, graph, meta, [1, channels, win], [1, channels, hop],
          manifest_input=("audio_in", [1, channels, win]))
@@ -190,6 +195,12 @@ def main():
     tone_shaper(os.path.join(ROOT, "tone-shaper"))
     demo_remix(os.path.join(ROOT, "demo-remix"))
     identity(os.path.join(t, "identity"))
+    # Processed audio that can never pass for the dry path (which has the same latency).
+    identity(os.path.join(t, "invert"), file="invert.onnx", meta_id="test-invert", scale=-1.0,
+             name="Polarity flip (test)", description="input delayed by 100 samples, polarity flipped")
+    # The click tests' model: half the level, no latency of its own.
+    identity(os.path.join(t, "half"), hop=480, context=0, latency=0, file="half.onnx", meta_id="test-half",
+             scale=0.5, name="Half gain (test)", description="input at half the level")
     fir(os.path.join(t, "fir"))
     gain(os.path.join(t, "gain"))
     # Broken on purpose, each in one way; the manifest is right, the graph is not.

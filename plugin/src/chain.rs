@@ -59,7 +59,10 @@ pub struct Chain {
 static TIMINGS: Mutex<Option<HashMap<String, InferenceTiming>>> = Mutex::new(None);
 
 fn cached_timing(identity: &str) -> Option<InferenceTiming> {
-    TIMINGS.lock().as_ref().and_then(|m| m.get(identity).copied())
+    TIMINGS
+        .lock()
+        .as_ref()
+        .and_then(|m| m.get(identity).copied())
 }
 
 fn cache_timing(identity: &str, timing: InferenceTiming) {
@@ -252,10 +255,7 @@ impl ChainSlot {
                 parked: None,
                 latency_changed: false,
             },
-            SlotLink {
-                to_audio,
-                returned,
-            },
+            SlotLink { to_audio, returned },
         )
     }
 

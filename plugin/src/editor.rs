@@ -154,7 +154,11 @@ impl RefrainEditor {
                     let ms = |n: usize| n as f64 * 1000.0 / plan.host_rate as f64;
                     ui.label(format!(
                         "{} mode: latency {} samples ({:.1} ms), floor {:.1} ms, underruns {}",
-                        if plan.mode == crate::engine::latency::Mode::Live { "Live" } else { "Studio" },
+                        if plan.mode == crate::engine::latency::Mode::Live {
+                            "Live"
+                        } else {
+                            "Studio"
+                        },
                         plan.total(),
                         ms(plan.total()),
                         ms(plan.floor()),

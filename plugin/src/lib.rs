@@ -19,6 +19,8 @@ pub mod models;
 pub mod params;
 pub mod render;
 pub mod synth;
+#[doc(hidden)]
+pub mod testkit;
 
 use chain::{Chain, ChainSlot, SlotLink};
 use engine::Controls;
@@ -150,16 +152,24 @@ impl Plugin for Refrain {
                 None => state.running = Some(loader::desired_key(&self.params, config, setting)),
             }
         }
-        match self.slot.current() {
+        let latency = match self.slot.current() {
             Some(c) => {
-                nice_log!("Refrain: model {}, {}", c.key.model, c.engine.plan().describe());
-                context.set_latency_samples(c.engine.latency());
+                nice_log!(
+                    "Refrain: model {}, {}",
+                    c.key.model,
+                    c.engine.plan().describe()
+                );
                 self.shared.show_chain(c);
+                c.engine.latency()
             }
             None => {
-                context.set_latency_samples(0);
                 self.shared.clear();
+                0
             }
+        };
+        // The standalone has no host to compensate latency.
+        if setting == Setting::Studio {
+            context.set_latency_samples(latency);
         }
         true
     }
@@ -207,7 +217,7 @@ impl Plugin for Refrain {
             return ProcessStatus::Normal;
         };
         let (latency, tail) = (current.engine.latency(), current.engine.tail());
-        if self.slot.take_latency_changed() {
+        if self.slot.take_latency_changed() && context.plugin_api() != PluginApi::Standalone {
             context.set_latency_samples(latency);
         }
         ProcessStatus::Tail(tail)

@@ -236,7 +236,9 @@ fn hot_swap(
     let Ok(manifest) = source.manifest() else {
         return false;
     };
-    if manifest.rights.licensed_voice || manifest.rights.licensed_track || manifest.spec() != plan.spec
+    if manifest.rights.licensed_voice
+        || manifest.rights.licensed_track
+        || manifest.spec() != plan.spec
     {
         return false;
     }

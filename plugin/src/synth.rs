@@ -86,6 +86,40 @@ pub fn song(seed: u64, seconds: f64, rate: u32) -> Vec<Vec<f32>> {
     vec![l, r]
 }
 
+/// A stereo sine, planar: left at `amp`, right at half the level and inverted (so a swapped or
+/// summed channel shows). The tests' plain signal.
+pub fn sine(len: usize, rate: f64, freq: f64, amp: f32) -> Vec<Vec<f32>> {
+    let l: Vec<f32> = (0..len)
+        .map(|i| amp * (TAU * freq * i as f64 / rate).sin() as f32)
+        .collect();
+    let r = l.iter().map(|x| -0.5 * x).collect();
+    vec![l, r]
+}
+
+/// Silence with a unit impulse at `at` in every channel.
+pub fn impulse(channels: usize, len: usize, at: usize) -> Vec<Vec<f32>> {
+    let mut x = vec![vec![0.0f32; len]; channels];
+    for c in x.iter_mut() {
+        c[at] = 1.0;
+    }
+    x
+}
+
+/// The largest sample-to-sample step: what a click is made of.
+pub fn max_step(x: &[f32]) -> f32 {
+    x.windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Index of the largest magnitude.
+pub fn peak_index(x: &[f32]) -> usize {
+    x.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .map_or(0, |(i, _)| i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

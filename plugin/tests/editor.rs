@@ -196,7 +196,7 @@ fn the_editor_loads_a_model_and_a_licence_file() {
     click("454", "55");
     let line = wait_for(&rx, &mut log, "Refrain licence:");
     assert!(line.contains("no track is loaded"), "{line}");
-    wait_for(&rx, &mut log, "demo-remix/model.toml, latency");
+    wait_for(&rx, &mut log, "demo-remix/model.toml, live mode: latency");
 
     click("240", "78");
     type_text(&licence.display().to_string());

@@ -6,6 +6,9 @@ pub mod vst3_host;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clack_extensions::audio_ports::{AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl};
+use clack_extensions::gui::{
+    GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window as GuiWindow,
+};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
 use clack_extensions::params::{
@@ -13,6 +16,7 @@ use clack_extensions::params::{
 };
 use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
+use clack_extensions::tail::{PluginTail, TailLength};
 use clack_host::prelude::*;
 use clack_host::process::audio_buffers::{
     AudioPortBuffer, AudioPortBufferType, AudioPorts, InputChannel,
@@ -27,12 +31,15 @@ use std::sync::OnceLock;
 #[derive(Default)]
 pub struct Shared {
     restart_requested: AtomicBool,
+    callback_requested: AtomicBool,
     latency_changed: AtomicBool,
     /// Log lines at warning level or above (counted; printed to stderr).
     pub warnings: AtomicUsize,
     latency: OnceLock<Option<PluginLatency>>,
     state: OnceLock<Option<PluginState>>,
     render: OnceLock<Option<PluginRender>>,
+    tail: OnceLock<Option<PluginTail>>,
+    gui: OnceLock<Option<PluginGui>>,
 }
 
 impl<'a> SharedHandler<'a> for Shared {
@@ -40,12 +47,16 @@ impl<'a> SharedHandler<'a> for Shared {
         let _ = self.latency.set(instance.get_extension());
         let _ = self.state.set(instance.get_extension());
         let _ = self.render.set(instance.get_extension());
+        let _ = self.tail.set(instance.get_extension());
+        let _ = self.gui.set(instance.get_extension());
     }
     fn request_restart(&self) {
         self.restart_requested.store(true, Ordering::SeqCst);
     }
     fn request_process(&self) {}
-    fn request_callback(&self) {}
+    fn request_callback(&self) {
+        self.callback_requested.store(true, Ordering::SeqCst);
+    }
 }
 
 impl HostLogImpl for Shared {
@@ -64,6 +75,21 @@ impl HostLogImpl for Shared {
 
 impl HostParamsImplShared for Shared {
     fn request_flush(&self) {}
+}
+
+/// The host's window holds the editor at its own size; requests are granted.
+impl HostGuiImpl for Shared {
+    fn resize_hints_changed(&self) {}
+    fn request_resize(&self, _new_size: GuiSize) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_show(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_hide(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn closed(&self, _was_destroyed: bool) {}
 }
 
 /// Main-thread host callbacks (flags only: they arrive without a thread check).
@@ -109,7 +135,8 @@ impl HostHandlers for RefrainHost {
             .register::<HostLatency>()
             .register::<HostState>()
             .register::<HostAudioPorts>()
-            .register::<HostParams>();
+            .register::<HostParams>()
+            .register::<HostGui>();
     }
 }
 
@@ -155,6 +182,22 @@ pub struct Host {
     /// The transport sent with every block: `None` sends none (as a host without a
     /// timeline), `Some(playing)` a 120 BPM 4/4 transport that is playing or stopped.
     transport: Option<bool>,
+    /// The editor is open (destroyed before the plugin is deactivated or dropped).
+    editor_open: bool,
+}
+
+/// The repository's `models/` folder.
+pub fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// Loads the built plugin with the model at `models/<name>` (a folder holding `model.toml`).
+pub fn host_with_model(name: &str) -> Host {
+    let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
+    let model = models_dir().join(name).join("model.toml");
+    h.set_state_field("model", model.to_str().expect("a UTF-8 path"))
+        .expect("set the model");
+    h
 }
 
 /// Where the built plugin is: `REFRAIN_CLAP`, else `target/bundled/Refrain.clap`.
@@ -210,6 +253,7 @@ impl Host {
             out_ports: AudioPorts::with_capacity(2, 1),
             events_out: EventBuffer::new(),
             transport: None,
+            editor_open: false,
         })
     }
 
@@ -310,6 +354,124 @@ impl Host {
             Some(Some(ext)) => ext.get(&self.instance.plugin_handle()),
             _ => 0,
         }
+    }
+
+    /// What a DAW's main loop does between audio blocks: runs the plugin's main-thread
+    /// callback when it asked for one, and honours a restart request (deactivate, activate
+    /// with the same setup). Returns whether it restarted the plugin.
+    pub fn idle(&mut self) -> Result<bool> {
+        if self
+            .instance
+            .access_shared_handler(|h| h.callback_requested.swap(false, Ordering::SeqCst))
+        {
+            self.instance.call_on_main_thread_callback();
+        }
+        if self
+            .instance
+            .access_shared_handler(|h| h.restart_requested.swap(false, Ordering::SeqCst))
+        {
+            if let Some(setup) = self.setup {
+                self.deactivate();
+                self.activate(setup)?;
+                // The plugin reports a latency change from `activate`, on the main thread.
+                if self
+                    .instance
+                    .access_shared_handler(|h| h.callback_requested.swap(false, Ordering::SeqCst))
+                {
+                    self.instance.call_on_main_thread_callback();
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The tail the plugin reports (the CLAP tail extension), in samples.
+    pub fn tail(&mut self) -> Option<u32> {
+        let ext = self
+            .instance
+            .access_shared_handler(|h| h.tail.get().copied())
+            .flatten()?;
+        let processor = self.processor.as_mut()?;
+        let started = processor.ensure_processing_started().ok()?;
+        match ext.get(&started.plugin_handle()) {
+            TailLength::Finite(n) => Some(n),
+            TailLength::Infinite => Some(u32::MAX),
+        }
+    }
+
+    /// Switches the render mode while active, as a DAW does when a bounce starts right after
+    /// playback (no reactivation).
+    pub fn set_render_mode(&mut self, offline: bool) -> Result<()> {
+        let render = self
+            .instance
+            .access_shared_handler(|h| h.render.get().copied())
+            .flatten()
+            .ok_or_else(|| anyhow!("no render extension"))?;
+        let mode = if offline {
+            RenderMode::Offline
+        } else {
+            RenderMode::Realtime
+        };
+        render
+            .set(&self.instance.plugin_handle(), mode)
+            .map_err(|_| anyhow!("the plugin refused the render mode"))?;
+        if let Some(setup) = &mut self.setup {
+            setup.offline = offline;
+        }
+        Ok(())
+    }
+
+    /// Opens the plugin's editor embedded in a new X11 window at the screen's top left corner
+    /// (`DISPLAY` must name a running X server, e.g. Xvfb), as a DAW embeds a plugin window.
+    /// The returned window must outlive the editor.
+    pub fn open_editor(&mut self) -> Result<EditorWindow> {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, EventMask, WindowClass};
+        let gui = self
+            .instance
+            .access_shared_handler(|h| h.gui.get().copied())
+            .flatten()
+            .ok_or_else(|| anyhow!("the plugin has no gui extension"))?;
+        let (conn, screen_num) = x11rb::connect(None).context("connecting to the X server")?;
+        let screen = &conn.setup().roots[screen_num];
+        let window = conn.generate_id()?;
+        conn.create_window(
+            x11rb::COPY_DEPTH_FROM_PARENT,
+            window,
+            screen.root,
+            0,
+            0,
+            640,
+            600,
+            0,
+            WindowClass::INPUT_OUTPUT,
+            screen.root_visual,
+            &CreateWindowAux::new()
+                .background_pixel(screen.black_pixel)
+                .event_mask(EventMask::STRUCTURE_NOTIFY),
+        )?;
+        conn.map_window(window)?;
+        conn.flush()?;
+        let handle = self.instance.plugin_handle();
+        gui.create(
+            &handle,
+            GuiConfiguration {
+                api_type: GuiApiType::X11,
+                is_floating: false,
+            },
+        )
+        .map_err(|e| anyhow!("gui create: {e:?}"))?;
+        // SAFETY: the window lives in the returned EditorWindow, which the caller keeps until
+        // the plugin is gone.
+        unsafe { gui.set_parent(&handle, GuiWindow::from_x11_handle(window as _)) }
+            .map_err(|e| anyhow!("gui set_parent: {e:?}"))?;
+        gui.show(&handle).map_err(|e| anyhow!("gui show: {e:?}"))?;
+        self.editor_open = true;
+        Ok(EditorWindow {
+            _conn: conn,
+            window,
+        })
     }
 
     /// Whether the plugin said its latency changed (and clears the flag).
@@ -451,20 +613,34 @@ impl Host {
     pub fn render(
         &mut self,
         input: &[Vec<f32>],
-        mut blocks: impl FnMut() -> usize,
+        blocks: impl FnMut() -> usize,
         pace: bool,
     ) -> Result<Vec<Vec<f32>>> {
-        let setup = self.setup.ok_or_else(|| anyhow!("not active"))?;
+        self.render_at(input, blocks, pace.then_some(1.0))
+    }
+
+    /// [`Self::render`] with blocks timed like a sound card running `speed` times faster than
+    /// real time (`None`: as fast as possible). A paced render also runs the host's main loop
+    /// ([`Self::idle`]) between blocks, so the plugin's requests are honoured as a DAW would.
+    pub fn render_at(
+        &mut self,
+        input: &[Vec<f32>],
+        mut blocks: impl FnMut() -> usize,
+        speed: Option<f64>,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut io = input.to_vec();
         let len = input[0].len();
         let start = std::time::Instant::now();
         let mut t = 0;
         while t < len {
+            let setup = self.setup.ok_or_else(|| anyhow!("not active"))?;
             let n = blocks().clamp(1, setup.max_block as usize).min(len - t);
             self.process_in_place(&mut io, t, n)?;
             t += n;
-            if pace {
-                let due = start + std::time::Duration::from_secs_f64(t as f64 / setup.sample_rate);
+            if let Some(speed) = speed {
+                self.idle()?;
+                let due = start
+                    + std::time::Duration::from_secs_f64(t as f64 / setup.sample_rate / speed);
                 if let Some(w) = due.checked_duration_since(std::time::Instant::now()) {
                     std::thread::sleep(w);
                 }
@@ -487,14 +663,36 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Closes the editor if it is open.
+    pub fn close_editor(&mut self) {
+        if std::mem::take(&mut self.editor_open) {
+            if let Some(Some(gui)) = self
+                .instance
+                .access_shared_handler(|h| h.gui.get().copied())
+            {
+                gui.destroy(&self.instance.plugin_handle());
+            }
+        }
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
+        self.close_editor();
         self.deactivate();
     }
 }
 
-/// A small deterministic generator for block sizes and noise (the plugin crate's).
-pub use refrain::synth::Lcg;
+/// The X11 window an editor is embedded in (see [`Host::open_editor`]).
+pub struct EditorWindow {
+    _conn: x11rb::rust_connection::RustConnection,
+    /// The X window id (for `xdotool`).
+    pub window: u32,
+}
+
+/// Test signals and measures (the plugin crate's, shared by every test).
+pub use refrain::synth::{impulse, max_step, peak_index, sine, Lcg};
 
 /// Writes planar f32 to a 32-bit float WAV (the plugin crate's writer).
 pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<()> {

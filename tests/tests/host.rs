@@ -1,86 +1,185 @@
 //! Host-level tests: the built `Refrain.clap` (debug bundle: nice-plug aborts on any allocation
-//! in `process()`) loaded through clack-host, as a DAW loads it.
+//! in `process()`) loaded through clack-host, as a DAW loads it. The latency tests run a model
+//! that flips polarity, so processed audio can never pass for the latency-aligned dry path.
 
-use refrain_tests::{default_plugin_path, Host, Lcg, Setup};
+use refrain_tests::{
+    default_plugin_path, host_with_model, impulse, models_dir, peak_index, sine, Host, Lcg, Setup,
+};
 use std::path::{Path, PathBuf};
-
-fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
-}
 
 fn host() -> Host {
     Host::load(&default_plugin_path()).expect("load the plugin")
 }
 
-fn host_with_model(model: &Path) -> Host {
-    let mut h = host();
-    h.set_state_field("model", model.to_str().unwrap()).unwrap();
-    h
+fn models() -> PathBuf {
+    models_dir()
 }
 
 fn peak(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-        .unwrap()
-        .0
+    peak_index(x)
 }
 
-fn sine(len: usize, rate: f64, f: f64, amp: f32) -> Vec<Vec<f32>> {
-    let l: Vec<f32> = (0..len)
-        .map(|i| amp * (std::f64::consts::TAU * f * i as f64 / rate).sin() as f32)
-        .collect();
-    vec![l.clone(), l.iter().map(|x| -0.5 * x).collect()]
+/// Sets the Live/Studio mode as a preset would.
+fn set_mode(h: &mut Host, mode: &str) {
+    h.set_state_param("mode", serde_json::json!({ "string": mode }))
+        .unwrap();
 }
 
-/// Every rate x block size from the issue, with the identity model (latency 100 at 48 kHz).
+/// Every rate x block size from the issue, in both modes, with the polarity-flip model
+/// (latency 100 at 48 kHz).
 #[test]
-fn impulse_comes_out_at_the_reported_latency_for_every_rate_and_block_size() {
-    let mut h = host_with_model(&models().join("test/identity/model.toml"));
-    for rate in [44_100.0, 48_000.0, 96_000.0] {
-        for block in [1u32, 17, 64, 128, 441, 512, 1024, 4096, 0] {
-            let (max, mut rng) = if block == 0 {
-                (4096, Some(Lcg(rate as u64)))
-            } else {
-                (block, None)
-            };
-            h.activate(Setup::offline(rate, max)).unwrap();
-            let latency = h.latency() as usize;
-            let at = 2_000;
-            let mut input = vec![vec![0.0f32; at + latency + 1_500]; 2];
-            input[0][at] = 1.0;
-            input[1][at] = -1.0;
-            let out = h
-                .render(
-                    &input,
-                    || {
-                        rng.as_mut()
-                            .map_or(max as usize, |r| 1 + (r.next_u32() % 4096) as usize)
-                    },
-                    false,
-                )
-                .unwrap();
-            assert_eq!(peak(&out[0]), at + latency, "rate {rate} block {block}");
-            assert_eq!(
-                peak(&out[1]),
-                at + latency,
-                "rate {rate} block {block} right"
-            );
-            if rate == 48_000.0 {
-                assert_eq!((out[0][at + latency], out[1][at + latency]), (1.0, -1.0));
+fn impulse_comes_out_processed_at_the_reported_latency_for_every_rate_block_size_and_mode() {
+    for mode in ["live", "studio"] {
+        let mut h = host_with_model("test/invert");
+        set_mode(&mut h, mode);
+        let mut latencies = Vec::new();
+        for rate in [44_100.0, 48_000.0, 96_000.0] {
+            for block in [1u32, 17, 64, 128, 441, 512, 1024, 4096, 0] {
+                let (max, mut rng) = if block == 0 {
+                    (4096, Some(Lcg(rate as u64)))
+                } else {
+                    (block, None)
+                };
+                h.activate(Setup::offline(rate, max)).unwrap();
+                let latency = h.latency() as usize;
+                latencies.push(latency);
+                let at = 2_000;
+                let mut input = vec![vec![0.0f32; at + latency + 1_500]; 2];
+                input[0][at] = 1.0;
+                input[1][at] = -1.0;
+                let out = h
+                    .render(
+                        &input,
+                        || {
+                            rng.as_mut()
+                                .map_or(max as usize, |r| 1 + (r.next_u32() % 4096) as usize)
+                        },
+                        false,
+                    )
+                    .unwrap();
+                let what = format!("{mode} rate {rate} block {block}");
+                assert_eq!(peak(&out[0]), at + latency, "{what}");
+                assert_eq!(peak(&out[1]), at + latency, "{what} right");
+                // Processed: flipped.
+                if rate == 48_000.0 {
+                    assert_eq!(
+                        (out[0][at + latency], out[1][at + latency]),
+                        (-1.0, 1.0),
+                        "{what}"
+                    );
+                } else {
+                    assert!(
+                        out[0][at + latency] < -0.4 && out[1][at + latency] > 0.4,
+                        "{what}"
+                    );
+                }
             }
         }
+        assert!(latencies.windows(2).any(|w| w[0] != w[1]));
     }
 }
 
 #[test]
+fn studio_mode_reports_more_latency_than_live() {
+    let mut live = host();
+    live.activate(Setup::offline(44_100.0, 128)).unwrap();
+    let mut studio = host();
+    set_mode(&mut studio, "studio");
+    studio.activate(Setup::offline(44_100.0, 128)).unwrap();
+    assert!(
+        studio.latency() > live.latency(),
+        "studio {} vs live {}",
+        studio.latency(),
+        live.latency()
+    );
+}
+
+#[test]
+fn the_tail_reported_to_the_host_covers_the_audio_in_flight() {
+    let mut h = host();
+    h.activate(Setup::realtime(48_000.0, 256)).unwrap();
+    let input = sine(4_800, 48_000.0, 440.0, 0.5);
+    h.render(&input, || 256, false).unwrap();
+    assert_eq!(h.tail(), Some(h.latency()));
+}
+
+#[test]
+fn real_time_playback_matches_the_bounce_and_is_processed() {
+    let input = refrain::synth::song(4, 3.0, 48_000);
+    let mut offline = host_with_model("test/invert");
+    offline.activate(Setup::offline(48_000.0, 256)).unwrap();
+    let bounced = offline.render(&input, || 256, false).unwrap();
+    let mut live = host_with_model("test/invert");
+    live.activate(Setup::realtime(48_000.0, 256)).unwrap();
+    assert_eq!(live.latency(), offline.latency());
+    let played = live.render(&input, || 256, true).unwrap();
+    let latency = live.latency() as usize;
+    let differing = (0..input[0].len())
+        .filter(|&i| played[0][i].to_bits() != bounced[0][i].to_bits())
+        .count();
+    assert_eq!(differing, 0, "{differing} samples differ from the bounce");
+    assert_eq!(
+        played[0][latency + 30_000],
+        -input[0][30_000],
+        "processed (flipped)"
+    );
+}
+
+#[test]
+fn a_bounce_right_after_playback_needs_no_reactivation() {
+    // The host switches the render mode while active (no restart) and resets for the bounce.
+    let input = refrain::synth::song(5, 2.0, 48_000);
+    let mut fresh = host_with_model("test/invert");
+    fresh.activate(Setup::offline(48_000.0, 512)).unwrap();
+    let reference = fresh.render(&input, || 512, false).unwrap();
+
+    let mut h = host_with_model("test/invert");
+    h.activate(Setup::realtime(48_000.0, 512)).unwrap();
+    h.render(&input, || 512, true).unwrap();
+    h.set_render_mode(true).unwrap();
+    h.reset().unwrap();
+    let bounced = h.render(&input, || 512, false).unwrap();
+    assert!(!h.idle().unwrap(), "no restart requested");
+    assert!(bounced == reference, "the bounce differs from a fresh one");
+}
+
+#[test]
+fn changing_the_mode_while_playing_reports_the_new_latency_and_stays_aligned() {
+    let mut h = host_with_model("test/invert");
+    h.activate(Setup::realtime(44_100.0, 256)).unwrap();
+    let live = h.latency();
+    let input = sine(44_100, 44_100.0, 300.0, 0.3);
+    h.render(&input, || 256, true).unwrap();
+    set_mode(&mut h, "studio");
+    // Keep playing: the loader builds the Studio chain, the plugin takes it over and reports
+    // the new latency; the host restarts it as a DAW does.
+    let mut restarted = false;
+    for _ in 0..40 {
+        let piece: Vec<Vec<f32>> = input.iter().map(|c| c[..4_410].to_vec()).collect();
+        h.render(&piece, || 256, true).unwrap();
+        if h.latency() != live {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted, "the latency never changed from {live}");
+    let studio = h.latency() as usize;
+    h.set_render_mode(true).unwrap();
+    h.reset().unwrap();
+    let x = impulse(2, 3_000 + studio, 1_000);
+    let out = h.render(&x, || 256, false).unwrap();
+    assert_eq!(peak(&out[0]), 1_000 + studio);
+    assert!(out[0][1_000 + studio] < -0.4, "processed");
+}
+
+#[test]
 fn in_place_and_out_of_place_processing_agree() {
-    let mut a = host_with_model(&models().join("test/fir/model.toml"));
+    let mut a = host_with_model("test/fir");
     a.activate(Setup::offline(48_000.0, 256)).unwrap();
     let input = sine(12_000, 48_000.0, 3_000.0, 0.5);
     let in_place = a.render(&input, || 256, false).unwrap();
 
-    let mut b = host_with_model(&models().join("test/fir/model.toml"));
+    let mut b = host_with_model("test/fir");
     b.activate(Setup::offline(48_000.0, 256)).unwrap();
     let mut out = vec![vec![0.0f32; 12_000]; 2];
     for t in (0..12_000).step_by(256) {
@@ -99,8 +198,7 @@ fn in_place_and_out_of_place_processing_agree() {
 
 #[test]
 fn state_round_trips_byte_identical_with_model_and_parameters() {
-    let model = models().join("test/gain/model.toml");
-    let mut a = host_with_model(&model);
+    let mut a = host_with_model("test/gain");
     a.set_state_param("mix", serde_json::json!({ "f32": 0.75 }))
         .unwrap();
     let saved = a.save_state().unwrap();
@@ -221,7 +319,8 @@ fn bad_models_pass_aligned_dry_audio() {
         ),
     ];
     for (what, model) in cases {
-        let mut h = host_with_model(&model);
+        let mut h = host();
+        h.set_state_field("model", model.to_str().unwrap()).unwrap();
         h.activate(Setup::offline(48_000.0, 256)).unwrap();
         let latency = h.latency() as usize;
         assert!(

@@ -19,7 +19,12 @@ impl DryDelay {
     }
 
     /// A delay of `delay` samples that [`Self::set_delay`] may later move up to `max_delay`.
-    pub fn with_max_delay(channels: usize, delay: usize, max_delay: usize, max_block: usize) -> Self {
+    pub fn with_max_delay(
+        channels: usize,
+        delay: usize,
+        max_delay: usize,
+        max_block: usize,
+    ) -> Self {
         let capacity = delay.max(max_delay) + max_block.max(1);
         DryDelay {
             lines: vec![vec![0.0; capacity]; channels],

@@ -401,8 +401,14 @@ mod tests {
 
     #[test]
     fn same_rate_is_model_latency_plus_one_hop_plus_budget() {
-        let p = LatencyPlan::new(spec(48_000, 480, 32), 48_000.0, 128, Mode::Live, timing(100))
-            .unwrap();
+        let p = LatencyPlan::new(
+            spec(48_000, 480, 32),
+            48_000.0,
+            128,
+            Mode::Live,
+            timing(100),
+        )
+        .unwrap();
         assert!(p.resample_in.is_none());
         assert_eq!(p.processing_delay, 32);
         assert_eq!((p.model, p.hop_buffering, p.resampling), (32, 480, 0));
@@ -417,9 +423,19 @@ mod tests {
     fn live_is_within_one_host_block_of_the_floor_everywhere() {
         for host in [44_100.0f32, 48_000.0, 96_000.0] {
             for block in [64usize, 128, 512, 1024] {
-                for (model, hop, lat) in [(48_000u32, 480usize, 64usize), (44_100, 147, 0), (16_000, 160, 40)] {
-                    let p = LatencyPlan::new(spec(model, hop, lat), host, block, Mode::Live, timing(200))
-                        .unwrap();
+                for (model, hop, lat) in [
+                    (48_000u32, 480usize, 64usize),
+                    (44_100, 147, 0),
+                    (16_000, 160, 40),
+                ] {
+                    let p = LatencyPlan::new(
+                        spec(model, hop, lat),
+                        host,
+                        block,
+                        Mode::Live,
+                        timing(200),
+                    )
+                    .unwrap();
                     assert!(p.total() <= p.floor() + block, "{}", p.describe());
                     // The resamplers add at most 1.5 ms in Live mode (0.27 ms each way here).
                     assert!(
@@ -434,11 +450,16 @@ mod tests {
 
     #[test]
     fn studio_keeps_a_whole_hop_of_budget_and_the_long_filter() {
-        let live = LatencyPlan::new(spec(48_000, 480, 64), 44_100.0, 256, Mode::Live, timing(80))
-            .unwrap();
-        let studio =
-            LatencyPlan::new(spec(48_000, 480, 64), 44_100.0, 256, Mode::Studio, timing(80))
-                .unwrap();
+        let live =
+            LatencyPlan::new(spec(48_000, 480, 64), 44_100.0, 256, Mode::Live, timing(80)).unwrap();
+        let studio = LatencyPlan::new(
+            spec(48_000, 480, 64),
+            44_100.0,
+            256,
+            Mode::Studio,
+            timing(80),
+        )
+        .unwrap();
         assert_eq!(studio.inference_budget, 441);
         assert!(studio.resampling > live.resampling);
         assert!(studio.total() > live.total());
@@ -448,8 +469,13 @@ mod tests {
     fn the_lookahead_covers_every_frame_of_the_period() {
         // Brute force over many frames: no processed frame needs input beyond the lookahead.
         for host in [44_100.0f32, 96_000.0, 22_050.0, 48_000.0] {
-            for (model, hop, lat) in [(48_000u32, 480usize, 64usize), (16_000, 160, 7), (48_000, 256, 0)] {
-                let p = LatencyPlan::new(spec(model, hop, lat), host, 64, Mode::Live, None).unwrap();
+            for (model, hop, lat) in [
+                (48_000u32, 480usize, 64usize),
+                (16_000, 160, 7),
+                (48_000, 256, 0),
+            ] {
+                let p =
+                    LatencyPlan::new(spec(model, hop, lat), host, 64, Mode::Live, None).unwrap();
                 for n in 0..20_000u64 {
                     let need = p.input_needed(n);
                     assert!(

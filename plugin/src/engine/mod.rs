@@ -119,9 +119,14 @@ impl ModelSwapper {
 enum Retime {
     Steady,
     /// Fading out; the new plan is applied at the bottom.
-    Out { plan: LatencyPlan, left: usize },
+    Out {
+        plan: LatencyPlan,
+        left: usize,
+    },
     /// Fading back in.
-    In { done: usize },
+    In {
+        done: usize,
+    },
 }
 
 /// The audio thread's side of the engine. Built (and dropped) off the audio thread.
@@ -188,7 +193,13 @@ impl Engine {
         loader: ModelLoader,
         options: WorkerOptions,
     ) -> Result<Self, EngineError> {
-        let plan = LatencyPlan::new(spec, config.sample_rate, config.max_block, mode, options.timing)?;
+        let plan = LatencyPlan::new(
+            spec,
+            config.sample_rate,
+            config.max_block,
+            mode,
+            options.timing,
+        )?;
         let ch = config.channels.max(1);
         let rate = plan.host_rate as usize;
         // The largest latency a measured budget can lead to (see `latency::MAX_BUDGET_S`).
@@ -453,7 +464,8 @@ impl Engine {
         {
             self.bypass_sent = controls.bypass;
         }
-        let pushed = self.pending_start.is_none() && self.audio.push_frames(&self.interleaved[..n * ch]);
+        let pushed =
+            self.pending_start.is_none() && self.audio.push_frames(&self.interleaved[..n * ch]);
         if !pushed {
             // The worker is stuck: these frames are lost, so a new stream starts once it moves
             // again; meanwhile the output fades to dry on the frames kept in reserve.

@@ -328,7 +328,8 @@ impl Pipeline {
             }
         }
         // The hop's input leaves the accumulator.
-        self.model_in.copy_within(hop * ch..self.model_in_frames * ch, 0);
+        self.model_in
+            .copy_within(hop * ch..self.model_in_frames * ch, 0);
         self.model_in_frames -= hop;
         self.hops += 1;
         if !run_model {
@@ -392,7 +393,11 @@ mod tests {
 
     /// Streams `input` (planar) through a pipeline in feeds of odd sizes, returning planar
     /// output and whether each output frame was audible.
-    fn stream(p: &mut Pipeline, input: &[Vec<f32>], skip_hops: &[u64]) -> (Vec<Vec<f32>>, Vec<bool>) {
+    fn stream(
+        p: &mut Pipeline,
+        input: &[Vec<f32>],
+        skip_hops: &[u64],
+    ) -> (Vec<Vec<f32>>, Vec<bool>) {
         let ch = input.len();
         let len = input[0].len();
         let mut out = vec![Vec::new(); ch];
@@ -413,7 +418,9 @@ mod tests {
                 }
             }
             let n = feed.min(p.max_feed()).min(len - t);
-            let inter: Vec<f32> = (t..t + n).flat_map(|i| input.iter().map(move |c| c[i])).collect();
+            let inter: Vec<f32> = (t..t + n)
+                .flat_map(|i| input.iter().map(move |c| c[i]))
+                .collect();
             p.push_input(&inter);
             t += n;
             feed = feed * 7 % 301 + 1;
@@ -421,7 +428,12 @@ mod tests {
         (out, audible)
     }
 
-    fn impulse_peak(host_rate: u32, s: StreamSpec, host_channels: usize, mode: Mode) -> (LatencyPlan, Vec<(usize, f32)>) {
+    fn impulse_peak(
+        host_rate: u32,
+        s: StreamSpec,
+        host_channels: usize,
+        mode: Mode,
+    ) -> (LatencyPlan, Vec<(usize, f32)>) {
         let plan = LatencyPlan::new(s, host_rate as f32, 64, mode, None).unwrap();
         let mut p = Pipeline::new(plan, host_channels, Box::new(DelayGain::new(s))).unwrap();
         let at = 3_001;
@@ -462,7 +474,10 @@ mod tests {
                     let s = spec(48_000, 2, 480, 64, latency);
                     let (plan, peaks) = impulse_peak(host, s, 2, mode);
                     for (at, v) in peaks {
-                        assert_eq!(at, plan.processing_delay, "host {host} latency {latency} {mode}");
+                        assert_eq!(
+                            at, plan.processing_delay,
+                            "host {host} latency {latency} {mode}"
+                        );
                         assert!(v > 0.4, "peak {v} too low at {host} {mode}");
                     }
                 }
@@ -486,12 +501,18 @@ mod tests {
                     if p.hop_ready() {
                         produced += p.run_hop(true).unwrap().frames as u64;
                     } else {
-                        assert!(fed < need, "frame {n} not produced after {fed} inputs (needs {need})");
+                        assert!(
+                            fed < need,
+                            "frame {n} not produced after {fed} inputs (needs {need})"
+                        );
                         p.push_input(&frame);
                         fed += 1;
                     }
                 }
-                assert!(fed <= need.max(1), "host {host} frame {n}: fed {fed}, plan says {need}");
+                assert!(
+                    fed <= need.max(1),
+                    "host {host} frame {n}: fed {fed}, plan says {need}"
+                );
             }
         }
     }
@@ -504,18 +525,25 @@ mod tests {
         let input: Vec<f32> = (0..44_100)
             .map(|i| (i as f32 * 110.0 * std::f32::consts::TAU / 44_100.0).sin() * 0.5)
             .collect();
-        let (out, audible) = stream(&mut p, &[input.clone()], &[20, 21, 22]);
+        let (out, audible) = stream(&mut p, std::slice::from_ref(&input), &[20, 21, 22]);
         let d = plan.processing_delay;
         let mut unheard = 0;
         for (n, &y) in out[0].iter().enumerate().skip(d + 2_000) {
             if audible[n] {
-                assert!((y - 0.5 * input[n - d]).abs() < 2e-3, "frame {n}: {y} vs {}", 0.5 * input[n - d]);
+                assert!(
+                    (y - 0.5 * input[n - d]).abs() < 2e-3,
+                    "frame {n}: {y} vs {}",
+                    0.5 * input[n - d]
+                );
             } else {
                 unheard += 1;
             }
         }
         // Three skipped hops, plus the output filter's reach around them.
-        assert!((3 * 441..3 * 441 + 60).contains(&unheard), "{unheard} unheard frames");
+        assert!(
+            (3 * 441..3 * 441 + 60).contains(&unheard),
+            "{unheard} unheard frames"
+        );
     }
 
     #[test]
@@ -543,8 +571,14 @@ mod tests {
         assert_eq!(peaks[0].1, 1.0, "stereo model on mono: averaged, unity");
         let s = spec(48_000, 3, 128, 0, 0);
         let plan = LatencyPlan::new(s, 48_000.0, 64, Mode::Live, None).unwrap();
-        let err = Pipeline::new(plan, 2, Box::new(DelayGain::new(s))).err().unwrap();
-        assert!(err.to_string().contains("takes 3 channel(s) but the track has 2"), "{err}");
+        let err = Pipeline::new(plan, 2, Box::new(DelayGain::new(s)))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("takes 3 channel(s) but the track has 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub fn current() -> u32 {
         let mut policy: libc::c_int = 0;
         let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
         // SAFETY: both out-pointers are valid for the call.
-        let rc = unsafe { libc::pthread_getschedparam(libc::pthread_self(), &mut policy, &mut param) };
+        let rc =
+            unsafe { libc::pthread_getschedparam(libc::pthread_self(), &mut policy, &mut param) };
         if rc != 0 {
             return 0;
         }
@@ -139,7 +140,10 @@ mod tests {
     #[test]
     fn a_normal_host_thread_keeps_the_worker_normal() {
         assert!(matches!(raise_below(0), Outcome::Normal(_)));
-        assert!(matches!(raise_below(POLICY_FIFO << 8 | 1), Outcome::Normal(_)));
+        assert!(matches!(
+            raise_below(POLICY_FIFO << 8 | 1),
+            Outcome::Normal(_)
+        ));
     }
 
     #[test]
@@ -151,7 +155,13 @@ mod tests {
         .join()
         .unwrap();
         match outcome {
-            (Outcome::Raised { priority: 39, host: 40 }, now) => assert_eq!(now, POLICY_FIFO << 8 | 39),
+            (
+                Outcome::Raised {
+                    priority: 39,
+                    host: 40,
+                },
+                now,
+            ) => assert_eq!(now, POLICY_FIFO << 8 | 39),
             (Outcome::Refused(why), now) => {
                 assert!(why.contains("audio"), "{why}");
                 assert_eq!(now, 0);

@@ -55,7 +55,10 @@ impl fmt::Display for ResampleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ResampleError::ZeroRate { from, to } => {
-                write!(f, "cannot resample {from} Hz -> {to} Hz: rates must be above zero")
+                write!(
+                    f,
+                    "cannot resample {from} Hz -> {to} Hz: rates must be above zero"
+                )
             }
             ResampleError::RatesTooCoarse { from, to, phases } => write!(
                 f,
@@ -327,15 +330,26 @@ mod tests {
 
     #[test]
     fn counts_follow_the_geometry_exactly() {
-        for (from, to) in [(44_100, 48_000), (48_000, 44_100), (48_000, 16_000), (22_050, 48_000)] {
+        for (from, to) in [
+            (44_100, 48_000),
+            (48_000, 44_100),
+            (48_000, 16_000),
+            (22_050, 48_000),
+        ] {
             for shift in [0i64, 7, 333] {
                 let g = Geometry::new(from, to, FilterSpec::LIVE, shift).unwrap();
                 for inputs in 0..2_000u64 {
                     let c = g.outputs_for(inputs);
                     if c > 0 {
-                        assert!(g.input_needed(c) <= inputs, "{from}->{to} shift {shift} in {inputs}");
+                        assert!(
+                            g.input_needed(c) <= inputs,
+                            "{from}->{to} shift {shift} in {inputs}"
+                        );
                     }
-                    assert!(g.input_needed(c + 1) > inputs, "{from}->{to} shift {shift} in {inputs}");
+                    assert!(
+                        g.input_needed(c + 1) > inputs,
+                        "{from}->{to} shift {shift} in {inputs}"
+                    );
                 }
             }
         }
@@ -369,7 +383,10 @@ mod tests {
                     sig += (input[n] as f64).powi(2);
                 }
                 let db = 10.0 * (err / sig).log10();
-                assert!(db < limit_db, "{host}<->{model} {filter:?}: error {db:.1} dB");
+                assert!(
+                    db < limit_db,
+                    "{host}<->{model} {filter:?}: error {db:.1} dB"
+                );
             }
         }
     }
@@ -383,7 +400,11 @@ mod tests {
         for k in [2_000usize, 5_000, 9_999] {
             let t = (k as f64 * 160.0 - 480.0) / 147.0;
             let want = (std::f64::consts::TAU * 500.0 * t / 48_000.0).sin() * 0.5;
-            assert!((out[k] as f64 - want).abs() < 1e-4, "k {k}: {} vs {want}", out[k]);
+            assert!(
+                (out[k] as f64 - want).abs() < 1e-4,
+                "k {k}: {} vs {want}",
+                out[k]
+            );
         }
     }
 
@@ -392,7 +413,8 @@ mod tests {
         // 20 kHz at 48 kHz down to 16 kHz must vanish (it is above the new Nyquist).
         let mut r = Resampler::new(48_000, 16_000, FilterSpec::LIVE, 0, 1, 1024).unwrap();
         let out = run(&mut r, &sine(48_000, 48_000.0, 20_000.0), 1000);
-        let rms = (out[1000..].iter().map(|x| x * x).sum::<f32>() / (out.len() - 1000) as f32).sqrt();
+        let rms =
+            (out[1000..].iter().map(|x| x * x).sum::<f32>() / (out.len() - 1000) as f32).sqrt();
         assert!(20.0 * (rms / 0.3536).log10() < -60.0, "alias rms {rms}");
     }
 

@@ -419,7 +419,10 @@ mod tests {
         assert_eq!(before, 10);
         let mut buf = [0.0; 10];
         assert_eq!(worker.pop_input(&mut buf), 10);
-        assert_eq!(worker.take_mark().map(|m| m.kind), Some(MarkKind::Bypass(true)));
+        assert_eq!(
+            worker.take_mark().map(|m| m.kind),
+            Some(MarkKind::Bypass(true))
+        );
         let (mark, before) = worker.poll();
         assert_eq!((mark, before), (None, 5));
     }
@@ -432,13 +435,25 @@ mod tests {
         assert!(worker.push_chunk(120, &[3.0; 10], true));
         audio.discard_before(103);
         let a = audio.availability(103, 30);
-        assert_eq!(a, Availability { resolved: 27, audible: 7 });
+        assert_eq!(
+            a,
+            Availability {
+                resolved: 27,
+                audible: 7
+            }
+        );
         let mut out = [0.0; 7];
         assert_eq!(audio.take(103, 7, &mut out), 7);
         assert_eq!(out, [1.0; 7]);
         // The unheard run and the gap after it: resolved, not audible.
         let a = audio.availability(110, 10);
-        assert_eq!(a, Availability { resolved: 10, audible: 0 });
+        assert_eq!(
+            a,
+            Availability {
+                resolved: 10,
+                audible: 0
+            }
+        );
         audio.discard_before(121);
         assert_eq!(audio.availability(121, 9).audible, 9);
     }

@@ -6,7 +6,7 @@
 use super::latency::InferenceTiming;
 use super::*;
 use crate::models::processor::{DelayGain, ProcessError};
-use crate::synth::Lcg;
+use crate::synth::{max_step, peak_index, Lcg};
 
 /// Test model contract: 48 kHz stereo, 10 ms hop, some context and latency.
 fn spec() -> StreamSpec {
@@ -98,8 +98,20 @@ fn render_with(
     out
 }
 
-fn bounce(engine: &mut Engine, input: &[Vec<f32>], blocks: Blocks, max_block: usize) -> Vec<Vec<f32>> {
-    render_with(engine, input, blocks, max_block, &mut |_| Controls::offline(), None)
+fn bounce(
+    engine: &mut Engine,
+    input: &[Vec<f32>],
+    blocks: Blocks,
+    max_block: usize,
+) -> Vec<Vec<f32>> {
+    render_with(
+        engine,
+        input,
+        blocks,
+        max_block,
+        &mut |_| Controls::offline(),
+        None,
+    )
 }
 
 fn play(engine: &mut Engine, input: &[Vec<f32>], block: usize, speed: f64) -> Vec<Vec<f32>> {
@@ -127,29 +139,16 @@ fn assert_identical(a: &[Vec<f32>], b: &[Vec<f32>]) {
     for (c, (x, y)) in a.iter().zip(b).enumerate() {
         assert_eq!(x.len(), y.len());
         if let Some(i) = (0..x.len()).find(|&i| x[i].to_bits() != y[i].to_bits()) {
-            panic!("channel {c} differs first at sample {i}: {} vs {}", x[i], y[i]);
+            panic!(
+                "channel {c} differs first at sample {i}: {} vs {}",
+                x[i], y[i]
+            );
         }
     }
 }
 
-fn peak_index(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-        .unwrap()
-        .0
-}
-
 fn sine(len: usize, rate: f32, freq: f32, amp: f32) -> Vec<Vec<f32>> {
-    let l: Vec<f32> = (0..len)
-        .map(|i| amp * (i as f32 * freq * std::f32::consts::TAU / rate).sin())
-        .collect();
-    let r = l.iter().map(|x| x * 0.8).collect();
-    vec![l, r]
-}
-
-fn max_step(x: &[f32]) -> f32 {
-    x.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max)
+    crate::synth::sine(len, rate as f64, freq as f64, amp)
 }
 
 #[test]
@@ -161,7 +160,13 @@ fn impulse_comes_out_processed_at_the_reported_sample_for_every_rate_block_size_
                 sizes.iter().map(|&n| (Blocks::Fixed(n), n)).collect();
             cases.push((Blocks::Random(rate as u64), 4096));
             for (blocks, max_block) in cases {
-                let mut engine = start(rate, max_block, mode, DelayGain::with_gain(spec(), -1.0), timing(1));
+                let mut engine = start(
+                    rate,
+                    max_block,
+                    mode,
+                    DelayGain::with_gain(spec(), -1.0),
+                    timing(1),
+                );
                 let latency = engine.latency() as usize;
                 let at = 3_000;
                 let mut input = vec![vec![0.0f32; at + latency + 2_000]; 2];
@@ -173,12 +178,23 @@ fn impulse_comes_out_processed_at_the_reported_sample_for_every_rate_block_size_
                 assert_eq!(peak_index(&out[1]), at + latency, "{what} right");
                 // Processed, not dry: the test model flips polarity.
                 if rate == 48_000.0 {
-                    assert_eq!((out[0][at + latency], out[1][at + latency]), (-1.0, 0.5), "{what}");
+                    assert_eq!(
+                        (out[0][at + latency], out[1][at + latency]),
+                        (-1.0, 0.5),
+                        "{what}"
+                    );
                 } else {
-                    assert!(out[0][at + latency] < -0.4 && out[1][at + latency] > 0.2, "{what}");
+                    assert!(
+                        out[0][at + latency] < -0.4 && out[1][at + latency] > 0.2,
+                        "{what}"
+                    );
                 }
                 assert!(engine.status().hops.load(Ordering::Relaxed) > 0, "{what}");
-                assert_eq!(engine.status().underruns.load(Ordering::Relaxed), 0, "{what}");
+                assert_eq!(
+                    engine.status().underruns.load(Ordering::Relaxed),
+                    0,
+                    "{what}"
+                );
             }
         }
     }
@@ -189,15 +205,30 @@ fn real_time_with_a_fast_worker_matches_the_bounce_exactly() {
     let rate = 48_000.0;
     let input = sine(24_000, rate, 330.0, 0.5);
     // A generous measured time keeps a busy CI machine from making this exactness test flaky.
-    let mut offline = start(rate, 128, Mode::Live, DelayGain::with_gain(spec(), -0.7), timing(15));
+    let mut offline = start(
+        rate,
+        128,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -0.7),
+        timing(15),
+    );
     let bounced = bounce(&mut offline, &input, Blocks::Fixed(128), 128);
-    let mut live = start(rate, 128, Mode::Live, DelayGain::with_gain(spec(), -0.7), timing(15));
+    let mut live = start(
+        rate,
+        128,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -0.7),
+        timing(15),
+    );
     wait_running(&live);
     let played = play(&mut live, &input, 128, 1.0);
     assert_eq!(live.status().underruns.load(Ordering::Relaxed), 0);
     assert_identical(&played, &bounced);
     let latency = live.latency() as usize;
-    assert!((played[0][latency + 5_000] + 0.7 * input[0][5_000]).abs() < 1e-6, "processed");
+    assert!(
+        (played[0][latency + 5_000] + 0.7 * input[0][5_000]).abs() < 1e-6,
+        "processed"
+    );
 }
 
 #[test]
@@ -211,12 +242,22 @@ fn a_late_worker_crossfades_to_dry_without_clicks_gaps_or_nan() {
     wait_running(&engine);
     let out = play(&mut engine, &input, 128, 1.0);
     let latency = engine.latency() as usize;
-    assert!(engine.status().underruns.load(Ordering::Relaxed) > 0, "the slow worker must underrun");
-    assert!(engine.status().late_hops.load(Ordering::Relaxed) > 0, "late hops are skipped");
+    assert!(
+        engine.status().underruns.load(Ordering::Relaxed) > 0,
+        "the slow worker must underrun"
+    );
+    assert!(
+        engine.status().late_hops.load(Ordering::Relaxed) > 0,
+        "late hops are skipped"
+    );
     assert!(out.iter().flatten().all(|x| x.is_finite()));
     for (c, chan) in out.iter().enumerate() {
         let limit = max_step(&input[c]) * 1.5 + 1e-3;
-        assert!(max_step(chan) <= limit, "channel {c}: step {} vs {limit}", max_step(chan));
+        assert!(
+            max_step(chan) <= limit,
+            "channel {c}: step {} vs {limit}",
+            max_step(chan)
+        );
         // No gap: after the latency, the output is never silent for a whole crossfade.
         let silent = chan[latency + 64..]
             .windows(64)
@@ -246,7 +287,11 @@ fn skipped_hops_never_click_over_random_block_sizes() {
         );
         for (c, chan) in out.iter().enumerate() {
             let limit = max_step(&input[c]) * 1.5 + 1e-3;
-            assert!(max_step(chan) <= limit, "seed {seed} channel {c}: step {} vs {limit}", max_step(chan));
+            assert!(
+                max_step(chan) <= limit,
+                "seed {seed} channel {c}: step {} vs {limit}",
+                max_step(chan)
+            );
         }
     }
 }
@@ -269,8 +314,14 @@ fn after_the_input_ring_overflows_processed_audio_is_aligned_not_a_block_early()
     };
     let p = DelayGain::with_gain(spec(), -1.0);
     // The input ring holds about 1.6 s here: a 2.5 s load overflows it in real time.
-    let mut engine = Engine::start(config, Mode::Live, p.spec, slow_loader(p, Duration::from_millis(2_500)), timing(1))
-        .unwrap();
+    let mut engine = Engine::start(
+        config,
+        Mode::Live,
+        p.spec,
+        slow_loader(p, Duration::from_millis(2_500)),
+        timing(1),
+    )
+    .unwrap();
     let latency = engine.latency() as usize;
     let at = 156_000;
     let len = at + latency + 8_192;
@@ -278,14 +329,32 @@ fn after_the_input_ring_overflows_processed_audio_is_aligned_not_a_block_early()
     input[0][at] = 1.0;
     input[1][at] = 1.0;
     let out = play(&mut engine, &input, 4096, 1.0);
-    assert!(engine.status().overflows.load(Ordering::Relaxed) > 0, "the ring must overflow");
-    assert_eq!(peak_index(&out[0]), at + latency, "{}", engine.plan().describe());
-    assert_eq!(out[0][at + latency], -1.0, "processed (flipped), exactly at the latency");
+    assert!(
+        engine.status().overflows.load(Ordering::Relaxed) > 0,
+        "the ring must overflow"
+    );
+    assert_eq!(
+        peak_index(&out[0]),
+        at + latency,
+        "{}",
+        engine.plan().describe()
+    );
+    assert_eq!(
+        out[0][at + latency],
+        -1.0,
+        "processed (flipped), exactly at the latency"
+    );
 }
 
 #[test]
 fn reset_mid_stream_restarts_with_the_same_alignment() {
-    let mut engine = start(48_000.0, 256, Mode::Live, DelayGain::with_gain(spec(), -1.0), timing(1));
+    let mut engine = start(
+        48_000.0,
+        256,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -1.0),
+        timing(1),
+    );
     let latency = engine.latency() as usize;
     let input = sine(10_000, 48_000.0, 440.0, 0.5);
     bounce(&mut engine, &input, Blocks::Fixed(256), 256);
@@ -310,17 +379,40 @@ fn a_model_swap_is_crossfaded_and_lands_exactly() {
     let latency = engine.latency() as usize;
     let input = sine(40_000, rate, 200.0, 0.5);
     let half = |c: &Vec<f32>, r: std::ops::Range<usize>| c[r].to_vec();
-    let first = bounce(&mut engine, &[half(&input[0], 0..20_000), half(&input[1], 0..20_000)], Blocks::Fixed(64), 64);
-    assert!(engine.swapper().swap(Box::new(DelayGain::with_gain(spec(), 0.25))).is_ok());
-    let second = bounce(&mut engine, &[half(&input[0], 20_000..40_000), half(&input[1], 20_000..40_000)], Blocks::Fixed(64), 64);
+    let first = bounce(
+        &mut engine,
+        &[half(&input[0], 0..20_000), half(&input[1], 0..20_000)],
+        Blocks::Fixed(64),
+        64,
+    );
+    assert!(engine
+        .swapper()
+        .swap(Box::new(DelayGain::with_gain(spec(), 0.25)))
+        .is_ok());
+    let second = bounce(
+        &mut engine,
+        &[
+            half(&input[0], 20_000..40_000),
+            half(&input[1], 20_000..40_000),
+        ],
+        Blocks::Fixed(64),
+        64,
+    );
     let out: Vec<f32> = first[0].iter().chain(&second[0]).copied().collect();
     for (i, &y) in out.iter().enumerate().take(20_000).skip(latency) {
         assert_eq!(y, input[0][i - latency], "before the swap, sample {i}");
     }
     for (i, &y) in out.iter().enumerate().skip(out.len() - 2_000) {
-        assert!((y - 0.25 * input[0][i - latency]).abs() < 1e-6, "after the swap, sample {i}");
+        assert!(
+            (y - 0.25 * input[0][i - latency]).abs() < 1e-6,
+            "after the swap, sample {i}"
+        );
     }
-    assert!(max_step(&out) <= max_step(&input[0]) * 1.5, "swap click: {}", max_step(&out));
+    assert!(
+        max_step(&out) <= max_step(&input[0]) * 1.5,
+        "swap click: {}",
+        max_step(&out)
+    );
 }
 
 #[test]
@@ -339,13 +431,21 @@ fn a_model_that_fails_to_load_passes_latency_aligned_dry_audio() {
     )
     .unwrap();
     let start = Instant::now();
-    while engine.status().state() != EngineState::Failed && start.elapsed() < Duration::from_secs(5) {
+    while engine.status().state() != EngineState::Failed && start.elapsed() < Duration::from_secs(5)
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(engine.status().message().contains("/x/y.onnx is missing"));
     let latency = engine.latency() as usize;
     let input = sine(8_000, 44_100.0, 1_000.0, 0.7);
-    let out = render_with(&mut engine, &input, Blocks::Random(7), 512, &mut |_| Controls::offline(), None);
+    let out = render_with(
+        &mut engine,
+        &input,
+        Blocks::Random(7),
+        512,
+        &mut |_| Controls::offline(),
+        None,
+    );
     for c in 0..2 {
         assert!(out[c][..latency].iter().all(|&x| x == 0.0));
         assert_eq!(&out[c][latency..], &input[c][..input[c].len() - latency]);
@@ -354,7 +454,13 @@ fn a_model_that_fails_to_load_passes_latency_aligned_dry_audio() {
 
 #[test]
 fn bypass_is_the_aligned_dry_signal_and_does_not_run_the_model() {
-    let mut engine = start(48_000.0, 64, Mode::Live, DelayGain::with_gain(spec(), 0.1), timing(1));
+    let mut engine = start(
+        48_000.0,
+        64,
+        Mode::Live,
+        DelayGain::with_gain(spec(), 0.1),
+        timing(1),
+    );
     let latency = engine.latency() as usize;
     let input = sine(24_000, 48_000.0, 500.0, 0.5);
     let out = render_with(
@@ -381,7 +487,13 @@ fn bypass_is_the_aligned_dry_signal_and_does_not_run_the_model() {
 fn bounces_with_bypass_automation_are_deterministic_and_aligned() {
     let input = sine(48_000, 48_000.0, 300.0, 0.6);
     let run = || {
-        let mut e = start(48_000.0, 512, Mode::Live, DelayGain::with_gain(spec(), -0.5), timing(1));
+        let mut e = start(
+            48_000.0,
+            512,
+            Mode::Live,
+            DelayGain::with_gain(spec(), -0.5),
+            timing(1),
+        );
         let out = render_with(
             &mut e,
             &input,
@@ -400,9 +512,16 @@ fn bounces_with_bypass_automation_are_deterministic_and_aligned() {
     assert_identical(&a, &b);
     // Processed before and well after the bypass, dry during it.
     for i in [6_000usize, 40_000] {
-        assert!((a[0][i + latency] + 0.5 * input[0][i]).abs() < 1e-6, "processed at {i}");
+        assert!(
+            (a[0][i + latency] + 0.5 * input[0][i]).abs() < 1e-6,
+            "processed at {i}"
+        );
     }
-    assert_eq!(a[0][20_000 + latency], input[0][20_000], "dry while bypassed");
+    assert_eq!(
+        a[0][20_000 + latency],
+        input[0][20_000],
+        "dry while bypassed"
+    );
 }
 
 /// A processor that hangs from its `hang_at`-th hop on.
@@ -450,7 +569,11 @@ fn a_hung_model_fails_a_bounce_once_and_dropping_the_engine_does_not_wait_for_it
     let started = Instant::now();
     let out = bounce(&mut engine, &input, Blocks::Fixed(256), 256);
     // One timeout for the whole bounce, not one per block.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(engine.status().state(), EngineState::Failed);
     assert!(engine.status().message().contains("stopped responding"));
     // After the stall: the aligned dry signal.
@@ -459,7 +582,11 @@ fn a_hung_model_fails_a_bounce_once_and_dropping_the_engine_does_not_wait_for_it
     }
     let t = Instant::now();
     drop(engine);
-    assert!(t.elapsed() < WORKER_JOIN_TIMEOUT + Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < WORKER_JOIN_TIMEOUT + Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -485,7 +612,13 @@ fn dropping_an_engine_whose_model_is_still_loading_returns_promptly() {
 
 #[test]
 fn after_a_panic_the_output_is_the_aligned_dry_signal() {
-    let mut engine = start(48_000.0, 128, Mode::Live, DelayGain::with_gain(spec(), -1.0), timing(1));
+    let mut engine = start(
+        48_000.0,
+        128,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -1.0),
+        timing(1),
+    );
     let latency = engine.latency() as usize;
     engine.panic_at = Some(10_000);
     let input = sine(30_000, 48_000.0, 400.0, 0.5);
@@ -506,13 +639,27 @@ fn after_a_panic_the_output_is_the_aligned_dry_signal() {
 fn a_measured_inference_time_retimes_the_engine_once_without_a_click() {
     // No timing known: the plan starts provisional (one hop of budget), the worker measures,
     // the engine fades out, moves to the measured latency and fades back in.
-    let mut engine = start(48_000.0, 128, Mode::Live, DelayGain::with_gain(spec(), -1.0), WorkerOptions::default());
+    let mut engine = start(
+        48_000.0,
+        128,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -1.0),
+        WorkerOptions::default(),
+    );
     let provisional = engine.latency();
     assert!(!engine.plan().budget_measured);
     let input = sine(48_000, 48_000.0, 200.0, 0.5);
     let out = bounce(&mut engine, &input, Blocks::Fixed(128), 128);
-    assert!(engine.plan().budget_measured, "{}", engine.plan().describe());
-    assert!(engine.latency() < provisional, "{} vs {provisional}", engine.latency());
+    assert!(
+        engine.plan().budget_measured,
+        "{}",
+        engine.plan().describe()
+    );
+    assert!(
+        engine.latency() < provisional,
+        "{} vs {provisional}",
+        engine.latency()
+    );
     assert!(engine.take_latency_changed());
     assert!(max_step(&out[0]) <= max_step(&input[0]) * 1.5 + 1e-3);
     // Afterwards, processed audio at the new latency.
@@ -528,12 +675,21 @@ fn a_measured_inference_time_retimes_the_engine_once_without_a_click() {
 fn two_bounces_are_bit_identical() {
     let input = sine(30_000, 44_100.0, 123.0, 0.9);
     let run = || {
-        let mut e = start(44_100.0, 1024, Mode::Studio, DelayGain::with_gain(spec(), -1.0), timing(1));
+        let mut e = start(
+            44_100.0,
+            1024,
+            Mode::Studio,
+            DelayGain::with_gain(spec(), -1.0),
+            timing(1),
+        );
         bounce(&mut e, &input, Blocks::Random(99), 1024)
     };
     let (a, b) = (run(), run());
     assert_identical(&a, &b);
-    assert!(a[0].iter().any(|&x| x.abs() > 0.5), "the bounce carries the signal");
+    assert!(
+        a[0].iter().any(|&x| x.abs() > 0.5),
+        "the bounce carries the signal"
+    );
 }
 
 #[test]

@@ -51,7 +51,9 @@ pub fn measure(processor: &mut dyn HopProcessor) -> Result<InferenceTiming, Stri
     let mut settled_max = 0u64;
     while passes.len() < WARMUP_MAX_PASSES && started.elapsed() < WARMUP_MAX_TIME {
         for s in window.iter_mut() {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *s = ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
         }
         let t = Instant::now();
@@ -60,7 +62,7 @@ pub fn measure(processor: &mut dyn HopProcessor) -> Result<InferenceTiming, Stri
             .map_err(|e| format!("the model failed while warming up: {e}"))?;
         passes.push(t.elapsed().as_nanos() as u64);
         // Settled: a batch of 25 passes with no new maximum, after the minimum.
-        if passes.len() % 25 == 0 {
+        if passes.len().is_multiple_of(25) {
             let max = passes.iter().copied().max().unwrap_or(0);
             if passes.len() >= WARMUP_MIN_PASSES && max == settled_max {
                 break;
@@ -113,7 +115,8 @@ impl Worker {
             if let Some(p) = &mut pipeline {
                 if let Ok(next) = self.swaps.try_recv() {
                     if let Err(e) = p.install(next) {
-                        self.status.set(EngineState::Failed, format!("the new model: {e}"));
+                        self.status
+                            .set(EngineState::Failed, format!("the new model: {e}"));
                     } else {
                         self.status.set(EngineState::Running, "running");
                     }
@@ -176,7 +179,9 @@ impl Worker {
             // 2. More input, up to the next mark.
             let (mark, available) = self.end.poll();
             if available > 0 {
-                let max = pipeline.as_ref().map_or(scratch.len() / ch, |p| p.max_feed());
+                let max = pipeline
+                    .as_ref()
+                    .map_or(scratch.len() / ch, |p| p.max_feed());
                 let n = (available as usize).min(max);
                 let got = self.end.pop_input(&mut scratch[..n * ch]);
                 if let Some(p) = &mut pipeline {

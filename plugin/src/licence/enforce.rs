@@ -137,7 +137,9 @@ impl Licensing {
             ) {
                 Ok((m, t)) => (Some(m), Some(t)),
                 Err(e) => {
-                    log(&format!("Refrain licence: fingerprint matching is off: {e}"));
+                    log(&format!(
+                        "Refrain licence: fingerprint matching is off: {e}"
+                    ));
                     (None, None)
                 }
             },

@@ -99,10 +99,11 @@ impl OnnxModel {
         let spec = manifest.spec();
         let bind = |e: ort::Error| ModelError::Probe(format!("binding the tensors: {e}"));
         let allocator = Allocator::default();
-        let input = Tensor::<f32>::new(&allocator, [1usize, spec.channels, spec.context + spec.hop])
-            .map_err(bind)?;
-        let mut output = Tensor::<f32>::new(&allocator, [1usize, spec.channels, spec.hop])
-            .map_err(bind)?;
+        let input =
+            Tensor::<f32>::new(&allocator, [1usize, spec.channels, spec.context + spec.hop])
+                .map_err(bind)?;
+        let mut output =
+            Tensor::<f32>::new(&allocator, [1usize, spec.channels, spec.hop]).map_err(bind)?;
         let mut binding = session.create_binding().map_err(bind)?;
         binding
             .bind_output(manifest.output.name.as_str(), &mut output)

@@ -199,7 +199,9 @@ pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
             .map_err(|e| e.to_string())
     };
     if cpu_forced() {
-        let session = base()?.commit_from_memory(bytes).map_err(|e| e.to_string())?;
+        let session = base()?
+            .commit_from_memory(bytes)
+            .map_err(|e| e.to_string())?;
         return Ok(DeviceSession {
             session,
             device: format!("{cpu_name} ({ENV_DEVICE}=cpu)"),
@@ -231,7 +233,9 @@ pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
             Err(e) => refused.push(format!("the {name} provider failed to load: {e}")),
         }
     }
-    let session = base()?.commit_from_memory(bytes).map_err(|e| e.to_string())?;
+    let session = base()?
+        .commit_from_memory(bytes)
+        .map_err(|e| e.to_string())?;
     let device = if refused.is_empty() {
         cpu_name
     } else {
