@@ -25,6 +25,20 @@ use std::time::Duration;
 pub const ENV_WORKER_DELAY_MS: &str = "REFRAIN_FAULT_WORKER_DELAY_MS";
 /// Fault injection for tests: milliseconds the model takes to load.
 pub const ENV_LOAD_DELAY_MS: &str = "REFRAIN_FAULT_LOAD_DELAY_MS";
+/// A fixed inference time per hop, in milliseconds, instead of the measured one: for a
+/// performer who wants the same latency every night, and for tests that compare two builds.
+pub const ENV_INFERENCE_MS: &str = "REFRAIN_INFERENCE_MS";
+
+/// The inference time `REFRAIN_INFERENCE_MS` fixes, if it is set to a number.
+fn fixed_timing() -> Option<InferenceTiming> {
+    let ms: f64 = std::env::var(ENV_INFERENCE_MS).ok()?.trim().parse().ok()?;
+    let ns = (ms.clamp(0.0, 1_000.0) * 1e6) as u64;
+    Some(InferenceTiming {
+        passes: 0,
+        max_ns: ns,
+        median_ns: ns,
+    })
+}
 
 /// How long building a chain waits for the model's inference time to be measured, so the
 /// reported latency is final at once. A model slower to load than this starts with a
@@ -138,7 +152,8 @@ impl Chain {
                     // Not even loaded, until the licence allows it.
                     Some(reason) => Box::new(move || Err(reason)),
                     None => {
-                        options.timing = cached_timing(&timing_identity(&manifest, &source));
+                        options.timing = fixed_timing()
+                            .or_else(|| cached_timing(&timing_identity(&manifest, &source)));
                         let source = source.clone();
                         let delay = fault_ms(ENV_LOAD_DELAY_MS);
                         Box::new(move || {

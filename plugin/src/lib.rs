@@ -15,6 +15,7 @@ pub mod editor;
 pub mod engine;
 pub mod licence;
 pub mod loader;
+pub mod media;
 pub mod models;
 pub mod params;
 pub mod render;

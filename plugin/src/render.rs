@@ -5,16 +5,13 @@ use crate::engine::latency::Mode;
 use crate::engine::{Controls, EngineConfig};
 use crate::licence::enforce::Setting;
 use crate::models::ModelSource;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Why a render failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
     #[error("{0}")]
     Engine(#[from] crate::engine::EngineError),
     #[error("the model did not run: {0}")]
@@ -35,53 +32,6 @@ pub struct RenderReport {
     pub seconds: f64,
     pub real_time_factor: f64,
     pub underruns: u64,
-}
-
-/// Reads a WAV file as planar f32.
-pub fn read_wav(path: &Path) -> Result<(Vec<Vec<f32>>, u32), RenderError> {
-    let err = |e: hound::Error| RenderError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let mut r = hound::WavReader::open(path).map_err(err)?;
-    let spec = r.spec();
-    let ch = spec.channels as usize;
-    let samples: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>().map_err(err)?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()
-                .map_err(err)?
-        }
-    };
-    let mut out = vec![Vec::with_capacity(samples.len() / ch.max(1)); ch];
-    for (i, s) in samples.into_iter().enumerate() {
-        out[i % ch].push(s);
-    }
-    Ok((out, spec.sample_rate))
-}
-
-/// Writes planar f32 as a 32-bit float WAV.
-pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<(), RenderError> {
-    let err = |e: hound::Error| RenderError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let spec = hound::WavSpec {
-        channels: audio.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
-    for i in 0..audio.first().map_or(0, |c| c.len()) {
-        for c in audio {
-            w.write_sample(c[i]).map_err(err)?;
-        }
-    }
-    w.finalize().map_err(err)
 }
 
 /// `input` with `latency` samples of silence appended to each channel, so a

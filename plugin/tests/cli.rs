@@ -59,7 +59,7 @@ fn rights_holder_and_user_tools_work_end_to_end() {
 
     // The licensed recording and the description.
     let song = refrain::synth::song(1, 12.0, 48_000);
-    refrain::render::write_wav(&d.join("track.wav"), &song, 48_000).unwrap();
+    refrain::media::write_wav(&d.join("track.wav"), &song, 48_000).unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo-remix/model.toml");
     std::fs::write(
         d.join("licence.toml"),
@@ -182,7 +182,7 @@ share_percent = 25
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(data.join("licences/cli-test-licence.paseto").is_file());
-    let (out, _) = refrain::render::read_wav(&d.join("out.wav")).unwrap();
+    let (out, _) = refrain::media::read_wav(&d.join("out.wav")).unwrap();
     let diff: f32 = out[0]
         .iter()
         .zip(&song[0])
@@ -191,7 +191,7 @@ share_percent = 25
     assert!(diff > 100.0, "the model was not heard ({diff})");
     // Another recording under the same licence is refused by the fingerprint.
     let other = refrain::synth::song(2, 30.0, 48_000);
-    refrain::render::write_wav(&d.join("other.wav"), &other, 48_000).unwrap();
+    refrain::media::write_wav(&d.join("other.wav"), &other, 48_000).unwrap();
     let o = refrain(
         &data,
         &[

@@ -696,5 +696,5 @@ pub use refrain::synth::{impulse, max_step, peak_index, sine, Lcg};
 
 /// Writes planar f32 to a 32-bit float WAV (the plugin crate's writer).
 pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<()> {
-    Ok(refrain::render::write_wav(path, audio, rate)?)
+    Ok(refrain::media::write_wav(path, audio, rate)?)
 }

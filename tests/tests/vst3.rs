@@ -16,6 +16,10 @@ fn clap_bounce(rate: f64, block: u32, input: &[Vec<f32>]) -> (u32, Vec<Vec<f32>>
 
 #[test]
 fn the_vst3_build_matches_the_clap_build_bit_for_bit() {
+    // The two builds are two libraries, each measuring the model's inference time on its own:
+    // fix it so both plan the same latency. SAFETY: the only test in this process, before any
+    // plugin thread starts.
+    unsafe { std::env::set_var(refrain::chain::ENV_INFERENCE_MS, "2") };
     let mut v = Vst3Host::load(&default_vst3_path()).expect("load Refrain.vst3");
     for (rate, block) in [(48_000.0, 256u32), (44_100.0, 512), (96_000.0, 64)] {
         let input = refrain::synth::song(3, 2.0, rate as u32);

@@ -383,7 +383,7 @@ fn main() -> Result<()> {
                 Some(arg) => Some(resolve_track(&Store::open_default()?, arg)?),
                 None => None,
             };
-            let (audio, rate) = refrain::render::read_wav(&input)?;
+            let (audio, rate) = refrain::media::read_wav(&input)?;
             if audio.is_empty() || audio.len() > 2 {
                 anyhow::bail!(
                     "{} has {} channels; Refrain renders mono or stereo",
@@ -408,7 +408,7 @@ fn main() -> Result<()> {
                 |f| bar.set_position((f * 1000.0) as u64),
             )?;
             bar.finish_and_clear();
-            refrain::render::write_wav(&output, &out, rate)?;
+            refrain::media::write_wav(&output, &out, rate)?;
             println!("model:        {}", source.to_state());
             println!("{}", report.latency_terms);
             println!(

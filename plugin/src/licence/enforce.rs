@@ -182,3 +182,28 @@ impl Licensing {
         self.latch.relatch(&self.gate);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_performance_needs_live_and_a_daw_does_not() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../models/demo-remix/model.toml"),
+        )
+        .unwrap();
+        let manifest = Manifest::parse(&text).unwrap();
+        let studio = requirement(&manifest, Setting::Studio, None).unwrap();
+        assert_eq!(studio.uses, vec![Use::Remix]);
+        let stage = requirement(&manifest, Setting::PublicPerformance, None).unwrap();
+        assert_eq!(stage.uses, vec![Use::Remix, Use::Live]);
+        assert!(requirement(
+            &crate::models::builtin_manifest(),
+            Setting::PublicPerformance,
+            None
+        )
+        .is_none());
+    }
+}

@@ -184,7 +184,7 @@ impl LicenceSpec {
             .or_else(|| self.track.audio.as_ref().map(|a| base.join(a)));
         let fingerprint = match audio_path {
             Some(p) => {
-                let (channels, rate) = crate::render::read_wav(&p)
+                let (channels, rate) = crate::media::read_wav(&p)
                     .map_err(|e| spec_err(format!("{}: {e}", p.display())))?;
                 let fp = fingerprint::compute(&channels, rate)
                     .map_err(|e| spec_err(format!("{}: {e}", p.display())))?;

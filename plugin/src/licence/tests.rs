@@ -536,7 +536,7 @@ fn key_files_round_trip_and_mismatched_halves_are_refused() {
 fn a_licence_description_becomes_valid_claims() {
     let dir = tempfile::tempdir().unwrap();
     let song = crate::synth::song(1, 6.0, 48_000);
-    crate::render::write_wav(&dir.path().join("track.wav"), &song, 48_000).unwrap();
+    crate::media::write_wav(&dir.path().join("track.wav"), &song, 48_000).unwrap();
     let spec = format!(
         r#"
 licensee = "DJ Example"
