@@ -195,6 +195,12 @@ impl Chain {
         })
     }
 
+    /// Whether the licence kept the model from loading when this chain was built (a chain
+    /// like this is rebuilt, not kept, once the licence allows the model).
+    pub fn model_refused(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|v| !v.state.allows())
+    }
+
     /// The engine of a chain running the built-in model (benchmarks, soak runs, tests).
     pub fn built_in(config: EngineConfig, mode: Mode) -> Result<Engine, EngineError> {
         let key = ChainKey {

@@ -132,7 +132,10 @@ impl Plugin for Refrain {
         }
         // A restart with the same choices (a host honouring a latency change, a render-mode
         // switch) keeps the running chain: no reload, the same measured latency.
-        let keep = self.slot.current().is_some_and(|c| c.key == key);
+        let keep = self
+            .slot
+            .current()
+            .is_some_and(|c| c.key == key && !c.model_refused());
         if keep {
             self.slot.reset();
         } else {

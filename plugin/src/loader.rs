@@ -16,6 +16,7 @@ use crate::editor::EditorShared;
 use crate::engine::latency::LatencyPlan;
 use crate::engine::{EngineConfig, ModelSwapper};
 use crate::licence::enforce::Setting;
+use crate::licence::gate::LicenceGate;
 use crate::models::ModelSource;
 use crate::params::RefrainParams;
 use parking_lot::Mutex;
@@ -42,6 +43,9 @@ pub struct LoaderState {
     pub swapper: Option<ModelSwapper>,
     /// Whether the running model needs a licence (then no hot swap).
     pub running_licensed: bool,
+    /// When the licence kept the running model from loading: its gate, so the chain is
+    /// rebuilt (and the model loaded) once a renewed licence allows it.
+    pub refused: Option<Arc<LicenceGate>>,
     /// Bumped at every (re)activation and deactivation: a chain built for an older
     /// generation is discarded.
     pub generation: u64,
@@ -54,6 +58,17 @@ impl LoaderState {
         self.running_plan = Some(*chain.engine.plan());
         self.swapper = Some(chain.engine.swapper());
         self.running_licensed = chain.licensing.is_some();
+        self.refused = chain
+            .licensing
+            .as_ref()
+            .filter(|_| chain.model_refused())
+            .map(|l| l.gate.clone());
+    }
+
+    /// Whether the running chain is what `desired` asks for, and needs no rebuild.
+    fn is_current(&self, desired: &ChainKey) -> bool {
+        self.running.as_ref() == Some(desired)
+            && !self.refused.as_ref().is_some_and(|g| g.state().allows())
     }
 }
 
@@ -163,7 +178,7 @@ fn run(
                 continue;
             };
             let desired = desired_key(&params, config, setting);
-            if state.running.as_ref() == Some(&desired) {
+            if state.is_current(&desired) {
                 continue;
             }
             (
@@ -198,6 +213,7 @@ fn run(
                 let mut state = shared.state.lock();
                 if state.generation == generation {
                     state.running = Some(desired);
+                    state.refused = None;
                 }
                 continue;
             }

@@ -1,9 +1,11 @@
-//! Project tasks: `cargo xtask setup | bundle | demo | test | models`.
+//! Project tasks: `cargo xtask setup [--gpu] | bundle | install | demo | test | models`.
 //!
 //! `setup` installs what the build and the runtime need (Debian packages when root, the ONNX
-//! Runtime library from PyPI's `onnxruntime` wheel, checked by hash); `bundle` delegates to
-//! nice-plug-xtask and puts ONNX Runtime beside the bundles; `demo` renders a synthesised
-//! input through the bundled plugin in Refrain's own CLAP host; `test` runs the suite.
+//! Runtime library from PyPI's `onnxruntime` wheel, checked by hash; with `--gpu`, the GPU
+//! build from `onnxruntime-gpu` with its CUDA and TensorRT providers, checked the same way);
+//! `bundle` delegates to nice-plug-xtask and puts ONNX Runtime beside the bundles; `install`
+//! copies the bundles into the per-user plugin folders; `demo` renders a synthesised input
+//! through the bundled plugin in Refrain's own CLAP host; `test` runs the suite.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -12,8 +14,58 @@ use std::process::Command;
 
 const ORT_WHEEL_VERSION: &str = "1.31.1";
 const ORT_LIB: &str = "libonnxruntime.so.1.31.1";
-const ORT_LIB_SHA256: &str = "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3";
 const ORT_PROVIDERS: &str = "libonnxruntime_providers_shared.so";
+
+/// One build of ONNX Runtime from a PyPI wheel: the files taken out of it, each pinned.
+struct RuntimeBuild {
+    /// The wheel's project name on PyPI.
+    wheel: &'static str,
+    /// Where the files go, under `target/`.
+    dir: &'static str,
+    /// `(file in onnxruntime/capi/, sha256)`.
+    files: &'static [(&'static str, &'static str)],
+}
+
+/// The CPU build (manylinux_2_28_x86_64 wheel).
+const CPU: RuntimeBuild = RuntimeBuild {
+    wheel: "onnxruntime",
+    dir: "onnxruntime",
+    files: &[
+        (
+            ORT_LIB,
+            "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
+        ),
+        (
+            ORT_PROVIDERS,
+            "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
+        ),
+    ],
+};
+
+/// The GPU build: the runtime with the CUDA and TensorRT execution providers (they need CUDA
+/// 13 and cuDNN 9 on the machine; without them the plugin falls back to the CPU and says why).
+const GPU: RuntimeBuild = RuntimeBuild {
+    wheel: "onnxruntime-gpu",
+    dir: "onnxruntime-gpu",
+    files: &[
+        (
+            ORT_LIB,
+            "5104254339ecadae808da771bd0b63b240f0dbd466514234905e54372435c303",
+        ),
+        (
+            ORT_PROVIDERS,
+            "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
+        ),
+        (
+            "libonnxruntime_providers_cuda.so",
+            "d5290158115fa5569a3fe8f1f4037ee9b0e86658a96e52f852bbb7039aa88137",
+        ),
+        (
+            "libonnxruntime_providers_tensorrt.so",
+            "1882ee49fdb0e6fc2d272b00cfaf9a3310bf8580a34385c0eec4d82014ea172e",
+        ),
+    ],
+};
 
 /// Debian packages the build needs (egui/baseview, the standalone's ALSA and JACK).
 const APT_PACKAGES: &[&str] = &[
@@ -40,8 +92,8 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-fn ort_dir() -> PathBuf {
-    root().join("target/onnxruntime")
+fn runtime_dir(build: &RuntimeBuild) -> PathBuf {
+    root().join("target").join(build.dir)
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -111,12 +163,20 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
 }
 
-/// Fetches PyPI's onnxruntime wheel with pip and extracts the shared library, checked by hash.
-/// Idempotent: a verified library is left alone.
-fn setup_runtime() -> Result<PathBuf> {
-    let dir = ort_dir();
+/// Fetches `build`'s PyPI wheel with pip and extracts its libraries, each checked by hash.
+/// Idempotent: verified libraries are left alone.
+fn setup_runtime(build: &RuntimeBuild) -> Result<PathBuf> {
+    let dir = runtime_dir(build);
     let lib = dir.join(ORT_LIB);
-    if lib.exists() && sha256_file(&lib)? == ORT_LIB_SHA256 {
+    let verified = |name: &str, want: &str| -> Result<bool> {
+        let p = dir.join(name);
+        Ok(p.exists() && sha256_file(&p)? == want)
+    };
+    let mut all = true;
+    for (name, want) in build.files {
+        all &= verified(name, want)?;
+    }
+    if all {
         return Ok(lib);
     }
     std::fs::create_dir_all(&dir)?;
@@ -145,7 +205,7 @@ fn setup_runtime() -> Result<PathBuf> {
                 "--python-version",
                 "3.11",
             ])
-            .arg(format!("onnxruntime=={ORT_WHEEL_VERSION}"))
+            .arg(format!("{}=={ORT_WHEEL_VERSION}", build.wheel))
             .arg("-d")
             .arg(&wheels))?;
     }
@@ -154,21 +214,25 @@ fn setup_runtime() -> Result<PathBuf> {
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .context("pip downloaded no wheel")?;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?)?;
-    for name in [ORT_LIB, ORT_PROVIDERS] {
+    for (name, want) in build.files {
         let mut entry = zip
             .by_name(&format!("onnxruntime/capi/{name}"))
             .with_context(|| format!("{name} is not in {}", wheel.display()))?;
-        let mut out = std::fs::File::create(dir.join(name))?;
+        let target = dir.join(name);
+        let mut out = std::fs::File::create(&target)?;
         std::io::copy(&mut entry, &mut out)?;
+        drop(out);
+        let actual = sha256_file(&target)?;
+        if actual != *want {
+            std::fs::remove_file(&target)?;
+            bail!(
+                "{name} from {} has sha256 {actual}, expected {want}",
+                wheel.display()
+            );
+        }
     }
-    let actual = sha256_file(&lib)?;
-    if actual != ORT_LIB_SHA256 {
-        std::fs::remove_file(&lib)?;
-        bail!(
-            "{ORT_LIB} from {} has sha256 {actual}, expected {ORT_LIB_SHA256}",
-            wheel.display()
-        );
-    }
+    // The wheel is not needed once its libraries are out (the GPU one is 250 MB).
+    let _ = std::fs::remove_dir_all(&wheels);
     std::os::unix::fs::symlink(ORT_LIB, dir.join("libonnxruntime.so")).or_else(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             Ok(())
@@ -177,15 +241,19 @@ fn setup_runtime() -> Result<PathBuf> {
         }
     })?;
     eprintln!(
-        "ONNX Runtime {ORT_WHEEL_VERSION} ready at {}",
+        "ONNX Runtime {ORT_WHEEL_VERSION} ({}) ready at {}",
+        build.wheel,
         lib.display()
     );
     Ok(lib)
 }
 
-fn setup() -> Result<PathBuf> {
+fn setup(gpu: bool) -> Result<PathBuf> {
     setup_packages()?;
-    let lib = setup_runtime()?;
+    let lib = setup_runtime(&CPU)?;
+    if gpu {
+        setup_runtime(&GPU)?;
+    }
     fetch_models()?;
     Ok(lib)
 }
@@ -195,15 +263,19 @@ fn fetch_models() -> Result<()> {
     run(Command::new("python3").arg(root().join("models/fetch.py")))
 }
 
-/// Copies ONNX Runtime where the bundled plugin looks for it: beside the `.clap` and inside
-/// the `.vst3` next to its binary.
-fn place_runtime_in_bundles() -> Result<()> {
+/// Copies `build`'s ONNX Runtime where the bundled plugin looks for it: beside the `.clap`
+/// and inside the `.vst3` next to its binary.
+fn place_runtime_in_bundles(build: &RuntimeBuild) -> Result<()> {
     let bundled = root().join("target/bundled");
-    let vst3_bin = bundled.join("Refrain.vst3/Contents/x86_64-linux");
+    let vst3_bin = bundled.join(VST3_BINARY_DIR);
     for dir in [bundled.clone(), vst3_bin] {
         if dir.exists() {
-            for name in [ORT_LIB, ORT_PROVIDERS] {
-                std::fs::copy(ort_dir().join(name), dir.join(name))
+            // Providers of the other build must not linger beside this runtime.
+            for (name, _) in GPU.files {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            for (name, _) in build.files {
+                std::fs::copy(runtime_dir(build).join(name), dir.join(name))
                     .with_context(|| format!("copying {name} to {}", dir.display()))?;
             }
         }
@@ -211,19 +283,103 @@ fn place_runtime_in_bundles() -> Result<()> {
     Ok(())
 }
 
-fn bundle(release: bool) -> Result<()> {
-    setup_runtime()?;
+/// The VST3 bundle's binary folder on this platform.
+const VST3_BINARY_DIR: &str = "Refrain.vst3/Contents/x86_64-linux";
+
+fn bundle(release: bool, gpu: bool) -> Result<()> {
+    let build = if gpu { &GPU } else { &CPU };
+    setup_runtime(build)?;
     let mut args = vec!["bundle", "refrain"];
     if release {
         args.push("--release");
     }
     nice_plug_xtask::main_with_args("cargo xtask", args.iter().map(|s| s.to_string()))?;
-    place_runtime_in_bundles()
+    place_runtime_in_bundles(build)
+}
+
+/// The per-user plugin folders: `(CLAP, VST3)`.
+fn plugin_folders(home: &Path) -> (PathBuf, PathBuf) {
+    if cfg!(target_os = "macos") {
+        let base = home.join("Library/Audio/Plug-Ins");
+        (base.join("CLAP"), base.join("VST3"))
+    } else if cfg!(target_os = "windows") {
+        let base = std::env::var_os("LOCALAPPDATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("AppData/Local"))
+            .join("Programs/Common");
+        (base.join("CLAP"), base.join("VST3"))
+    } else {
+        (home.join(".clap"), home.join(".vst3"))
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Installs the bundles for a DAW: `Refrain.clap` (with ONNX Runtime beside it) into the CLAP
+/// folder, `Refrain.vst3` (with ONNX Runtime inside) into the VST3 folder. `home` overrides the
+/// home folder (tests); `debug` installs the debug bundle instead of a release build.
+fn install(args: &[String]) -> Result<()> {
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let value = |f: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let gpu = flag("--gpu");
+    if !flag("--no-build") {
+        bundle(!flag("--debug"), gpu)?;
+    }
+    let home = match value("--home") {
+        Some(h) => PathBuf::from(h),
+        None => dirs_home().context("no home folder: pass --home DIR")?,
+    };
+    let (clap_dir, vst3_dir) = plugin_folders(&home);
+    let bundled = root().join("target/bundled");
+    std::fs::create_dir_all(&clap_dir)?;
+    std::fs::copy(bundled.join("Refrain.clap"), clap_dir.join("Refrain.clap"))
+        .context("copying Refrain.clap")?;
+    let build = if gpu { &GPU } else { &CPU };
+    for (name, _) in GPU.files {
+        let _ = std::fs::remove_file(clap_dir.join(name));
+    }
+    for (name, _) in build.files {
+        std::fs::copy(bundled.join(name), clap_dir.join(name))
+            .with_context(|| format!("copying {name} beside Refrain.clap"))?;
+    }
+    let vst3_target = vst3_dir.join("Refrain.vst3");
+    let _ = std::fs::remove_dir_all(&vst3_target);
+    copy_dir(&bundled.join("Refrain.vst3"), &vst3_target).context("copying Refrain.vst3")?;
+    eprintln!(
+        "installed {} and {} (ONNX Runtime {ORT_WHEEL_VERSION}{} beside each); rescan plugins in your DAW",
+        clap_dir.join("Refrain.clap").display(),
+        vst3_target.display(),
+        if gpu { ", GPU build" } else { "" }
+    );
+    Ok(())
+}
+
+fn dirs_home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
 }
 
 fn demo() -> Result<()> {
-    setup()?;
-    bundle(true)?;
+    setup(false)?;
+    bundle(true, false)?;
     run(cargo().args([
         "build",
         "--release",
@@ -243,35 +399,48 @@ fn demo() -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
-    let lib = setup()?;
+    // The GPU build too: the fallback test loads it on this machine without a GPU.
+    let lib = setup(true)?;
     // The host-level tests load the debug bundle, where nice-plug aborts on any allocation
-    // inside process().
-    bundle(false)?;
+    // inside process(); it is also installed into a scratch home, as a user installs it.
+    bundle(false, false)?;
+    let home = root().join("target/install-check");
+    let _ = std::fs::remove_dir_all(&home);
+    install(&[
+        "--no-build".into(),
+        "--home".into(),
+        home.display().to_string(),
+    ])?;
     run(cargo()
         .args(["test", "--workspace"])
         .args(extra)
         .env("ORT_DYLIB_PATH", lib)
+        .env("REFRAIN_INSTALL_CHECK_HOME", &home)
         .env("REFRAIN_HOST_QUIET", "1"))
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
     match args.first().map(String::as_str) {
-        Some("setup") => setup().map(|_| ()),
+        Some("setup") => setup(flag("--gpu")).map(|_| ()),
         Some("bundle") => {
-            let release = args.iter().any(|a| a == "--release");
             if args.get(1).map(String::as_str) != Some("refrain") {
                 // Anything else goes to nice-plug-xtask as it is.
                 return nice_plug_xtask::main_with_args("cargo xtask", args.iter().cloned());
             }
-            bundle(release)
+            bundle(flag("--release"), flag("--gpu"))
         }
+        Some("install") => install(&args[1..]),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("models") => run(Command::new("python3").arg(root().join("models/generate.py"))),
         Some("fetch-models") => fetch_models(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | bundle refrain [--release] | demo | test [cargo test args] | models | fetch-models>");
+            eprintln!(
+                "usage: cargo xtask <setup [--gpu] | bundle refrain [--release] [--gpu] | install [--gpu] [--home DIR] \
+                 | demo | test [cargo test args] | models | fetch-models>"
+            );
             std::process::exit(2)
         }
     }

@@ -717,3 +717,25 @@ fn unsupported_host_rates_are_refused_with_a_reason() {
     .unwrap();
     assert!(err.to_string().contains("44101 Hz"), "{err}");
 }
+
+#[test]
+fn a_model_slower_than_real_time_says_so_at_load() {
+    let mut slow = DelayGain::with_gain(spec(), 0.5);
+    slow.sleep = Duration::from_millis(12);
+    let mut engine = start(48_000.0, 256, Mode::Live, slow, WorkerOptions::default());
+    engine.wait_for_measurement(Duration::from_secs(20));
+    let message = engine.status().message();
+    assert!(
+        message.contains("not real time on this machine"),
+        "{message}"
+    );
+    let fast = start(
+        48_000.0,
+        256,
+        Mode::Live,
+        DelayGain::new(spec()),
+        WorkerOptions::default(),
+    );
+    wait_running(&fast);
+    assert_eq!(fast.status().message(), "running");
+}

@@ -76,6 +76,21 @@ pub fn measure(processor: &mut dyn HopProcessor) -> Result<InferenceTiming, Stri
     Ok(InferenceTiming::from_passes(&mut passes[skip..]))
 }
 
+/// The running state's message: plain "running", or a warning when one hop takes longer than
+/// the audio it covers (the model cannot keep up in real time on this machine).
+pub fn running_message(plan: &LatencyPlan, timing: Option<InferenceTiming>) -> String {
+    let hop = plan.hop_seconds();
+    match timing {
+        Some(t) if t.max_ns as f64 * 1e-9 > hop => format!(
+            "running, but not real time on this machine: one hop takes {:.1} ms for {:.1} ms of audio; \
+             use Studio mode, a bounce or a remote server",
+            t.max_ns as f64 * 1e-6,
+            hop * 1e3
+        ),
+        _ => "running".into(),
+    }
+}
+
 pub(crate) struct Worker {
     pub plan: LatencyPlan,
     pub channels: usize,
@@ -252,16 +267,19 @@ impl Worker {
                 .device()
                 .unwrap_or_else(|| "CPU (built-in processor)".into()),
         );
-        match timing {
-            Ok(t) => self.status.set_timing(t),
+        match &timing {
+            Ok(t) => self.status.set_timing(*t),
             Err(e) => {
-                self.status.set(EngineState::Failed, e);
+                self.status.set(EngineState::Failed, e.clone());
                 return None;
             }
         }
         match Pipeline::new(self.plan, self.channels, processor) {
             Ok(p) => {
-                self.status.set(EngineState::Running, "running");
+                self.status.set(
+                    EngineState::Running,
+                    running_message(&self.plan, timing.ok()),
+                );
                 Some(p)
             }
             Err(e) => {

@@ -230,7 +230,10 @@ pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
                     device: format!("{name} (GPU)"),
                 })
             }
-            Err(e) => refused.push(format!("the {name} provider failed to load: {e}")),
+            Err(e) => refused.push(format!(
+                "the {name} provider failed to load: {}",
+                provider_message(&e)
+            )),
         }
     }
     let session = base()?
@@ -242,6 +245,17 @@ pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
         format!("{cpu_name} ({})", refused.join("; "))
     };
     Ok(DeviceSession { session, device })
+}
+
+/// The part of ONNX Runtime's provider error a person needs: the dynamic loader's own message
+/// (e.g. `Failed to load library …: libcublasLt.so.13: cannot open shared object file`), without
+/// the source-file prefix.
+fn provider_message(e: &str) -> &str {
+    let e = e.trim();
+    match e.find("Failed to load library") {
+        Some(i) => &e[i..],
+        None => e,
+    }
 }
 
 #[cfg(test)]
