@@ -9,7 +9,7 @@ use refrain::licence::issue::{self, LicenceSpec};
 use refrain::licence::policy::{self, Clock, LicenceState, Requirement, SystemClock};
 use refrain::licence::store::{self, RevocationList, Store};
 use refrain::licence::token::{self, IssuerKey, SigningKey};
-use refrain::licence::{claims, LicenceError};
+use refrain::licence::{claims, RevocationError, StoreError, TokenError};
 use refrain::models::ModelSource;
 use std::path::{Path, PathBuf};
 
@@ -344,7 +344,11 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
                     list.revoked_licences.len(),
                     list.revoked_keys.len()
                 ),
-                Err(LicenceError::BadSignature) | Err(LicenceError::Payload(_)) => {
+                // Not a revocation list (a licence is signed for another purpose): a licence.
+                Err(StoreError::Revocations(
+                    RevocationError::Token(TokenError::BadSignature)
+                    | RevocationError::Payload { .. },
+                )) => {
                     let id = store.install_licence(&text)?;
                     println!("cached licence {id} in {}", store.root().display());
                 }
@@ -352,11 +356,14 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
             }
         }
         LicenceCommand::List => {
-            let rows = policy::cached_licences(&store);
-            if rows.is_empty() {
+            let listing = policy::listing(&store);
+            for file in &listing.unreadable {
+                eprintln!("warning: skipped {file}");
+            }
+            if listing.licences.is_empty() {
                 println!("no licences cached in {}", store.root().display());
             }
-            for row in rows {
+            for row in listing.licences {
                 println!("{}  {}", row.id, row.text);
             }
         }

@@ -63,7 +63,7 @@ pub fn check(
         Ok(s) => s,
         Err(e) => {
             requirement(manifest, setting, None)?;
-            return Some((Verdict::invalid(&e, None), None));
+            return Some((Verdict::invalid(e, None), None));
         }
     };
     let req = requirement(manifest, setting, store.territory())?;

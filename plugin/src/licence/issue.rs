@@ -27,13 +27,53 @@
 //!
 //! Relative paths are relative to the description file.
 
-use super::claims::{self, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
+use super::claims::{self, ClaimError, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
 use super::fingerprint;
-use super::store::{RevocationList, Store};
-use super::token::{Kind, SigningKey};
-use super::LicenceError;
+use super::store::{RevocationList, Store, StoreError};
+use super::token::{KeyFile, KeyFileError, Kind, SigningKey};
+use crate::models::manifest::{Manifest, ManifestError};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a licence description cannot become a licence's claims. Each message names the field
+/// or the file at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("licence description: {reason}")]
+    Syntax { reason: String },
+    #[error("licence description: give exactly one of `expires` and `valid_days`")]
+    Expiry,
+    #[error(
+        "licence description: unknown use `{value}` (cover, remix, live, stem-export, commercial)"
+    )]
+    UnknownUse { value: String },
+    #[error("licence description: each [[models]] needs `manifest`, or `id` and `sha256`")]
+    ModelEntry,
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("licence description: split `{party}`: give exactly one of `share_bp` and `share_percent` (0 to 100)")]
+    Share { party: String },
+    /// `reason` names the file (it comes from [`crate::media::MediaError`]).
+    #[error("licence description: the licensed recording: {reason}")]
+    Audio { path: PathBuf, reason: String },
+    #[error("licence description: cannot fingerprint {}: {reason}", path.display())]
+    Fingerprint { path: PathBuf, reason: String },
+    #[error("the licence has an invalid field: {0}")]
+    Claims(#[from] ClaimError),
+}
+
+/// Why a licence or a revocation list could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("the licence has an invalid field: {0}")]
+    Claims(#[from] ClaimError),
+    #[error("the licence names issuer `{claimed}` but is signed by the key of `{key_issuer}`")]
+    IssuerMismatch { claimed: String, key_issuer: String },
+    #[error("the licence's contents cannot be encoded: {reason}")]
+    Encode { reason: String },
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+}
 
 /// A licence description, as a rights holder writes it.
 #[derive(Debug, Deserialize)]
@@ -100,13 +140,11 @@ pub struct ShareSpec {
     pub share_percent: Option<f64>,
 }
 
-fn spec_err(msg: impl Into<String>) -> LicenceError {
-    LicenceError::Payload(msg.into())
-}
-
 impl LicenceSpec {
-    pub fn from_toml(text: &str) -> Result<LicenceSpec, LicenceError> {
-        toml::from_str(text).map_err(|e| spec_err(format!("licence description: {e}")))
+    pub fn from_toml(text: &str) -> Result<LicenceSpec, SpecError> {
+        toml::from_str(text).map_err(|e| SpecError::Syntax {
+            reason: e.to_string(),
+        })
     }
 
     /// Turns the description into claims (validated). `base` resolves relative paths;
@@ -117,7 +155,7 @@ impl LicenceSpec {
         base: &Path,
         audio: Option<&Path>,
         now: i64,
-    ) -> Result<Claims, LicenceError> {
+    ) -> Result<Claims, SpecError> {
         let nbf = match &self.not_before {
             Some(t) => claims::parse_time("not_before", t)?.unix_timestamp(),
             None => now,
@@ -125,25 +163,18 @@ impl LicenceSpec {
         let exp = match (&self.expires, self.valid_days) {
             (Some(t), None) => claims::parse_time("expires", t)?.unix_timestamp(),
             (None, Some(d)) => nbf + i64::from(d) * 86_400,
-            _ => return Err(spec_err("give exactly one of `expires` and `valid_days`")),
+            _ => return Err(SpecError::Expiry),
         };
         let uses = self
             .uses
             .iter()
-            .map(|u| {
-                Use::parse(u).ok_or_else(|| {
-                    spec_err(format!(
-                        "unknown use `{u}` (cover, remix, live, stem-export, commercial)"
-                    ))
-                })
-            })
+            .map(|u| Use::parse(u).ok_or_else(|| SpecError::UnknownUse { value: u.clone() }))
             .collect::<Result<Vec<_>, _>>()?;
         let mut models = Vec::new();
         for m in &self.models {
             models.push(match (&m.manifest, &m.id, &m.sha256) {
                 (Some(path), None, None) => {
-                    let manifest = crate::models::manifest::Manifest::load(&base.join(path))
-                        .map_err(|e| spec_err(e.to_string()))?;
+                    let manifest = Manifest::load(&base.join(path))?;
                     ModelGrant {
                         id: manifest.model.id,
                         sha256: manifest.model.sha256.to_ascii_lowercase(),
@@ -153,11 +184,7 @@ impl LicenceSpec {
                     id: id.clone(),
                     sha256: sha.to_ascii_lowercase(),
                 },
-                _ => {
-                    return Err(spec_err(
-                        "each [[models]] needs `manifest`, or `id` and `sha256`",
-                    ))
-                }
+                _ => return Err(SpecError::ModelEntry),
             });
         }
         let mut split = Vec::new();
@@ -166,10 +193,9 @@ impl LicenceSpec {
                 (Some(bp), None) => bp,
                 (None, Some(p)) if (0.0..=100.0).contains(&p) => (p * 100.0).round() as u32,
                 _ => {
-                    return Err(spec_err(format!(
-                        "split `{}`: give exactly one of `share_bp` and `share_percent` (0 to 100)",
-                        s.party
-                    )))
+                    return Err(SpecError::Share {
+                        party: s.party.clone(),
+                    })
                 }
             };
             split.push(Share {
@@ -184,10 +210,17 @@ impl LicenceSpec {
             .or_else(|| self.track.audio.as_ref().map(|a| base.join(a)));
         let fingerprint = match audio_path {
             Some(p) => {
-                let (channels, rate) = crate::media::read_wav(&p)
-                    .map_err(|e| spec_err(format!("{}: {e}", p.display())))?;
-                let fp = fingerprint::compute(&channels, rate)
-                    .map_err(|e| spec_err(format!("{}: {e}", p.display())))?;
+                let (channels, rate) =
+                    crate::media::read_wav(&p).map_err(|e| SpecError::Audio {
+                        path: p.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let fp = fingerprint::compute(&channels, rate).map_err(|reason| {
+                    SpecError::Fingerprint {
+                        path: p.clone(),
+                        reason,
+                    }
+                })?;
                 Some(fingerprint::encode(&fp))
             }
             None => None,
@@ -227,53 +260,65 @@ impl LicenceSpec {
 }
 
 /// Signs validated claims as a licence.
-pub fn sign_licence(key: &SigningKey, claims: &Claims) -> Result<String, LicenceError> {
+pub fn sign_licence(key: &SigningKey, claims: &Claims) -> Result<String, SignError> {
     claims.validate()?;
     if claims.iss != key.issuer {
-        return Err(LicenceError::IssuerMismatch {
+        return Err(SignError::IssuerMismatch {
             claimed: claims.iss.clone(),
             key_issuer: key.issuer.clone(),
         });
     }
-    let payload = serde_json::to_vec(claims).map_err(|e| spec_err(e.to_string()))?;
-    key.sign(Kind::Licence, &payload)
+    let payload = serde_json::to_vec(claims).map_err(|e| SignError::Encode {
+        reason: e.to_string(),
+    })?;
+    Ok(key.sign(Kind::Licence, &payload)?)
 }
 
 /// Signs a revocation list.
-pub fn sign_revocations(key: &SigningKey, list: &RevocationList) -> Result<String, LicenceError> {
+pub fn sign_revocations(key: &SigningKey, list: &RevocationList) -> Result<String, SignError> {
     if list.iss != key.issuer {
-        return Err(LicenceError::IssuerMismatch {
+        return Err(SignError::IssuerMismatch {
             claimed: list.iss.clone(),
             key_issuer: key.issuer.clone(),
         });
     }
     claims::parse_time("iat", &list.iat)?;
-    let payload = serde_json::to_vec(list).map_err(|e| spec_err(e.to_string()))?;
-    key.sign(Kind::Revocations, &payload)
+    let payload = serde_json::to_vec(list).map_err(|e| SignError::Encode {
+        reason: e.to_string(),
+    })?;
+    Ok(key.sign(Kind::Revocations, &payload)?)
 }
 
 /// Reads a key file (TOML).
-pub fn read_key_file(path: &Path) -> Result<super::token::KeyFile, LicenceError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LicenceError::Key(format!("{}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| LicenceError::Key(format!("{}: {e}", path.display())))
+pub fn read_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| KeyFileError::Read {
+        path: path.to_owned(),
+        kind: e.kind(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| KeyFileError::Syntax {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes a key file; the secret one is readable by its owner only.
-pub fn write_key_file(path: &Path, key: &super::token::KeyFile) -> Result<(), LicenceError> {
-    let text = toml::to_string(key).map_err(|e| LicenceError::Key(e.to_string()))?;
+pub fn write_key_file(path: &Path, key: &KeyFile) -> Result<(), KeyFileError> {
+    let text = key.to_toml()?;
     if path.exists() {
-        return Err(LicenceError::Key(format!(
-            "{} exists; refusing to overwrite a key",
-            path.display()
-        )));
+        return Err(KeyFileError::Exists {
+            path: path.to_owned(),
+        });
     }
+    let write_err = |path: &Path, e: std::io::Error| KeyFileError::Write {
+        path: path.to_owned(),
+        kind: e.kind(),
+        reason: e.to_string(),
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| LicenceError::Key(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     }
-    std::fs::write(path, text)
-        .map_err(|e| LicenceError::Key(format!("{}: {e}", path.display())))?;
+    std::fs::write(path, text).map_err(|e| write_err(path, e))?;
     #[cfg(unix)]
     if key.secret.is_some() {
         use std::os::unix::fs::PermissionsExt;
@@ -283,6 +328,6 @@ pub fn write_key_file(path: &Path, key: &super::token::KeyFile) -> Result<(), Li
 }
 
 /// A store convenience for demos and tests: trust `key`'s public half.
-pub fn trust(store: &Store, key: &SigningKey) -> Result<(), LicenceError> {
+pub fn trust(store: &Store, key: &SigningKey) -> Result<(), StoreError> {
     store.trust(&key.issuer_key()).map(|_| ())
 }

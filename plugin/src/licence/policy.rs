@@ -4,10 +4,51 @@
 //! figure in README's performance table); [`evaluate`] adds the data folder and the clock and
 //! turns every outcome into a [`Verdict`] with the reason in words.
 
-use super::claims::{self, Claims, Use, AUDIENCE};
-use super::store::{Revoked, Store};
-use super::token::{self, IssuerKey, Kind};
+use super::claims::{self, format_date, ClaimError, Claims, Use, AUDIENCE};
+use super::store::{Revoked, Store, UnreadableFile};
+use super::token::{self, IssuerKey, Kind, TokenError};
 use super::LicenceError;
+
+/// Why a licence token does not verify: its signature, its key, its claims or a revocation
+/// (the terms come after, in [`TermsError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the issuer's signing key {kid} has been revoked")]
+    KeyRevoked { kid: String },
+    #[error("the licence's contents are unreadable: {reason}")]
+    Payload { reason: String },
+    #[error("the licence is for `{aud}`, not for Refrain")]
+    WrongAudience { aud: String },
+    #[error("the licence names issuer `{claimed}` but is signed by the key of `{key_issuer}`")]
+    IssuerMismatch { claimed: String, key_issuer: String },
+    #[error("the licence has an invalid field: {0}")]
+    Claims(#[from] ClaimError),
+    #[error("licence {id} has been revoked by its issuer")]
+    LicenceRevoked { id: String },
+}
+
+/// Why verified claims do not allow this model, here, now, for this use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TermsError {
+    /// Verified claims always have readable dates; kept so a bug refuses rather than panics.
+    #[error("the licence's contents are unreadable: unreadable dates ({0})")]
+    Dates(ClaimError),
+    #[error("the licence is not valid until {}", format_date(*from))]
+    NotYetValid { from: i64 },
+    #[error("expired on {}", format_date(*on))]
+    Expired { on: i64 },
+    #[error("model `{model}` is not covered by the licence")]
+    ModelNotCovered { model: String },
+    #[error("the licence does not allow `{0}` use")]
+    UseNotAllowed(Use),
+    #[error("the licence is limited to {allowed}; {}", match here { Some(t) => format!("this machine is set to {t}"), None => "set your territory (REFRAIN_TERRITORY or settings.toml)".to_owned() })]
+    Territory {
+        here: Option<String>,
+        allowed: String,
+    },
+}
 
 /// Where the time comes from (tests control it).
 pub trait Clock: Send + Sync {
@@ -106,10 +147,10 @@ impl Verdict {
         }
     }
 
-    pub fn invalid(e: &LicenceError, claims: Option<Claims>) -> Verdict {
+    pub fn invalid(e: impl Into<LicenceError>, claims: Option<Claims>) -> Verdict {
         Verdict {
             state: LicenceState::Invalid,
-            reason: e.to_string(),
+            reason: e.into().to_string(),
             claims,
         }
     }
@@ -122,61 +163,74 @@ pub fn verify(
     token_text: &str,
     keys: &[IssuerKey],
     revoked: &Revoked,
-) -> Result<Claims, LicenceError> {
+) -> Result<Claims, VerifyError> {
     let (key, payload) = token::verify_signed(token_text, keys, Kind::Licence)?;
     if revoked.keys.contains(&key.kid) {
-        return Err(LicenceError::KeyRevoked(key.kid.clone()));
+        return Err(VerifyError::KeyRevoked {
+            kid: key.kid.clone(),
+        });
     }
-    let claims: Claims =
-        serde_json::from_slice(&payload).map_err(|e| LicenceError::Payload(e.to_string()))?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|e| VerifyError::Payload {
+        reason: e.to_string(),
+    })?;
     if claims.aud != AUDIENCE {
-        return Err(LicenceError::WrongAudience(claims.aud));
+        return Err(VerifyError::WrongAudience { aud: claims.aud });
     }
     if claims.iss != key.issuer {
-        return Err(LicenceError::IssuerMismatch {
+        return Err(VerifyError::IssuerMismatch {
             claimed: claims.iss,
             key_issuer: key.issuer.clone(),
         });
     }
-    claims.validate().map_err(LicenceError::Claims)?;
+    claims.validate()?;
     if revoked
         .licences
         .contains(&(claims.iss.clone(), claims.jti.clone()))
     {
-        return Err(LicenceError::LicenceRevoked(claims.jti));
+        return Err(VerifyError::LicenceRevoked { id: claims.jti });
     }
     Ok(claims)
 }
 
-/// Applies time, model, use and territory to verified claims.
-pub fn check_terms(claims: &Claims, req: &Requirement, now: i64) -> Verdict {
-    let fail = |e: LicenceError| Verdict::invalid(&e, Some(claims.clone()));
+/// Time, model, use and territory against verified claims; the expiry and the end of the
+/// grace period when they allow the model.
+fn terms(claims: &Claims, req: &Requirement, now: i64) -> Result<(i64, i64), TermsError> {
     // `validate` already parsed these.
-    let (Ok(nbf), Ok(exp), Ok(grace_end)) =
-        (claims.not_before(), claims.expires(), claims.grace_end())
-    else {
-        return fail(LicenceError::Payload("unreadable dates".into()));
-    };
+    let dates = claims
+        .not_before()
+        .and_then(|nbf| Ok((nbf, claims.expires()?, claims.grace_end()?)));
+    let (nbf, exp, grace_end) = dates.map_err(TermsError::Dates)?;
     if now < nbf {
-        return fail(LicenceError::NotYetValid { from: nbf });
+        return Err(TermsError::NotYetValid { from: nbf });
     }
     if now >= grace_end {
-        return fail(LicenceError::Expired { on: exp });
+        return Err(TermsError::Expired { on: exp });
     }
     if !claims.covers_model(&req.model_id, &req.model_sha256) {
-        return fail(LicenceError::ModelNotCovered(req.model_id.clone()));
+        return Err(TermsError::ModelNotCovered {
+            model: req.model_id.clone(),
+        });
     }
     for u in &req.uses {
         if !claims.uses.contains(u) {
-            return fail(LicenceError::UseNotAllowed(*u));
+            return Err(TermsError::UseNotAllowed(*u));
         }
     }
     if !claims.covers_territory(req.territory.as_deref()) {
-        return fail(LicenceError::Territory {
+        return Err(TermsError::Territory {
             here: req.territory.clone(),
             allowed: claims.territories.join(", "),
         });
     }
+    Ok((exp, grace_end))
+}
+
+/// Applies time, model, use and territory to verified claims.
+pub fn check_terms(claims: &Claims, req: &Requirement, now: i64) -> Verdict {
+    let (exp, grace_end) = match terms(claims, req, now) {
+        Ok(dates) => dates,
+        Err(e) => return Verdict::invalid(e, Some(claims.clone())),
+    };
     let track = format!(
         "{} - {} ({})",
         claims.track.artists.join(", "),
@@ -223,11 +277,11 @@ pub fn evaluate(
     clock: &dyn Clock,
 ) -> Verdict {
     let Some(id) = licence_id.filter(|s| !s.is_empty()) else {
-        return Verdict::invalid(&LicenceError::NoTrackLoaded, None);
+        return Verdict::invalid(LicenceError::NoTrackLoaded, None);
     };
     let token_text = match store.licence_token(id) {
         Ok(t) => t,
-        Err(e) => return Verdict::invalid(&e, None),
+        Err(e) => return Verdict::invalid(e, None),
     };
     evaluate_token(store, &token_text, req, clock)
 }
@@ -239,15 +293,16 @@ pub fn evaluate_token(
     req: &Requirement,
     clock: &dyn Clock,
 ) -> Verdict {
+    // Skipped files only mean fewer keys or revocations; `refrain licence list` names them.
     let (keys, _) = store.trusted_keys();
     let (revoked, _) = store.revoked(&keys);
     let claims = match verify(token_text, &keys, &revoked) {
         Ok(c) => c,
-        Err(e) => return Verdict::invalid(&e, None),
+        Err(e) => return Verdict::invalid(e, None),
     };
     let now = clock.now();
     if let Err(e) = store.check_clock(now) {
-        return Verdict::invalid(&e, Some(claims));
+        return Verdict::invalid(e, Some(claims));
     }
     check_terms(&claims, req, now)
 }
@@ -261,19 +316,36 @@ pub struct CachedLicence {
     pub usable: bool,
 }
 
+/// The licence folder as `refrain licence list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    /// See [`cached_licences`].
+    pub licences: Vec<CachedLicence>,
+    /// Key files and revocation lists that were skipped: a licence they would have verified
+    /// (or withdrawn) is judged without them.
+    pub unreadable: Vec<UnreadableFile>,
+}
+
 /// Every licence in the store, verified (signature, claims, revocation; not the terms, which
 /// depend on the model and the situation).
 pub fn cached_licences(store: &Store) -> Vec<CachedLicence> {
-    let (keys, _) = store.trusted_keys();
-    let (revoked, _) = store.revoked(&keys);
-    store
+    listing(store).licences
+}
+
+/// [`cached_licences`], with the files of the licence folder that could not be used.
+pub fn listing(store: &Store) -> Listing {
+    let (keys, mut unreadable) = store.trusted_keys();
+    let (revoked, unreadable_lists) = store.revoked(&keys);
+    unreadable.extend(unreadable_lists);
+    let licences = store
         .licence_ids()
         .into_iter()
         .map(|id| {
-            match store
+            let verified = store
                 .licence_token(&id)
-                .and_then(|t| verify(&t, &keys, &revoked))
-            {
+                .map_err(LicenceError::from)
+                .and_then(|t| Ok(verify(&t, &keys, &revoked)?));
+            match verified {
                 Ok(c) => CachedLicence {
                     text: format!(
                         "{} - {} ({}), until {}, uses {}",
@@ -297,5 +369,9 @@ pub fn cached_licences(store: &Store) -> Vec<CachedLicence> {
                 },
             }
         })
-        .collect()
+        .collect();
+    Listing {
+        licences,
+        unreadable,
+    }
 }

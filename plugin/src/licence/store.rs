@@ -10,11 +10,11 @@
 //!   settings.toml                territory = "GB"
 //! ```
 
-use super::claims::{self, Claims};
-use super::token::{self, IssuerKey, KeyFile, Kind};
-use super::LicenceError;
+use super::claims::{self, ClaimError, Claims};
+use super::token::{self, IssuerKey, KeyFile, KeyFileError, Kind, TokenError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// Environment variable that moves the data folder (tests, portable installs).
@@ -24,6 +24,90 @@ pub const ENV_TERRITORY: &str = "REFRAIN_TERRITORY";
 
 /// How far the clock may step back (NTP corrections) before it counts as turned back.
 pub const CLOCK_TOLERANCE_S: i64 = 600;
+
+/// Why the licence folder could not be read or written, or a licence not found or cached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("licence folder: this system has no user data folder; set {ENV_DATA_DIR}")]
+    NoDataDir,
+    #[error("licence folder: {}: {reason}", path.display())]
+    Io {
+        path: PathBuf,
+        kind: ErrorKind,
+        reason: String,
+    },
+    #[error("the licence is unreadable: {} is {bytes} bytes; a token is at most {max}", path.display())]
+    TokenTooLarge {
+        path: PathBuf,
+        bytes: u64,
+        max: usize,
+    },
+    /// Also for an id that could never name a file (`../keys/x`).
+    #[error("licence `{id}` is not in this machine's licence folder")]
+    NotFound { id: String },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the licence's contents are unreadable: {reason}")]
+    Payload { reason: String },
+    #[error("the licence has an invalid field: {0}")]
+    Claims(#[from] ClaimError),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
+    #[error(
+        "licence folder: a newer revocation list from this key is already installed ({installed})"
+    )]
+    NewerRevocations { installed: String },
+    #[error("the clock has been turned back (Refrain last saw {}); set it right to use licences", claims::format_time(*last_seen))]
+    ClockTurnedBack { last_seen: i64 },
+}
+
+/// Why a revocation list does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevocationError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the licence's contents are unreadable: {reason}")]
+    Payload { reason: String },
+    #[error("the licence names issuer `{claimed}` but is signed by the key of `{key_issuer}`")]
+    IssuerMismatch { claimed: String, key_issuer: String },
+    #[error("the licence has an invalid field: {0}")]
+    Claims(#[from] ClaimError),
+}
+
+/// A file in the licence folder that was skipped, and why: the folder is still used without
+/// it, and `refrain licence list` warns about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct UnreadableFile {
+    pub path: PathBuf,
+    pub problem: FileProblem,
+}
+
+/// What is wrong with an [`UnreadableFile`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileProblem {
+    #[error("{reason}")]
+    Read { kind: ErrorKind, reason: String },
+    #[error("it is {bytes} bytes; a token is at most {max}")]
+    TooLarge { bytes: u64, max: usize },
+    #[error("not a key file: {reason}")]
+    NotKeyFile { reason: String },
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
+}
+
+impl From<std::io::Error> for FileProblem {
+    fn from(e: std::io::Error) -> Self {
+        FileProblem::Read {
+            kind: e.kind(),
+            reason: e.to_string(),
+        }
+    }
+}
 
 /// A signed revocation list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,13 +144,17 @@ pub struct Store {
     root: PathBuf,
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> LicenceError {
-    LicenceError::Store(format!("{}: {e}", path.display()))
+fn io_err(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        kind: e.kind(),
+        reason: e.to_string(),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
 /// half-written file behind.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LicenceError> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
@@ -77,19 +165,43 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LicenceError> {
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
 }
 
+/// Why a token file could not be read; each caller adds the path its own way.
+enum ReadFault {
+    Io(std::io::Error),
+    TooLarge(u64),
+}
+
 /// Reads a token file, refusing huge files before reading them.
-pub fn read_token_file(path: &Path) -> Result<String, LicenceError> {
-    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+fn read_limited(path: &Path) -> Result<String, ReadFault> {
+    let meta = std::fs::metadata(path).map_err(ReadFault::Io)?;
     if meta.len() > token::MAX_TOKEN_BYTES as u64 {
-        return Err(LicenceError::Malformed(format!(
-            "{} is {} bytes; a token is at most {}",
-            path.display(),
-            meta.len(),
-            token::MAX_TOKEN_BYTES
-        )));
+        return Err(ReadFault::TooLarge(meta.len()));
     }
-    let s = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let s = std::fs::read_to_string(path).map_err(ReadFault::Io)?;
     Ok(s.trim().to_owned())
+}
+
+/// Reads a token file, refusing huge files before reading them.
+pub fn read_token_file(path: &Path) -> Result<String, StoreError> {
+    read_limited(path).map_err(|fault| match fault {
+        ReadFault::Io(e) => io_err(path, e),
+        ReadFault::TooLarge(bytes) => StoreError::TokenTooLarge {
+            path: path.to_owned(),
+            bytes,
+            max: token::MAX_TOKEN_BYTES,
+        },
+    })
+}
+
+/// [`read_token_file`] for a file of the folder, which is reported with its path.
+fn read_token(path: &Path) -> Result<String, FileProblem> {
+    read_limited(path).map_err(|fault| match fault {
+        ReadFault::Io(e) => e.into(),
+        ReadFault::TooLarge(bytes) => FileProblem::TooLarge {
+            bytes,
+            max: token::MAX_TOKEN_BYTES,
+        },
+    })
 }
 
 fn file_stem_safe(s: &str) -> bool {
@@ -108,17 +220,13 @@ impl Store {
 
     /// `$REFRAIN_DATA_DIR`, else the platform's data folder (`~/.local/share/Refrain`,
     /// `~/Library/Application Support/Refrain`, `%APPDATA%\Refrain`).
-    pub fn open_default() -> Result<Store, LicenceError> {
+    pub fn open_default() -> Result<Store, StoreError> {
         if let Some(dir) = std::env::var_os(ENV_DATA_DIR).filter(|d| !d.is_empty()) {
             return Ok(Store::at(dir));
         }
         dirs::data_dir()
             .map(|d| Store::at(d.join("Refrain")))
-            .ok_or_else(|| {
-                LicenceError::Store(format!(
-                    "this system has no user data folder; set {ENV_DATA_DIR}"
-                ))
-            })
+            .ok_or(StoreError::NoDataDir)
     }
 
     pub fn root(&self) -> &Path {
@@ -138,55 +246,64 @@ impl Store {
     }
 
     /// Trusts an issuer's public key.
-    pub fn trust(&self, key: &IssuerKey) -> Result<PathBuf, LicenceError> {
+    pub fn trust(&self, key: &IssuerKey) -> Result<PathBuf, StoreError> {
         let name = key.kid.replace('.', "_");
         let path = self.keys_dir().join(format!("{name}.toml"));
-        let text = toml::to_string(&key.to_file()).map_err(|e| LicenceError::Key(e.to_string()))?;
+        let text = key.to_file().to_toml()?;
         write_atomic(&path, text.as_bytes())?;
         Ok(path)
     }
 
-    /// Every trusted key. Files that cannot be read are reported, not fatal.
-    pub fn trusted_keys(&self) -> (Vec<IssuerKey>, Vec<String>) {
+    /// Every trusted key, and the key files that could not be read (skipped, not fatal: one
+    /// damaged file must not stop the licences of every other issuer).
+    pub fn trusted_keys(&self) -> (Vec<IssuerKey>, Vec<UnreadableFile>) {
         let mut keys = Vec::new();
-        let mut problems = Vec::new();
+        let mut unreadable = Vec::new();
         for path in list(&self.keys_dir(), "toml") {
             let parsed = std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| toml::from_str::<KeyFile>(&t).map_err(|e| e.to_string()))
-                .and_then(|f| IssuerKey::from_file(&f).map_err(|e| e.to_string()));
+                .map_err(FileProblem::from)
+                .and_then(|t| {
+                    toml::from_str::<KeyFile>(&t).map_err(|e| FileProblem::NotKeyFile {
+                        reason: e.message().to_owned(),
+                    })
+                })
+                .and_then(|f| Ok(IssuerKey::from_file(&f)?));
             match parsed {
                 Ok(k) => keys.push(k),
-                Err(e) => problems.push(format!("{}: {e}", path.display())),
+                Err(problem) => unreadable.push(UnreadableFile { path, problem }),
             }
         }
-        (keys, problems)
+        (keys, unreadable)
     }
 
     /// Caches a licence token under its id (read from the token without trusting it; the
     /// plugin verifies it each time it is used). Returns the licence id.
-    pub fn install_licence(&self, token_text: &str) -> Result<String, LicenceError> {
+    pub fn install_licence(&self, token_text: &str) -> Result<String, StoreError> {
         let untrusted = token::parse(token_text)?;
-        let claims: Claims = serde_json::from_slice(untrusted.untrusted_payload())
-            .map_err(|e| LicenceError::Payload(e.to_string()))?;
-        claims::check_licence_id(&claims.jti).map_err(LicenceError::Claims)?;
+        let claims: Claims =
+            serde_json::from_slice(untrusted.untrusted_payload()).map_err(|e| {
+                StoreError::Payload {
+                    reason: e.to_string(),
+                }
+            })?;
+        claims::check_licence_id(&claims.jti)?;
         let path = self.licence_path(&claims.jti)?;
         write_atomic(&path, token_text.trim().as_bytes())?;
         Ok(claims.jti)
     }
 
-    fn licence_path(&self, id: &str) -> Result<PathBuf, LicenceError> {
+    fn licence_path(&self, id: &str) -> Result<PathBuf, StoreError> {
         if !file_stem_safe(id) {
-            return Err(LicenceError::NotFound(id.to_owned()));
+            return Err(StoreError::NotFound { id: id.to_owned() });
         }
         Ok(self.licences_dir().join(format!("{id}.paseto")))
     }
 
     /// The cached token of licence `id`.
-    pub fn licence_token(&self, id: &str) -> Result<String, LicenceError> {
+    pub fn licence_token(&self, id: &str) -> Result<String, StoreError> {
         let path = self.licence_path(id)?;
         if !path.exists() {
-            return Err(LicenceError::NotFound(id.to_owned()));
+            return Err(StoreError::NotFound { id: id.to_owned() });
         }
         read_token_file(&path)
     }
@@ -201,38 +318,40 @@ impl Store {
 
     /// Installs a revocation list (verified first; an older list from the same key is
     /// replaced, a newer one is kept).
-    pub fn install_revocations(&self, token_text: &str) -> Result<RevocationList, LicenceError> {
+    pub fn install_revocations(&self, token_text: &str) -> Result<RevocationList, StoreError> {
+        // Unreadable key files only mean fewer trusted keys; `refrain licence list` names them.
         let (keys, _) = self.trusted_keys();
         let list = verify_revocations(token_text, &keys)?;
         let untrusted = token::parse(token_text)?;
         let path = self
             .revocations_dir()
             .join(format!("{}.paseto", untrusted.kid.replace('.', "_")));
-        if let Ok(old) = read_token_file(&path).and_then(|t| verify_revocations(&t, &keys)) {
+        let installed = read_token(&path)
+            .ok()
+            .and_then(|t| verify_revocations(&t, &keys).ok());
+        if let Some(old) = installed {
             let newer = claims::parse_time("iat", &old.iat)?.unix_timestamp()
                 > claims::parse_time("iat", &list.iat)?.unix_timestamp();
             if newer {
-                return Err(LicenceError::Store(format!(
-                    "a newer revocation list from this key is already installed ({})",
-                    old.iat
-                )));
+                return Err(StoreError::NewerRevocations { installed: old.iat });
             }
         }
         write_atomic(&path, token_text.trim().as_bytes())?;
         Ok(list)
     }
 
-    /// What the installed, verifiable revocation lists withdraw.
-    pub fn revoked(&self, keys: &[IssuerKey]) -> (Revoked, Vec<String>) {
+    /// What the installed, verifiable revocation lists withdraw, and the lists that could not
+    /// be read or verified with `keys` (skipped).
+    pub fn revoked(&self, keys: &[IssuerKey]) -> (Revoked, Vec<UnreadableFile>) {
         let mut revoked = Revoked::default();
-        let mut problems = Vec::new();
+        let mut unreadable = Vec::new();
         for path in list(&self.revocations_dir(), "paseto") {
-            match read_token_file(&path).and_then(|t| verify_revocations(&t, keys)) {
+            match read_token(&path).and_then(|t| Ok(verify_revocations(&t, keys)?)) {
                 Ok(list) => revoked.add(&list, keys),
-                Err(e) => problems.push(format!("{}: {e}", path.display())),
+                Err(problem) => unreadable.push(UnreadableFile { path, problem }),
             }
         }
-        (revoked, problems)
+        (revoked, unreadable)
     }
 
     /// The user's territory: `$REFRAIN_TERRITORY`, `settings.toml`, else the locale's region.
@@ -262,14 +381,14 @@ impl Store {
 
     /// The clock-rollback check: `now` must not be earlier than the latest time seen (less
     /// [`CLOCK_TOLERANCE_S`]); the latest time seen moves forward with `now`.
-    pub fn check_clock(&self, now: i64) -> Result<(), LicenceError> {
+    pub fn check_clock(&self, now: i64) -> Result<(), StoreError> {
         let path = self.root.join("clock");
         let last = std::fs::read_to_string(&path)
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok());
         if let Some(last) = last {
             if now + CLOCK_TOLERANCE_S < last {
-                return Err(LicenceError::ClockTurnedBack { last_seen: last });
+                return Err(StoreError::ClockTurnedBack { last_seen: last });
             }
             if now <= last + 60 {
                 return Ok(());
@@ -301,12 +420,14 @@ impl Revoked {
 pub fn verify_revocations(
     token_text: &str,
     keys: &[IssuerKey],
-) -> Result<RevocationList, LicenceError> {
+) -> Result<RevocationList, RevocationError> {
     let (key, payload) = token::verify_signed(token_text, keys, Kind::Revocations)?;
     let list: RevocationList =
-        serde_json::from_slice(&payload).map_err(|e| LicenceError::Payload(e.to_string()))?;
+        serde_json::from_slice(&payload).map_err(|e| RevocationError::Payload {
+            reason: e.to_string(),
+        })?;
     if list.iss != key.issuer {
-        return Err(LicenceError::IssuerMismatch {
+        return Err(RevocationError::IssuerMismatch {
             claimed: list.iss,
             key_issuer: key.issuer.clone(),
         });

@@ -5,9 +5,9 @@ use super::fingerprint::{self, LiveMatcher, TrackMatch};
 use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
 use super::issue::{self, LicenceSpec};
 use super::policy::{self, LicenceState, ManualClock, Requirement, Verdict};
-use super::store::{RevocationList, Store};
-use super::token::{self, Kind, SigningKey};
-use super::LicenceError;
+use super::store::{FileProblem, RevocationError, RevocationList, Store, StoreError};
+use super::token::{self, KeyFileError, Kind, SigningKey, TokenError};
+use super::{LicenceError, UnreadableFile, VerifyError};
 use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +89,7 @@ fn sign(key: &SigningKey, c: &Claims) -> String {
     issue::sign_licence(key, c).unwrap()
 }
 
-fn verify_with(f: &Fixture, token: &str) -> Result<Claims, LicenceError> {
+fn verify_with(f: &Fixture, token: &str) -> Result<Claims, VerifyError> {
     let (keys, problems) = f.store.trusted_keys();
     assert!(problems.is_empty(), "{problems:?}");
     let (revoked, _) = f.store.revoked(&keys);
@@ -274,7 +274,9 @@ fn revocation_of_a_key_and_of_a_licence() {
     f.store.install_revocations(&signed).unwrap();
     assert_eq!(
         verify_with(&f, &t).unwrap_err(),
-        LicenceError::LicenceRevoked("lic-0001".into())
+        VerifyError::LicenceRevoked {
+            id: "lic-0001".into()
+        }
     );
 
     // A newer list that withdraws the key itself replaces the older one.
@@ -289,7 +291,9 @@ fn revocation_of_a_key_and_of_a_licence() {
         .unwrap();
     assert_eq!(
         verify_with(&f, &t).unwrap_err(),
-        LicenceError::KeyRevoked(f.key.kid.clone())
+        VerifyError::KeyRevoked {
+            kid: f.key.kid.clone()
+        }
     );
     // The older list is refused now.
     assert!(f.store.install_revocations(&signed).is_err());
@@ -321,7 +325,9 @@ fn an_issuer_cannot_revoke_another_issuers_key_or_licences() {
         .unwrap();
     assert!(matches!(
         f.store.install_revocations(&forged),
-        Err(LicenceError::IssuerMismatch { .. })
+        Err(StoreError::Revocations(
+            RevocationError::IssuerMismatch { .. }
+        ))
     ));
 }
 
@@ -333,13 +339,20 @@ fn wrong_audience_unknown_key_and_issuer_mismatch() {
     let t = sign(&f.key, &c);
     assert_eq!(
         verify_with(&f, &t).unwrap_err(),
-        LicenceError::WrongAudience("another-plugin".into())
+        VerifyError::WrongAudience {
+            aud: "another-plugin".into()
+        }
     );
 
     let stranger = SigningKey::generate("Northern Records").unwrap();
     let t = sign(&stranger, &claims_for("Northern Records"));
     let e = verify_with(&f, &t).unwrap_err();
-    assert_eq!(e, LicenceError::UnknownKey(stranger.kid.clone()));
+    assert_eq!(
+        e,
+        VerifyError::Token(TokenError::UnknownKey {
+            kid: stranger.kid.clone()
+        })
+    );
     assert!(e.to_string().contains("does not trust"));
 
     let other = SigningKey::generate("Other Label").unwrap();
@@ -349,7 +362,7 @@ fn wrong_audience_unknown_key_and_issuer_mismatch() {
     let t = other.sign(Kind::Licence, &payload).unwrap();
     assert!(matches!(
         verify_with(&f, &t),
-        Err(LicenceError::IssuerMismatch { .. })
+        Err(VerifyError::IssuerMismatch { .. })
     ));
 }
 
@@ -379,7 +392,7 @@ fn a_payload_edited_by_one_byte_does_not_verify() {
         let mut edited = b.clone();
         edited[i] ^= 0x01;
         let e = verify_with(&f, &rebuild(&edited, footer)).unwrap_err();
-        assert_eq!(e, LicenceError::BadSignature, "byte {i}");
+        assert_eq!(e, VerifyError::Token(TokenError::BadSignature), "byte {i}");
     }
     // The share edited in the JSON, as someone would try.
     let at = b
@@ -390,11 +403,13 @@ fn a_payload_edited_by_one_byte_does_not_verify() {
     forged[at] = b'9';
     assert_eq!(
         verify_with(&f, &rebuild(&forged, footer)).unwrap_err(),
-        LicenceError::BadSignature
+        VerifyError::Token(TokenError::BadSignature)
     );
-    assert!(LicenceError::BadSignature
-        .to_string()
-        .starts_with("signature does not verify"));
+    assert!(
+        LicenceError::from(VerifyError::Token(TokenError::BadSignature))
+            .to_string()
+            .starts_with("signature does not verify")
+    );
 }
 
 #[test]
@@ -402,7 +417,10 @@ fn a_revocation_list_never_passes_for_a_licence() {
     let f = fixture();
     let payload = serde_json::to_vec(&claims_for("Northern Records")).unwrap();
     let t = f.key.sign(Kind::Revocations, &payload).unwrap();
-    assert_eq!(verify_with(&f, &t).unwrap_err(), LicenceError::BadSignature);
+    assert_eq!(
+        verify_with(&f, &t).unwrap_err(),
+        VerifyError::Token(TokenError::BadSignature)
+    );
 }
 
 #[test]
@@ -413,16 +431,24 @@ fn truncated_huge_and_random_tokens_are_refused_cleanly() {
         assert!(verify_with(&f, &t[..n]).is_err(), "prefix {n}");
     }
     let huge = format!("v4.public.{}", "A".repeat(10 * 1024 * 1024));
-    match verify_with(&f, &huge) {
-        Err(LicenceError::Malformed(m)) => assert!(m.contains("10485770 bytes"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    let e = verify_with(&f, &huge).unwrap_err();
+    assert_eq!(
+        e,
+        VerifyError::Token(TokenError::TooLarge {
+            bytes: 10_485_770,
+            max: token::MAX_TOKEN_BYTES
+        })
+    );
+    assert!(e.to_string().contains("10485770 bytes"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("huge.paseto");
     std::fs::write(&p, &huge).unwrap();
     assert!(matches!(
         super::store::read_token_file(&p),
-        Err(LicenceError::Malformed(_))
+        Err(StoreError::TokenTooLarge {
+            bytes: 10_485_770,
+            ..
+        })
     ));
     for junk in [
         "",
@@ -492,7 +518,9 @@ fn the_store_caches_licences_by_id() {
     assert_eq!(f.store.licence_ids(), vec!["lic-0001".to_owned()]);
     assert_eq!(
         f.store.licence_token("lic-0002").unwrap_err(),
-        LicenceError::NotFound("lic-0002".into())
+        StoreError::NotFound {
+            id: "lic-0002".into()
+        }
     );
     assert!(f.store.licence_token("../keys/x").is_err());
     let clock = ManualClock::at(NOW);
@@ -506,6 +534,71 @@ fn the_store_caches_licences_by_id() {
     let (keys, problems) = f.store.trusted_keys();
     assert_eq!(keys.len(), 1);
     assert_eq!(problems.len(), 1);
+}
+
+#[test]
+fn garbage_key_files_and_revocation_lists_are_reported_with_their_path() {
+    let f = fixture();
+    f.store
+        .install_licence(&sign(&f.key, &claims_for("Northern Records")))
+        .unwrap();
+    let root = f.store.root();
+    let not_toml = root.join("keys/a-garbage.toml");
+    std::fs::write(&not_toml, "\u{0}\u{7f} not a key file [[").unwrap();
+    let bad_public = root.join("keys/b-bad-public.toml");
+    std::fs::write(
+        &bad_public,
+        "issuer = \"Mallory\"\nkid = \"k4.pid.x\"\npublic = \"k4.public.nope\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("revocations")).unwrap();
+    let bad_list = root.join("revocations/garbage.paseto");
+    std::fs::write(&bad_list, "v4.public.AAAA").unwrap();
+
+    let (keys, unreadable_keys) = f.store.trusted_keys();
+    assert_eq!(keys.len(), 1, "the good key is still trusted");
+    assert_eq!(unreadable_keys.len(), 2, "{unreadable_keys:?}");
+    assert_eq!(unreadable_keys[0].path, not_toml);
+    assert!(
+        matches!(unreadable_keys[0].problem, FileProblem::NotKeyFile { .. }),
+        "{unreadable_keys:?}"
+    );
+    assert_eq!(
+        unreadable_keys[1],
+        UnreadableFile {
+            path: bad_public.clone(),
+            problem: FileProblem::Key(KeyFileError::NotPublicPaserk),
+        }
+    );
+
+    let (revoked, unreadable_lists) = f.store.revoked(&keys);
+    assert!(revoked.keys.is_empty() && revoked.licences.is_empty());
+    assert_eq!(
+        unreadable_lists,
+        vec![UnreadableFile {
+            path: bad_list.clone(),
+            problem: FileProblem::Revocations(RevocationError::Token(TokenError::NotPaseto)),
+        }]
+    );
+    // The words `refrain licence list` prints name the file and say what is wrong with it.
+    let line = unreadable_lists[0].to_string();
+    assert!(line.starts_with(&bad_list.display().to_string()), "{line}");
+    assert!(line.contains("damaged or truncated"), "{line}");
+
+    // The listing reports all three; the licence is still usable and the verdict unchanged.
+    let listing = policy::listing(&f.store);
+    let paths: Vec<_> = listing.unreadable.iter().map(|u| &u.path).collect();
+    assert_eq!(paths, vec![&not_toml, &bad_public, &bad_list]);
+    assert_eq!(listing.licences, policy::cached_licences(&f.store));
+    assert_eq!(listing.licences.len(), 1);
+    assert!(listing.licences[0].usable, "{}", listing.licences[0].text);
+    let v = policy::evaluate(
+        &f.store,
+        Some("lic-0001"),
+        &requirement(),
+        &ManualClock::at(NOW),
+    );
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
 }
 
 #[test]

@@ -4,17 +4,75 @@
 //! Two kinds of token are signed, each bound to its kind by PASETO's implicit assertion, so a
 //! revocation list can never pass for a licence or the other way round.
 
-use super::LicenceError;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
 use pasetors::paserk::{FormatAsPaserk, Id};
 use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
 use pasetors::Public;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Largest token Refrain reads; anything bigger is refused before it is parsed. A licence
 /// with the fingerprint of a 2-hour track is about 330 KiB.
 pub const MAX_TOKEN_BYTES: usize = 512 * 1024;
+
+/// Why a token could not be read, or its signature not checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the licence is unreadable: the token is {bytes} bytes; the limit is {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("the licence is unreadable: not a PASETO v4.public token (damaged or truncated)")]
+    NotPaseto,
+    #[error("the licence is unreadable: the token's footer names no key id")]
+    NoKeyId,
+    #[error("the licence is signed by a key this machine does not trust ({kid})")]
+    UnknownKey { kid: String },
+    #[error("signature does not verify: the licence was altered or not signed by its issuer")]
+    BadSignature,
+}
+
+/// Why an issuer key could not be made, read, written or used to sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("key: the issuer name is empty")]
+    EmptyIssuer,
+    #[error("key: could not generate a key: {reason}")]
+    Generate { reason: String },
+    #[error("key: the key names no issuer")]
+    NoIssuer,
+    #[error("key: the key file holds no secret key")]
+    NoSecret,
+    #[error("key: the secret key is not a k4.secret PASERK")]
+    NotSecretPaserk,
+    #[error("key: the secret key is damaged")]
+    DamagedSecret,
+    #[error("key: the secret key does not belong to the public key in the same file")]
+    HalvesMismatch,
+    #[error("key: the public key is not a k4.public PASERK")]
+    NotPublicPaserk,
+    #[error("key: the key id {claimed} does not match the public key ({actual})")]
+    KidMismatch { claimed: String, actual: String },
+    #[error("key: could not sign: {reason}")]
+    Sign { reason: String },
+    #[error("key: {}: {reason}", path.display())]
+    Read {
+        path: PathBuf,
+        kind: std::io::ErrorKind,
+        reason: String,
+    },
+    #[error("key: {}: {reason}", path.display())]
+    Syntax { path: PathBuf, reason: String },
+    #[error("key: {reason}")]
+    Encode { reason: String },
+    #[error("key: {} exists; refusing to overwrite a key", path.display())]
+    Exists { path: PathBuf },
+    #[error("key: {}: {reason}", path.display())]
+    Write {
+        path: PathBuf,
+        kind: std::io::ErrorKind,
+        reason: String,
+    },
+}
 
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +125,15 @@ pub struct KeyFile {
     pub secret: Option<String>,
 }
 
+impl KeyFile {
+    /// The file's text (TOML).
+    pub fn to_toml(&self) -> Result<String, KeyFileError> {
+        toml::to_string(self).map_err(|e| KeyFileError::Encode {
+            reason: e.to_string(),
+        })
+    }
+}
+
 fn paserk(k: &dyn FormatAsPaserk) -> String {
     let mut s = String::new();
     // Writing into a String cannot fail.
@@ -81,12 +148,13 @@ pub fn key_id(public: &AsymmetricPublicKey<V4>) -> String {
 
 impl SigningKey {
     /// A fresh Ed25519 key pair for `issuer`.
-    pub fn generate(issuer: &str) -> Result<SigningKey, LicenceError> {
+    pub fn generate(issuer: &str) -> Result<SigningKey, KeyFileError> {
         if issuer.trim().is_empty() {
-            return Err(LicenceError::Key("the issuer name is empty".into()));
+            return Err(KeyFileError::EmptyIssuer);
         }
-        let pair = AsymmetricKeyPair::<V4>::generate()
-            .map_err(|e| LicenceError::Key(format!("could not generate a key: {e}")))?;
+        let pair = AsymmetricKeyPair::<V4>::generate().map_err(|e| KeyFileError::Generate {
+            reason: e.to_string(),
+        })?;
         Ok(SigningKey {
             issuer: issuer.to_owned(),
             kid: key_id(&pair.public),
@@ -112,20 +180,15 @@ impl SigningKey {
         }
     }
 
-    pub fn from_file(f: &KeyFile) -> Result<SigningKey, LicenceError> {
+    pub fn from_file(f: &KeyFile) -> Result<SigningKey, KeyFileError> {
         let public = IssuerKey::from_file(f)?;
-        let secret = f
-            .secret
-            .as_deref()
-            .ok_or_else(|| LicenceError::Key("the key file holds no secret key".into()))?;
+        let secret = f.secret.as_deref().ok_or(KeyFileError::NoSecret)?;
         let secret = AsymmetricSecretKey::<V4>::try_from(secret)
-            .map_err(|_| LicenceError::Key("the secret key is not a k4.secret PASERK".into()))?;
+            .map_err(|_| KeyFileError::NotSecretPaserk)?;
         let derived = AsymmetricPublicKey::<V4>::try_from(&secret)
-            .map_err(|_| LicenceError::Key("the secret key is damaged".into()))?;
+            .map_err(|_| KeyFileError::DamagedSecret)?;
         if derived.as_bytes() != public.public.as_bytes() {
-            return Err(LicenceError::Key(
-                "the secret key does not belong to the public key in the same file".into(),
-            ));
+            return Err(KeyFileError::HalvesMismatch);
         }
         Ok(SigningKey {
             issuer: public.issuer,
@@ -136,13 +199,18 @@ impl SigningKey {
     }
 
     /// Signs `payload` (JSON) as a token of `kind`.
-    pub fn sign(&self, kind: Kind, payload: &[u8]) -> Result<String, LicenceError> {
+    pub fn sign(&self, kind: Kind, payload: &[u8]) -> Result<String, KeyFileError> {
         let footer = serde_json::to_vec(&Footer {
             kid: self.kid.clone(),
         })
-        .map_err(|e| LicenceError::Key(e.to_string()))?;
-        PublicToken::sign(&self.secret, payload, Some(&footer), Some(kind.implicit()))
-            .map_err(|e| LicenceError::Key(format!("could not sign: {e}")))
+        .map_err(|e| KeyFileError::Sign {
+            reason: e.to_string(),
+        })?;
+        PublicToken::sign(&self.secret, payload, Some(&footer), Some(kind.implicit())).map_err(
+            |e| KeyFileError::Sign {
+                reason: e.to_string(),
+            },
+        )
     }
 }
 
@@ -156,18 +224,18 @@ impl IssuerKey {
         }
     }
 
-    pub fn from_file(f: &KeyFile) -> Result<IssuerKey, LicenceError> {
+    pub fn from_file(f: &KeyFile) -> Result<IssuerKey, KeyFileError> {
         if f.issuer.trim().is_empty() {
-            return Err(LicenceError::Key("the key names no issuer".into()));
+            return Err(KeyFileError::NoIssuer);
         }
         let public = AsymmetricPublicKey::<V4>::try_from(f.public.as_str())
-            .map_err(|_| LicenceError::Key("the public key is not a k4.public PASERK".into()))?;
+            .map_err(|_| KeyFileError::NotPublicPaserk)?;
         let kid = key_id(&public);
         if kid != f.kid {
-            return Err(LicenceError::Key(format!(
-                "the key id {} does not match the public key ({kid})",
-                f.kid
-            )));
+            return Err(KeyFileError::KidMismatch {
+                claimed: f.kid.clone(),
+                actual: kid,
+            });
         }
         Ok(IssuerKey {
             issuer: f.issuer.clone(),
@@ -185,19 +253,18 @@ pub struct Unverified {
 }
 
 /// Parses the token's structure and reads the key id. Nothing here is trusted yet.
-pub fn parse(token: &str) -> Result<Unverified, LicenceError> {
+pub fn parse(token: &str) -> Result<Unverified, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(LicenceError::Malformed(format!(
-            "the token is {} bytes; the limit is {MAX_TOKEN_BYTES}",
-            token.len()
-        )));
+        return Err(TokenError::TooLarge {
+            bytes: token.len(),
+            max: MAX_TOKEN_BYTES,
+        });
     }
     let token = token.trim();
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| {
-        LicenceError::Malformed("not a PASETO v4.public token (damaged or truncated)".into())
-    })?;
-    let footer: Footer = serde_json::from_slice(untrusted.untrusted_footer())
-        .map_err(|_| LicenceError::Malformed("the token's footer names no key id".into()))?;
+    let untrusted =
+        UntrustedToken::<Public, V4>::try_from(token).map_err(|_| TokenError::NotPaseto)?;
+    let footer: Footer =
+        serde_json::from_slice(untrusted.untrusted_footer()).map_err(|_| TokenError::NoKeyId)?;
     Ok(Unverified {
         token: untrusted,
         kid: footer.kid,
@@ -210,12 +277,14 @@ pub fn verify_signed<'k>(
     token_text: &str,
     keys: &'k [IssuerKey],
     kind: Kind,
-) -> Result<(&'k IssuerKey, Vec<u8>), LicenceError> {
+) -> Result<(&'k IssuerKey, Vec<u8>), TokenError> {
     let untrusted = parse(token_text)?;
     let key = keys
         .iter()
         .find(|k| k.kid == untrusted.kid)
-        .ok_or_else(|| LicenceError::UnknownKey(untrusted.kid.clone()))?;
+        .ok_or_else(|| TokenError::UnknownKey {
+            kid: untrusted.kid.clone(),
+        })?;
     Ok((key, untrusted.verify(key, kind)?))
 }
 
@@ -227,12 +296,14 @@ impl Unverified {
 
     /// Checks the signature with `key` (which must be the key named in the footer) and returns
     /// the authenticated payload.
-    pub fn verify(&self, key: &IssuerKey, kind: Kind) -> Result<Vec<u8>, LicenceError> {
+    pub fn verify(&self, key: &IssuerKey, kind: Kind) -> Result<Vec<u8>, TokenError> {
         if key.kid != self.kid {
-            return Err(LicenceError::UnknownKey(self.kid.clone()));
+            return Err(TokenError::UnknownKey {
+                kid: self.kid.clone(),
+            });
         }
         let trusted = PublicToken::verify(&key.public, &self.token, None, Some(kind.implicit()))
-            .map_err(|_| LicenceError::BadSignature)?;
+            .map_err(|_| TokenError::BadSignature)?;
         Ok(trusted.payload().as_bytes().to_vec())
     }
 }
