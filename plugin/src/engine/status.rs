@@ -6,6 +6,18 @@ use super::latency::InferenceTiming;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
+/// Quarter-octave buckets from 1 us: 80 of them reach beyond a second.
+const HISTOGRAM_BUCKETS: usize = 80;
+
+fn bucket(ns: u64) -> usize {
+    let us = (ns as f64 / 1_000.0).max(1.0);
+    ((us.log2() * 4.0) as usize).min(HISTOGRAM_BUCKETS - 1)
+}
+
+fn bucket_upper_ns(b: usize) -> u64 {
+    (2f64.powf((b + 1) as f64 / 4.0) * 1_000.0) as u64
+}
+
 /// Where the worker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -38,6 +50,8 @@ pub struct EngineStatus {
     pub worst_hop_ns: AtomicU64,
     /// Sum of hop times in nanoseconds (for the real-time factor).
     pub total_hop_ns: AtomicU64,
+    /// Hop times, quarter-octave buckets from 1 us (for percentiles).
+    hop_histogram: [AtomicU64; HISTOGRAM_BUCKETS],
     /// Set by a bounce that waited too long for the worker (real-time safe to set).
     stalled: AtomicBool,
     /// Set once the warm-up timing is known.
@@ -63,6 +77,7 @@ impl Default for EngineStatus {
             bypassed_hops: AtomicU64::new(0),
             worst_hop_ns: AtomicU64::new(0),
             total_hop_ns: AtomicU64::new(0),
+            hop_histogram: std::array::from_fn(|_| AtomicU64::new(0)),
             stalled: AtomicBool::new(false),
             timing_ready: AtomicBool::new(false),
             timing: Mutex::new(None),
@@ -113,6 +128,30 @@ impl EngineStatus {
         self.hops.fetch_add(1, Ordering::Relaxed);
         self.total_hop_ns.fetch_add(ns, Ordering::Relaxed);
         self.worst_hop_ns.fetch_max(ns, Ordering::Relaxed);
+        self.hop_histogram[bucket(ns)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The hop time below which a fraction `q` of hops ran (an upper bound, to a quarter
+    /// octave), in nanoseconds; 0 before any hop.
+    pub fn hop_percentile(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .hop_histogram
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (b, &c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return bucket_upper_ns(b).min(self.worst_hop_ns.load(Ordering::Relaxed));
+            }
+        }
+        self.worst_hop_ns.load(Ordering::Relaxed)
     }
 
     /// Publishes the warm-up timing (worker).
@@ -164,5 +203,23 @@ impl EngineStatus {
     pub fn real_time_factor(&self, hop_seconds: f64) -> f64 {
         let hops = self.hops.load(Ordering::Relaxed).max(1);
         self.total_hop_ns.load(Ordering::Relaxed) as f64 * 1e-9 / hops as f64 / hop_seconds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let s = EngineStatus::default();
+        for _ in 0..999 {
+            s.record_hop(100_000);
+        }
+        s.record_hop(5_000_000);
+        let p50 = s.hop_percentile(0.5);
+        assert!((100_000..=120_000).contains(&p50), "{p50}");
+        assert_eq!(s.hop_percentile(1.0), 5_000_000);
+        assert!(s.hop_percentile(0.999) <= 120_000);
     }
 }
