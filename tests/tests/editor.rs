@@ -72,6 +72,11 @@ fn a_model_loaded_from_the_editor_in_a_clap_host_is_heard_and_its_latency_report
         -1.0,
         "the polarity-flip model is heard"
     );
+    // Close as a DAW does: the editor first (its window thread needs a moment), then the
+    // plugin, then the host's window, and the display last.
     h.close_editor();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(h);
     drop(window);
+    drop(display);
 }
