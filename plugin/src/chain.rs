@@ -112,7 +112,7 @@ impl Chain {
         let source = ModelSource::parse(&key.model);
         let mut options = WorkerOptions {
             extra_delay_per_hop: Duration::from_millis(fault_ms(ENV_WORKER_DELAY_MS)),
-            timing: None,
+            ..WorkerOptions::default()
         };
         let (manifest, model_name, verdict, licensing, loader): (
             Manifest,
@@ -152,8 +152,10 @@ impl Chain {
                     // Not even loaded, until the licence allows it.
                     Some(reason) => Box::new(move || Err(reason)),
                     None => {
-                        options.timing = fixed_timing()
-                            .or_else(|| cached_timing(&timing_identity(&manifest, &source)));
+                        let identity = timing_identity(&manifest, &source);
+                        options.timing = fixed_timing().or_else(|| cached_timing(&identity));
+                        // A measurement that finishes after the wait below is kept too.
+                        options.on_measured = Some(Box::new(move |t| cache_timing(&identity, t)));
                         let source = source.clone();
                         let delay = fault_ms(ENV_LOAD_DELAY_MS);
                         Box::new(move || {
@@ -179,11 +181,7 @@ impl Chain {
             }
         };
         let mut engine = Engine::start(key.config, key.mode, manifest.spec(), loader, options)?;
-        if engine.wait_for_measurement(MEASUREMENT_WAIT) {
-            if let Some(t) = engine.status().timing() {
-                cache_timing(&timing_identity(&manifest, &source), t);
-            }
-        }
+        engine.wait_for_measurement(MEASUREMENT_WAIT);
         // The latency reported from here on is the measured one.
         engine.take_latency_changed();
         Ok(Chain {

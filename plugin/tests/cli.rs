@@ -61,33 +61,13 @@ fn rights_holder_and_user_tools_work_end_to_end() {
     let song = refrain::synth::song(1, 12.0, 48_000);
     refrain::media::write_wav(&d.join("track.wav"), &song, 48_000).unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo-remix/model.toml");
+    // The fixture every licence test issues from (`audio` relative to the description).
     std::fs::write(
         d.join("licence.toml"),
-        format!(
-            r#"
-licensee = "DJ Example"
-licence_id = "cli-test-licence"
-valid_days = 30
-grace_days = 7
-uses = ["remix"]
-[track]
-isrc = "GB-AYE-26-00001"
-title = "Northern Lights"
-artists = ["Aurora Vale"]
-release = "Northern Lights (Single)"
-audio = "track.wav"
-[[models]]
-manifest = "{}"
-[[split]]
-party = "Aurora Vale"
-role = "artist"
-share_percent = 75
-[[split]]
-party = "Northern Records"
-role = "label"
-share_percent = 25
-"#,
-            model.display()
+        refrain::testkit::licence_spec(
+            "cli-test-licence",
+            &["remix"],
+            Some(Path::new("track.wav")),
         ),
     )
     .unwrap();

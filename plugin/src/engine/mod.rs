@@ -123,6 +123,11 @@ enum Retime {
         plan: LatencyPlan,
         left: usize,
     },
+    /// Silent until the next block, where the new plan takes over (the dry path and the
+    /// playback position move together at a block boundary).
+    Switch {
+        plan: LatencyPlan,
+    },
     /// Fading back in.
     In {
         done: usize,
@@ -475,12 +480,22 @@ impl Engine {
             }
         }
 
-        // 2. The dry path, delayed by exactly the reported latency.
+        // 2. The dry path, delayed by exactly the reported latency (which a retime moves
+        // here, at a block boundary, while the output is silent).
+        if let Retime::Switch { plan } = self.retime {
+            self.apply_plan(plan);
+            self.fade.jump(false);
+            self.retime = Retime::In { done: 0 };
+        }
         self.dry.process(&self.input, &mut self.dry_out, n);
         self.dry_done = true;
 
-        // 3. A measured inference time that changes the plan: fade out, retime, fade in.
-        self.check_retime();
+        // 3. A measured inference time that changes the plan: fade out, retime, fade in. Not
+        // during a bounce: the host compensates the latency it was told at the start, and a
+        // bounce is correct with any budget (it waits for the worker).
+        if !controls.offline {
+            self.check_retime();
+        }
 
         // 4. Which processed frames this block needs: [q, q + n) in host time.
         let q = self.host_t as i64 - self.plan.buffering() as i64;
@@ -598,12 +613,10 @@ impl Engine {
         let len = self.plan.crossfade_reserve.max(1);
         match self.retime {
             Retime::Steady => 1.0,
+            Retime::Switch { .. } => 0.0,
             Retime::Out { plan, left } => {
                 if left == 0 {
-                    // At silence: move the dry delay and the playback position together.
-                    self.apply_plan(plan);
-                    self.fade.jump(false);
-                    self.retime = Retime::In { done: 0 };
+                    self.retime = Retime::Switch { plan };
                     0.0
                 } else {
                     self.retime = Retime::Out {

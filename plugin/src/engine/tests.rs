@@ -648,8 +648,23 @@ fn a_measured_inference_time_retimes_the_engine_once_without_a_click() {
     );
     let provisional = engine.latency();
     assert!(!engine.plan().budget_measured);
+    // In real time (a bounce keeps the latency the host was told at its start).
     let input = sine(48_000, 48_000.0, 200.0, 0.5);
-    let out = bounce(&mut engine, &input, Blocks::Fixed(128), 128);
+    let out = play(&mut engine, &input, 128, 2.0);
+    {
+        let i = out[0]
+            .windows(2)
+            .enumerate()
+            .max_by(|a, b| (a.1[1] - a.1[0]).abs().total_cmp(&(b.1[1] - b.1[0]).abs()))
+            .unwrap()
+            .0;
+        eprintln!(
+            "max step at {i}: {:?} input {:?} latency {} provisional {provisional}",
+            &out[0][i.saturating_sub(3)..i + 4],
+            &input[0][i.saturating_sub(3)..i + 4],
+            engine.latency()
+        );
+    }
     assert!(
         engine.plan().budget_measured,
         "{}",
@@ -669,6 +684,22 @@ fn a_measured_inference_time_retimes_the_engine_once_without_a_click() {
     let out = bounce(&mut engine, &impulse, Blocks::Fixed(128), 128);
     assert_eq!(peak_index(&out[0]), 1_000 + latency);
     assert_eq!(out[0][1_000 + latency], -1.0);
+}
+
+#[test]
+fn a_bounce_never_retimes_even_when_the_measurement_arrives_during_it() {
+    let mut engine = start(
+        48_000.0,
+        128,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -1.0),
+        WorkerOptions::default(),
+    );
+    let latency = engine.latency() as usize;
+    let x = crate::synth::impulse(2, 30_000, 20_000);
+    let out = bounce(&mut engine, &x, Blocks::Fixed(128), 128);
+    assert_eq!(engine.latency() as usize, latency);
+    assert_eq!(peak_index(&out[0]), 20_000 + latency);
 }
 
 #[test]

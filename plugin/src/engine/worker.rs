@@ -35,12 +35,15 @@ const WARMUP_MAX_TIME: Duration = Duration::from_secs(4);
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 
 /// Knobs for the worker.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct WorkerOptions {
     /// Extra time spent on every hop: fault injection for underrun tests and soak runs.
     pub extra_delay_per_hop: Duration,
     /// The model's warm-up timing when it is already known (no second measurement).
     pub timing: Option<InferenceTiming>,
+    /// Told the timing once the worker has measured it (the chain keeps it for the model, so
+    /// every later instance plans the same latency).
+    pub on_measured: Option<Box<dyn FnOnce(InferenceTiming) + Send>>,
 }
 
 /// Times at least [`WARMUP_MIN_PASSES`] hops of `processor` on low-level noise, until the
@@ -255,7 +258,7 @@ impl Worker {
     }
 
     /// Loads and warms up the model; `None` (with the status saying why) if it fails.
-    fn load(&self, loader: ModelLoader) -> Option<Pipeline> {
+    fn load(&mut self, loader: ModelLoader) -> Option<Pipeline> {
         let mut processor = match catch_unwind(AssertUnwindSafe(loader)) {
             Ok(Ok(p)) => p,
             Ok(Err(message)) => {
@@ -278,6 +281,11 @@ impl Worker {
                 .device()
                 .unwrap_or_else(|| "CPU (built-in processor)".into()),
         );
+        if let (Ok(t), Some(tell)) = (&timing, self.options.on_measured.take()) {
+            if self.options.timing.is_none() {
+                tell(*t);
+            }
+        }
         match &timing {
             Ok(t) => self.status.set_timing(*t),
             Err(e) => {
