@@ -112,6 +112,7 @@ impl Chain {
         let source = ModelSource::parse(&key.model);
         let mut options = WorkerOptions {
             extra_delay_per_hop: Duration::from_millis(fault_ms(ENV_WORKER_DELAY_MS)),
+            log: Some(log),
             ..WorkerOptions::default()
         };
         let (manifest, model_name, verdict, licensing, loader): (

@@ -6,8 +6,8 @@
 //! and reports the new latency to the host. So loading works the same in every host, with no
 //! reactivation on the audio thread and no reliance on a host honouring a restart request.
 //! A model with the same contract as the running one, both needing no licence, is swapped
-//! into the running worker instead (crossfaded over one hop, no gap) when its measured timing
-//! keeps the latency.
+//! into the running worker instead (crossfaded over one hop, no gap, no latency change) when
+//! its measured inference time fits the running budget.
 //!
 //! Old chains come back here to be dropped, so the audio thread never frees a model.
 
@@ -27,6 +27,8 @@ use std::time::Duration;
 
 /// How often the loader looks at the user's choices when nothing pokes it.
 const POLL: Duration = Duration::from_millis(50);
+/// How much more inference budget than the running one a hot-swapped model may need.
+const SWAP_TOLERANCE_S: f64 = 0.001;
 /// How long dropping the plugin waits for the loader thread.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -241,7 +243,8 @@ fn run(
 }
 
 /// Loads `key`'s model here, measures it, and queues it into the running worker if its
-/// contract and measured plan match the running one. False if a full rebuild is needed.
+/// contract matches the running one and it fits the running inference budget (the latency
+/// stays). False if a full rebuild is needed.
 fn hot_swap(
     key: &ChainKey,
     plan: LatencyPlan,
@@ -264,7 +267,10 @@ fn hot_swap(
     let Ok(timing) = crate::engine::worker::measure(processor.as_mut()) else {
         return false;
     };
-    if plan.with_timing(Some(timing)).total() != plan.total() {
+    // It must fit the running inference budget, give or take a millisecond of measurement
+    // noise (taken from the budget's scheduling margin): then the latency stays.
+    let tolerance = (SWAP_TOLERANCE_S * plan.host_rate as f64).ceil() as usize;
+    if plan.with_timing(Some(timing)).inference_budget > plan.inference_budget + tolerance {
         return false;
     }
     if swapper.swap(processor).is_err() {

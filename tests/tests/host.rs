@@ -3,7 +3,8 @@
 //! that flips polarity, so processed audio can never pass for the latency-aligned dry path.
 
 use refrain_tests::{
-    default_plugin_path, host_with_model, impulse, models_dir, peak_index, sine, Host, Lcg, Setup,
+    default_plugin_path, host_with_model, impulse, max_step, models_dir, peak_index, sine, Host,
+    Lcg, Setup,
 };
 use std::path::{Path, PathBuf};
 
@@ -158,6 +159,49 @@ fn a_bounce_right_after_playback_needs_no_reactivation() {
         bounced[0][latency + 20_000] != input[0][20_000],
         "processed"
     );
+}
+
+#[test]
+fn a_model_with_the_same_contract_is_swapped_in_without_a_gap_or_a_latency_change() {
+    // Identity and polarity flip: the same stream contract, neither needs a licence.
+    let mut h = host_with_model("test/identity");
+    h.activate(Setup::realtime(48_000.0, 256)).unwrap();
+    let latency = h.latency() as usize;
+    let input = sine(48_000 * 3, 48_000.0, 150.0, 0.4);
+    let piece = |r: std::ops::Range<usize>| -> Vec<Vec<f32>> {
+        input.iter().map(|c| c[r.clone()].to_vec()).collect()
+    };
+    let mut out = h.render(&piece(0..24_000), || 256, true).unwrap();
+    // As a preset or the editor would: only the persisted field changes.
+    let invert = models_dir().join("test/invert/model.toml");
+    h.set_state_field("model", invert.to_str().unwrap())
+        .unwrap();
+    let rest = h
+        .render(&piece(24_000..input[0].len()), || 256, true)
+        .unwrap();
+    for (o, r) in out.iter_mut().zip(rest) {
+        o.extend(r);
+    }
+    assert_eq!(h.latency() as usize, latency, "no latency change");
+    let end = input[0].len();
+    // Before: the identity model; at the end: the flipped one, both aligned.
+    for i in [latency + 10_000, latency + 20_000] {
+        assert_eq!(out[0][i], input[0][i - latency], "sample {i}");
+    }
+    for i in end - 5_000..end {
+        assert_eq!(out[0][i], -input[0][i - latency], "sample {i}");
+    }
+    // The swap is a crossfade over one hop, not a gap or a jump.
+    let limit = 1.5 * max_step(&input[0]) + 1e-3;
+    assert!(
+        max_step(&out[0]) <= limit,
+        "step {} vs {limit}",
+        max_step(&out[0])
+    );
+    let silent = out[0][latency..]
+        .windows(96)
+        .any(|w| w.iter().all(|x| x.abs() < 1e-6));
+    assert!(!silent, "a gap");
 }
 
 #[test]

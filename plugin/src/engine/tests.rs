@@ -74,8 +74,7 @@ fn render_with(
         Blocks::Random(seed) => Lcg(seed),
         Blocks::Fixed(_) => Lcg(0),
     };
-    let rate = engine.config().sample_rate as f64;
-    let start = Instant::now();
+    let pacer = crate::testkit::Pacer::new(engine.config().sample_rate as f64, pace.unwrap_or(1.0));
     let mut t = 0;
     while t < len {
         let n = match blocks {
@@ -88,11 +87,8 @@ fn render_with(
         let mut io: [&mut [f32]; 2] = [&mut a[0][t..t + n], &mut b[0][t..t + n]];
         nice_assert_no_alloc::assert_no_alloc(|| engine.process(&mut io, c));
         t += n;
-        if let Some(speed) = pace {
-            let due = start + Duration::from_secs_f64(t as f64 / rate / speed);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+        if pace.is_some() {
+            pacer.wait(t as u64);
         }
     }
     out
@@ -370,6 +366,37 @@ fn reset_mid_stream_restarts_with_the_same_alignment() {
         .iter()
         .enumerate()
         .all(|(i, &x)| i == 700 + latency || x == 0.0));
+}
+
+/// Resets at random moments while playing in real time: every stream starts exactly aligned
+/// (the reset handshake has no read-then-read race to lose).
+#[test]
+fn resets_at_random_moments_in_real_time_never_misalign() {
+    let rate = 48_000.0;
+    let mut engine = start(
+        rate,
+        256,
+        Mode::Live,
+        DelayGain::with_gain(spec(), -1.0),
+        timing(10),
+    );
+    wait_running(&engine);
+    let latency = engine.latency() as usize;
+    let mut rng = Lcg(77);
+    for round in 0..12 {
+        // Some noise of random length, then a reset at a random point in the block grid.
+        let len = 256 * (1 + rng.next_u32() as usize % 20);
+        let noise: Vec<Vec<f32>> = (0..2)
+            .map(|_| (0..len).map(|_| rng.next_f32() * 0.3).collect())
+            .collect();
+        play(&mut engine, &noise, 256, 1.0);
+        engine.reset();
+        let at = 300 + rng.next_u32() as usize % 200;
+        let x = crate::synth::impulse(2, at + latency + 512, at);
+        let out = play(&mut engine, &x, 256, 1.0);
+        assert_eq!(peak_index(&out[0]), at + latency, "round {round}");
+        assert_eq!(out[0][at + latency], -1.0, "round {round}: processed");
+    }
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub struct WorkerOptions {
     /// Told the timing once the worker has measured it (the chain keeps it for the model, so
     /// every later instance plans the same latency).
     pub on_measured: Option<Box<dyn FnOnce(InferenceTiming) + Send>>,
+    /// Where the worker says, in words, which device runs the model and how it is scheduled.
+    pub log: Option<fn(&str)>,
 }
 
 /// Times at least [`WARMUP_MIN_PASSES`] hops of `processor` on low-level noise, until the
@@ -276,11 +278,13 @@ impl Worker {
             None => catch_unwind(AssertUnwindSafe(|| measure(processor.as_mut())))
                 .unwrap_or_else(|_| Err("the model crashed while warming up".into())),
         };
-        self.status.set_device(
-            processor
-                .device()
-                .unwrap_or_else(|| "CPU (built-in processor)".into()),
-        );
+        let device = processor
+            .device()
+            .unwrap_or_else(|| "CPU (built-in processor)".into());
+        if let Some(log) = self.options.log {
+            log(&format!("Refrain: the model runs on {device}"));
+        }
+        self.status.set_device(device);
         if let (Ok(t), Some(tell)) = (&timing, self.options.on_measured.take()) {
             if self.options.timing.is_none() {
                 tell(*t);
@@ -323,8 +327,11 @@ impl Worker {
         if host == super::stream::HOST_PRIORITY_UNKNOWN {
             return false;
         }
-        self.status
-            .set_priority(priority::raise_below(host).to_string());
+        let outcome = priority::raise_below(host).to_string();
+        if let Some(log) = self.options.log {
+            log(&format!("Refrain: the worker runs at {outcome}"));
+        }
+        self.status.set_priority(outcome);
         true
     }
 }
