@@ -19,6 +19,22 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// [`Self::wait`] as a sound card driver behaves: a caller later than `max_late` behind the
+    /// clock has missed its deadline (an xrun of the host itself); the clock slips to now
+    /// instead of letting the caller race through the missed blocks. Returns whether it did.
+    pub fn wait_or_slip(&mut self, frames: u64, max_late: Duration) -> bool {
+        let due = self.start + Duration::from_secs_f64(frames as f64 / self.rate / self.speed);
+        let now = Instant::now();
+        if now > due + max_late {
+            self.start += now - due;
+            return true;
+        }
+        self.wait(frames);
+        false
+    }
+}
+
+impl Pacer {
     pub fn new(rate: f64, speed: f64) -> Pacer {
         Pacer {
             start: Instant::now(),

@@ -295,19 +295,7 @@ impl Host {
     /// first activation.
     pub fn activate(&mut self, setup: Setup) -> Result<()> {
         self.deactivate();
-        if let Some(Some(render)) = self
-            .instance
-            .access_shared_handler(|h| h.render.get().copied())
-        {
-            let mode = if setup.offline {
-                RenderMode::Offline
-            } else {
-                RenderMode::Realtime
-            };
-            render
-                .set(&self.instance.plugin_handle(), mode)
-                .map_err(|_| anyhow!("the plugin refused the render mode"))?;
-        }
+        self.send_render_mode(setup.offline)?;
         for _ in 0..3 {
             self.instance
                 .access_shared_handler(|h| h.restart_requested.store(false, Ordering::SeqCst));
@@ -403,11 +391,24 @@ impl Host {
     /// Switches the render mode while active, as a DAW does when a bounce starts right after
     /// playback (no reactivation).
     pub fn set_render_mode(&mut self, offline: bool) -> Result<()> {
-        let render = self
+        if !self.send_render_mode(offline)? {
+            bail!("no render extension");
+        }
+        if let Some(setup) = &mut self.setup {
+            setup.offline = offline;
+        }
+        Ok(())
+    }
+
+    /// Tells the plugin the render mode (CLAP `render` extension); false if it has none.
+    fn send_render_mode(&mut self, offline: bool) -> Result<bool> {
+        let Some(render) = self
             .instance
             .access_shared_handler(|h| h.render.get().copied())
             .flatten()
-            .ok_or_else(|| anyhow!("no render extension"))?;
+        else {
+            return Ok(false);
+        };
         let mode = if offline {
             RenderMode::Offline
         } else {
@@ -416,10 +417,7 @@ impl Host {
         render
             .set(&self.instance.plugin_handle(), mode)
             .map_err(|_| anyhow!("the plugin refused the render mode"))?;
-        if let Some(setup) = &mut self.setup {
-            setup.offline = offline;
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// Opens the plugin's editor embedded in a new X11 window at the screen's top left corner
