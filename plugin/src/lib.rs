@@ -13,6 +13,7 @@
 pub mod chain;
 pub mod editor;
 pub mod engine;
+pub mod files;
 pub mod licence;
 pub mod loader;
 pub mod media;

@@ -48,62 +48,266 @@ pub fn pad(input: &[Vec<f32>], latency: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Checks the licence a render of `input` through `source` needs, with the check the plugin
-/// runs: the licence (`track`) must cover the model and the use, and for a remix model the
-/// input must match the licensed track's fingerprint. Returns the licence verdict, or `None`
-/// when the model needs no licence.
+/// The licence a render needs, checked before any audio is processed; for a remix model the
+/// input is then fed through, block by block, and must match the licensed track.
+pub struct RenderLicence {
+    pub verdict: crate::licence::policy::Verdict,
+    model: String,
+    matcher: Option<crate::licence::fingerprint::LiveMatcher>,
+    mono: Vec<f32>,
+    fed: u64,
+    rate: u32,
+}
+
+impl RenderLicence {
+    /// The licence check the plugin runs, for a render of `source` at `sample_rate`; `None` when
+    /// the model needs no licence (or its manifest is unreadable: the render reports that).
+    pub fn check(
+        source: &ModelSource,
+        track: Option<&crate::licence::gate::LoadedTrack>,
+        sample_rate: u32,
+    ) -> Result<Option<RenderLicence>, RenderError> {
+        use crate::licence::enforce::{self, Setting};
+        use crate::licence::fingerprint::LiveMatcher;
+        let Ok(manifest) = source.manifest() else {
+            return Ok(None);
+        };
+        let unlicensed = |reason: String| RenderError::Unlicensed {
+            model: manifest.model.id.clone(),
+            reason,
+        };
+        let Some((verdict, _)) = enforce::check(&manifest, track, Setting::Studio) else {
+            return Ok(None);
+        };
+        if !verdict.state.allows() {
+            return Err(unlicensed(verdict.reason));
+        }
+        let reference = verdict
+            .claims
+            .as_ref()
+            .filter(|_| manifest.rights.licensed_track)
+            .and_then(|c| c.reference_fingerprint().ok().flatten());
+        let matcher = match reference {
+            Some(r) => Some(LiveMatcher::new(r, sample_rate).map_err(unlicensed)?),
+            None => None,
+        };
+        Ok(Some(RenderLicence {
+            verdict,
+            model: manifest.model.id.clone(),
+            matcher,
+            mono: Vec::new(),
+            fed: 0,
+            rate: sample_rate,
+        }))
+    }
+
+    /// Whether the input must be fed through (a remix model with a reference fingerprint).
+    pub fn needs_input(&self) -> bool {
+        self.matcher.is_some()
+    }
+
+    /// Feeds planar input; an error as soon as the input is known not to be the licensed track.
+    pub fn feed(&mut self, planar: &[&[f32]]) -> Result<(), RenderError> {
+        use crate::licence::fingerprint::TrackMatch;
+        let Some(matcher) = &mut self.matcher else {
+            return Ok(());
+        };
+        let n = planar.first().map_or(0, |c| c.len());
+        self.mono.clear();
+        self.mono
+            .extend((0..n).map(|i| planar.iter().map(|c| c[i]).sum::<f32>() / planar.len() as f32));
+        if matcher.push(&self.mono) == Some(TrackMatch::Mismatch) {
+            return Err(RenderError::Unlicensed {
+                model: self.model.clone(),
+                reason: format!(
+                    "{} (from {:.0} s on)",
+                    crate::licence::LicenceError::TrackMismatch,
+                    self.fed as f64 / self.rate as f64
+                ),
+            });
+        }
+        self.fed += n as u64;
+        Ok(())
+    }
+}
+
+/// Checks the licence a render of `input` through `source` needs (see [`RenderLicence`]).
+/// Returns the licence verdict, or `None` when the model needs no licence.
 pub fn check_licence(
     source: &ModelSource,
     track: Option<&crate::licence::gate::LoadedTrack>,
     input: &[Vec<f32>],
     sample_rate: u32,
 ) -> Result<Option<crate::licence::policy::Verdict>, RenderError> {
-    use crate::licence::enforce::{self, Setting};
-    use crate::licence::fingerprint::{LiveMatcher, TrackMatch};
-    let Ok(manifest) = source.manifest() else {
-        // The render reports the manifest's problem itself.
+    let Some(mut licence) = RenderLicence::check(source, track, sample_rate)? else {
         return Ok(None);
     };
-    let unlicensed = |reason: String| RenderError::Unlicensed {
-        model: manifest.model.id.clone(),
-        reason,
-    };
-    let Some((verdict, _)) = enforce::check(&manifest, track, Setting::Studio) else {
-        return Ok(None);
-    };
-    if !verdict.state.allows() {
-        return Err(unlicensed(verdict.reason));
+    let frames = input.first().map_or(0, Vec::len);
+    for start in (0..frames).step_by(4096) {
+        let end = (start + 4096).min(frames);
+        let block: Vec<&[f32]> = input.iter().map(|c| &c[start..end]).collect();
+        licence.feed(&block)?;
     }
-    let reference = verdict
-        .claims
-        .as_ref()
-        .filter(|_| manifest.rights.licensed_track)
-        .and_then(|c| c.reference_fingerprint().ok().flatten());
-    if let Some(reference) = reference {
-        let mut matcher = LiveMatcher::new(reference, sample_rate).map_err(unlicensed)?;
-        let frames = input.first().map_or(0, Vec::len);
-        let mut mono = vec![0.0f32; 4096];
-        for start in (0..frames).step_by(4096) {
-            let n = 4096.min(frames - start);
-            for (i, m) in mono[..n].iter_mut().enumerate() {
-                *m = input.iter().map(|c| c[start + i]).sum::<f32>() / input.len() as f32;
-            }
-            if matcher.push(&mono[..n]) == Some(TrackMatch::Mismatch) {
-                return Err(unlicensed(format!(
-                    "{} (from {:.0} s on)",
-                    crate::licence::LicenceError::TrackMismatch,
-                    start as f64 / sample_rate as f64
-                )));
-            }
-        }
-    }
-    Ok(Some(verdict))
+    Ok(Some(licence.verdict))
 }
 
-/// Renders `input` through `source` offline in `mode`, compensating the latency so the output
-/// lines up with the input sample for sample. `progress` is called with the fraction done.
-/// Models that need a licence are refused unless `track`'s licence covers them (see
-/// [`check_licence`]).
+/// The chain a render runs: `source` in `mode` at `sample_rate`, waiting for the model and
+/// its measurement so the latency it compensates is final.
+fn render_chain(
+    source: &ModelSource,
+    track: Option<&crate::licence::gate::LoadedTrack>,
+    mode: Mode,
+    sample_rate: u32,
+    channels: usize,
+    block: usize,
+) -> Result<Chain, RenderError> {
+    let key = ChainKey {
+        model: source.to_state(),
+        track: track.map(|t| t.to_state()).unwrap_or_default(),
+        mode,
+        config: EngineConfig {
+            sample_rate: sample_rate as f32,
+            max_block: block,
+            channels,
+        },
+        setting: Setting::Studio,
+    };
+    let mut chain = Chain::build(key, |_| {})?;
+    chain.engine.wait_for_measurement(Duration::from_secs(600));
+    Ok(chain)
+}
+
+/// Runs the chain over everything `read` gives (planar blocks of at most `block` frames; 0 at
+/// the end) and hands `write` the output, compensated by the latency: output frame `t` is the
+/// response to input frame `t`. Memory stays the same whatever the length. Returns the frames.
+fn run(
+    chain: &mut Chain,
+    channels: usize,
+    block: usize,
+    total: Option<u64>,
+    read: &mut dyn FnMut(&mut [Vec<f32>], usize) -> Result<usize, RenderError>,
+    write: &mut dyn FnMut(&[&[f32]]) -> Result<(), RenderError>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<u64, RenderError> {
+    let latency = chain.engine.latency() as u64;
+    let mut input = vec![Vec::with_capacity(block); channels];
+    let mut io = vec![vec![0.0f32; block]; channels];
+    // Frames read from the input; frames fed to the engine (the input, then silence).
+    let (mut frames_in, mut pushed) = (0u64, 0u64);
+    let mut ended = false;
+    loop {
+        let n = if ended { 0 } else { read(&mut input, block)? };
+        ended |= n == 0;
+        // After the input, silence until the last input frame's response is out.
+        let k = if n > 0 {
+            n
+        } else {
+            (frames_in + latency - pushed).min(block as u64) as usize
+        };
+        if k == 0 {
+            break;
+        }
+        for (buf, src) in io.iter_mut().zip(&input) {
+            if n > 0 {
+                buf[..k].copy_from_slice(&src[..k]);
+            } else {
+                buf[..k].fill(0.0);
+            }
+        }
+        {
+            let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[..k]).collect();
+            chain.process(&mut slices, Controls::offline(), true);
+        }
+        // The engine's first `latency` output frames come before any input's response.
+        let skip = (latency.max(pushed).min(pushed + k as u64) - pushed) as usize;
+        if skip < k {
+            let planes: Vec<&[f32]> = io.iter().map(|c| &c[skip..k]).collect();
+            write(&planes)?;
+        }
+        pushed += k as u64;
+        frames_in += n as u64;
+        if let Some(total) = total.filter(|&t| t > 0) {
+            progress((pushed.saturating_sub(latency) as f64 / total as f64).min(1.0));
+        }
+    }
+    Ok(frames_in)
+}
+
+fn report(
+    chain: &Chain,
+    frames: u64,
+    sample_rate: u32,
+    started: Instant,
+) -> Result<RenderReport, RenderError> {
+    let status = chain.engine.status();
+    if status.state() == crate::engine::status::EngineState::Failed {
+        return Err(RenderError::Model(status.message()));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(RenderReport {
+        frames: frames as usize,
+        sample_rate,
+        latency: chain.engine.latency(),
+        latency_terms: chain.engine.plan().describe(),
+        seconds,
+        real_time_factor: seconds / (frames.max(1) as f64 / sample_rate as f64),
+        underruns: status.underruns.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// Renders the audio file `input` through `source` offline in `mode` into a 32-bit float WAV at
+/// `output`, in blocks: memory does not grow with the file's length. The output appears only
+/// when the render succeeds, so it may be the input itself. A model that needs a licence is
+/// refused unless `track`'s licence covers it; for a remix model the input is checked against
+/// the licensed track first (a pass over the whole file, before anything is written).
+pub fn render_file(
+    source: &ModelSource,
+    track: Option<&crate::licence::gate::LoadedTrack>,
+    mode: Mode,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    block: usize,
+    mut progress: impl FnMut(f64),
+) -> Result<RenderReport, RenderError> {
+    use crate::media::{AudioReader, WavWriter};
+    let mut reader = AudioReader::open(input)?;
+    let (channels, rate) = (reader.channels(), reader.sample_rate());
+    if channels > 2 {
+        return Err(RenderError::Channels {
+            path: input.display().to_string(),
+            channels,
+        });
+    }
+    if let Some(mut licence) = RenderLicence::check(source, track, rate)? {
+        if licence.needs_input() {
+            let mut buf = vec![Vec::new(); channels];
+            while reader.read(&mut buf, 1 << 14)? > 0 {
+                let planes: Vec<&[f32]> = buf.iter().map(|c| c.as_slice()).collect();
+                licence.feed(&planes)?;
+            }
+            reader = AudioReader::open(input)?;
+        }
+    }
+    let mut chain = render_chain(source, track, mode, rate, channels, block)?;
+    let mut writer = WavWriter::create(output, channels, rate)?;
+    let started = Instant::now();
+    let total = reader.frames();
+    let frames = run(
+        &mut chain,
+        channels,
+        block,
+        total,
+        &mut |buf, max| Ok(reader.read(buf, max)?),
+        &mut |planes| Ok(writer.write(planes)?),
+        &mut progress,
+    )?;
+    let report = report(&chain, frames, rate, started)?;
+    writer.finish()?;
+    Ok(report)
+}
+
+/// [`render_file`] for audio in memory: `input` (planar) through `source` offline in `mode`,
+/// latency-compensated. `progress` is called with the fraction done.
 pub fn render(
     source: &ModelSource,
     track: Option<&crate::licence::gate::LoadedTrack>,
@@ -114,47 +318,34 @@ pub fn render(
     mut progress: impl FnMut(f64),
 ) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
     check_licence(source, track, input, sample_rate)?;
-    let key = ChainKey {
-        model: source.to_state(),
-        track: track.map(|t| t.to_state()).unwrap_or_default(),
-        mode,
-        config: EngineConfig {
-            sample_rate: sample_rate as f32,
-            max_block: block,
-            channels: input.len(),
-        },
-        setting: Setting::Studio,
-    };
-    let mut chain = Chain::build(key, |_| {})?;
-    // A render waits for the model and its measurement: the latency it compensates is final.
-    chain.engine.wait_for_measurement(Duration::from_secs(600));
-    let latency = chain.engine.latency() as usize;
-    let frames = input.first().map_or(0, |c| c.len());
-    let total = frames + latency;
-    let mut io = pad(input, latency);
+    let channels = input.len();
+    let mut chain = render_chain(source, track, mode, sample_rate, channels, block)?;
+    let frames = input.first().map_or(0, Vec::len);
+    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(frames); channels];
+    let mut at = 0;
     let started = Instant::now();
-    let mut t = 0;
-    while t < total {
-        let n = block.min(total - t);
-        let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[t..t + n]).collect();
-        chain.process(&mut slices, Controls::offline(), true);
-        t += n;
-        progress(t as f64 / total as f64);
-    }
-    let status = chain.engine.status().clone();
-    if status.state() == crate::engine::status::EngineState::Failed {
-        return Err(RenderError::Model(status.message()));
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let out = io.into_iter().map(|c| c[latency..].to_vec()).collect();
-    let report = RenderReport {
-        frames,
-        sample_rate,
-        latency: latency as u32,
-        latency_terms: chain.engine.plan().describe(),
-        seconds,
-        real_time_factor: seconds / (frames.max(1) as f64 / sample_rate as f64),
-        underruns: status.underruns.load(std::sync::atomic::Ordering::Relaxed),
-    };
+    let done = run(
+        &mut chain,
+        channels,
+        block,
+        Some(frames as u64),
+        &mut |buf, max| {
+            let n = max.min(frames - at);
+            for (b, c) in buf.iter_mut().zip(input) {
+                b.clear();
+                b.extend_from_slice(&c[at..at + n]);
+            }
+            at += n;
+            Ok(n)
+        },
+        &mut |planes| {
+            for (o, p) in out.iter_mut().zip(planes) {
+                o.extend_from_slice(p);
+            }
+            Ok(())
+        },
+        &mut progress,
+    )?;
+    let report = report(&chain, done, sample_rate, started)?;
     Ok((out, report))
 }

@@ -26,12 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render a WAV file through a model, offline, latency-compensated.
+    /// Render an audio file (WAV, AIFF, FLAC, MP3, Ogg Vorbis) through a model, offline and
+    /// latency-compensated, into a 32-bit float WAV.
     Render {
         /// `builtin:tone-shaper`, or a model.toml (or the folder holding one).
         #[arg(long, default_value = refrain::models::BUILTIN_ID)]
         model: String,
-        /// Input WAV.
+        /// Input audio file.
         #[arg(long = "in")]
         input: PathBuf,
         /// Output WAV (32-bit float).
@@ -390,14 +391,6 @@ fn main() -> Result<()> {
                 Some(arg) => Some(resolve_track(&Store::open_default()?, arg)?),
                 None => None,
             };
-            let (audio, rate) = refrain::media::read_wav(&input)?;
-            if audio.is_empty() || audio.len() > 2 {
-                anyhow::bail!(
-                    "{} has {} channels; Refrain renders mono or stereo",
-                    input.display(),
-                    audio.len()
-                );
-            }
             let bar = indicatif::ProgressBar::new(1000);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -405,17 +398,18 @@ fn main() -> Result<()> {
                 )
                 .context("progress style")?,
             );
-            let (out, report) = refrain::render::render(
+            // In blocks from file to file; the output appears only once it is complete.
+            let report = refrain::render::render_file(
                 &source,
                 track.as_ref(),
                 mode,
-                &audio,
-                rate,
+                &input,
+                &output,
                 block.clamp(1, 65536),
                 |f| bar.set_position((f * 1000.0) as u64),
             )?;
             bar.finish_and_clear();
-            refrain::media::write_wav(&output, &out, rate)?;
+            let rate = report.sample_rate;
             println!("model:        {}", source.to_state());
             println!("{}", report.latency_terms);
             println!(
