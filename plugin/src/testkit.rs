@@ -167,7 +167,9 @@ pub mod editor_layout {
 }
 
 /// A licence description (`refrain licence issue --spec`) for the demo remix model: the
-/// fixture the CLI test, the editor test and the demo host issue from.
+/// fixture the CLI test, the editor test and the demo host issue from. `audio` is the licensed
+/// recording (`track.audio`); a remix licence needs it (or `--audio`), so `None` is for
+/// descriptions that add it another way or test the refusal.
 pub fn licence_spec(licence_id: &str, uses: &[&str], audio: Option<&Path>) -> String {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo-remix/model.toml");
     let uses = uses
@@ -202,4 +204,237 @@ share_percent = 25
 "#,
         model.display()
     )
+}
+
+/// A small ONNX writer (protobuf wire format), enough to build the models the untrusted-input
+/// tests need at test time: external data, subgraphs, loops and allocation bombs.
+pub mod onnx {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn key(out: &mut Vec<u8>, field: u64, wire: u64) {
+        varint(out, (field << 3) | wire);
+    }
+
+    fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+        key(out, field, 2);
+        varint(out, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+
+    fn int(out: &mut Vec<u8>, field: u64, v: i64) {
+        key(out, field, 0);
+        varint(out, v as u64);
+    }
+
+    /// A tensor: inline data, or data in an external file.
+    pub struct Tensor {
+        name: String,
+        dims: Vec<i64>,
+        data_type: i64,
+        raw: Option<Vec<u8>>,
+        external: Option<(String, u64, u64)>,
+    }
+
+    impl Tensor {
+        pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> Tensor {
+            Tensor {
+                name: name.into(),
+                dims: dims.to_vec(),
+                data_type: 1,
+                raw: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                external: None,
+            }
+        }
+
+        pub fn int64s(name: &str, dims: &[i64], values: &[i64]) -> Tensor {
+            Tensor {
+                name: name.into(),
+                dims: dims.to_vec(),
+                data_type: 7,
+                raw: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                external: None,
+            }
+        }
+
+        pub fn bools(name: &str, values: &[bool]) -> Tensor {
+            Tensor {
+                name: name.into(),
+                dims: vec![],
+                data_type: 9,
+                raw: Some(values.iter().map(|&b| b as u8).collect()),
+                external: None,
+            }
+        }
+
+        /// Float data in `location` (relative to the model), `length` bytes from the start.
+        pub fn external(name: &str, dims: &[i64], location: &str, length: u64) -> Tensor {
+            Tensor::external_at(name, dims, location, 0, length)
+        }
+
+        pub fn external_at(name: &str, dims: &[i64], location: &str, offset: u64, length: u64) -> Tensor {
+            Tensor {
+                name: name.into(),
+                dims: dims.to_vec(),
+                data_type: 1,
+                raw: None,
+                external: Some((location.into(), offset, length)),
+            }
+        }
+
+        pub fn encode(&self) -> Vec<u8> {
+            let mut t = Vec::new();
+            for &d in &self.dims {
+                int(&mut t, 1, d);
+            }
+            int(&mut t, 2, self.data_type);
+            bytes(&mut t, 8, self.name.as_bytes());
+            if let Some(raw) = &self.raw {
+                bytes(&mut t, 9, raw);
+            }
+            if let Some((location, offset, length)) = &self.external {
+                for (k, v) in [
+                    ("location", location.clone()),
+                    ("offset", offset.to_string()),
+                    ("length", length.to_string()),
+                ] {
+                    let mut e = Vec::new();
+                    bytes(&mut e, 1, k.as_bytes());
+                    bytes(&mut e, 2, v.as_bytes());
+                    bytes(&mut t, 13, &e);
+                }
+                int(&mut t, 14, 1);
+            }
+            t
+        }
+    }
+
+    /// A float tensor value (graph input or output) of `dims`; -1 is a dynamic dimension.
+    pub fn value(name: &str, elem_type: i64, dims: &[i64]) -> Vec<u8> {
+        let mut shape = Vec::new();
+        for (i, &d) in dims.iter().enumerate() {
+            let mut dim = Vec::new();
+            if d >= 0 {
+                int(&mut dim, 1, d);
+            } else {
+                bytes(&mut dim, 2, format!("d{i}").as_bytes());
+            }
+            bytes(&mut shape, 1, &dim);
+        }
+        let mut tensor_type = Vec::new();
+        int(&mut tensor_type, 1, elem_type);
+        bytes(&mut tensor_type, 2, &shape);
+        let mut type_proto = Vec::new();
+        bytes(&mut type_proto, 1, &tensor_type);
+        let mut v = Vec::new();
+        bytes(&mut v, 1, name.as_bytes());
+        bytes(&mut v, 2, &type_proto);
+        v
+    }
+
+    /// A node; `attrs` from [`attr_int`], [`attr_graph`], [`attr_tensor`].
+    pub fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut n = Vec::new();
+        for i in inputs {
+            bytes(&mut n, 1, i.as_bytes());
+        }
+        for o in outputs {
+            bytes(&mut n, 2, o.as_bytes());
+        }
+        bytes(&mut n, 4, op.as_bytes());
+        for a in attrs {
+            bytes(&mut n, 5, &a);
+        }
+        n
+    }
+
+    pub fn attr_int(name: &str, v: i64) -> Vec<u8> {
+        let mut a = Vec::new();
+        bytes(&mut a, 1, name.as_bytes());
+        int(&mut a, 3, v);
+        int(&mut a, 20, 2);
+        a
+    }
+
+    pub fn attr_ints(name: &str, v: &[i64]) -> Vec<u8> {
+        let mut a = Vec::new();
+        bytes(&mut a, 1, name.as_bytes());
+        for &x in v {
+            int(&mut a, 8, x);
+        }
+        int(&mut a, 20, 7);
+        a
+    }
+
+    pub fn attr_tensor(name: &str, t: Tensor) -> Vec<u8> {
+        let mut a = Vec::new();
+        bytes(&mut a, 1, name.as_bytes());
+        bytes(&mut a, 5, &t.encode());
+        int(&mut a, 20, 4);
+        a
+    }
+
+    pub fn attr_graph(name: &str, g: Vec<u8>) -> Vec<u8> {
+        let mut a = Vec::new();
+        bytes(&mut a, 1, name.as_bytes());
+        bytes(&mut a, 6, &g);
+        int(&mut a, 20, 5);
+        a
+    }
+
+    /// A graph: nodes, initializers, and its inputs and outputs as [`value`]s (or bare names,
+    /// given as `&str`, for subgraphs that ONNX Runtime types itself).
+    pub fn graph(nodes: Vec<Vec<u8>>, initializers: Vec<Tensor>, inputs: &[&str], outputs: &[&str]) -> Vec<u8> {
+        graph_typed(
+            nodes,
+            initializers,
+            inputs.iter().map(|n| value(n, 1, &[-1])).collect(),
+            outputs.iter().map(|n| value(n, 1, &[-1])).collect(),
+        )
+    }
+
+    pub fn graph_typed(
+        nodes: Vec<Vec<u8>>,
+        initializers: Vec<Tensor>,
+        inputs: Vec<Vec<u8>>,
+        outputs: Vec<Vec<u8>>,
+    ) -> Vec<u8> {
+        let mut g = Vec::new();
+        for n in nodes {
+            bytes(&mut g, 1, &n);
+        }
+        bytes(&mut g, 2, b"g");
+        for t in initializers {
+            bytes(&mut g, 5, &t.encode());
+        }
+        for i in inputs {
+            bytes(&mut g, 11, &i);
+        }
+        for o in outputs {
+            bytes(&mut g, 12, &o);
+        }
+        g
+    }
+
+    /// A model (IR 8, opset 17) around `graph`.
+    pub fn model(graph: Vec<u8>) -> Vec<u8> {
+        let mut m = Vec::new();
+        int(&mut m, 1, 8);
+        bytes(&mut m, 2, b"refrain-testkit");
+        bytes(&mut m, 7, &graph);
+        let mut opset = Vec::new();
+        bytes(&mut opset, 1, b"");
+        int(&mut opset, 2, 17);
+        bytes(&mut m, 8, &opset);
+        m
+    }
 }

@@ -1,30 +1,25 @@
 //! Contract v1: Refrain's generic streaming audio-to-audio model, `[1, C, context + hop]` in,
-//! `[1, C, hop]` out, described by a [`Manifest`].
+//! `[1, C, hop]` out, described by a [`Manifest`] and loaded from a checked
+//! [`ModelPackage`] (its folder, read once; ONNX Runtime opens no file).
 
 use super::manifest::{Manifest, ManifestError, TensorInfo};
+use super::package::{Limits, ModelPackage, PackageError};
 use super::processor::{HopProcessor, ProcessError, StreamSpec};
 use super::runtime::{self, RuntimeError};
+use super::watchdog::{self, Watched};
 use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorElementType};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a model could not be loaded. Each message names the file, field or tensor at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("the model file {path} is missing")]
-    Missing { path: PathBuf },
-    #[error("cannot read the model file {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("the model file {path} does not match its manifest: sha256 is {actual}, the manifest says {expected} (a truncated download, or the wrong file)")]
-    HashMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    #[error(transparent)]
+    Package(#[from] PackageError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{path} is not a usable ONNX model: {reason}")]
@@ -33,37 +28,6 @@ pub enum ModelError {
     Tensor { role: &'static str, reason: String },
     #[error("a test run of the model failed: {0}")]
     Probe(String),
-}
-
-/// Reads and checks `model.toml` and the bytes of its ONNX file (hash included).
-pub fn read_model(manifest_path: &Path) -> Result<(Manifest, Vec<u8>, PathBuf), ModelError> {
-    let manifest = Manifest::load(manifest_path)?;
-    let onnx_path = manifest_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&manifest.model.file);
-    if !onnx_path.exists() {
-        return Err(ModelError::Missing { path: onnx_path });
-    }
-    let bytes = std::fs::read(&onnx_path).map_err(|e| ModelError::Read {
-        path: onnx_path.clone(),
-        reason: e.to_string(),
-    })?;
-    verify_hash(&manifest, &bytes, &onnx_path)?;
-    Ok((manifest, bytes, onnx_path))
-}
-
-/// Checks the ONNX bytes against the manifest's sha256.
-pub fn verify_hash(manifest: &Manifest, bytes: &[u8], path: &Path) -> Result<(), ModelError> {
-    let actual = hex::encode(Sha256::digest(bytes));
-    if !actual.eq_ignore_ascii_case(&manifest.model.sha256) {
-        return Err(ModelError::HashMismatch {
-            path: path.to_owned(),
-            expected: manifest.model.sha256.clone(),
-            actual,
-        });
-    }
-    Ok(())
 }
 
 /// An ONNX model running contract v1, with its input and output tensors preallocated and
@@ -78,21 +42,28 @@ pub struct OnnxModel {
     output: Tensor<f32>,
     /// Which device runs the session, in words.
     device: String,
+    /// Every run is watched: one that outlasts its limit is stopped.
+    watched: Arc<Watched>,
+    /// The model's identity (one hash over its manifest and files).
+    identity: String,
 }
 
 impl OnnxModel {
-    /// Loads a model from its manifest: hash, session, tensor checks and one probe run.
+    /// Loads a model from its manifest: its folder read and checked ([`ModelPackage`]), the
+    /// session, tensor checks and one probe run.
     pub fn load(manifest_path: &Path) -> Result<Self, ModelError> {
-        let (manifest, bytes, onnx_path) = read_model(manifest_path)?;
-        Self::from_bytes(&manifest, &bytes, &onnx_path)
+        let package = ModelPackage::read(manifest_path, Limits::from_env())?;
+        Self::from_package(&package)
     }
 
-    /// Builds the session from checked bytes and checks the graph against the manifest.
-    pub fn from_bytes(manifest: &Manifest, bytes: &[u8], path: &Path) -> Result<Self, ModelError> {
+    /// Builds the session from a checked package and checks the graph against its manifest.
+    pub fn from_package(package: &ModelPackage) -> Result<Self, ModelError> {
         runtime::environment()?;
-        let runtime::DeviceSession { session, device } = runtime::session_from_memory(bytes)
-            .map_err(|reason| ModelError::NotOnnx {
-                path: path.to_owned(),
+        let manifest = &package.manifest;
+        let path = package.folder.join(&manifest.model.file);
+        let runtime::DeviceSession { session, device } =
+            runtime::session_for(package).map_err(|reason| ModelError::NotOnnx {
+                path: path.clone(),
                 reason,
             })?;
         check_tensors(&session, manifest)?;
@@ -108,6 +79,7 @@ impl OnnxModel {
         binding
             .bind_output(manifest.output.name.as_str(), &mut output)
             .map_err(bind)?;
+        let watched = watchdog::watch(watchdog::max_run()).map_err(ModelError::Probe)?;
         let mut model = OnnxModel {
             session,
             spec,
@@ -116,12 +88,15 @@ impl OnnxModel {
             input,
             output,
             device,
+            watched,
+            identity: package.identity.clone(),
         };
         model
             .binding
             .bind_input(manifest.input.name.as_str(), &model.input)
             .map_err(bind)?;
-        // A probe run catches graphs whose real output differs from what they declare.
+        // A probe run catches graphs whose real output differs from what they declare (and one
+        // that never finishes is stopped by the watchdog).
         let window = vec![0.0f32; spec.channels * (spec.context + spec.hop)];
         let mut out = vec![0.0f32; spec.channels * spec.hop];
         model
@@ -148,9 +123,15 @@ impl OnnxModel {
         let api = ort::api();
         // SAFETY: the session and the binding are alive and belong to this model; `&mut self`
         // gives the run exclusive use of both (RunWithBinding is not thread-safe).
+        self.watched.begin();
         let status = unsafe {
-            (api.RunWithBinding)(self.session.ptr_mut(), std::ptr::null(), self.binding.ptr())
+            (api.RunWithBinding)(
+                self.session.ptr_mut(),
+                self.watched.run_options().ptr(),
+                self.binding.ptr(),
+            )
         };
+        let stopped = self.watched.end();
         if status.0.is_null() {
             return Ok(());
         }
@@ -162,6 +143,13 @@ impl OnnxModel {
             (api.ReleaseStatus)(status.0);
             text
         };
+        if stopped {
+            return Err(ProcessError::Inference(format!(
+                "one run of the model took longer than {:.1} s and was stopped ({} sets the limit)",
+                self.watched.limit().as_secs_f64(),
+                watchdog::ENV_MAX_RUN_MS
+            )));
+        }
         Err(ProcessError::Inference(message))
     }
 }
@@ -266,6 +254,10 @@ impl HopProcessor for OnnxModel {
 
     fn device(&self) -> Option<String> {
         Some(self.device.clone())
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.identity.clone())
     }
 }
 

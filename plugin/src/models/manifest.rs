@@ -7,6 +7,9 @@ use super::processor::StreamSpec;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// The largest manifest read.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 /// The manifest format this build reads.
 pub const FORMAT: u32 = 1;
 
@@ -25,6 +28,45 @@ pub struct Manifest {
     pub output: TensorInfo,
     #[serde(default)]
     pub rights: RightsInfo,
+    /// Every other file the model uses (external weights, a retrieval index, configs), each
+    /// with its own hash. A model is its folder: nothing outside it is ever read.
+    #[serde(default)]
+    pub files: Vec<ModelFile>,
+}
+
+/// A file of the model besides its ONNX graph.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// Relative to the manifest's folder, `/`-separated, inside the folder.
+    pub path: String,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// What it is for (`external-data`, `index`, `config`); informational.
+    #[serde(default)]
+    pub role: String,
+}
+
+/// Most files a manifest may list.
+pub const MAX_FILES: usize = 256;
+
+/// Checks a path a manifest names: relative, `/`-separated, staying inside the model's folder
+/// (no `..`, no absolute path, no drive letter, no control characters).
+pub fn check_relative_path(field: &'static str, path: &str) -> Result<(), ManifestError> {
+    let bad = |reason: &str| Err(invalid(field, format!("{path:?}"), reason));
+    if path.is_empty() || path.len() > 255 {
+        return bad("name a file inside the model's folder (1 to 255 characters)");
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return bad("control characters are not allowed in a path");
+    }
+    if path.starts_with('/') || path.contains('\\') || path.contains(':') {
+        return bad("use a path relative to the model's folder, with `/` between folders");
+    }
+    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return bad("a path stays inside the model's folder: no `..`, `.` or empty parts");
+    }
+    Ok(())
 }
 
 /// Identity of the model.
@@ -109,11 +151,13 @@ fn invalid(field: &'static str, value: impl ToString, reason: impl Into<String>)
 }
 
 impl Manifest {
-    /// Reads and validates `path`.
+    /// Reads (at most [`MAX_MANIFEST_BYTES`], a regular file only) and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
-            path: path.to_owned(),
-            reason: e.to_string(),
+        let text = crate::files::read_text_bounded(path, MAX_MANIFEST_BYTES).map_err(|e| {
+            ManifestError::Read {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
         })?;
         Self::parse(&text).map_err(|e| match e {
             ManifestError::Parse { reason, .. } => ManifestError::Parse {
@@ -189,8 +233,22 @@ impl Manifest {
                 format!("this Refrain runs `{KIND_AUDIO_TO_AUDIO}` models"),
             ));
         }
-        if m.file.is_empty() {
-            return Err(invalid("model.file", &m.file, "name the ONNX file"));
+        check_relative_path("model.file", &m.file)?;
+        if self.files.len() > MAX_FILES {
+            return Err(invalid(
+                "files",
+                self.files.len(),
+                format!("at most {MAX_FILES} files"),
+            ));
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            check_relative_path("files.path", &f.path)?;
+            if f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid("files.sha256", &f.sha256, "expected 64 hex digits"));
+            }
+            if f.path == m.file || self.files[..i].iter().any(|g| g.path == f.path) {
+                return Err(invalid("files.path", &f.path, "each file is listed once"));
+            }
         }
         if m.sha256.len() != 64 || !m.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(invalid("model.sha256", &m.sha256, "expected 64 hex digits"));
@@ -353,6 +411,21 @@ shape = [1, 1, 256]
         )
         .contains("input.dtype"));
         assert!(err("name = \"audio_in\"", "name = \"\"").contains("input.name"));
+    }
+
+    #[test]
+    fn paths_must_stay_inside_the_models_folder() {
+        for bad in ["/etc/passwd", "../secret.toml", "weights/../../x", "./a.bin", "C:/x", "a//b", ""] {
+            let e = err("file = \"fir.onnx\"", &format!("file = {bad:?}"));
+            assert!(e.contains("model.file"), "{bad}: {e}");
+        }
+        let listed = GOOD.replace(
+            "[input]",
+            "[[files]]\npath = \"../weights.bin\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000aa\"\n\n[input]",
+        );
+        let e = Manifest::parse(&listed).unwrap_err().to_string();
+        assert!(e.contains("files.path"), "{e}");
+        assert!(check_relative_path("files.path", "weights/part-1.bin").is_ok());
     }
 
     #[test]

@@ -3,13 +3,16 @@
 
 pub mod generic;
 pub mod manifest;
+pub mod onnx_scan;
+pub mod package;
 pub mod processor;
 pub mod runtime;
+pub mod watchdog;
 
 use generic::{ModelError, OnnxModel};
 use manifest::Manifest;
 use processor::HopProcessor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The built-in model's manifest, embedded so Refrain works with no files beside it.
 const BUILTIN_MANIFEST: &str = include_str!("../../../models/tone-shaper/model.toml");
@@ -61,9 +64,7 @@ impl ModelSource {
     /// Loads the model fully: hash, session, tensor checks, probe run.
     pub fn load(&self) -> Result<OnnxModel, ModelError> {
         match self {
-            ModelSource::Builtin => {
-                OnnxModel::from_bytes(&builtin_manifest(), BUILTIN_ONNX, Path::new(BUILTIN_ID))
-            }
+            ModelSource::Builtin => OnnxModel::from_package(&builtin_package()?),
             ModelSource::Manifest(p) => OnnxModel::load(p),
         }
     }
@@ -74,6 +75,15 @@ impl ModelSource {
             .map(|m| Box::new(m) as Box<dyn HopProcessor>)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The built-in model as a checked package.
+pub fn builtin_package() -> Result<package::ModelPackage, ModelError> {
+    Ok(package::ModelPackage::embedded(
+        BUILTIN_ID,
+        BUILTIN_MANIFEST,
+        BUILTIN_ONNX,
+    )?)
 }
 
 /// The built-in model's manifest.

@@ -54,6 +54,10 @@ pub trait HopProcessor: Send {
     fn device(&self) -> Option<String> {
         None
     }
+    /// The model's identity: one hash over its manifest and all its files.
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A pure-Rust processor for tests and benchmarks: the input delayed by `spec.latency` samples

@@ -133,11 +133,67 @@ fn loaded() -> Result<(Environment, PathBuf), RuntimeError> {
             reason: "the loader panicked".into(),
         })
     })?;
+    // Every session takes its CPU memory from one arena with a ceiling, so a model that asks
+    // for more (a tiny graph that fills gigabytes) gets an error, not the host's memory.
+    let limit = super::package::Limits::from_env().memory;
+    if let Err(e) = register_limited_allocator(&built, limit) {
+        return Err(RuntimeError::Environment(format!(
+            "could not set the model memory limit: {e}"
+        )));
+    }
     *slot = Some(Loaded {
         env: built.clone(),
         path: path.clone(),
     });
     Ok((built, path))
+}
+
+/// Registers a CPU arena allocator capped at `max_bytes` with the environment; sessions use it
+/// (`session.use_env_allocators`).
+fn register_limited_allocator(env: &Environment, max_bytes: u64) -> Result<(), String> {
+    use ort::sys::{OrtAllocatorType, OrtMemType};
+    use ort::AsPointer;
+    let api = ort::api();
+    let check = |status: ort::sys::OrtStatusPtr| -> Result<(), String> {
+        if status.0.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-null status carries a message; it is released once read.
+        unsafe {
+            let text = std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0))
+                .to_string_lossy()
+                .into_owned();
+            (api.ReleaseStatus)(status.0);
+            Err(text)
+        }
+    };
+    let keys = [c"max_mem".as_ptr(), c"arena_extend_strategy".as_ptr()];
+    // arena_extend_strategy 1: grow by what is asked, not in powers of two.
+    let values = [max_bytes.min(usize::MAX as u64) as usize, 1usize];
+    let mut cfg = std::ptr::null_mut();
+    let mut info = std::ptr::null_mut();
+    // SAFETY: valid key/value arrays of equal length; the out-pointers are filled by the calls
+    // and released below; the environment outlives this call (it is kept for the process).
+    unsafe {
+        check((api.CreateArenaCfgV2)(keys.as_ptr(), values.as_ptr(), 2, &mut cfg))?;
+        let made = check((api.CreateCpuMemoryInfo)(
+            OrtAllocatorType::OrtArenaAllocator,
+            OrtMemType::OrtMemTypeDefault,
+            &mut info,
+        ));
+        let registered = made.and_then(|_| {
+            check((api.CreateAndRegisterAllocator)(
+                env.ptr().cast_mut(),
+                info,
+                cfg,
+            ))
+        });
+        if !info.is_null() {
+            (api.ReleaseMemoryInfo)(info);
+        }
+        (api.ReleaseArenaCfg)(cfg);
+        registered
+    }
 }
 
 /// Intra-op threads for a model of `bytes`: one for small models, else half the cores (at most
@@ -179,9 +235,22 @@ pub struct DeviceSession {
     pub device: String,
 }
 
-/// A session for real-time streaming from ONNX bytes, on the preferred device the runtime
-/// offers, else the CPU.
+/// A session for real-time streaming from ONNX bytes (no external data), on the preferred
+/// device the runtime offers, else the CPU.
 pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
+    session_with_externals(bytes, &[])
+}
+
+/// A session for a checked model package: its graph and its external data, all from memory
+/// (ONNX Runtime opens no file for it).
+pub fn session_for(package: &super::package::ModelPackage) -> Result<DeviceSession, String> {
+    session_with_externals(&package.onnx, &package.external)
+}
+
+fn session_with_externals(
+    bytes: &[u8],
+    external: &[(String, std::sync::Arc<[u8]>)],
+) -> Result<DeviceSession, String> {
     let (env, library) = loaded().map_err(|e| e.to_string())?;
     let threads = intra_threads_for(bytes.len());
     let cpu_name = format!(
@@ -189,14 +258,22 @@ pub fn session_from_memory(bytes: &[u8]) -> Result<DeviceSession, String> {
         if threads == 1 { "" } else { "s" }
     );
     let base = || -> Result<ort::session::builder::SessionBuilder, String> {
-        Session::builder(&env)
+        let mut b = Session::builder(&env)
             .map_err(|e| e.to_string())?
             .with_intra_threads(threads)
             .map_err(|e| e.to_string())?
             .with_inter_threads(1)
             .map_err(|e| e.to_string())?
             .with_intra_op_spinning(false)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?
+            .with_env_allocators()
+            .map_err(|e| e.to_string())?;
+        for (location, data) in external {
+            b = b
+                .with_external_initializer_file_in_memory(location, data.clone())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(b)
     };
     if cpu_forced() {
         let session = base()?
