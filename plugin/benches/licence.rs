@@ -50,7 +50,6 @@ fn bench_licence(c: &mut Criterion) {
         model_id: "refrain.demo-remix".into(),
         model_sha256: SHA.into(),
         uses: vec![Use::Remix, Use::Live],
-        territory: None,
     };
     c.bench_function("verify licence token (14 KB, 20 trusted keys)", |b| {
         b.iter(|| {

@@ -6,7 +6,7 @@
 //! Its own test binary: it points the plugin at a private licence folder through the
 //! environment, once, before any plugin is loaded.
 
-use refrain::licence::claims::{Claims, ModelGrant, Use};
+use refrain::licence::claims::{self, Claims, ModelGrant, Use};
 use refrain::licence::fingerprint;
 use refrain::licence::gate::LoadedTrack;
 use refrain::licence::issue;
@@ -37,7 +37,6 @@ fn env() -> &'static Env {
         unsafe {
             std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &dir);
             std::env::set_var(refrain::licence::gate::ENV_RECHECK_MS, "200");
-            std::env::set_var(refrain::licence::store::ENV_TERRITORY, "GB");
         }
         let store = Store::at(&dir);
         let key = SigningKey::generate("Northern Records").unwrap();
@@ -55,8 +54,23 @@ fn song(seed: u64, seconds: f64) -> Vec<Vec<f32>> {
 }
 
 /// Issues and caches a licence for the demo remix model; returns the state string the plugin
-/// persists for the loaded track.
+/// persists for the loaded track. Worldwide (no licensee territory needed). The reference
+/// fingerprint is `reference`'s, else [`Claims::example`]'s: the start of `song(1, ..)`, the
+/// track the tests play where the model must be heard.
 fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> String {
+    licence_with(id, |c| {
+        c.uses = uses.to_vec();
+        c.exp = claims::format_time(exp);
+        if let Some(a) = reference {
+            c.track.fingerprint = Some(fingerprint::encode(
+                &fingerprint::compute(a, RATE as u32).unwrap(),
+            ));
+        }
+    })
+}
+
+/// [`licence`] from [`Claims::example`] (valid for a year) as `edit` leaves it.
+fn licence_with(id: &str, edit: impl FnOnce(&mut Claims)) -> String {
     let e = env();
     let manifest = Manifest::load(&remix_model()).unwrap();
     let now = SystemClock.now();
@@ -68,11 +82,9 @@ fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> 
             sha256: manifest.model.sha256,
         },
         now,
-        exp,
+        now + YEAR,
     );
-    c.uses = uses.to_vec();
-    c.track.fingerprint =
-        reference.map(|a| fingerprint::encode(&fingerprint::compute(a, RATE as u32).unwrap()));
+    edit(&mut c);
     let token = issue::sign_licence(&e.key, &c).unwrap();
     let path = e.store.root().join(format!("{id}.paseto"));
     std::fs::create_dir_all(e.store.root()).unwrap();
@@ -306,5 +318,36 @@ fn a_different_input_track_switches_the_model_off_after_sustained_mismatch() {
     assert!(
         is_aligned_dry(&out, &other, latency, tail),
         "the model was still heard on a track that does not match the licence"
+    );
+}
+
+/// A licence limited to some territories is judged by where its issuer says the licensee is,
+/// never by the machine (this binary sets no territory anywhere): without that statement the
+/// model stays dry; with a covered one it is heard.
+#[test]
+fn a_territory_limit_is_judged_by_the_licensee_territory_the_licence_states() {
+    let input = song(1, 3.0);
+    let len = input[0].len();
+    let heard = |track: &str| {
+        let mut h = host(track);
+        h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+        let latency = h.latency() as usize;
+        let out = bounce(&mut h, &input, false);
+        (
+            rms_difference(&out, &input, latency, latency + 9_600..len) > 0.05,
+            is_aligned_dry(&out, &input, latency, 0..len),
+        )
+    };
+    let unstated = licence_with("host-territory-unstated", |c| {
+        c.territories = vec!["GB".into(), "IE".into()];
+    });
+    assert_eq!(heard(&unstated), (false, true));
+    let stated = licence_with("host-territory-gb", |c| {
+        c.territories = vec!["GB".into(), "IE".into()];
+        c.licensee_territory = Some("GB".into());
+    });
+    assert!(
+        heard(&stated).0,
+        "a covered licensee territory: the model must be heard"
     );
 }

@@ -84,6 +84,7 @@ enum LicenceCommand {
         #[arg(long)]
         spec: PathBuf,
         /// The licensed recording (WAV) for the reference fingerprint; overrides `track.audio`.
+        /// A remix licence needs one or the other.
         #[arg(long)]
         audio: Option<PathBuf>,
         /// Where to write the licence token.
@@ -107,15 +108,16 @@ enum LicenceCommand {
         #[arg(long)]
         live: bool,
     },
-    /// Sign a revocation list withdrawing licences and/or keys of the issuer.
+    /// Sign a revocation list withdrawing licences this key signed and/or the key itself.
     Revoke {
         /// The issuer's secret key file.
         #[arg(long)]
         key: PathBuf,
-        /// Licence ids to withdraw.
+        /// Licence ids to withdraw (only licences this key signed are withdrawn).
         #[arg(long = "licence")]
         licences: Vec<String>,
-        /// Key ids (`k4.pid.…`) of the issuer to withdraw.
+        /// Key ids (`k4.pid.…`) to withdraw: only this key's own id (a key withdraws itself;
+        /// another key signs its own withdrawal).
         #[arg(long = "key-id")]
         key_ids: Vec<String>,
         /// Where to write the signed list.
@@ -277,7 +279,7 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
                     } else {
                         Setting::Studio
                     };
-                    match enforce::requirement(&manifest, setting, store.territory()) {
+                    match enforce::requirement(&manifest, setting) {
                         Some(r) => r,
                         None => {
                             println!("model `{}` needs no licence", manifest.model.id);
@@ -294,7 +296,6 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
                     } else {
                         vec![]
                     },
-                    territory: store.territory(),
                 },
             };
             let v = policy::evaluate_token(&store, &text, &requirement, &SystemClock);
@@ -332,19 +333,30 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
                 out.display()
             );
             if install {
-                store.install_revocations(&token)?;
+                let installed = store.install_revocations(&token)?;
                 println!("installed in {}", store.root().display());
+                for entry in &installed.ignored {
+                    println!("{entry}");
+                }
             }
         }
         LicenceCommand::Install { file } => {
             let text = store::read_token_file(&file)?;
             match store.install_revocations(&text) {
-                Ok(list) => println!(
-                    "installed the revocation list of {} ({} licence(s), {} key(s))",
-                    list.iss,
-                    list.revoked_licences.len(),
-                    list.revoked_keys.len()
-                ),
+                Ok(installed) => {
+                    let list = &installed.signed.list;
+                    println!(
+                        "installed the revocation list of {} signed by {} ({} licence(s), {} \
+                         key(s))",
+                        list.iss,
+                        installed.signed.kid,
+                        list.revoked_licences.len(),
+                        list.revoked_keys.len()
+                    );
+                    for entry in &installed.ignored {
+                        println!("{entry}");
+                    }
+                }
                 // Not a revocation list (a licence is signed for another purpose): a licence.
                 Err(StoreError::Revocations(
                     RevocationError::Token(TokenError::BadSignature)
@@ -360,6 +372,9 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
             let listing = policy::listing(&store);
             for file in &listing.unreadable {
                 eprintln!("warning: skipped {file}");
+            }
+            for entry in &listing.ignored {
+                eprintln!("note: {entry}");
             }
             if listing.licences.is_empty() {
                 println!("no licences cached in {}", store.root().display());

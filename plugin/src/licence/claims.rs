@@ -146,6 +146,11 @@ pub struct Claims {
     pub models: Vec<ModelGrant>,
     /// ISO 3166-1 alpha-2 codes, or `WORLD`.
     pub territories: Vec<String>,
+    /// Where the licensee is (ISO 3166-1 alpha-2), as the issuer attests it. A licence limited
+    /// to some territories needs it: the territory check reads only this signed statement,
+    /// never the user's machine (its environment, settings or locale are the user's to set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensee_territory: Option<String>,
     pub split: Vec<Share>,
 }
 
@@ -184,6 +189,43 @@ pub fn format_date(unix: i64) -> String {
     s.get(..10).map(str::to_owned).unwrap_or(s)
 }
 
+/// A character that must not appear in a name shown to people: a control character (Unicode
+/// general category Cc) or a format character (Cf: the bidi embeddings, overrides, isolates
+/// and marks U+200E..U+200F, U+202A..U+202E and U+2066..U+2069, zero-width spaces and joiners,
+/// U+2060..U+2064, the soft hyphen U+00AD, the byte-order mark U+FEFF, tag characters, ...).
+/// Such a character changes how a name displays without being seen: U+202E shows the rest of
+/// a licensee's name reversed. The categories come from `unicode-general-category`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HiddenChar(pub char);
+
+impl HiddenChar {
+    /// The first hidden character in `s`, if any.
+    pub fn find(s: &str) -> Option<HiddenChar> {
+        use unicode_general_category::{get_general_category, GeneralCategory};
+        s.chars()
+            .find(|&c| {
+                matches!(
+                    get_general_category(c),
+                    GeneralCategory::Control | GeneralCategory::Format
+                )
+            })
+            .map(HiddenChar)
+    }
+}
+
+impl fmt::Display for HiddenChar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.0.is_control() {
+            "a control character"
+        } else {
+            "a bidi/format control"
+        };
+        write!(f, "U+{:04X} ({kind})", u32::from(self.0))
+    }
+}
+
+/// A human-readable text field: not blank, at most `max` characters, and nothing that hides
+/// how it displays ([`HiddenChar`]).
 fn text(field: &str, s: &str, max: usize) -> Result<(), ClaimError> {
     if s.trim().is_empty() {
         return Err(bad(field, "is empty"));
@@ -191,10 +233,15 @@ fn text(field: &str, s: &str, max: usize) -> Result<(), ClaimError> {
     if s.chars().count() > max {
         return Err(bad(field, format!("is longer than {max} characters")));
     }
-    if s.chars().any(char::is_control) {
-        return Err(bad(field, "contains control characters"));
+    if let Some(c) = HiddenChar::find(s) {
+        return Err(bad(field, format!("contains {c}; remove it")));
     }
     Ok(())
+}
+
+/// An ISO 3166-1 alpha-2 code's shape: two upper-case letters.
+fn is_alpha2(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|c| c.is_ascii_uppercase())
 }
 
 /// ISRC: country (2 letters), registrant (3 letters or digits), year (2 digits), designation
@@ -287,11 +334,28 @@ fn check_sha256(field: &str, s: &str) -> Result<(), ClaimError> {
     }
 }
 
+/// Seconds of [`crate::synth::song`] (seed 1) whose fingerprint [`Claims::example`] carries.
+pub const EXAMPLE_TRACK_SECONDS: f64 = 30.0;
+
+/// The reference fingerprint of [`Claims::example`]'s track, computed once.
+fn example_fingerprint() -> String {
+    static FP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FP.get_or_init(|| {
+        let rate = 48_000;
+        let song = crate::synth::song(1, EXAMPLE_TRACK_SECONDS, rate);
+        let fp = crate::licence::fingerprint::compute(&song, rate)
+            .expect("the synthesised song fingerprints");
+        crate::licence::fingerprint::encode(&fp)
+    })
+    .clone()
+}
+
 impl Claims {
     /// A valid licence from `issuer` for one model: the track "Northern Lights" by Aurora Vale
-    /// (ISRC GBAYE2600001, no fingerprint), uses `remix` and `live`, worldwide, the whole split
-    /// to the artist, valid from a day before `now` until `exp`, no grace. For tests, benches and
-    /// demos; change the fields a case is about.
+    /// (ISRC GBAYE2600001; its reference fingerprint is that of the synthesised stand-in the
+    /// tests play, the first [`EXAMPLE_TRACK_SECONDS`] of `synth::song(1, ..)`), uses `remix`
+    /// and `live`, worldwide, the whole split to the artist, valid from a day before `now`
+    /// until `exp`, no grace. For tests, benches and demos; change the fields a case is about.
     pub fn example(issuer: &str, id: &str, model: ModelGrant, now: i64, exp: i64) -> Claims {
         Claims {
             iss: issuer.into(),
@@ -308,11 +372,12 @@ impl Claims {
                 artists: vec!["Aurora Vale".into()],
                 release: "Northern Lights (Single)".into(),
                 iswc: None,
-                fingerprint: None,
+                fingerprint: Some(example_fingerprint()),
             },
             uses: vec![Use::Remix, Use::Live],
             models: vec![model],
             territories: vec!["WORLD".into()],
+            licensee_territory: None,
             split: vec![Share {
                 party: "Aurora Vale".into(),
                 role: "artist".into(),
@@ -384,10 +449,18 @@ impl Claims {
         if let Some(iswc) = &t.iswc {
             check_iswc(iswc)?;
         }
-        self.reference_fingerprint()?;
+        let reference = self.reference_fingerprint()?;
 
         if self.uses.is_empty() {
             return Err(bad("uses", "allows nothing"));
+        }
+        // DECISIONS 5: without a reference, a remix licence would match any recording.
+        if self.uses.contains(&Use::Remix) && reference.is_none() {
+            return Err(bad(
+                "track.fingerprint",
+                "is missing: a remix licence must carry the licensed recording's reference \
+                 fingerprint, or it would match any recording",
+            ));
         }
         if self.models.is_empty() || self.models.len() > 256 {
             return Err(bad("models", "must name 1 to 256 models"));
@@ -400,11 +473,18 @@ impl Claims {
             return Err(bad("territories", "must name 1 to 300 territories"));
         }
         for t in &self.territories {
-            let ok = t == "WORLD" || (t.len() == 2 && t.bytes().all(|c| c.is_ascii_uppercase()));
-            if !ok {
+            if t != "WORLD" && !is_alpha2(t) {
                 return Err(bad(
                     "territories",
                     format!("`{t}` is not an ISO 3166-1 alpha-2 code or WORLD"),
+                ));
+            }
+        }
+        if let Some(t) = &self.licensee_territory {
+            if !is_alpha2(t) {
+                return Err(bad(
+                    "licensee_territory",
+                    format!("`{t}` is not an ISO 3166-1 alpha-2 code (such as GB)"),
                 ));
             }
         }
@@ -450,10 +530,20 @@ impl Claims {
             .any(|m| m.id == id && m.sha256.eq_ignore_ascii_case(sha256))
     }
 
-    /// Whether the licence holds in `territory` (None: not known).
-    pub fn covers_territory(&self, territory: Option<&str>) -> bool {
+    /// Whether the licence holds everywhere (`territories` names `WORLD`; validation refuses
+    /// an empty list).
+    pub fn worldwide(&self) -> bool {
         self.territories.iter().any(|t| t == "WORLD")
-            || territory.is_some_and(|here| self.territories.iter().any(|t| t == here))
+    }
+
+    /// Whether the licence holds where the issuer says the licensee is: always for a worldwide
+    /// licence; otherwise `licensee_territory` must be one of `territories` (absent: no).
+    pub fn covers_licensee(&self) -> bool {
+        self.worldwide()
+            || self
+                .licensee_territory
+                .as_ref()
+                .is_some_and(|here| self.territories.contains(here))
     }
 
     /// A human summary, one field per line.
@@ -503,6 +593,9 @@ impl Claims {
             line(&mut s, "model:", &format!("{} sha256 {}", m.id, m.sha256));
         }
         line(&mut s, "territories:", &self.territories.join(", "));
+        if let Some(t) = &self.licensee_territory {
+            line(&mut s, "licensee in:", t);
+        }
         for p in &self.split {
             line(
                 &mut s,

@@ -24,11 +24,7 @@ pub enum Setting {
 /// What a licence must allow for `manifest`'s model; `None` when the model needs none
 /// (Refrain's built-in processors and public models). Voice models need `cover`, remix models
 /// `remix`, and public performance needs `live` as well.
-pub fn requirement(
-    manifest: &Manifest,
-    setting: Setting,
-    territory: Option<String>,
-) -> Option<Requirement> {
+pub fn requirement(manifest: &Manifest, setting: Setting) -> Option<Requirement> {
     let rights = manifest.rights;
     if !rights.licensed_voice && !rights.licensed_track {
         return None;
@@ -47,7 +43,6 @@ pub fn requirement(
         model_id: manifest.model.id.clone(),
         model_sha256: manifest.model.sha256.to_ascii_lowercase(),
         uses,
-        territory,
     })
 }
 
@@ -62,11 +57,11 @@ pub fn check(
     let store = match Store::open_default() {
         Ok(s) => s,
         Err(e) => {
-            requirement(manifest, setting, None)?;
+            requirement(manifest, setting)?;
             return Some((Verdict::invalid(e, None), None));
         }
     };
-    let req = requirement(manifest, setting, store.territory())?;
+    let req = requirement(manifest, setting)?;
     let verdict = policy::evaluate(
         &store,
         track.map(|t| t.licence.as_str()),
@@ -195,14 +190,13 @@ mod tests {
         )
         .unwrap();
         let manifest = Manifest::parse(&text).unwrap();
-        let studio = requirement(&manifest, Setting::Studio, None).unwrap();
+        let studio = requirement(&manifest, Setting::Studio).unwrap();
         assert_eq!(studio.uses, vec![Use::Remix]);
-        let stage = requirement(&manifest, Setting::PublicPerformance, None).unwrap();
+        let stage = requirement(&manifest, Setting::PublicPerformance).unwrap();
         assert_eq!(stage.uses, vec![Use::Remix, Use::Live]);
         assert!(requirement(
             &crate::models::builtin_manifest(),
-            Setting::PublicPerformance,
-            None
+            Setting::PublicPerformance
         )
         .is_none());
     }

@@ -48,10 +48,13 @@ impl LoadedTrack {
 
     /// The track of licence `id` whose token is `token_text` (ISRC and title read from the
     /// token without trusting it: they are labels; the licence is verified where it is used).
+    /// Claims that do not validate give no labels, so a title with a bidi override is never
+    /// shown.
     pub fn from_token(id: &str, token_text: &str) -> LoadedTrack {
         let claims: Option<super::claims::Claims> = super::token::parse(token_text)
             .ok()
-            .and_then(|u| serde_json::from_slice(u.untrusted_payload()).ok());
+            .and_then(|u| serde_json::from_slice(u.untrusted_payload()).ok())
+            .filter(|c: &super::claims::Claims| c.validate().is_ok());
         LoadedTrack {
             licence: id.to_owned(),
             isrc: claims

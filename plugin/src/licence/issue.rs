@@ -7,14 +7,16 @@
 //! valid_days = 365            # or: expires = "2027-11-21T00:00:00Z"
 //! grace_days = 14
 //! uses = ["remix", "live"]
-//! territories = ["WORLD"]
+//! territories = ["GB", "IE"]  # default ["WORLD"]
+//! licensee_territory = "GB"   # where the licensee is; needed unless worldwide
 //!
 //! [track]
 //! isrc = "GB-AYE-26-00001"
 //! title = "Northern Lights"
 //! artists = ["Aurora Vale"]
 //! release = "Northern Lights (Single)"
-//! audio = "northern-lights.wav"   # the reference fingerprint is computed from it
+//! audio = "northern-lights.wav"   # the reference fingerprint is computed from it;
+//!                                 # a remix licence needs it (or `--audio`)
 //!
 //! [[models]]
 //! manifest = "models/remix/model.toml"   # or: id = "…" and sha256 = "…"
@@ -58,6 +60,9 @@ pub enum SpecError {
     Audio { path: PathBuf, reason: String },
     #[error("licence description: cannot fingerprint {}: {reason}", path.display())]
     Fingerprint { path: PathBuf, reason: String },
+    /// Without the reference fingerprint a remix licence would match any recording.
+    #[error("licence description: a remix licence needs the licensed recording: give `track.audio` or `--audio`")]
+    RemixWithoutRecording,
     #[error("the licence has an invalid field: {0}")]
     Claims(#[from] ClaimError),
 }
@@ -69,6 +74,10 @@ pub enum SignError {
     Claims(#[from] ClaimError),
     #[error("the licence names issuer `{claimed}` but is signed by the key of `{key_issuer}`")]
     IssuerMismatch { claimed: String, key_issuer: String },
+    /// A revocation list withdraws only the key that signs it; another key's withdrawal would
+    /// be ignored wherever the list is installed.
+    #[error("a revocation list withdraws only the key that signs it: {kid} is not this key ({own}); sign its withdrawal with that key")]
+    OtherKey { kid: String, own: String },
     #[error("the licence's contents cannot be encoded: {reason}")]
     Encode { reason: String },
     #[error(transparent)]
@@ -93,6 +102,10 @@ pub struct LicenceSpec {
     pub uses: Vec<String>,
     #[serde(default = "world")]
     pub territories: Vec<String>,
+    /// Where the licensee is (ISO 3166-1 alpha-2), as the issuer attests it; a licence not
+    /// worldwide needs it.
+    #[serde(default)]
+    pub licensee_territory: Option<String>,
     pub track: TrackSpec,
     pub models: Vec<ModelSpec>,
     pub split: Vec<ShareSpec>,
@@ -208,6 +221,9 @@ impl LicenceSpec {
         let audio_path = audio
             .map(Path::to_path_buf)
             .or_else(|| self.track.audio.as_ref().map(|a| base.join(a)));
+        if audio_path.is_none() && uses.contains(&Use::Remix) {
+            return Err(SpecError::RemixWithoutRecording);
+        }
         let fingerprint = match audio_path {
             Some(p) => {
                 let (channels, rate) =
@@ -252,6 +268,10 @@ impl LicenceSpec {
                 .iter()
                 .map(|t| t.trim().to_ascii_uppercase())
                 .collect(),
+            licensee_territory: self
+                .licensee_territory
+                .as_ref()
+                .map(|t| t.trim().to_ascii_uppercase()),
             split,
         };
         claims.validate()?;
@@ -274,12 +294,19 @@ pub fn sign_licence(key: &SigningKey, claims: &Claims) -> Result<String, SignErr
     Ok(key.sign(Kind::Licence, &payload)?)
 }
 
-/// Signs a revocation list.
+/// Signs a revocation list. It may withdraw `key` itself and licences `key` signed; naming
+/// another key is refused (it would not count).
 pub fn sign_revocations(key: &SigningKey, list: &RevocationList) -> Result<String, SignError> {
     if list.iss != key.issuer {
         return Err(SignError::IssuerMismatch {
             claimed: list.iss.clone(),
             key_issuer: key.issuer.clone(),
+        });
+    }
+    if let Some(kid) = list.revoked_keys.iter().find(|k| **k != key.kid) {
+        return Err(SignError::OtherKey {
+            kid: kid.clone(),
+            own: key.kid.clone(),
         });
     }
     claims::parse_time("iat", &list.iat)?;

@@ -1,11 +1,12 @@
-//! The decision: does this licence let this model run, here, now, for this use?
+//! The decision: does this licence let this model run, now, for this use, where the issuer
+//! says the licensee is?
 //!
 //! [`verify`] checks a token against a set of trusted keys and revocations (pure, fast: the
 //! figure in README's performance table); [`evaluate`] adds the data folder and the clock and
 //! turns every outcome into a [`Verdict`] with the reason in words.
 
 use super::claims::{self, format_date, ClaimError, Claims, Use, AUDIENCE};
-use super::store::{Revoked, Store, UnreadableFile};
+use super::store::{IgnoredRevocation, Revoked, Store, UnreadableFile};
 use super::token::{self, IssuerKey, Kind, TokenError};
 use super::LicenceError;
 
@@ -43,11 +44,13 @@ pub enum TermsError {
     ModelNotCovered { model: String },
     #[error("the licence does not allow `{0}` use")]
     UseNotAllowed(Use),
-    #[error("the licence is limited to {allowed}; {}", match here { Some(t) => format!("this machine is set to {t}"), None => "set your territory (REFRAIN_TERRITORY or settings.toml)".to_owned() })]
-    Territory {
-        here: Option<String>,
-        allowed: String,
-    },
+    /// A licence limited to some territories that does not say where its licensee is. The
+    /// machine's own settings are no evidence (the user sets them), so only the issuer can
+    /// mend it.
+    #[error("the licence is limited to {allowed} but names no licensee territory, so its territory limit cannot be checked; ask the issuer to state it")]
+    NoLicenseeTerritory { allowed: String },
+    #[error("the licence is limited to {allowed}; its licensee is in {licensee}")]
+    Territory { licensee: String, allowed: String },
 }
 
 /// Where the time comes from (tests control it).
@@ -96,8 +99,6 @@ pub struct Requirement {
     /// Uses the situation needs (`cover` for a voice model, `remix` for a remix model, `live`
     /// in real time).
     pub uses: Vec<Use>,
-    /// Where the user is, if known.
-    pub territory: Option<String>,
 }
 
 /// The licence state the audio thread acts on.
@@ -156,16 +157,26 @@ impl Verdict {
     }
 }
 
-/// Verifies a licence token's signature and claims: the key must be trusted and not revoked,
-/// the payload must parse and every claim must validate, the audience must be Refrain's, the
-/// issuer must be the key's owner, and the licence must not be revoked. No clock, no use.
+/// Verifies a licence token's signature and claims: the key must be trusted and must not have
+/// withdrawn itself, the payload must parse and every claim must validate, the audience must
+/// be Refrain's, the issuer must be the key's owner, and the key that signed the licence must
+/// not have withdrawn it. No clock, no use.
 pub fn verify(
     token_text: &str,
     keys: &[IssuerKey],
     revoked: &Revoked,
 ) -> Result<Claims, VerifyError> {
+    verify_signed_by(token_text, keys, revoked).map(|(claims, _)| claims)
+}
+
+/// [`verify`], with the key that signed the licence.
+pub fn verify_signed_by<'k>(
+    token_text: &str,
+    keys: &'k [IssuerKey],
+    revoked: &Revoked,
+) -> Result<(Claims, &'k IssuerKey), VerifyError> {
     let (key, payload) = token::verify_signed(token_text, keys, Kind::Licence)?;
-    if revoked.keys.contains(&key.kid) {
+    if revoked.key(&key.kid) {
         return Err(VerifyError::KeyRevoked {
             kid: key.kid.clone(),
         });
@@ -183,17 +194,15 @@ pub fn verify(
         });
     }
     claims.validate()?;
-    if revoked
-        .licences
-        .contains(&(claims.iss.clone(), claims.jti.clone()))
-    {
+    if revoked.licence(&key.kid, &claims.jti) {
         return Err(VerifyError::LicenceRevoked { id: claims.jti });
     }
-    Ok(claims)
+    Ok((claims, key))
 }
 
 /// Time, model, use and territory against verified claims; the expiry and the end of the
-/// grace period when they allow the model.
+/// grace period when they allow the model. Everything here comes from the signed claims and
+/// `req`: nothing from the machine (environment, settings, locale) but the clock.
 fn terms(claims: &Claims, req: &Requirement, now: i64) -> Result<(i64, i64), TermsError> {
     // `validate` already parsed these.
     let dates = claims
@@ -216,16 +225,21 @@ fn terms(claims: &Claims, req: &Requirement, now: i64) -> Result<(i64, i64), Ter
             return Err(TermsError::UseNotAllowed(*u));
         }
     }
-    if !claims.covers_territory(req.territory.as_deref()) {
-        return Err(TermsError::Territory {
-            here: req.territory.clone(),
-            allowed: claims.territories.join(", "),
+    if !claims.covers_licensee() {
+        let allowed = claims.territories.join(", ");
+        return Err(match &claims.licensee_territory {
+            None => TermsError::NoLicenseeTerritory { allowed },
+            Some(t) => TermsError::Territory {
+                licensee: t.clone(),
+                allowed,
+            },
         });
     }
     Ok((exp, grace_end))
 }
 
-/// Applies time, model, use and territory to verified claims.
+/// Applies time, model, use and territory (the licence's own `licensee_territory`) to verified
+/// claims.
 pub fn check_terms(claims: &Claims, req: &Requirement, now: i64) -> Verdict {
     let (exp, grace_end) = match terms(claims, req, now) {
         Ok(dates) => dates,
@@ -324,6 +338,9 @@ pub struct Listing {
     /// Key files and revocation lists that were skipped: a licence they would have verified
     /// (or withdrawn) is judged without them.
     pub unreadable: Vec<UnreadableFile>,
+    /// Revocation entries that do not count: a list naming another key, or a cached licence
+    /// that another key signed.
+    pub ignored: Vec<IgnoredRevocation>,
 }
 
 /// Every licence in the store, verified (signature, claims, revocation; not the terms, which
@@ -337,6 +354,7 @@ pub fn listing(store: &Store) -> Listing {
     let (keys, mut unreadable) = store.trusted_keys();
     let (revoked, unreadable_lists) = store.revoked(&keys);
     unreadable.extend(unreadable_lists);
+    let mut ignored = revoked.ignored.clone();
     let licences = store
         .licence_ids()
         .into_iter()
@@ -344,24 +362,27 @@ pub fn listing(store: &Store) -> Listing {
             let verified = store
                 .licence_token(&id)
                 .map_err(LicenceError::from)
-                .and_then(|t| Ok(verify(&t, &keys, &revoked)?));
+                .and_then(|t| Ok(verify_signed_by(&t, &keys, &revoked)?));
             match verified {
-                Ok(c) => CachedLicence {
-                    text: format!(
-                        "{} - {} ({}), until {}, uses {}",
-                        c.track.artists.join(", "),
-                        c.track.title,
-                        c.track.isrc,
-                        c.exp.get(..10).unwrap_or(&c.exp),
-                        c.uses
-                            .iter()
-                            .map(|u| u.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    id,
-                    usable: true,
-                },
+                Ok((c, key)) => {
+                    ignored.extend(revoked.ignored_for_licence(&key.kid, &c.jti));
+                    CachedLicence {
+                        text: format!(
+                            "{} - {} ({}), until {}, uses {}",
+                            c.track.artists.join(", "),
+                            c.track.title,
+                            c.track.isrc,
+                            c.exp.get(..10).unwrap_or(&c.exp),
+                            c.uses
+                                .iter()
+                                .map(|u| u.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        id,
+                        usable: true,
+                    }
+                }
                 Err(e) => CachedLicence {
                     text: format!("unusable: {e}"),
                     id,
@@ -373,5 +394,6 @@ pub fn listing(store: &Store) -> Listing {
     Listing {
         licences,
         unreadable,
+        ignored,
     }
 }

@@ -7,8 +7,12 @@
 //!   licences/<licence id>.paseto cached licences
 //!   revocations/<kid>.paseto     signed revocation lists, one per signing key
 //!   clock                        the latest time seen (clock-rollback check)
-//!   settings.toml                territory = "GB"
 //! ```
+//!
+//! A revocation counts only when the key that signs the list has the standing to make it: a
+//! key withdraws itself, and a licence is withdrawn by the key that signed it. Matching by the
+//! issuer's *name* would let any key that carries the same name (trusted for another catalogue,
+//! or made by anyone who can get a key trusted) withdraw another key's licences.
 
 use super::claims::{self, ClaimError, Claims};
 use super::token::{self, IssuerKey, KeyFile, KeyFileError, Kind, TokenError};
@@ -19,8 +23,6 @@ use std::path::{Path, PathBuf};
 
 /// Environment variable that moves the data folder (tests, portable installs).
 pub const ENV_DATA_DIR: &str = "REFRAIN_DATA_DIR";
-/// Environment variable naming the user's territory (ISO 3166-1 alpha-2).
-pub const ENV_TERRITORY: &str = "REFRAIN_TERRITORY";
 
 /// How far the clock may step back (NTP corrections) before it counts as turned back.
 pub const CLOCK_TOLERANCE_S: i64 = 600;
@@ -113,29 +115,82 @@ impl From<std::io::Error> for FileProblem {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationList {
-    /// The issuer; the list only withdraws this issuer's keys and licences.
+    /// The issuer; it must be the name of the key that signs the list.
     pub iss: String,
-    /// When the list was signed (RFC 3339); a newer list replaces an older one.
+    /// When the list was signed (RFC 3339); a newer list from the same key replaces an older
+    /// one.
     pub iat: String,
+    /// Key ids to withdraw: only the signing key's own id counts (a key withdraws itself).
     #[serde(default)]
     pub revoked_keys: Vec<String>,
+    /// Licence ids to withdraw: each counts only for a licence the signing key signed.
     #[serde(default)]
     pub revoked_licences: Vec<String>,
+}
+
+/// A revocation list whose signature verified, with the key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRevocations {
+    /// The id of the key that signed the list (the only key it can withdraw, and the key whose
+    /// licences it can withdraw).
+    pub kid: String,
+    pub list: RevocationList,
+}
+
+/// An entry of a verified revocation list that does not count, because the key that signed the
+/// list has no standing over it. Not an error: the rest of the list still counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IgnoredRevocation {
+    /// The list names another key.
+    Key { signed_by: String, kid: String },
+    /// The list names a licence that another key signed.
+    Licence {
+        signed_by: String,
+        id: String,
+        licence_key: String,
+    },
+}
+
+impl std::fmt::Display for IgnoredRevocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IgnoredRevocation::Key { signed_by, kid } => write!(
+                f,
+                "ignored: the revocation list signed by {signed_by} names key {kid}; \
+                 a key can only withdraw itself"
+            ),
+            IgnoredRevocation::Licence {
+                signed_by,
+                id,
+                licence_key,
+            } => write!(
+                f,
+                "ignored: the revocation list signed by {signed_by} names licence {id}, \
+                 which {licence_key} signed; only the key that signed a licence can withdraw it"
+            ),
+        }
+    }
 }
 
 /// What the verified revocation lists withdraw.
 #[derive(Debug, Clone, Default)]
 pub struct Revoked {
-    /// Key ids.
+    /// Ids of keys that signed their own withdrawal.
     pub keys: HashSet<String>,
-    /// (issuer, licence id).
+    /// (id of the signing key, licence id): withdraws the licence with that id only if that
+    /// key signed it.
     pub licences: HashSet<(String, String)>,
+    /// Key entries that do not count (a list naming another key).
+    pub ignored: Vec<IgnoredRevocation>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Settings {
-    #[serde(default)]
-    territory: Option<String>,
+/// A verified revocation list as installed, with the entries that do not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledRevocations {
+    pub signed: SignedRevocations,
+    /// Key entries naming another key, and licence entries naming a cached licence that
+    /// another key signed (a licence not cached here is checked when it is used).
+    pub ignored: Vec<IgnoredRevocation>,
 }
 
 /// The data folder.
@@ -317,27 +372,51 @@ impl Store {
     }
 
     /// Installs a revocation list (verified first; an older list from the same key is
-    /// replaced, a newer one is kept).
-    pub fn install_revocations(&self, token_text: &str) -> Result<RevocationList, StoreError> {
+    /// replaced, a newer one is kept). Entries the signing key has no standing over are
+    /// reported as ignored.
+    pub fn install_revocations(
+        &self,
+        token_text: &str,
+    ) -> Result<InstalledRevocations, StoreError> {
         // Unreadable key files only mean fewer trusted keys; `refrain licence list` names them.
         let (keys, _) = self.trusted_keys();
-        let list = verify_revocations(token_text, &keys)?;
-        let untrusted = token::parse(token_text)?;
+        let signed = verify_revocations(token_text, &keys)?;
         let path = self
             .revocations_dir()
-            .join(format!("{}.paseto", untrusted.kid.replace('.', "_")));
+            .join(format!("{}.paseto", signed.kid.replace('.', "_")));
         let installed = read_token(&path)
             .ok()
             .and_then(|t| verify_revocations(&t, &keys).ok());
         if let Some(old) = installed {
-            let newer = claims::parse_time("iat", &old.iat)?.unix_timestamp()
-                > claims::parse_time("iat", &list.iat)?.unix_timestamp();
+            let newer = claims::parse_time("iat", &old.list.iat)?.unix_timestamp()
+                > claims::parse_time("iat", &signed.list.iat)?.unix_timestamp();
             if newer {
-                return Err(StoreError::NewerRevocations { installed: old.iat });
+                return Err(StoreError::NewerRevocations {
+                    installed: old.list.iat,
+                });
             }
         }
         write_atomic(&path, token_text.trim().as_bytes())?;
-        Ok(list)
+        let mut revoked = Revoked::default();
+        revoked.add(&signed);
+        let mut ignored = revoked.ignored;
+        for id in &signed.list.revoked_licences {
+            // The footer's key id, unverified: the cached licence is verified where it is used;
+            // this only reports an entry that cannot count for it.
+            let licence_key = self
+                .licence_token(id)
+                .ok()
+                .and_then(|t| token::parse(&t).ok())
+                .map(|u| u.kid);
+            if let Some(licence_key) = licence_key.filter(|k| *k != signed.kid) {
+                ignored.push(IgnoredRevocation::Licence {
+                    signed_by: signed.kid.clone(),
+                    id: id.clone(),
+                    licence_key,
+                });
+            }
+        }
+        Ok(InstalledRevocations { signed, ignored })
     }
 
     /// What the installed, verifiable revocation lists withdraw, and the lists that could not
@@ -347,36 +426,11 @@ impl Store {
         let mut unreadable = Vec::new();
         for path in list(&self.revocations_dir(), "paseto") {
             match read_token(&path).and_then(|t| Ok(verify_revocations(&t, keys)?)) {
-                Ok(list) => revoked.add(&list, keys),
+                Ok(signed) => revoked.add(&signed),
                 Err(problem) => unreadable.push(UnreadableFile { path, problem }),
             }
         }
         (revoked, unreadable)
-    }
-
-    /// The user's territory: `$REFRAIN_TERRITORY`, `settings.toml`, else the locale's region.
-    pub fn territory(&self) -> Option<String> {
-        let valid = |t: &str| {
-            let t = t.trim().to_ascii_uppercase();
-            (t.len() == 2 && t.bytes().all(|c| c.is_ascii_uppercase())).then_some(t)
-        };
-        if let Some(t) = std::env::var(ENV_TERRITORY).ok().and_then(|t| valid(&t)) {
-            return Some(t);
-        }
-        let settings: Settings = std::fs::read_to_string(self.root.join("settings.toml"))
-            .ok()
-            .and_then(|t| toml::from_str(&t).ok())
-            .unwrap_or_default();
-        if let Some(t) = settings.territory.as_deref().and_then(valid) {
-            return Some(t);
-        }
-        ["LC_ALL", "LC_MESSAGES", "LANG"]
-            .iter()
-            .filter_map(|v| std::env::var(v).ok())
-            .find_map(|l| {
-                let region = l.split(['.', '@']).next()?.split('_').nth(1)?.to_owned();
-                valid(&region)
-            })
     }
 
     /// The clock-rollback check: `now` must not be earlier than the latest time seen (less
@@ -402,25 +456,59 @@ impl Store {
 }
 
 impl Revoked {
-    /// Adds a verified list: only the issuer's own keys and licences are withdrawn.
-    pub fn add(&mut self, list: &RevocationList, keys: &[IssuerKey]) {
-        for kid in &list.revoked_keys {
-            if keys.iter().any(|k| &k.kid == kid && k.issuer == list.iss) {
+    /// Adds a verified list: its signing key, if the list names it, and the licence ids as
+    /// withdrawn for licences of that key. Other keys it names are recorded as ignored.
+    pub fn add(&mut self, signed: &SignedRevocations) {
+        for kid in &signed.list.revoked_keys {
+            if *kid == signed.kid {
                 self.keys.insert(kid.clone());
+            } else {
+                self.ignored.push(IgnoredRevocation::Key {
+                    signed_by: signed.kid.clone(),
+                    kid: kid.clone(),
+                });
             }
         }
-        for id in &list.revoked_licences {
-            self.licences.insert((list.iss.clone(), id.clone()));
+        for id in &signed.list.revoked_licences {
+            self.licences.insert((signed.kid.clone(), id.clone()));
         }
+    }
+
+    /// Whether key `kid` has withdrawn itself.
+    pub fn key(&self, kid: &str) -> bool {
+        self.keys.contains(kid)
+    }
+
+    /// Whether licence `id`, signed by key `kid`, has been withdrawn by that key.
+    pub fn licence(&self, kid: &str, id: &str) -> bool {
+        self.licences.contains(&(kid.to_owned(), id.to_owned()))
+    }
+
+    /// The entries naming licence `id` that do not count for the one key `kid` signed (other
+    /// keys' lists).
+    pub fn ignored_for_licence(&self, kid: &str, id: &str) -> Vec<IgnoredRevocation> {
+        let mut out: Vec<IgnoredRevocation> = self
+            .licences
+            .iter()
+            .filter(|(by, lid)| lid == id && by != kid)
+            .map(|(by, _)| IgnoredRevocation::Licence {
+                signed_by: by.clone(),
+                id: id.to_owned(),
+                licence_key: kid.to_owned(),
+            })
+            .collect();
+        out.sort_by_key(|a| a.to_string());
+        out
     }
 }
 
-/// Verifies a revocation list against the trusted keys. A list may be signed by a key it
-/// revokes (an issuer withdrawing a compromised key).
+/// Verifies a revocation list against the trusted keys and returns it with the key that
+/// signed it. A list may be signed by the key it revokes (an issuer withdrawing a compromised
+/// key); which entries count is [`Revoked::add`]'s rule.
 pub fn verify_revocations(
     token_text: &str,
     keys: &[IssuerKey],
-) -> Result<RevocationList, RevocationError> {
+) -> Result<SignedRevocations, RevocationError> {
     let (key, payload) = token::verify_signed(token_text, keys, Kind::Revocations)?;
     let list: RevocationList =
         serde_json::from_slice(&payload).map_err(|e| RevocationError::Payload {
@@ -433,7 +521,10 @@ pub fn verify_revocations(
         });
     }
     claims::parse_time("iat", &list.iat)?;
-    Ok(list)
+    Ok(SignedRevocations {
+        kid: key.kid.clone(),
+        list,
+    })
 }
 
 fn list(dir: &Path, ext: &str) -> Vec<PathBuf> {

@@ -5,7 +5,9 @@ use super::fingerprint::{self, LiveMatcher, TrackMatch};
 use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
 use super::issue::{self, LicenceSpec};
 use super::policy::{self, LicenceState, ManualClock, Requirement, Verdict};
-use super::store::{FileProblem, RevocationError, RevocationList, Store, StoreError};
+use super::store::{
+    FileProblem, IgnoredRevocation, RevocationError, RevocationList, Store, StoreError,
+};
 use super::token::{self, KeyFileError, Kind, SigningKey, TokenError};
 use super::{LicenceError, UnreadableFile, VerifyError};
 use base64::Engine as _;
@@ -41,6 +43,7 @@ fn claims_for(issuer: &str) -> Claims {
             sha256: SHA.into(),
         }],
         territories: vec!["WORLD".into()],
+        licensee_territory: None,
         split: vec![
             Share {
                 party: "Aurora Vale".into(),
@@ -63,7 +66,6 @@ fn requirement() -> Requirement {
         model_id: "refrain.remix".into(),
         model_sha256: SHA.into(),
         uses: vec![Use::Remix],
-        territory: Some("GB".into()),
     }
 }
 
@@ -191,7 +193,7 @@ fn time_not_before_valid_grace_and_expired() {
 }
 
 #[test]
-fn model_use_and_territory_are_enforced() {
+fn model_and_use_are_enforced() {
     let c = claims_for("I");
     let mut req = requirement();
     req.model_sha256 = SHA.replace('0', "f");
@@ -213,15 +215,44 @@ fn model_use_and_territory_are_enforced() {
         policy::check_terms(&c2, &req, NOW).reason,
         "the licence does not allow `live` use"
     );
-    c2.territories = vec!["GB".into(), "IE".into()];
-    assert!(policy::check_terms(&c2, &requirement(), NOW).state.allows());
-    let mut req = requirement();
-    req.territory = Some("US".into());
-    let v = policy::check_terms(&c2, &req, NOW);
+}
+
+/// The territory is the issuer's signed statement of where the licensee is: the decision has
+/// no territory input (`Requirement` carries none) and reads nothing from the machine, so
+/// `REFRAIN_TERRITORY`, settings.toml or the locale cannot change it (the CLI test
+/// `the_environment_does_not_decide_the_territory` runs the binary with them set).
+#[test]
+fn a_territory_limit_is_checked_against_the_licensee_territory_the_issuer_signed() {
+    let req = requirement();
+    let mut c = claims_for("I");
+    // Worldwide: no licensee territory needed.
+    assert_eq!(c.licensee_territory, None);
+    assert!(policy::check_terms(&c, &req, NOW).state.allows());
+
+    c.territories = vec!["GB".into(), "IE".into()];
+    let v = policy::check_terms(&c, &req, NOW);
     assert_eq!(v.state, LicenceState::Invalid);
-    assert!(v.reason.contains("limited to GB, IE"), "{}", v.reason);
-    req.territory = None;
-    assert!(!policy::check_terms(&c2, &req, NOW).state.allows());
+    assert_eq!(
+        v.reason,
+        "the licence is limited to GB, IE but names no licensee territory, so its territory \
+         limit cannot be checked; ask the issuer to state it"
+    );
+    c.licensee_territory = Some("GB".into());
+    c.validate().unwrap();
+    let v = policy::check_terms(&c, &req, NOW);
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+    c.licensee_territory = Some("US".into());
+    let v = policy::check_terms(&c, &req, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert_eq!(
+        v.reason,
+        "the licence is limited to GB, IE; its licensee is in US"
+    );
+
+    for bad in ["gb", "WORLD", "GBR", ""] {
+        c.licensee_territory = Some(bad.into());
+        assert_eq!(c.validate().expect_err(bad).field, "licensee_territory");
+    }
 }
 
 #[test]
@@ -311,8 +342,17 @@ fn an_issuer_cannot_revoke_another_issuers_key_or_licences() {
         revoked_keys: vec![f.key.kid.clone()],
         revoked_licences: vec!["lic-0001".into()],
     };
+    // The issuer's tool refuses to sign another key's withdrawal; signed anyway, it is ignored.
+    assert!(matches!(
+        issue::sign_revocations(&other, &list),
+        Err(issue::SignError::OtherKey { .. })
+    ));
     f.store
-        .install_revocations(&issue::sign_revocations(&other, &list).unwrap())
+        .install_revocations(
+            &other
+                .sign(Kind::Revocations, &serde_json::to_vec(&list).unwrap())
+                .unwrap(),
+        )
         .unwrap();
     verify_with(&f, &t).unwrap();
     // A list claiming to be from Northern Records but signed by Other Label is refused.
@@ -637,6 +677,7 @@ valid_days = 30
 grace_days = 14
 uses = ["remix", "live"]
 territories = ["gb", "IE"]
+licensee_territory = "gb"
 
 [track]
 isrc = "gb-aye-26-00001"
@@ -667,6 +708,7 @@ share_bp = 3750
         .unwrap();
     assert_eq!(c.track.isrc, "GBAYE2600001");
     assert_eq!(c.territories, vec!["GB", "IE"]);
+    assert_eq!(c.licensee_territory.as_deref(), Some("GB"));
     assert_eq!(c.split[0].share_bp, 6_250);
     assert_eq!(c.exp, "2026-12-21T00:00:00Z");
     assert_eq!(c.models[0].sha256, SHA);
@@ -896,4 +938,185 @@ fn fingerprints_encode_and_decode() {
     assert!(fingerprint::decode("").is_err());
     assert!(fingerprint::compute(&[vec![0.0; 100]], 48_000).is_err());
     assert!(fingerprint::compute(&[vec![]], 48_000).is_err());
+}
+
+// ---- the edges of issue "Untrusted models and media" ----
+
+/// Two keys of the same rights holder (the same issuer name): a list signed by one names the
+/// other key and a licence the other key signed. Neither counts; each key can withdraw itself
+/// and the licences it signed.
+#[test]
+fn a_revocation_counts_only_from_the_key_it_withdraws_or_that_signed_the_licence() {
+    let f = fixture();
+    let b = &f.key;
+    let a = SigningKey::generate("Northern Records").unwrap();
+    f.store.trust(&a.issuer_key()).unwrap();
+    let licence = sign(b, &claims_for("Northern Records"));
+    f.store.install_licence(&licence).unwrap();
+
+    // Key A names key B and B's licence: ignored, and B's licence still verifies.
+    let by_a = RevocationList {
+        iss: "Northern Records".into(),
+        iat: claims::format_time(NOW),
+        revoked_keys: vec![b.kid.clone()],
+        revoked_licences: vec!["lic-0001".into()],
+    };
+    let signed = a
+        .sign(Kind::Revocations, &serde_json::to_vec(&by_a).unwrap())
+        .unwrap();
+    let installed = f.store.install_revocations(&signed).unwrap();
+    assert_eq!(installed.signed.kid, a.kid);
+    assert_eq!(
+        installed.ignored,
+        vec![
+            IgnoredRevocation::Key {
+                signed_by: a.kid.clone(),
+                kid: b.kid.clone()
+            },
+            IgnoredRevocation::Licence {
+                signed_by: a.kid.clone(),
+                id: "lic-0001".into(),
+                licence_key: b.kid.clone()
+            },
+        ]
+    );
+    assert!(installed.ignored[0]
+        .to_string()
+        .contains("a key can only withdraw itself"));
+    verify_with(&f, &licence).unwrap();
+    // `refrain licence list` shows the licence usable and both entries as ignored.
+    let listing = policy::listing(&f.store);
+    assert!(listing.licences[0].usable, "{}", listing.licences[0].text);
+    assert_eq!(listing.ignored, installed.ignored);
+
+    // Key B withdraws its own licence: it counts.
+    let by_b = RevocationList {
+        revoked_keys: vec![],
+        ..by_a.clone()
+    };
+    f.store
+        .install_revocations(&issue::sign_revocations(b, &by_b).unwrap())
+        .unwrap();
+    assert_eq!(
+        verify_with(&f, &licence).unwrap_err(),
+        VerifyError::LicenceRevoked {
+            id: "lic-0001".into()
+        }
+    );
+    // Key B withdraws itself (a newer list from B): it counts.
+    let self_withdrawn = RevocationList {
+        iat: claims::format_time(NOW + 60),
+        revoked_keys: vec![b.kid.clone()],
+        revoked_licences: vec![],
+        ..by_a
+    };
+    f.store
+        .install_revocations(&issue::sign_revocations(b, &self_withdrawn).unwrap())
+        .unwrap();
+    assert_eq!(
+        verify_with(&f, &licence).unwrap_err(),
+        VerifyError::KeyRevoked { kid: b.kid.clone() }
+    );
+    // Key A's own licences were never touched.
+    let mut from_a = claims_for("Northern Records");
+    from_a.jti = "lic-from-a".into();
+    verify_with(&f, &sign(&a, &from_a)).unwrap();
+}
+
+/// U+202E (right-to-left override) showed a licensee's name reversed; every displayed text
+/// field refuses format (Cf) and control (Cc) characters, naming the field and the code point.
+#[test]
+fn format_and_bidi_characters_are_refused_in_every_text_field() {
+    let good = claims_for("I");
+    type Edit = fn(&mut Claims);
+    let cases: Vec<(&str, &str, Edit)> = vec![
+        ("sub", "U+202E", |c| c.sub = "DJ \u{202E}elpmaxE".into()),
+        ("iss", "U+2066", |c| {
+            c.iss = "Northern \u{2066}Records".into()
+        }),
+        ("track.title", "U+200B", |c| {
+            c.track.title = "Northern\u{200B}Lights".into()
+        }),
+        ("track.artists", "U+FEFF", |c| {
+            c.track.artists = vec!["\u{FEFF}Aurora Vale".into()]
+        }),
+        ("track.release", "U+00AD", |c| {
+            c.track.release = "Sin\u{AD}gle".into()
+        }),
+        ("split[1].party", "U+200F", |c| {
+            c.split[1].party = "Northern Records\u{200F}".into()
+        }),
+        ("models[0].id", "U+2060", |c| {
+            c.models[0].id = "refrain\u{2060}.remix".into()
+        }),
+        ("sub", "U+0007", |c| c.sub = "DJ\u{7}Example".into()),
+    ];
+    for (field, code_point, edit) in cases {
+        let mut c = good.clone();
+        edit(&mut c);
+        let err = c.validate().expect_err(field);
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.to_string().contains(code_point), "{err}");
+    }
+    // Letters of any script are fine.
+    let mut c = good.clone();
+    c.sub = "Ольга Ødegård 林 (מוזיקה)".into();
+    c.validate().unwrap();
+    // The issuer's name in a key file too.
+    assert!(SigningKey::generate("Northern\u{202E}Records").is_err());
+    let mut file = SigningKey::generate("Northern Records")
+        .unwrap()
+        .issuer_key()
+        .to_file();
+    file.issuer = "Northern\u{202E}Records".into();
+    assert!(token::IssuerKey::from_file(&file).is_err());
+}
+
+/// DECISIONS 5: a remix licence must carry a reference fingerprint; without one it would
+/// match any recording.
+#[test]
+fn a_remix_licence_without_a_reference_fingerprint_is_refused() {
+    let mut c = claims_for("Northern Records");
+    c.track.fingerprint = None;
+    let err = c.validate().expect_err("remix without a fingerprint");
+    assert_eq!(err.field, "track.fingerprint", "{err}");
+    // A cover licence needs none.
+    c.uses = vec![Use::Cover];
+    c.validate().unwrap();
+
+    // `licence issue` from a description without `track.audio` or `--audio`.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        r#"
+licensee = "DJ Example"
+valid_days = 30
+uses = ["remix"]
+[track]
+isrc = "GBAYE2600001"
+title = "Northern Lights"
+artists = ["Aurora Vale"]
+release = "Northern Lights (Single)"
+[[models]]
+id = "refrain.remix"
+sha256 = "{SHA}"
+[[split]]
+party = "Aurora Vale"
+role = "artist"
+share_bp = 10000
+"#
+    );
+    let e = LicenceSpec::from_toml(&spec)
+        .unwrap()
+        .to_claims("Northern Records", dir.path(), None, NOW)
+        .expect_err("remix without audio");
+    assert!(
+        e.to_string()
+            .contains("a remix licence needs the licensed recording"),
+        "{e}"
+    );
+    let cover = spec.replace("[\"remix\"]", "[\"cover\"]");
+    LicenceSpec::from_toml(&cover)
+        .unwrap()
+        .to_claims("Northern Records", dir.path(), None, NOW)
+        .unwrap();
 }

@@ -4,6 +4,7 @@
 //! Two kinds of token are signed, each bound to its kind by PASETO's implicit assertion, so a
 //! revocation list can never pass for a licence or the other way round.
 
+use super::claims::HiddenChar;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
 use pasetors::paserk::{FormatAsPaserk, Id};
 use pasetors::token::UntrustedToken;
@@ -40,6 +41,9 @@ pub enum KeyFileError {
     Generate { reason: String },
     #[error("key: the key names no issuer")]
     NoIssuer,
+    /// The issuer's name is shown next to every licence it signs, so it must display as it is.
+    #[error("key: the issuer name contains {0}; remove it")]
+    HiddenCharInIssuer(HiddenChar),
     #[error("key: the key file holds no secret key")]
     NoSecret,
     #[error("key: the secret key is not a k4.secret PASERK")]
@@ -152,6 +156,9 @@ impl SigningKey {
         if issuer.trim().is_empty() {
             return Err(KeyFileError::EmptyIssuer);
         }
+        if let Some(c) = HiddenChar::find(issuer) {
+            return Err(KeyFileError::HiddenCharInIssuer(c));
+        }
         let pair = AsymmetricKeyPair::<V4>::generate().map_err(|e| KeyFileError::Generate {
             reason: e.to_string(),
         })?;
@@ -227,6 +234,9 @@ impl IssuerKey {
     pub fn from_file(f: &KeyFile) -> Result<IssuerKey, KeyFileError> {
         if f.issuer.trim().is_empty() {
             return Err(KeyFileError::NoIssuer);
+        }
+        if let Some(c) = HiddenChar::find(&f.issuer) {
+            return Err(KeyFileError::HiddenCharInIssuer(c));
         }
         let public = AsymmetricPublicKey::<V4>::try_from(f.public.as_str())
             .map_err(|_| KeyFileError::NotPublicPaserk)?;
