@@ -11,6 +11,7 @@
 //! (ring) -> `engine/mod.rs` -> host.
 
 pub mod chain;
+pub mod detach;
 pub mod editor;
 pub mod engine;
 pub mod files;

@@ -29,8 +29,6 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(50);
 /// How much more inference budget than the running one a hot-swapped model may need.
 const SWAP_TOLERANCE_S: f64 = 0.001;
-/// How long dropping the plugin waits for the loader thread.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the loader knows about the audio side. Locked by the main thread and the loader only.
 #[derive(Default)]
@@ -140,15 +138,8 @@ impl Drop for Loader {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.poke();
-        match self.done.recv_timeout(JOIN_TIMEOUT) {
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                if let Some(h) = self.handle.take() {
-                    let _ = h.join();
-                }
-            }
-            // Still building a chain for a slow model: it finishes and ends on its own.
-            _ => drop(self.handle.take()),
-        }
+        // Still building a chain for a slow or stuck model: it finishes and ends on its own.
+        crate::detach::join_or_leave(self.handle.take(), &self.done);
     }
 }
 

@@ -281,7 +281,13 @@ pub mod onnx {
             Tensor::external_at(name, dims, location, 0, length)
         }
 
-        pub fn external_at(name: &str, dims: &[i64], location: &str, offset: u64, length: u64) -> Tensor {
+        pub fn external_at(
+            name: &str,
+            dims: &[i64],
+            location: &str,
+            offset: u64,
+            length: u64,
+        ) -> Tensor {
             Tensor {
                 name: name.into(),
                 dims: dims.to_vec(),
@@ -393,7 +399,12 @@ pub mod onnx {
 
     /// A graph: nodes, initializers, and its inputs and outputs as [`value`]s (or bare names,
     /// given as `&str`, for subgraphs that ONNX Runtime types itself).
-    pub fn graph(nodes: Vec<Vec<u8>>, initializers: Vec<Tensor>, inputs: &[&str], outputs: &[&str]) -> Vec<u8> {
+    pub fn graph(
+        nodes: Vec<Vec<u8>>,
+        initializers: Vec<Tensor>,
+        inputs: &[&str],
+        outputs: &[&str],
+    ) -> Vec<u8> {
         graph_typed(
             nodes,
             initializers,
@@ -436,5 +447,99 @@ pub mod onnx {
         int(&mut opset, 2, 17);
         bytes(&mut m, 8, &opset);
         m
+    }
+
+    /// The input and output of a contract-v1 model: `audio_in` and `audio_out`, float
+    /// `[1, 1, hop]`.
+    pub fn contract_io(hop: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        (
+            vec![value("audio_in", 1, &[1, 1, hop as i64])],
+            vec![value("audio_out", 1, &[1, 1, hop as i64])],
+        )
+    }
+
+    /// Writes a contract-v1 model folder (id `stranger`, 48 kHz mono, `hop`) around `graph`,
+    /// with `files` beside it listed in the manifest as external data with their sha256.
+    /// Returns the folder.
+    pub fn model_folder(
+        dir: &std::path::Path,
+        hop: usize,
+        graph: Vec<u8>,
+        files: &[(&str, &[u8])],
+    ) -> std::path::PathBuf {
+        use sha2::{Digest, Sha256};
+        let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+        std::fs::create_dir_all(dir).unwrap();
+        let model = model(graph);
+        std::fs::write(dir.join("model.onnx"), &model).unwrap();
+        let mut listing = String::new();
+        for (path, data) in files {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, data).unwrap();
+            listing += &format!(
+                "[[files]]\npath = {path:?}\nsha256 = \"{}\"\nrole = \"external-data\"\n\n",
+                sha(data)
+            );
+        }
+        let manifest = format!(
+            r#"format = 1
+[model]
+id = "stranger"
+name = "A stranger's model"
+version = "1.0.0"
+kind = "audio-to-audio"
+file = "model.onnx"
+sha256 = "{}"
+[stream]
+sample_rate = 48000
+channels = 1
+hop = {hop}
+[input]
+name = "audio_in"
+dtype = "float32"
+shape = [1, 1, {hop}]
+[output]
+name = "audio_out"
+dtype = "float32"
+shape = [1, 1, {hop}]
+{listing}"#,
+            sha(&model)
+        );
+        std::fs::write(dir.join("model.toml"), manifest).unwrap();
+        dir.to_owned()
+    }
+
+    /// A contract-v1 graph that never finishes: a `Loop` of 10^15 trips over an identity body.
+    pub fn endless_loop(hop: usize) -> Vec<u8> {
+        let h = hop as i64;
+        let body = graph_typed(
+            vec![
+                node("Identity", &["cond_in"], &["cond_out"], vec![]),
+                node("Identity", &["v_in"], &["v_out"], vec![]),
+            ],
+            vec![],
+            vec![
+                value("iter", 7, &[]),
+                value("cond_in", 9, &[]),
+                value("v_in", 1, &[1, 1, h]),
+            ],
+            vec![value("cond_out", 9, &[]), value("v_out", 1, &[1, 1, h])],
+        );
+        let (inputs, outputs) = contract_io(hop);
+        graph_typed(
+            vec![node(
+                "Loop",
+                &["trips", "keep_going", "audio_in"],
+                &["audio_out"],
+                vec![attr_graph("body", body)],
+            )],
+            vec![
+                Tensor::int64s("trips", &[], &[1_000_000_000_000_000]),
+                Tensor::bools("keep_going", &[true]),
+            ],
+            inputs,
+            outputs,
+        )
     }
 }

@@ -41,7 +41,7 @@ pub const OFFLINE_STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a bounce waits for a model that is still loading.
 const OFFLINE_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long dropping an engine waits for its worker before leaving it to finish on its own.
-pub const WORKER_JOIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const WORKER_JOIN_TIMEOUT: Duration = crate::detach::JOIN_WAIT;
 
 /// What the host told us at activation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -644,16 +644,12 @@ impl Drop for Engine {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.notify();
         // A worker stuck in a model load or a hung run is not waited for past the bound: it is
-        // left to finish on its own (it drops its model when it does).
-        match self.worker_done.recv_timeout(WORKER_JOIN_TIMEOUT) {
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                if let Some(h) = self.worker.take() {
-                    let _ = h.join();
-                }
-            }
-            _ => {
-                self.worker.take();
-            }
+        // left to finish on its own (it drops its model when it does), its model marked failed.
+        if !crate::detach::join_or_leave(self.worker.take(), &self.worker_done) {
+            self.status.set(
+                EngineState::Failed,
+                "the model stopped responding and was left to finish on its own",
+            );
         }
     }
 }

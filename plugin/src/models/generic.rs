@@ -46,6 +46,8 @@ pub struct OnnxModel {
     watched: Arc<Watched>,
     /// The model's identity (one hash over its manifest and files).
     identity: String,
+    /// The manifest's id, for messages.
+    id: String,
 }
 
 impl OnnxModel {
@@ -90,6 +92,7 @@ impl OnnxModel {
             device,
             watched,
             identity: package.identity.clone(),
+            id: manifest.model.id.clone(),
         };
         model
             .binding
@@ -144,14 +147,34 @@ impl OnnxModel {
             text
         };
         if stopped {
-            return Err(ProcessError::Inference(format!(
-                "one run of the model took longer than {:.1} s and was stopped ({} sets the limit)",
-                self.watched.limit().as_secs_f64(),
-                watchdog::ENV_MAX_RUN_MS
-            )));
+            return Err(ProcessError::Stopped {
+                model: self.id.clone(),
+                limit_s: self.watched.limit().as_secs_f64(),
+            });
         }
-        Err(ProcessError::Inference(message))
+        Err(run_error(&self.id, message))
     }
+}
+
+/// ONNX Runtime's message for a failed run, in words: the capped arena's refusal names the
+/// model and the limit.
+fn run_error(model: &str, message: String) -> ProcessError {
+    // "... Available memory of 536870656 is smaller than requested bytes of 1920000000"
+    const MARK: &str = "smaller than requested bytes of ";
+    if let Some(at) = message.find(MARK) {
+        let digits: String = message[at + MARK.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(bytes) = digits.parse::<u64>() {
+            return ProcessError::OutOfMemory {
+                model: model.to_owned(),
+                requested_mb: bytes.div_ceil(1 << 20),
+                limit_mb: super::package::Limits::from_env().memory >> 20,
+            };
+        }
+    }
+    ProcessError::Inference(message)
 }
 
 /// Checks that the graph has exactly the manifest's input and output, with its dtype and shape

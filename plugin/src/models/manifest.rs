@@ -63,7 +63,10 @@ pub fn check_relative_path(field: &'static str, path: &str) -> Result<(), Manife
     if path.starts_with('/') || path.contains('\\') || path.contains(':') {
         return bad("use a path relative to the model's folder, with `/` between folders");
     }
-    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
         return bad("a path stays inside the model's folder: no `..`, `.` or empty parts");
     }
     Ok(())
@@ -415,7 +418,15 @@ shape = [1, 1, 256]
 
     #[test]
     fn paths_must_stay_inside_the_models_folder() {
-        for bad in ["/etc/passwd", "../secret.toml", "weights/../../x", "./a.bin", "C:/x", "a//b", ""] {
+        for bad in [
+            "/etc/passwd",
+            "../secret.toml",
+            "weights/../../x",
+            "./a.bin",
+            "C:/x",
+            "a//b",
+            "",
+        ] {
             let e = err("file = \"fir.onnx\"", &format!("file = {bad:?}"));
             assert!(e.contains("model.file"), "{bad}: {e}");
         }

@@ -165,9 +165,7 @@ fn node(
                 for a in Fields::new(attr) {
                     match a? {
                         (5, Value::Bytes(t)) | (10, Value::Bytes(t)) => tensor(t, facts)?,
-                        (6, Value::Bytes(g)) | (11, Value::Bytes(g)) => {
-                            graph(g, facts, depth + 1)?
-                        }
+                        (6, Value::Bytes(g)) | (11, Value::Bytes(g)) => graph(g, facts, depth + 1)?,
                         (22, Value::Bytes(s)) | (23, Value::Bytes(s)) => sparse_tensor(s, facts)?,
                         _ => {}
                     }
@@ -183,12 +181,16 @@ fn node(
         b"Expand" | b"Tile" => inputs.get(1),
         _ => None,
     };
-    if let Some(shape) = shape_input.and_then(|name| shapes.iter().find(|(n, _)| n.as_bytes() == *name)) {
+    if let Some(shape) =
+        shape_input.and_then(|name| shapes.iter().find(|(n, _)| n.as_bytes() == *name))
+    {
         let elements = shape
             .1
             .iter()
             .fold(1u64, |acc, &d| acc.saturating_mul(d.max(0) as u64));
-        facts.allocated_bytes = facts.allocated_bytes.saturating_add(elements.saturating_mul(8));
+        facts.allocated_bytes = facts
+            .allocated_bytes
+            .saturating_add(elements.saturating_mul(8));
     }
     Ok(())
 }
@@ -385,7 +387,12 @@ mod tests {
 
     #[test]
     fn damaged_and_hostile_files_are_errors_not_panics() {
-        let model = onnx::model(onnx::graph(vec![], vec![Tensor::floats("b", &[2], &[1.0, 2.0])], &[], &[]));
+        let model = onnx::model(onnx::graph(
+            vec![],
+            vec![Tensor::floats("b", &[2], &[1.0, 2.0])],
+            &[],
+            &[],
+        ));
         for cut in 0..model.len() {
             let _ = scan(&model[..cut]);
         }
@@ -394,7 +401,12 @@ mod tests {
         let mut g = onnx::graph(vec![], vec![], &[], &[]);
         for _ in 0..100 {
             g = onnx::graph(
-                vec![onnx::node("If", &["c"], &["y"], vec![onnx::attr_graph("then_branch", g)])],
+                vec![onnx::node(
+                    "If",
+                    &["c"],
+                    &["y"],
+                    vec![onnx::attr_graph("then_branch", g)],
+                )],
                 vec![],
                 &[],
                 &[],

@@ -50,8 +50,9 @@ pub enum PackageError {
         end: u64,
         size: u64,
     },
-    #[error("the model needs at least {needed} MB ({what}); the limit is {limit} MB (set {ENV_MODEL_MEMORY_MB} to change it)")]
+    #[error("the model `{model}` needs at least {needed} MB ({what}); the limit is {limit} MB (set {ENV_MODEL_MEMORY_MB} to change it)")]
     TooBig {
+        model: String,
         needed: u64,
         limit: u64,
         what: &'static str,
@@ -142,13 +143,12 @@ impl ModelPackage {
             path: path.display().to_string(),
             source,
         };
-        let manifest_bytes = files::read_bounded(manifest_path, super::manifest::MAX_MANIFEST_BYTES)
-            .map_err(|e| read_err(manifest_path, e))?;
-        let text = String::from_utf8(manifest_bytes.clone()).map_err(|_| {
-            ManifestError::Parse {
-                path: manifest_path.to_owned(),
-                reason: "not UTF-8 text".into(),
-            }
+        let manifest_bytes =
+            files::read_bounded(manifest_path, super::manifest::MAX_MANIFEST_BYTES)
+                .map_err(|e| read_err(manifest_path, e))?;
+        let text = String::from_utf8(manifest_bytes.clone()).map_err(|_| ManifestError::Parse {
+            path: manifest_path.to_owned(),
+            reason: "not UTF-8 text".into(),
         })?;
         let manifest = Manifest::parse(&text).map_err(|e| match e {
             ManifestError::Parse { reason, .. } => ManifestError::Parse {
@@ -196,6 +196,7 @@ impl ModelPackage {
             }
             let bytes = files::read_bounded(&real, budget).map_err(|e| match e {
                 ReadError::TooLarge { size, .. } => PackageError::TooBig {
+                    model: manifest.model.id.clone(),
                     needed: (limits.memory - budget + size) >> 20,
                     limit: limits.memory >> 20,
                     what: "its files",
@@ -254,6 +255,7 @@ impl ModelPackage {
             .saturating_add(facts.allocated_bytes);
         if needed > limits.memory {
             return Err(PackageError::TooBig {
+                model: manifest.model.id.clone(),
                 needed: needed >> 20,
                 limit: limits.memory >> 20,
                 what: if facts.allocated_bytes > facts.declared_bytes {
@@ -265,7 +267,11 @@ impl ModelPackage {
         }
         let others = listed
             .iter()
-            .filter(|(p, _)| !external.iter().any(|(l, _)| l.strip_prefix("./").unwrap_or(l) == p))
+            .filter(|(p, _)| {
+                !external
+                    .iter()
+                    .any(|(l, _)| l.strip_prefix("./").unwrap_or(l) == p)
+            })
             .cloned()
             .collect();
         let hashes: Vec<(String, String)> = std::iter::once((
@@ -291,7 +297,11 @@ impl ModelPackage {
     }
 
     /// A package for a model held in memory (the built-in one): its manifest text and graph.
-    pub fn embedded(name: &str, manifest_text: &str, onnx: &'static [u8]) -> Result<ModelPackage, PackageError> {
+    pub fn embedded(
+        name: &str,
+        manifest_text: &str,
+        onnx: &'static [u8],
+    ) -> Result<ModelPackage, PackageError> {
         let manifest = Manifest::parse(manifest_text)?;
         let facts = onnx_scan::scan(onnx).map_err(|e| PackageError::NotOnnx {
             path: PathBuf::from(name),
@@ -332,7 +342,10 @@ mod tests {
             let p = dir.path().join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, bytes).unwrap();
-            listing += &format!("[[files]]\npath = {path:?}\nsha256 = \"{}\"\n\n", sha256_hex(bytes));
+            listing += &format!(
+                "[[files]]\npath = {path:?}\nsha256 = \"{}\"\n\n",
+                sha256_hex(bytes)
+            );
         }
         listing += extra_listing;
         let manifest = format!(
@@ -359,7 +372,11 @@ mod tests {
     #[test]
     fn a_model_reads_only_the_files_its_manifest_lists_and_hashes() {
         let weights: Vec<u8> = [0.5f32; 4].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let dir = folder(&weights_model("weights/w.bin"), &[("weights/w.bin", &weights)], "");
+        let dir = folder(
+            &weights_model("weights/w.bin"),
+            &[("weights/w.bin", &weights)],
+            "",
+        );
         let pkg = ModelPackage::read(&dir.path().join("model.toml"), limits()).unwrap();
         assert_eq!(pkg.external.len(), 1);
         assert_eq!(&*pkg.external[0].1, &weights[..]);
@@ -368,11 +385,18 @@ mod tests {
         for location in ["etc/passwd", "../secret.toml", "/etc/passwd"] {
             let dir = folder(&weights_model(location), &[("weights/w.bin", &weights)], "");
             let e = ModelPackage::read(&dir.path().join("model.toml"), limits()).unwrap_err();
-            assert!(matches!(e, PackageError::UnlistedExternal { .. }), "{location}: {e}");
+            assert!(
+                matches!(e, PackageError::UnlistedExternal { .. }),
+                "{location}: {e}"
+            );
         }
 
         // A swapped weight file: refused by its hash.
-        let dir = folder(&weights_model("weights/w.bin"), &[("weights/w.bin", &weights)], "");
+        let dir = folder(
+            &weights_model("weights/w.bin"),
+            &[("weights/w.bin", &weights)],
+            "",
+        );
         std::fs::write(dir.path().join("weights/w.bin"), [0u8; 16]).unwrap();
         let e = ModelPackage::read(&dir.path().join("model.toml"), limits()).unwrap_err();
         assert!(matches!(e, PackageError::HashMismatch { .. }), "{e}");
@@ -387,7 +411,8 @@ mod tests {
         let weights = [0u8; 16];
         let dir = folder(&weights_model("w.bin"), &[("w.bin", &weights)], "");
         std::fs::remove_file(dir.path().join("w.bin")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("w.bin")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("w.bin"))
+            .unwrap();
         let e = ModelPackage::read(&dir.path().join("model.toml"), limits()).unwrap_err();
         assert!(matches!(e, PackageError::Outside { .. }), "{e}");
 
@@ -405,10 +430,16 @@ mod tests {
         let a = folder(&weights_model("w.bin"), &[("w.bin", &weights)], "");
         let other: Vec<u8> = [0.25f32; 4].iter().flat_map(|v| v.to_le_bytes()).collect();
         let b = folder(&weights_model("w.bin"), &[("w.bin", &other)], "");
-        let ia = ModelPackage::read(&a.path().join("model.toml"), limits()).unwrap().identity;
-        let ib = ModelPackage::read(&b.path().join("model.toml"), limits()).unwrap().identity;
+        let ia = ModelPackage::read(&a.path().join("model.toml"), limits())
+            .unwrap()
+            .identity;
+        let ib = ModelPackage::read(&b.path().join("model.toml"), limits())
+            .unwrap()
+            .identity;
         assert_ne!(ia, ib, "different weights, different identity");
-        let again = ModelPackage::read(&a.path().join("model.toml"), limits()).unwrap().identity;
+        let again = ModelPackage::read(&a.path().join("model.toml"), limits())
+            .unwrap()
+            .identity;
         assert_eq!(ia, again);
     }
 

@@ -28,6 +28,14 @@ pub struct StreamSpec {
 pub enum ProcessError {
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("one run of the model `{model}` took longer than {limit_s:.1} s and was stopped (REFRAIN_MAX_RUN_MS sets the limit)")]
+    Stopped { model: String, limit_s: f64 },
+    #[error("the model `{model}` asked for {requested_mb} MB at once; its memory limit is {limit_mb} MB (REFRAIN_MODEL_MEMORY_MB sets it)")]
+    OutOfMemory {
+        model: String,
+        requested_mb: u64,
+        limit_mb: u64,
+    },
     #[error("the model returned {got} values for output `{name}`, expected {want}")]
     OutputSize {
         name: String,

@@ -175,7 +175,12 @@ fn register_limited_allocator(env: &Environment, max_bytes: u64) -> Result<(), S
     // SAFETY: valid key/value arrays of equal length; the out-pointers are filled by the calls
     // and released below; the environment outlives this call (it is kept for the process).
     unsafe {
-        check((api.CreateArenaCfgV2)(keys.as_ptr(), values.as_ptr(), 2, &mut cfg))?;
+        check((api.CreateArenaCfgV2)(
+            keys.as_ptr(),
+            values.as_ptr(),
+            2,
+            &mut cfg,
+        ))?;
         let made = check((api.CreateCpuMemoryInfo)(
             OrtAllocatorType::OrtArenaAllocator,
             OrtMemType::OrtMemTypeDefault,

@@ -6,7 +6,7 @@
 //! 20 ms. Nothing here runs on the audio thread.
 
 use ort::session::RunOptions;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -67,6 +67,8 @@ fn epoch() -> Instant {
 }
 
 static WATCHED: Mutex<Vec<Weak<Watched>>> = Mutex::new(Vec::new());
+/// Wakes the watchdog thread when a model is watched again.
+static WATCHING: Condvar = Condvar::new();
 
 /// Watches the runs of one model (for as long as the returned handle lives).
 pub fn watch(limit: Duration) -> Result<Arc<Watched>, String> {
@@ -80,19 +82,34 @@ pub fn watch(limit: Duration) -> Result<Arc<Watched>, String> {
     let mut list = WATCHED.lock();
     list.retain(|w| w.strong_count() > 0);
     list.push(Arc::downgrade(&w));
+    drop(list);
     start_thread();
+    WATCHING.notify_one();
     Ok(w)
 }
 
+/// The watchdog thread lives as long as the process (the library is pinned first, so that a
+/// host unloading the plugin never pulls its code from under it). With no model watched it
+/// sleeps on a condition variable and costs nothing.
 fn start_thread() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
+        crate::detach::pin_library();
         let _ = std::thread::Builder::new()
             .name("refrain-watchdog".into())
             .spawn(|| loop {
+                {
+                    let mut list = WATCHED.lock();
+                    list.retain(|w| w.strong_count() > 0);
+                    if list.is_empty() {
+                        WATCHING.wait(&mut list);
+                        continue;
+                    }
+                }
                 std::thread::sleep(POLL);
                 let now = epoch().elapsed().as_nanos() as u64;
-                let live: Vec<Arc<Watched>> = WATCHED.lock().iter().filter_map(Weak::upgrade).collect();
+                let live: Vec<Arc<Watched>> =
+                    WATCHED.lock().iter().filter_map(Weak::upgrade).collect();
                 for w in live {
                     let started = w.started.load(Ordering::Acquire);
                     if started != 0
