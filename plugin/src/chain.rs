@@ -14,11 +14,13 @@ use crate::licence::enforce::{Licensing, Setting};
 use crate::licence::gate::LoadedTrack;
 use crate::licence::policy::Verdict;
 use crate::models::manifest::Manifest;
+use crate::models::package::ModelPackage;
 use crate::models::ModelSource;
 use parking_lot::Mutex;
 use ringbuf::traits::{Consumer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Fault injection for tests and soak runs: milliseconds the worker sleeps per hop.
@@ -86,12 +88,12 @@ fn cache_timing(identity: &str, timing: InferenceTiming) {
         .insert(identity.to_owned(), timing);
 }
 
-/// The identity a timing is cached under: the model and the threads it runs with.
-fn timing_identity(manifest: &Manifest, source: &ModelSource) -> String {
+/// The identity a timing is cached under: the model (its identity hash) and the threads it
+/// runs with.
+fn timing_identity(package: &ModelPackage) -> String {
     format!(
-        "{}#{}#{}",
-        source.to_state(),
-        manifest.model.sha256.to_ascii_lowercase(),
+        "{}#{}",
+        package.identity,
         crate::models::runtime::settings_identity()
     )
 }
@@ -105,11 +107,25 @@ fn fault_ms(name: &str) -> u64 {
 }
 
 impl Chain {
-    /// Builds the chain for `key`: reads the manifest, checks the licence (a refused model is
-    /// planned but never loaded), starts the engine and waits (bounded) for the inference time
-    /// to be measured. `log` receives licence messages in words. Not for the audio thread.
+    /// Builds the chain for `key`: reads the model's folder (checked and hashed, once),
+    /// checks the licence against the model's identity (a refused model is planned but never
+    /// loaded), starts the engine and waits (bounded) for the inference time to be measured.
+    /// `log` receives licence messages in words. Not for the audio thread.
     pub fn build(key: ChainKey, log: fn(&str)) -> Result<Chain, EngineError> {
         let source = ModelSource::parse(&key.model);
+        let package = source
+            .package()
+            .map_err(|e| (source.to_state(), e.to_string()));
+        Chain::with_package(key, package, log)
+    }
+
+    /// [`Self::build`] with the model's folder already read (or why it could not be: the
+    /// model's name as persisted and the reason).
+    pub fn with_package(
+        key: ChainKey,
+        package: Result<Arc<ModelPackage>, (String, String)>,
+        log: fn(&str),
+    ) -> Result<Chain, EngineError> {
         let mut options = WorkerOptions {
             extra_delay_per_hop: Duration::from_millis(fault_ms(ENV_WORKER_DELAY_MS)),
             log: Some(log),
@@ -121,12 +137,12 @@ impl Chain {
             Option<Verdict>,
             Option<Licensing>,
             ModelLoader,
-        ) = match source.manifest() {
-            Ok(manifest) => {
+        ) = match package {
+            Ok(package) => {
                 let track = LoadedTrack::parse(&key.track);
                 let rate = key.config.sample_rate.round() as u32;
                 let started = Licensing::start(
-                    &manifest,
+                    &package,
                     track,
                     key.setting,
                     rate,
@@ -149,29 +165,30 @@ impl Chain {
                     .as_ref()
                     .filter(|v| !v.state.allows())
                     .map(|v| format!("not loaded: {}", v.reason));
+                let manifest = package.manifest.clone();
                 let loader: ModelLoader = match refused {
                     // Not even loaded, until the licence allows it.
                     Some(reason) => Box::new(move || Err(reason)),
                     None => {
-                        let identity = timing_identity(&manifest, &source);
+                        let identity = timing_identity(&package);
                         options.timing = fixed_timing().or_else(|| cached_timing(&identity));
                         // A measurement that finishes after the wait below is kept too.
                         options.on_measured = Some(Box::new(move |t| cache_timing(&identity, t)));
-                        let source = source.clone();
                         let delay = fault_ms(ENV_LOAD_DELAY_MS);
+                        // The worker builds the session from the bytes read here; they are
+                        // freed once it is built.
                         Box::new(move || {
                             std::thread::sleep(Duration::from_millis(delay));
-                            source.load_processor()
+                            crate::models::load_processor(&package)
                         })
                     }
                 };
                 let name = manifest.model.name.clone();
                 (manifest, name, verdict, licensing, loader)
             }
-            Err(e) => {
+            Err((model, reason)) => {
                 // Planned like the built-in model, so the host gets a sensible latency.
-                let reason = e.to_string();
-                let name = format!("{} (unreadable: {reason})", source.to_state());
+                let name = format!("{model} (unreadable: {reason})");
                 (
                     crate::models::builtin_manifest(),
                     name,

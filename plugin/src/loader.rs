@@ -243,16 +243,17 @@ fn hot_swap(
     editor: &EditorShared,
 ) -> bool {
     let source = ModelSource::parse(&key.model);
-    let Ok(manifest) = source.manifest() else {
+    let Ok(package) = source.package() else {
         return false;
     };
+    let manifest = &package.manifest;
     if manifest.rights.licensed_voice
         || manifest.rights.licensed_track
         || manifest.spec() != plan.spec
     {
         return false;
     }
-    let Ok(mut processor) = source.load_processor() else {
+    let Ok(mut processor) = crate::models::load_processor(&package) else {
         return false;
     };
     let Ok(timing) = crate::engine::worker::measure(processor.as_mut()) else {

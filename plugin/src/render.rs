@@ -4,7 +4,9 @@ use crate::chain::{Chain, ChainKey};
 use crate::engine::latency::Mode;
 use crate::engine::{Controls, EngineConfig};
 use crate::licence::enforce::Setting;
+use crate::models::package::ModelPackage;
 use crate::models::ModelSource;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why a render failed.
@@ -60,23 +62,21 @@ pub struct RenderLicence {
 }
 
 impl RenderLicence {
-    /// The licence check the plugin runs, for a render of `source` at `sample_rate`; `None` when
-    /// the model needs no licence (or its manifest is unreadable: the render reports that).
+    /// The licence check the plugin runs, for a render of `package`'s model at `sample_rate`;
+    /// `None` when the model needs no licence.
     pub fn check(
-        source: &ModelSource,
+        package: &ModelPackage,
         track: Option<&crate::licence::gate::LoadedTrack>,
         sample_rate: u32,
     ) -> Result<Option<RenderLicence>, RenderError> {
         use crate::licence::enforce::{self, Setting};
         use crate::licence::fingerprint::LiveMatcher;
-        let Ok(manifest) = source.manifest() else {
-            return Ok(None);
-        };
+        let manifest = &package.manifest;
         let unlicensed = |reason: String| RenderError::Unlicensed {
             model: manifest.model.id.clone(),
             reason,
         };
-        let Some((verdict, _)) = enforce::check(&manifest, track, Setting::Studio) else {
+        let Some((verdict, _)) = enforce::check(package, track, Setting::Studio) else {
             return Ok(None);
         };
         if !verdict.state.allows() {
@@ -131,15 +131,15 @@ impl RenderLicence {
     }
 }
 
-/// Checks the licence a render of `input` through `source` needs (see [`RenderLicence`]).
+/// Checks the licence a render of `input` through `package`'s model needs (see [`RenderLicence`]).
 /// Returns the licence verdict, or `None` when the model needs no licence.
 pub fn check_licence(
-    source: &ModelSource,
+    package: &ModelPackage,
     track: Option<&crate::licence::gate::LoadedTrack>,
     input: &[Vec<f32>],
     sample_rate: u32,
 ) -> Result<Option<crate::licence::policy::Verdict>, RenderError> {
-    let Some(mut licence) = RenderLicence::check(source, track, sample_rate)? else {
+    let Some(mut licence) = RenderLicence::check(package, track, sample_rate)? else {
         return Ok(None);
     };
     let frames = input.first().map_or(0, Vec::len);
@@ -151,10 +151,12 @@ pub fn check_licence(
     Ok(Some(licence.verdict))
 }
 
-/// The chain a render runs: `source` in `mode` at `sample_rate`, waiting for the model and
-/// its measurement so the latency it compensates is final.
+/// The chain a render runs: `package`'s model (named `source` in the chain's key) in `mode` at
+/// `sample_rate`, waiting for the model and its measurement so the latency it compensates is
+/// final.
 fn render_chain(
     source: &ModelSource,
+    package: Arc<ModelPackage>,
     track: Option<&crate::licence::gate::LoadedTrack>,
     mode: Mode,
     sample_rate: u32,
@@ -172,7 +174,7 @@ fn render_chain(
         },
         setting: Setting::Studio,
     };
-    let mut chain = Chain::build(key, |_| {})?;
+    let mut chain = Chain::with_package(key, Ok(package), |_| {})?;
     chain.engine.wait_for_measurement(Duration::from_secs(600));
     Ok(chain)
 }
@@ -278,7 +280,11 @@ pub fn render_file(
             channels,
         });
     }
-    if let Some(mut licence) = RenderLicence::check(source, track, rate)? {
+    // The model's folder is read once: the licence names what runs.
+    let package = source
+        .package()
+        .map_err(|e| RenderError::Model(e.to_string()))?;
+    if let Some(mut licence) = RenderLicence::check(&package, track, rate)? {
         if licence.needs_input() {
             let mut buf = vec![Vec::new(); channels];
             while reader.read(&mut buf, 1 << 14)? > 0 {
@@ -288,7 +294,7 @@ pub fn render_file(
             reader = AudioReader::open(input)?;
         }
     }
-    let mut chain = render_chain(source, track, mode, rate, channels, block)?;
+    let mut chain = render_chain(source, package, track, mode, rate, channels, block)?;
     let mut writer = WavWriter::create(output, channels, rate)?;
     let started = Instant::now();
     let total = reader.frames();
@@ -317,9 +323,12 @@ pub fn render(
     block: usize,
     mut progress: impl FnMut(f64),
 ) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
-    check_licence(source, track, input, sample_rate)?;
+    let package = source
+        .package()
+        .map_err(|e| RenderError::Model(e.to_string()))?;
+    check_licence(&package, track, input, sample_rate)?;
     let channels = input.len();
-    let mut chain = render_chain(source, track, mode, sample_rate, channels, block)?;
+    let mut chain = render_chain(source, package, track, mode, sample_rate, channels, block)?;
     let frames = input.first().map_or(0, Vec::len);
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(frames); channels];
     let mut at = 0;

@@ -177,7 +177,6 @@ fn a_legitimate_model_split_into_weight_files_loads_from_any_working_directory()
 #[test]
 fn a_model_that_never_finishes_is_stopped_within_the_stated_time() {
     let dir = tempfile::tempdir().unwrap();
-    let (inputs, outputs) = io();
     let graph = onnx::endless_loop(HOP);
     let folder = model_folder(&dir.path().join("loop"), graph, &[]);
     let input = input_wav(dir.path());

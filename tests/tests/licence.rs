@@ -13,7 +13,7 @@ use refrain::licence::issue;
 use refrain::licence::policy::{Clock, SystemClock};
 use refrain::licence::store::Store;
 use refrain::licence::token::SigningKey;
-use refrain::models::manifest::Manifest;
+use refrain::models::ModelSource;
 use refrain_tests::{default_plugin_path, Host, Setup};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -72,14 +72,16 @@ fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> 
 /// [`licence`] from [`Claims::example`] (valid for a year) as `edit` leaves it.
 fn licence_with(id: &str, edit: impl FnOnce(&mut Claims)) -> String {
     let e = env();
-    let manifest = Manifest::load(&remix_model()).unwrap();
+    let package = ModelSource::parse(remix_model().to_str().unwrap())
+        .package()
+        .unwrap();
     let now = SystemClock.now();
     let mut c = Claims::example(
         "Northern Records",
         id,
         ModelGrant {
-            id: manifest.model.id,
-            sha256: manifest.model.sha256,
+            id: package.manifest.model.id.clone(),
+            sha256: package.identity.clone(),
         },
         now,
         now + YEAR,

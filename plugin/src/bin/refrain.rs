@@ -273,16 +273,16 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
             };
             let requirement = match model {
                 Some(m) => {
-                    let manifest = ModelSource::parse(&m).manifest()?;
+                    let package = ModelSource::parse(&m).package()?;
                     let setting = if live {
                         Setting::PublicPerformance
                     } else {
                         Setting::Studio
                     };
-                    match enforce::requirement(&manifest, setting) {
+                    match enforce::requirement(&package, setting) {
                         Some(r) => r,
                         None => {
-                            println!("model `{}` needs no licence", manifest.model.id);
+                            println!("model `{}` needs no licence", package.manifest.model.id);
                             return Ok(());
                         }
                     }

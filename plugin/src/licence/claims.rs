@@ -92,7 +92,8 @@ pub struct Track {
 pub struct ModelGrant {
     /// The manifest's `model.id`.
     pub id: String,
-    /// The manifest's `model.sha256` (hex SHA-256 of the ONNX file).
+    /// The model's identity (hex SHA-256 over its manifest and every file it lists, as
+    /// `refrain model info` prints it): a model with any file swapped is not covered.
     pub sha256: String,
 }
 

@@ -7,7 +7,7 @@ use super::fingerprint::{FingerprintMonitor, FingerprintTap, TrackMatch};
 use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
 use super::policy::{self, Requirement, SystemClock, Verdict};
 use super::store::Store;
-use crate::models::manifest::Manifest;
+use crate::models::package::ModelPackage;
 use std::sync::Arc;
 
 /// Where the model runs, as far as the licence is concerned.
@@ -21,10 +21,12 @@ pub enum Setting {
     PublicPerformance,
 }
 
-/// What a licence must allow for `manifest`'s model; `None` when the model needs none
-/// (Refrain's built-in processors and public models). Voice models need `cover`, remix models
-/// `remix`, and public performance needs `live` as well.
-pub fn requirement(manifest: &Manifest, setting: Setting) -> Option<Requirement> {
+/// What a licence must allow for `package`'s model, named by its identity (one hash over its
+/// manifest and all its files, so a swapped weight file is another model); `None` when the
+/// model needs none (Refrain's built-in processors and public models). Voice models need
+/// `cover`, remix models `remix`, and public performance needs `live` as well.
+pub fn requirement(package: &ModelPackage, setting: Setting) -> Option<Requirement> {
+    let manifest = &package.manifest;
     let rights = manifest.rights;
     if !rights.licensed_voice && !rights.licensed_track {
         return None;
@@ -41,7 +43,7 @@ pub fn requirement(manifest: &Manifest, setting: Setting) -> Option<Requirement>
     }
     Some(Requirement {
         model_id: manifest.model.id.clone(),
-        model_sha256: manifest.model.sha256.to_ascii_lowercase(),
+        model_sha256: package.identity.clone(),
         uses,
     })
 }
@@ -50,18 +52,18 @@ pub fn requirement(manifest: &Manifest, setting: Setting) -> Option<Requirement>
 /// licence; otherwise the verdict for `track`'s licence, with the requirement it was checked
 /// against (a missing licence folder is a refusal, with its reason).
 pub fn check(
-    manifest: &Manifest,
+    package: &ModelPackage,
     track: Option<&LoadedTrack>,
     setting: Setting,
 ) -> Option<(Verdict, Option<(Store, Requirement)>)> {
     let store = match Store::open_default() {
         Ok(s) => s,
         Err(e) => {
-            requirement(manifest, setting)?;
+            requirement(package, setting)?;
             return Some((Verdict::invalid(e, None), None));
         }
     };
-    let req = requirement(manifest, setting)?;
+    let req = requirement(package, setting)?;
     let verdict = policy::evaluate(
         &store,
         track.map(|t| t.licence.as_str()),
@@ -81,18 +83,18 @@ pub struct Licensing {
 }
 
 impl Licensing {
-    /// Checks the licence for `manifest` now (off the audio thread) and starts the periodic
+    /// Checks the licence for `package`'s model now (off the audio thread) and starts the periodic
     /// re-check and, for remix models with a reference fingerprint, the track matcher.
     /// Returns `None` when the model needs no licence. `log` receives each change, in words.
     pub fn start(
-        manifest: &Manifest,
+        package: &ModelPackage,
         track: Option<LoadedTrack>,
         setting: Setting,
         sample_rate: u32,
         max_block: usize,
         log: fn(&str),
     ) -> Option<(Licensing, Verdict)> {
-        let (verdict, checked) = check(manifest, track.as_ref(), setting)?;
+        let (verdict, checked) = check(package, track.as_ref(), setting)?;
         let gate = LicenceGate::new(&verdict);
         let Some((store, requirement)) = checked else {
             // No licence folder: the AI path stays off, with the reason.
@@ -111,7 +113,7 @@ impl Licensing {
         let reference = verdict
             .claims
             .as_ref()
-            .filter(|_| manifest.rights.licensed_track && verdict.state.allows())
+            .filter(|_| package.manifest.rights.licensed_track && verdict.state.allows())
             .and_then(|c| c.reference_fingerprint().ok().flatten());
         let (fingerprint, tap) = match reference {
             Some(reference) => match FingerprintMonitor::start(
@@ -183,19 +185,74 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_licence_names_the_whole_model_so_a_swapped_weight_file_is_not_covered() {
+        use crate::testkit::onnx::{self, Tensor};
+        let dir = tempfile::tempdir().unwrap();
+        let hop = 480;
+        let gain =
+            |g: f32| -> Vec<u8> { vec![g; hop].iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let (inputs, outputs) = onnx::contract_io(hop);
+        let graph = onnx::graph_typed(
+            vec![onnx::node(
+                "Mul",
+                &["audio_in", "gain"],
+                &["audio_out"],
+                vec![],
+            )],
+            vec![Tensor::external(
+                "gain",
+                &[1, 1, hop as i64],
+                "gain.bin",
+                4 * hop as u64,
+            )],
+            inputs,
+            outputs,
+        );
+        let voice = |g: f32| {
+            let folder =
+                onnx::model_folder(dir.path(), hop, graph.clone(), &[("gain.bin", &gain(g))]);
+            let manifest = folder.join("model.toml");
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            std::fs::write(&manifest, text + "[rights]\nlicensed_voice = true\n").unwrap();
+            ModelPackage::read(&manifest, crate::models::package::Limits::from_env()).unwrap()
+        };
+        let licensed = voice(1.0);
+        let req = requirement(&licensed, Setting::Studio).unwrap();
+        let grant = crate::licence::claims::ModelGrant {
+            id: req.model_id.clone(),
+            sha256: req.model_sha256.clone(),
+        };
+        let claims =
+            crate::licence::claims::Claims::example("Northern Records", "L-1", grant, 0, 1);
+        assert!(claims.covers_model(&req.model_id, &req.model_sha256));
+        // The same id and the same ONNX file, another weight file (its manifest entry updated,
+        // as whoever swaps it would): another model, not the licensed one.
+        let swapped = voice(3.0);
+        assert_eq!(
+            swapped.manifest.model.sha256,
+            licensed.manifest.model.sha256
+        );
+        let req = requirement(&swapped, Setting::Studio).unwrap();
+        assert_ne!(req.model_sha256, licensed.identity);
+        assert!(!claims.covers_model(&req.model_id, &req.model_sha256));
+    }
+
+    #[test]
     fn public_performance_needs_live_and_a_daw_does_not() {
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/demo-remix/model.toml"),
-        )
-        .unwrap();
-        let manifest = Manifest::parse(&text).unwrap();
-        let studio = requirement(&manifest, Setting::Studio).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/demo-remix/model.toml");
+        let package =
+            ModelPackage::read(&path, crate::models::package::Limits::from_env()).unwrap();
+        let studio = requirement(&package, Setting::Studio).unwrap();
         assert_eq!(studio.uses, vec![Use::Remix]);
-        let stage = requirement(&manifest, Setting::PublicPerformance).unwrap();
+        assert_eq!(
+            studio.model_sha256, package.identity,
+            "named by its identity"
+        );
+        let stage = requirement(&package, Setting::PublicPerformance).unwrap();
         assert_eq!(stage.uses, vec![Use::Remix, Use::Live]);
         assert!(requirement(
-            &crate::models::builtin_manifest(),
+            &crate::models::builtin_package().unwrap(),
             Setting::PublicPerformance
         )
         .is_none());

@@ -33,7 +33,8 @@ use super::claims::{self, ClaimError, Claims, ModelGrant, Share, Track, Use, AUD
 use super::fingerprint;
 use super::store::{RevocationList, Store, StoreError};
 use super::token::{KeyFile, KeyFileError, Kind, SigningKey};
-use crate::models::manifest::{Manifest, ManifestError};
+use crate::models::manifest::ManifestError;
+use crate::models::package::{Limits, ModelPackage};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,8 @@ pub enum SpecError {
     ModelEntry,
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("licence description: the model: {0}")]
+    Model(#[from] crate::models::package::PackageError),
     #[error("licence description: split `{party}`: give exactly one of `share_bp` and `share_percent` (0 to 100)")]
     Share { party: String },
     /// `reason` names the file (it comes from [`crate::media::MediaError`]).
@@ -187,10 +190,11 @@ impl LicenceSpec {
         for m in &self.models {
             models.push(match (&m.manifest, &m.id, &m.sha256) {
                 (Some(path), None, None) => {
-                    let manifest = Manifest::load(&base.join(path))?;
+                    // The model is read whole and checked: the licence names its identity.
+                    let package = ModelPackage::read(&base.join(path), Limits::from_env())?;
                     ModelGrant {
-                        id: manifest.model.id,
-                        sha256: manifest.model.sha256.to_ascii_lowercase(),
+                        id: package.manifest.model.id.clone(),
+                        sha256: package.identity.clone(),
                     }
                 }
                 (None, Some(id), Some(sha)) => ModelGrant {

@@ -95,6 +95,7 @@ impl Clock for ManualClock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
     pub model_id: String,
+    /// The model's identity: one hash over its manifest and all its files.
     pub model_sha256: String,
     /// Uses the situation needs (`cover` for a voice model, `remix` for a remix model, `live`
     /// in real time).

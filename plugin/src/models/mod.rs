@@ -13,6 +13,7 @@ use generic::{ModelError, OnnxModel};
 use manifest::Manifest;
 use processor::HopProcessor;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The built-in model's manifest, embedded so Refrain works with no files beside it.
 const BUILTIN_MANIFEST: &str = include_str!("../../../models/tone-shaper/model.toml");
@@ -61,20 +62,29 @@ impl ModelSource {
         }
     }
 
-    /// Loads the model fully: hash, session, tensor checks, probe run.
-    pub fn load(&self) -> Result<OnnxModel, ModelError> {
-        match self {
-            ModelSource::Builtin => OnnxModel::from_package(&builtin_package()?),
-            ModelSource::Manifest(p) => OnnxModel::load(p),
-        }
+    /// Reads the model's folder once, checked and hashed, into memory: what runs is exactly
+    /// what [`package::ModelPackage::identity`] names (no file is read a second time).
+    pub fn package(&self) -> Result<Arc<package::ModelPackage>, ModelError> {
+        Ok(Arc::new(match self {
+            ModelSource::Builtin => builtin_package()?,
+            ModelSource::Manifest(p) => {
+                package::ModelPackage::read(p, package::Limits::from_env())?
+            }
+        }))
     }
 
-    /// [`Self::load`] boxed for the worker, the error as text.
-    pub fn load_processor(&self) -> Result<Box<dyn HopProcessor>, String> {
-        self.load()
-            .map(|m| Box::new(m) as Box<dyn HopProcessor>)
-            .map_err(|e| e.to_string())
+    /// Loads the model fully: folder, hashes, session, tensor checks, probe run.
+    pub fn load(&self) -> Result<OnnxModel, ModelError> {
+        OnnxModel::from_package(&*self.package()?)
     }
+}
+
+/// Builds the model in `package` for the worker (session, tensor checks, probe run), the
+/// error as text.
+pub fn load_processor(package: &package::ModelPackage) -> Result<Box<dyn HopProcessor>, String> {
+    OnnxModel::from_package(package)
+        .map(|m| Box::new(m) as Box<dyn HopProcessor>)
+        .map_err(|e| e.to_string())
 }
 
 /// The built-in model as a checked package.
