@@ -116,12 +116,23 @@ impl RefrainEditor {
         self.error.clear();
     }
 
-    /// Loads a model the same way (the loader loads it, measures it and fades it in).
+    /// Loads a model the same way (the loader loads it, measures it and fades it in). A model
+    /// from a folder is imported into the models folder first: the project names it by id and
+    /// identity, so it opens on another machine that has the model.
     fn load_model(&mut self, model: &str) {
-        let source = crate::models::ModelSource::parse(model);
-        match source.manifest() {
-            Ok(_) => {
-                *self.params.model.write() = source.to_state();
+        use crate::models::ModelSource;
+        let state = match ModelSource::parse(model) {
+            ModelSource::Manifest(path) => crate::models::library::import(&path)
+                .map(|(reference, _)| reference.to_state())
+                .map_err(|e| e.to_string()),
+            other => other
+                .manifest()
+                .map(|_| other.to_state())
+                .map_err(|e| e.to_string()),
+        };
+        match state {
+            Ok(state) => {
+                *self.params.model.write() = state;
                 self.error.clear();
             }
             Err(e) => self.error = format!("{model}: {e}"),

@@ -41,8 +41,9 @@ pub struct RefrainParams {
     /// latency to the host. Bounces use the selected mode.
     #[id = "mode"]
     pub mode: EnumParam<ModeParam>,
-    /// Which model runs (`builtin:tone-shaper` or a path to a `model.toml`); saved with the
-    /// project so it reopens with the same model.
+    /// Which model runs: `builtin:tone-shaper`, or a model in the models folder by id and
+    /// identity (`id@identity`; projects saved earlier may hold a path to a `model.toml`).
+    /// Saved with the project so it reopens with the same model on any machine that has it.
     #[persist = "model"]
     pub model: Arc<RwLock<String>>,
     /// The track loaded into this instance (its licence id, ISRC and title as JSON, see

@@ -206,6 +206,12 @@ share_percent = 25
     )
 }
 
+/// Hex SHA-256 of `bytes` (how manifests pin files).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A small ONNX writer (protobuf wire format), enough to build the models the untrusted-input
 /// tests need at test time: external data, subgraphs, loops and allocation bombs.
 pub mod onnx {
@@ -467,8 +473,7 @@ pub mod onnx {
         graph: Vec<u8>,
         files: &[(&str, &[u8])],
     ) -> std::path::PathBuf {
-        use sha2::{Digest, Sha256};
-        let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let sha = super::sha256_hex;
         std::fs::create_dir_all(dir).unwrap();
         let model = model(graph);
         std::fs::write(dir.join("model.onnx"), &model).unwrap();

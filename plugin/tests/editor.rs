@@ -113,7 +113,20 @@ fn the_editor_loads_a_model_and_a_licence_file() {
     click(editor_layout::LOAD_MODEL);
     let line = wait_for(&rx, &mut log, "Refrain licence:");
     assert!(line.contains("no track is loaded"), "{line}");
-    wait_for(&rx, &mut log, "demo-remix/model.toml, live mode: latency");
+    // Imported into the models folder, and named by id and identity (what the project saves).
+    let line = wait_for(&rx, &mut log, "Refrain: model refrain.demo-remix@");
+    assert!(line.contains("live mode: latency"), "{line}");
+    let imported: Vec<_> = std::fs::read_dir(data.join("models"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        imported
+            .iter()
+            .any(|n| n.starts_with("refrain.demo-remix-")),
+        "{imported:?}"
+    );
 
     click(editor_layout::LICENCE_FIELD);
     x.type_text(&licence.display().to_string());

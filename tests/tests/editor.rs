@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 #[test]
 fn a_model_loaded_from_the_editor_in_a_clap_host_is_heard_and_its_latency_reported() {
     let display = XDisplay::start();
+    // The model is imported into the models folder of this scratch data folder.
+    let data = tempfile::tempdir().unwrap();
     // SAFETY: the only test in this process, before any plugin thread starts.
     unsafe {
+        std::env::set_var(refrain::licence::store::ENV_DATA_DIR, data.path());
         std::env::set_var("DISPLAY", &display.name);
         std::env::set_var("LIBGL_ALWAYS_SOFTWARE", "1");
     }

@@ -21,6 +21,8 @@ pub enum ModelError {
     #[error(transparent)]
     Package(#[from] PackageError),
     #[error(transparent)]
+    Library(#[from] super::library::LibraryError),
+    #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{path} is not a usable ONNX model: {reason}")]
     NotOnnx { path: PathBuf, reason: String },

@@ -2,6 +2,7 @@
 //! built-in demo model.
 
 pub mod generic;
+pub mod library;
 pub mod manifest;
 pub mod onnx_scan;
 pub mod package;
@@ -27,7 +28,10 @@ pub const BUILTIN_ID: &str = "builtin:tone-shaper";
 pub enum ModelSource {
     /// The embedded demo model.
     Builtin,
-    /// A `model.toml` on disk (or a folder holding one).
+    /// A model in the models folder, by id and identity (what a project saves).
+    Library(library::ModelRef),
+    /// A `model.toml` on disk (or a folder holding one): the command line, and projects saved
+    /// before models were named by identity.
     Manifest(PathBuf),
 }
 
@@ -37,6 +41,9 @@ impl ModelSource {
         let text = text.trim();
         if text.is_empty() || text == BUILTIN_ID || text == "builtin" {
             return ModelSource::Builtin;
+        }
+        if let Some(reference) = library::ModelRef::parse(text) {
+            return ModelSource::Library(reference);
         }
         let path = PathBuf::from(text);
         if path.is_dir() {
@@ -50,14 +57,17 @@ impl ModelSource {
     pub fn to_state(&self) -> String {
         match self {
             ModelSource::Builtin => BUILTIN_ID.to_owned(),
+            ModelSource::Library(r) => r.to_state(),
             ModelSource::Manifest(p) => p.display().to_string(),
         }
     }
 
-    /// The manifest alone (fast: no ONNX Runtime), to plan latency at activation.
+    /// The manifest alone (no ONNX Runtime; a model in the models folder is found by its
+    /// identity, which reads its files).
     pub fn manifest(&self) -> Result<Manifest, ModelError> {
         match self {
             ModelSource::Builtin => Ok(builtin_manifest()),
+            ModelSource::Library(r) => Ok(library::find(r)?.manifest),
             ModelSource::Manifest(p) => Ok(Manifest::load(p)?),
         }
     }
@@ -67,6 +77,7 @@ impl ModelSource {
     pub fn package(&self) -> Result<Arc<package::ModelPackage>, ModelError> {
         Ok(Arc::new(match self {
             ModelSource::Builtin => builtin_package()?,
+            ModelSource::Library(r) => library::find(r)?,
             ModelSource::Manifest(p) => {
                 package::ModelPackage::read(p, package::Limits::from_env())?
             }
@@ -119,5 +130,8 @@ mod tests {
         assert_eq!(ModelSource::parse(BUILTIN_ID), ModelSource::Builtin);
         let p = ModelSource::parse("/x/model.toml");
         assert_eq!(ModelSource::parse(&p.to_state()), p);
+        let r = ModelSource::parse(&format!("night-drive@{}", "0f".repeat(32)));
+        assert!(matches!(r, ModelSource::Library(_)));
+        assert_eq!(ModelSource::parse(&r.to_state()), r);
     }
 }
