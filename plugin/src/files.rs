@@ -36,6 +36,9 @@ pub enum ReadError {
 pub enum WriteError {
     #[error("cannot write {path}: {reason}")]
     Io { path: PathBuf, reason: String },
+    /// From [`write_new`] only.
+    #[error("{path} already exists; Refrain never replaces it")]
+    Exists { path: PathBuf },
 }
 
 /// What a non-regular file is, for messages.
@@ -200,10 +203,16 @@ impl AtomicFile {
             reason: e.to_string(),
         };
         let file = self.file.take().expect("committed once");
-        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&self.temp, &self.target).map_err(io)
+        let done = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.temp, &self.target));
+        // A write that fails here (the buffered tail on a full disk) leaves no partial file.
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        done.map_err(io)
     }
 }
 
@@ -297,6 +306,44 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     f.commit()
 }
 
+/// Writes `bytes` to a new file `target`, created exclusively (`O_EXCL`): a file already there
+/// (or a link planted at the name) is never replaced or followed, and is reported as
+/// [`WriteError::Exists`]. On Unix the file has permissions `mode` (less the umask) from the
+/// moment it exists, so a secret is never readable by others, not even while it is written.
+/// The file is synced before this returns; a write that fails midway removes it.
+///
+/// For files that must never overwrite anything (secret keys); everything else goes through
+/// [`AtomicFile`].
+pub fn write_new(target: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
+    let io = |e: std::io::Error| WriteError::Io {
+        path: target.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(target).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => WriteError::Exists {
+            path: target.to_owned(),
+        },
+        _ => io(e),
+    })?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // The file is ours (created just now), and half a key is worse than none.
+        drop(file);
+        let _ = std::fs::remove_file(target);
+        return Err(io(e));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +432,57 @@ mod tests {
         );
         write_atomic(&target, b"replaced").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"replaced");
+    }
+
+    #[test]
+    fn a_failed_commit_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The rename fails: the target is a folder that is not empty.
+        let target = dir.path().join("taken");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"x").unwrap();
+        assert!(write_atomic(&target, b"new").is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["taken"], "no partial file left behind");
+    }
+
+    #[test]
+    fn write_new_never_replaces_and_starts_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("secret.toml");
+        write_new(&target, b"first", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        assert_eq!(
+            write_new(&target, b"second", 0o600),
+            Err(WriteError::Exists {
+                path: target.clone()
+            })
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"first", "not replaced");
+        #[cfg(unix)]
+        {
+            // A link planted at the name is not followed, even to a file that does not exist.
+            let elsewhere = dir.path().join("elsewhere");
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+            assert!(matches!(
+                write_new(&link, b"x", 0o600),
+                Err(WriteError::Exists { .. })
+            ));
+            assert!(!elsewhere.exists());
+        }
+        assert!(matches!(
+            write_new(&dir.path().join("no/such/folder/k"), b"x", 0o600),
+            Err(WriteError::Io { .. })
+        ));
     }
 }

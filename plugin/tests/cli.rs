@@ -395,3 +395,293 @@ fn licence_issue_refuses_bidi_names_and_remix_without_the_recording() {
     );
     assert!(!d.join("no-audio.paseto").exists());
 }
+
+/// `refrain` in a child that may use at most 1 GiB of address space and is killed if it has not
+/// finished within 20 s: a command that reads a named pipe would hang, one that reads a device
+/// or a huge file whole would run out of memory. Returns the output and whether it finished.
+#[cfg(target_os = "linux")]
+fn refrain_bounded(data: &Path, args: &[&str]) -> (Output, bool) {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_refrain"));
+    cmd.args(args)
+        .env(refrain::licence::store::ENV_DATA_DIR, data)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("run refrain");
+    let start = std::time::Instant::now();
+    let mut finished = true;
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            finished = false;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child.wait_with_output().expect("output"), finished)
+}
+
+#[cfg(target_os = "linux")]
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A sparse 2 GiB file: no disk space, but reading it whole needs 2 GiB of memory.
+fn huge(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::File::create(path)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+}
+
+/// A named pipe, `/dev/zero` and a huge file given as a licence (`install`, `verify`, `inspect`,
+/// `render --licence`), as a key file (`trust`, `issue --key`) and as a licence description
+/// (`issue --spec`) are refused at once, with what is wrong and what would do.
+#[cfg(target_os = "linux")]
+#[test]
+fn pipes_devices_and_huge_files_are_refused_as_licences_keys_and_descriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, data) = (dir.path(), dir.path().join("data"));
+    rights_holder(d, &data);
+    std::fs::write(
+        d.join("licence.toml"),
+        refrain::testkit::licence_spec("bad-input", &["remix"], Some(Path::new("track.wav"))),
+    )
+    .unwrap();
+    mkfifo(&d.join("pipe"));
+    huge(&d.join("huge"));
+    let key = d
+        .join("keys/northern-records.secret.toml")
+        .display()
+        .to_string();
+    let spec = d.join("licence.toml").display().to_string();
+    let out = d.join("out.paseto").display().to_string();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/demo-remix/model.toml")
+        .display()
+        .to_string();
+    let track = d.join("track.wav").display().to_string();
+    let render_out = d.join("render.wav").display().to_string();
+    let cases = [
+        (
+            d.join("pipe").display().to_string(),
+            "is a named pipe, not a regular file",
+        ),
+        (
+            "/dev/zero".to_owned(),
+            "is a character device, not a regular file",
+        ),
+        (d.join("huge").display().to_string(), "2147483648 bytes"),
+    ];
+    for (bad, says) in &cases {
+        let bad = bad.as_str();
+        let commands: [Vec<&str>; 7] = [
+            vec!["licence", "install", bad],
+            vec!["licence", "verify", bad],
+            vec!["licence", "inspect", bad],
+            vec!["licence", "trust", bad],
+            vec![
+                "licence", "issue", "--key", bad, "--spec", &spec, "--out", &out,
+            ],
+            vec![
+                "licence", "issue", "--key", &key, "--spec", bad, "--out", &out,
+            ],
+            vec![
+                "render",
+                "--model",
+                &model,
+                "--in",
+                &track,
+                "--out",
+                &render_out,
+                "--licence",
+                bad,
+            ],
+        ];
+        for args in commands {
+            let (o, finished) = refrain_bounded(&data, &args);
+            assert!(finished, "`refrain {}` did not return", args.join(" "));
+            let t = text(&o);
+            // An error it reports (exit status 1), not a crash.
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "`refrain {}`: {t}",
+                args.join(" ")
+            );
+            assert!(
+                t.contains(bad) && t.contains(says) && !t.contains("panicked"),
+                "`refrain {}`: {t}",
+                args.join(" ")
+            );
+        }
+    }
+    assert!(!d.join("out.paseto").exists() && !d.join("render.wav").exists());
+}
+
+/// A named pipe, a link to `/dev/zero` and a huge file among the trusted keys, the cached
+/// licences and the revocation lists (and a pipe for the clock): `licence list` names each and
+/// lists the good licence, and `licence verify` still finds it valid.
+#[cfg(target_os = "linux")]
+#[test]
+fn pipes_devices_and_huge_files_in_the_licence_folder_do_not_stop_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, data) = (dir.path(), dir.path().join("data"));
+    rights_holder(d, &data);
+    let good =
+        refrain::testkit::licence_spec("good-licence", &["remix"], Some(Path::new("track.wav")));
+    let o = issue(d, &data, "good", &good);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refrain(
+        &data,
+        &[
+            "licence",
+            "install",
+            &d.join("good.paseto").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::create_dir_all(data.join("revocations")).unwrap();
+    for folder in ["keys", "licences", "revocations"] {
+        let ext = if folder == "keys" { "toml" } else { "paseto" };
+        mkfifo(&data.join(format!("{folder}/pipe.{ext}")));
+        std::os::unix::fs::symlink("/dev/zero", data.join(format!("{folder}/zero.{ext}"))).unwrap();
+        huge(&data.join(format!("{folder}/huge.{ext}")));
+    }
+    mkfifo(&data.join("clock"));
+
+    let (o, finished) = refrain_bounded(&data, &["licence", "list"]);
+    assert!(finished, "`licence list` did not return");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("good-licence  Aurora Vale - Northern Lights"),
+        "{t}"
+    );
+    for (id, says) in [
+        ("pipe", "a named pipe, not a regular file"),
+        ("zero", "a character device, not a regular file"),
+        ("huge", "2147483648 bytes"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{id}  unusable:")) && l.contains(says)),
+            "{id}: {t}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for folder in ["keys", "revocations"] {
+        for (name, says) in [
+            ("pipe", "a named pipe, not a regular file"),
+            ("zero", "a character device, not a regular file"),
+            ("huge", "2147483648 bytes"),
+        ] {
+            assert!(
+                stderr.lines().any(|l| l.starts_with("warning: skipped")
+                    && l.contains(&format!("{folder}/{name}."))
+                    && l.contains(says)),
+                "{folder}/{name}: {t}"
+            );
+        }
+    }
+
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/demo-remix/model.toml")
+        .display()
+        .to_string();
+    let (o, finished) = refrain_bounded(
+        &data,
+        &["licence", "verify", "good-licence", "--model", &model],
+    );
+    assert!(finished, "`licence verify` did not return");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).starts_with("valid: licensed:"), "{}", text(&o));
+}
+
+/// A licence written over an earlier one appears whole or not at all: a write that fails
+/// midway (here a file-size limit, as on a full disk) leaves the earlier file byte for byte
+/// and no partial file beside it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_licence_write_that_fails_midway_leaves_the_earlier_file_whole() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (d, data) = (dir.path(), dir.path().join("data"));
+    rights_holder(d, &data);
+    std::fs::write(
+        d.join("licence.toml"),
+        refrain::testkit::licence_spec("rewritten", &["remix"], Some(Path::new("track.wav"))),
+    )
+    .unwrap();
+    let out_dir = d.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = out_dir.join("licence.paseto");
+    std::fs::write(&target, "the earlier licence").unwrap();
+    let args = [
+        "licence".to_owned(),
+        "issue".to_owned(),
+        "--key".to_owned(),
+        d.join("keys/northern-records.secret.toml")
+            .display()
+            .to_string(),
+        "--spec".to_owned(),
+        d.join("licence.toml").display().to_string(),
+        "--out".to_owned(),
+        target.display().to_string(),
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_refrain"));
+    cmd.args(&args)
+        .env(refrain::licence::store::ENV_DATA_DIR, &data)
+        .env_remove("RUST_BACKTRACE");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = cmd.output().expect("run refrain");
+    assert!(!o.status.success(), "the write must fail: {}", text(&o));
+    assert!(text(&o).contains("licence.paseto"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "the earlier licence"
+    );
+    let names: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["licence.paseto"], "no partial file left behind");
+
+    // Without the limit the licence replaces the earlier file, whole.
+    let o = refrain(&data, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refrain(
+        &data,
+        &["licence", "inspect", &target.display().to_string()],
+    );
+    assert!(text(&o).contains("signature:   verifies"), "{}", text(&o));
+}

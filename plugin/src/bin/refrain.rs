@@ -133,10 +133,16 @@ enum LicenceCommand {
     List,
 }
 
+/// Whether a licence argument names a file rather than a cached licence's id: anything at that
+/// path but a folder. A pipe or a device is then refused by the reader, saying what it is.
+fn names_file(arg: &str) -> bool {
+    std::fs::metadata(arg).is_ok_and(|m| !m.is_dir())
+}
+
 /// `--licence`: a file (cached on the way) or the id of a cached licence.
 fn resolve_track(store: &Store, arg: &str) -> Result<LoadedTrack> {
     let path = Path::new(arg);
-    if path.is_file() {
+    if names_file(arg) {
         LoadedTrack::load_file(store, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     } else {
         Ok(LoadedTrack {
@@ -148,9 +154,8 @@ fn resolve_track(store: &Store, arg: &str) -> Result<LoadedTrack> {
 
 /// A licence argument's token: a file, or a cached licence's id.
 fn token_text(store: &Store, arg: &str) -> Result<String> {
-    let path = Path::new(arg);
-    if path.is_file() {
-        Ok(store::read_token_file(path)?)
+    if names_file(arg) {
+        Ok(store::read_token_file(Path::new(arg))?)
     } else {
         Ok(store.licence_token(arg)?)
     }
@@ -219,18 +224,16 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
             install,
         } => {
             let key = signing_key(&key)?;
-            let text = std::fs::read_to_string(&spec)
-                .with_context(|| format!("cannot read {}", spec.display()))?;
             let base = spec.parent().unwrap_or(Path::new("."));
-            let claims = LicenceSpec::from_toml(&text)?.to_claims(
+            let claims = LicenceSpec::load(&spec)?.to_claims(
                 &key.issuer,
                 base,
                 audio.as_deref(),
                 SystemClock.now(),
             )?;
             let token = issue::sign_licence(&key, &claims)?;
-            std::fs::write(&out, &token)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            // Whole or not at all: an earlier licence at `out` stays if the write fails.
+            refrain::files::write_atomic(&out, token.as_bytes())?;
             print!("{}", claims.describe());
             println!("written:     {} ({} bytes)", out.display(), token.len());
             if install {
@@ -323,8 +326,7 @@ fn licence(cmd: LicenceCommand) -> Result<()> {
                 revoked_licences: licences,
             };
             let token = issue::sign_revocations(&key, &list)?;
-            std::fs::write(&out, &token)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            refrain::files::write_atomic(&out, token.as_bytes())?;
             println!(
                 "revocation list of {}: {} licence(s), {} key(s), written to {}",
                 list.iss,

@@ -192,34 +192,60 @@ pub fn format_date(unix: i64) -> String {
 
 /// A character that must not appear in a name shown to people: a control character (Unicode
 /// general category Cc) or a format character (Cf: the bidi embeddings, overrides, isolates
-/// and marks U+200E..U+200F, U+202A..U+202E and U+2066..U+2069, zero-width spaces and joiners,
+/// and marks U+061C, U+200E..U+200F, U+202A..U+202E and U+2066..U+2069, zero-width spaces,
 /// U+2060..U+2064, the soft hyphen U+00AD, the byte-order mark U+FEFF, tag characters, ...).
 /// Such a character changes how a name displays without being seen: U+202E shows the rest of
 /// a licensee's name reversed. The categories come from `unicode-general-category`.
+///
+/// The one exception is U+200C ZERO WIDTH NON-JOINER and U+200D ZERO WIDTH JOINER between two
+/// visible non-ASCII characters: Persian, Arabic and Indic names need them
+/// (`"می\u{200C}خواهم"`), and so do emoji sequences (`"👩\u{200D}🎤"`). At either end of a
+/// name, or next to an ASCII character (`"Art\u{200D}ist"`), a space or another hidden
+/// character, a joiner only makes a look-alike of another name, and is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HiddenChar(pub char);
+
+const ZWNJ: char = '\u{200C}';
+const ZWJ: char = '\u{200D}';
+
+/// Control (Cc) or format (Cf).
+fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    matches!(
+        get_general_category(c),
+        GeneralCategory::Control | GeneralCategory::Format
+    )
+}
+
+/// A character a joiner may stand next to: visible and not ASCII.
+fn joinable(c: char) -> bool {
+    !c.is_ascii() && !c.is_whitespace() && !is_hidden(c)
+}
 
 impl HiddenChar {
     /// The first hidden character in `s`, if any.
     pub fn find(s: &str) -> Option<HiddenChar> {
-        use unicode_general_category::{get_general_category, GeneralCategory};
-        s.chars()
-            .find(|&c| {
-                matches!(
-                    get_general_category(c),
-                    GeneralCategory::Control | GeneralCategory::Format
-                )
-            })
-            .map(HiddenChar)
+        let chars: Vec<char> = s.chars().collect();
+        let joins = |i: usize| {
+            i > 0 && joinable(chars[i - 1]) && chars.get(i + 1).copied().is_some_and(joinable)
+        };
+        chars
+            .iter()
+            .enumerate()
+            .find(|&(i, &c)| is_hidden(c) && !(matches!(c, ZWNJ | ZWJ) && joins(i)))
+            .map(|(_, &c)| HiddenChar(c))
     }
 }
 
 impl fmt::Display for HiddenChar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.0.is_control() {
-            "a control character"
-        } else {
-            "a bidi/format control"
+        let kind = match self.0 {
+            ZWNJ => {
+                "a zero-width non-joiner, allowed only between two non-ASCII letters or symbols"
+            }
+            ZWJ => "a zero-width joiner, allowed only between two non-ASCII letters or symbols",
+            c if c.is_control() => "a control character",
+            _ => "a bidi/format control",
         };
         write!(f, "U+{:04X} ({kind})", u32::from(self.0))
     }

@@ -68,7 +68,14 @@ pub enum SpecError {
     RemixWithoutRecording,
     #[error("the licence has an invalid field: {0}")]
     Claims(#[from] ClaimError),
+    /// The description file: missing, not a regular file, larger than [`MAX_SPEC_BYTES`], or
+    /// not text.
+    #[error("licence description: {0}")]
+    Read(crate::files::ReadError),
 }
+
+/// Largest licence description Refrain reads; one with every field filled in is a few KiB.
+pub const MAX_SPEC_BYTES: u64 = 256 * 1024;
 
 /// Why a licence or a revocation list could not be signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,6 +164,13 @@ pub struct ShareSpec {
 }
 
 impl LicenceSpec {
+    /// Reads a description file (a regular file of at most [`MAX_SPEC_BYTES`]) and parses it.
+    pub fn load(path: &Path) -> Result<LicenceSpec, SpecError> {
+        let text =
+            crate::files::read_text_bounded(path, MAX_SPEC_BYTES).map_err(SpecError::Read)?;
+        LicenceSpec::from_toml(&text)
+    }
+
     pub fn from_toml(text: &str) -> Result<LicenceSpec, SpecError> {
         toml::from_str(text).map_err(|e| SpecError::Syntax {
             reason: e.to_string(),
@@ -320,42 +334,35 @@ pub fn sign_revocations(key: &SigningKey, list: &RevocationList) -> Result<Strin
     Ok(key.sign(Kind::Revocations, &payload)?)
 }
 
-/// Reads a key file (TOML).
+/// Reads a key file (TOML): a regular file of at most [`super::token::MAX_KEY_FILE_BYTES`], so
+/// a pipe, a device or a huge file is refused at once.
 pub fn read_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| KeyFileError::Read {
-        path: path.to_owned(),
-        kind: e.kind(),
-        reason: e.to_string(),
-    })?;
+    let text = crate::files::read_text_bounded(path, super::token::MAX_KEY_FILE_BYTES)
+        .map_err(KeyFileError::Read)?;
     toml::from_str(&text).map_err(|e| KeyFileError::Syntax {
         path: path.to_owned(),
         reason: e.to_string(),
     })
 }
 
-/// Writes a key file; the secret one is readable by its owner only.
+/// Writes a new key file. It never replaces a file (or follows a link) already at `path`, and
+/// the secret one is readable by its owner only from the moment it exists.
 pub fn write_key_file(path: &Path, key: &KeyFile) -> Result<(), KeyFileError> {
+    use crate::files::WriteError;
     let text = key.to_toml()?;
-    if path.exists() {
-        return Err(KeyFileError::Exists {
-            path: path.to_owned(),
-        });
-    }
-    let write_err = |path: &Path, e: std::io::Error| KeyFileError::Write {
-        path: path.to_owned(),
-        kind: e.kind(),
-        reason: e.to_string(),
-    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            KeyFileError::Write(WriteError::Io {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })
+        })?;
     }
-    std::fs::write(path, text).map_err(|e| write_err(path, e))?;
-    #[cfg(unix)]
-    if key.secret.is_some() {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(())
+    let mode = if key.secret.is_some() { 0o600 } else { 0o644 };
+    crate::files::write_new(path, text.as_bytes(), mode).map_err(|e| match e {
+        WriteError::Exists { path } => KeyFileError::Exists { path },
+        e => KeyFileError::Write(e),
+    })
 }
 
 /// A store convenience for demos and tests: trust `key`'s public half.

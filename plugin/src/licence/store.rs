@@ -16,6 +16,7 @@
 
 use super::claims::{self, ClaimError, Claims};
 use super::token::{self, IssuerKey, KeyFile, KeyFileError, Kind, TokenError};
+use crate::files::{self, ReadError, WriteError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::ErrorKind;
@@ -26,6 +27,15 @@ pub const ENV_DATA_DIR: &str = "REFRAIN_DATA_DIR";
 
 /// How far the clock may step back (NTP corrections) before it counts as turned back.
 pub const CLOCK_TOLERANCE_S: i64 = 600;
+
+/// Largest revocation list Refrain reads: a signed list is a token like a licence.
+pub const MAX_REVOCATION_LIST_BYTES: u64 = token::MAX_TOKEN_BYTES as u64;
+
+/// Largest trusted key (`keys/<kid>.toml`, an issuer's public key file) Refrain reads.
+pub const MAX_TRUST_ENTRY_BYTES: u64 = token::MAX_KEY_FILE_BYTES;
+
+/// Largest clock file Refrain reads: it holds one number.
+pub const MAX_CLOCK_BYTES: u64 = 64;
 
 /// Why the licence folder could not be read or written, or a licence not found or cached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +48,12 @@ pub enum StoreError {
         kind: ErrorKind,
         reason: String,
     },
+    /// A licence or revocation list file that is not a regular file, or cannot be read (the
+    /// message names it).
+    #[error(transparent)]
+    Read(ReadError),
+    #[error("licence folder: {0}")]
+    Write(WriteError),
     #[error("the licence is unreadable: {} is {bytes} bytes; a token is at most {max}", path.display())]
     TokenTooLarge {
         path: PathBuf,
@@ -79,7 +95,8 @@ pub enum RevocationError {
 }
 
 /// A file in the licence folder that was skipped, and why: the folder is still used without
-/// it, and `refrain licence list` warns about it.
+/// it, and `refrain licence list` warns about it. A named pipe, a device or a huge file is
+/// skipped like a damaged one, before a byte of it is read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct UnreadableFile {
@@ -92,8 +109,10 @@ pub struct UnreadableFile {
 pub enum FileProblem {
     #[error("{reason}")]
     Read { kind: ErrorKind, reason: String },
-    #[error("it is {bytes} bytes; a token is at most {max}")]
-    TooLarge { bytes: u64, max: usize },
+    #[error("it is {bytes} bytes; the limit for this file is {max} bytes")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("it is {what}, not a regular file; Refrain reads regular files only")]
+    NotAFile { what: &'static str },
     #[error("not a key file: {reason}")]
     NotKeyFile { reason: String },
     #[error(transparent)]
@@ -107,6 +126,27 @@ impl From<std::io::Error> for FileProblem {
         FileProblem::Read {
             kind: e.kind(),
             reason: e.to_string(),
+        }
+    }
+}
+
+impl From<ReadError> for FileProblem {
+    fn from(e: ReadError) -> Self {
+        match e {
+            // Listed a moment ago, gone now.
+            ReadError::Missing { .. } => FileProblem::Read {
+                kind: ErrorKind::NotFound,
+                reason: "it no longer exists".into(),
+            },
+            ReadError::NotAFile { what, .. } => FileProblem::NotAFile { what },
+            ReadError::TooLarge { size, limit, .. } => FileProblem::TooLarge {
+                bytes: size,
+                max: limit,
+            },
+            ReadError::Io { reason, .. } => FileProblem::Read {
+                kind: ErrorKind::Other,
+                reason,
+            },
         }
     }
 }
@@ -207,56 +247,44 @@ fn io_err(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
-/// half-written file behind.
+/// Writes `bytes` to `path` in the folder (created if need be) through a temporary file, synced
+/// and renamed ([`files::write_atomic`]), so a crash or a full disk never leaves a half-written
+/// file behind.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    files::write_atomic(path, bytes).map_err(StoreError::Write)
 }
 
-/// Why a token file could not be read; each caller adds the path its own way.
-enum ReadFault {
-    Io(std::io::Error),
-    TooLarge(u64),
+/// Reads a text file of the folder, or one given to it, through the bounded reader: regular
+/// files of at most `limit` bytes only, so a pipe or a device never blocks and a huge file is
+/// refused by its size before a byte is read.
+fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
+    files::read_text_bounded(path, limit).map(|s| s.trim().to_owned())
 }
 
-/// Reads a token file, refusing huge files before reading them.
-fn read_limited(path: &Path) -> Result<String, ReadFault> {
-    let meta = std::fs::metadata(path).map_err(ReadFault::Io)?;
-    if meta.len() > token::MAX_TOKEN_BYTES as u64 {
-        return Err(ReadFault::TooLarge(meta.len()));
+/// A token file's read error, for a caller that names the file itself.
+fn token_read_error(e: ReadError) -> StoreError {
+    match e {
+        ReadError::TooLarge { path, size, .. } => StoreError::TokenTooLarge {
+            path,
+            bytes: size,
+            max: token::MAX_TOKEN_BYTES,
+        },
+        e => StoreError::Read(e),
     }
-    let s = std::fs::read_to_string(path).map_err(ReadFault::Io)?;
-    Ok(s.trim().to_owned())
 }
 
-/// Reads a token file, refusing huge files before reading them.
+/// Reads a token file (a licence or a revocation list): a regular file of at most
+/// [`token::MAX_TOKEN_BYTES`].
 pub fn read_token_file(path: &Path) -> Result<String, StoreError> {
-    read_limited(path).map_err(|fault| match fault {
-        ReadFault::Io(e) => io_err(path, e),
-        ReadFault::TooLarge(bytes) => StoreError::TokenTooLarge {
-            path: path.to_owned(),
-            bytes,
-            max: token::MAX_TOKEN_BYTES,
-        },
-    })
+    read_text(path, token::MAX_TOKEN_BYTES as u64).map_err(token_read_error)
 }
 
-/// [`read_token_file`] for a file of the folder, which is reported with its path.
-fn read_token(path: &Path) -> Result<String, FileProblem> {
-    read_limited(path).map_err(|fault| match fault {
-        ReadFault::Io(e) => e.into(),
-        ReadFault::TooLarge(bytes) => FileProblem::TooLarge {
-            bytes,
-            max: token::MAX_TOKEN_BYTES,
-        },
-    })
+/// Reads a revocation list of the folder, which is reported with its path.
+fn read_revocations(path: &Path) -> Result<String, FileProblem> {
+    Ok(read_text(path, MAX_REVOCATION_LIST_BYTES)?)
 }
 
 fn file_stem_safe(s: &str) -> bool {
@@ -315,7 +343,7 @@ impl Store {
         let mut keys = Vec::new();
         let mut unreadable = Vec::new();
         for path in list(&self.keys_dir(), "toml") {
-            let parsed = std::fs::read_to_string(&path)
+            let parsed = read_text(&path, MAX_TRUST_ENTRY_BYTES)
                 .map_err(FileProblem::from)
                 .and_then(|t| {
                     toml::from_str::<KeyFile>(&t).map_err(|e| FileProblem::NotKeyFile {
@@ -357,10 +385,10 @@ impl Store {
     /// The cached token of licence `id`.
     pub fn licence_token(&self, id: &str) -> Result<String, StoreError> {
         let path = self.licence_path(id)?;
-        if !path.exists() {
-            return Err(StoreError::NotFound { id: id.to_owned() });
-        }
-        read_token_file(&path)
+        read_text(&path, token::MAX_TOKEN_BYTES as u64).map_err(|e| match e {
+            ReadError::Missing { .. } => StoreError::NotFound { id: id.to_owned() },
+            e => token_read_error(e),
+        })
     }
 
     /// Ids of every cached licence.
@@ -384,7 +412,7 @@ impl Store {
         let path = self
             .revocations_dir()
             .join(format!("{}.paseto", signed.kid.replace('.', "_")));
-        let installed = read_token(&path)
+        let installed = read_revocations(&path)
             .ok()
             .and_then(|t| verify_revocations(&t, &keys).ok());
         if let Some(old) = installed {
@@ -425,7 +453,7 @@ impl Store {
         let mut revoked = Revoked::default();
         let mut unreadable = Vec::new();
         for path in list(&self.revocations_dir(), "paseto") {
-            match read_token(&path).and_then(|t| Ok(verify_revocations(&t, keys)?)) {
+            match read_revocations(&path).and_then(|t| Ok(verify_revocations(&t, keys)?)) {
                 Ok(signed) => revoked.add(&signed),
                 Err(problem) => unreadable.push(UnreadableFile { path, problem }),
             }
@@ -437,9 +465,11 @@ impl Store {
     /// [`CLOCK_TOLERANCE_S`]); the latest time seen moves forward with `now`.
     pub fn check_clock(&self, now: i64) -> Result<(), StoreError> {
         let path = self.root.join("clock");
-        let last = std::fs::read_to_string(&path)
+        // A clock file that is not a small regular file counts as none (as if deleted), and
+        // is replaced below.
+        let last = read_text(&path, MAX_CLOCK_BYTES)
             .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok());
+            .and_then(|s| s.parse::<i64>().ok());
         if let Some(last) = last {
             if now + CLOCK_TOLERANCE_S < last {
                 return Err(StoreError::ClockTurnedBack { last_seen: last });

@@ -1120,3 +1120,317 @@ share_bp = 10000
         .to_claims("Northern Records", dir.path(), None, NOW)
         .unwrap();
 }
+
+/// U+200C and U+200D are letters' business in Persian, Arabic and Indic scripts and in emoji
+/// sequences; between two ASCII letters, or at either end, they only make a look-alike.
+#[test]
+fn zero_width_joiners_are_allowed_only_between_two_non_ascii_characters() {
+    let good = claims_for("Northern Records");
+    for name in [
+        "می\u{200C}خواهم",            // Persian: ZWNJ keeps the two parts of the verb apart
+        "\u{1F469}\u{200D}\u{1F3A4}", // woman singer: an emoji ZWJ sequence
+        "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}", // rainbow flag: a variation selector, then ZWJ
+        "क्\u{200D}ष",                 // Devanagari: ZWJ asks for the half form
+        "DJ می\u{200C}خواهم",
+    ] {
+        let mut c = good.clone();
+        c.sub = name.into();
+        c.validate()
+            .unwrap_or_else(|e| panic!("{name:?} should be accepted: {e}"));
+    }
+    for (name, code_point) in [
+        ("Art\u{200D}ist", "U+200D"),
+        ("Art\u{200C}ist", "U+200C"),
+        ("\u{200D}\u{1F469}", "U+200D"),
+        ("\u{1F469}\u{200D}", "U+200D"),
+        ("می\u{200C}", "U+200C"),
+        ("\u{200C}می", "U+200C"),
+        ("a\u{200D}\u{1F3A4}", "U+200D"),
+        ("\u{1F469}\u{200D}b", "U+200D"),
+        ("\u{1F469}\u{200D}\u{200D}\u{1F3A4}", "U+200D"),
+        ("می\u{200C} خواهم", "U+200C"),
+        // Bidi controls stay refused, between non-ASCII letters too.
+        ("می\u{200F}خواهم", "U+200F"),
+        ("می\u{061C}خواهم", "U+061C"),
+        ("می\u{202E}خواهم", "U+202E"),
+        ("می\u{2067}خواهم", "U+2067"),
+        ("Ольга\u{200E}Ø", "U+200E"),
+        ("林\u{200B}林", "U+200B"),
+    ] {
+        let mut c = good.clone();
+        c.sub = name.into();
+        let err = c.validate().expect_err(name);
+        assert_eq!(err.field, "sub", "{err}");
+        assert!(err.to_string().contains(code_point), "{name:?}: {err}");
+    }
+    // The issuer's name in a key follows the same rule.
+    SigningKey::generate("می\u{200C}خواهم Records").unwrap();
+    assert!(SigningKey::generate("Northern\u{200D}Records").is_err());
+}
+
+/// Runs `f` on its own thread and fails the test if it does not return within `secs`: a read
+/// that blocks on a named pipe would otherwise hang the whole test run.
+fn returns_within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(handle.join().expect_err("no result"))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {secs} s (blocked on a pipe or a device?)")
+        }
+    }
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &std::path::Path) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A sparse file of `bytes` (no disk space, but reading it whole would take that much memory).
+fn sparse(path: &std::path::Path, bytes: u64) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+const TWO_GIB: u64 = 2 << 30;
+
+/// Named pipes and devices in the licence folder (as key files, licences, revocation lists and
+/// the clock) are reported as not regular files; nothing blocks on them, and the good licence
+/// is still listed and valid.
+#[cfg(unix)]
+#[test]
+fn pipes_and_devices_in_the_licence_folder_are_reported_and_never_block() {
+    let f = fixture();
+    f.store
+        .install_licence(&sign(&f.key, &claims_for("Northern Records")))
+        .unwrap();
+    let root = f.store.root().to_owned();
+    for p in [
+        "keys/pipe.toml",
+        "licences/pipe.paseto",
+        "revocations/pipe.paseto",
+        "clock",
+    ] {
+        mkfifo(&root.join(p));
+    }
+    for p in [
+        "keys/zero.toml",
+        "licences/zero.paseto",
+        "revocations/zero.paseto",
+    ] {
+        std::os::unix::fs::symlink("/dev/zero", root.join(p)).unwrap();
+    }
+    let store = f.store.clone();
+    let (listing, verdict, clock_after) = returns_within(20, "the licence folder", move || {
+        let listing = policy::listing(&store);
+        let verdict = policy::evaluate(
+            &store,
+            Some("lic-0001"),
+            &requirement(),
+            &ManualClock::at(NOW),
+        );
+        let clock = std::fs::symlink_metadata(store.root().join("clock")).unwrap();
+        (listing, verdict, clock.file_type().is_file())
+    });
+    assert_eq!(verdict.state, LicenceState::Valid, "{}", verdict.reason);
+    // The clock that was a pipe is replaced by the time seen.
+    assert!(clock_after, "the clock is a regular file again");
+
+    let problems: Vec<(std::path::PathBuf, FileProblem)> = listing
+        .unreadable
+        .iter()
+        .map(|u| (u.path.clone(), u.problem.clone()))
+        .collect();
+    let pipe = FileProblem::NotAFile {
+        what: "a named pipe",
+    };
+    let device = FileProblem::NotAFile {
+        what: "a character device",
+    };
+    assert_eq!(
+        problems,
+        vec![
+            (root.join("keys/pipe.toml"), pipe.clone()),
+            (root.join("keys/zero.toml"), device.clone()),
+            (root.join("revocations/pipe.paseto"), pipe),
+            (root.join("revocations/zero.paseto"), device),
+        ]
+    );
+    let line = listing.unreadable[0].to_string();
+    assert!(
+        line.contains("pipe.toml") && line.contains("not a regular file"),
+        "{line}"
+    );
+    let rows: Vec<(&str, bool, &str)> = listing
+        .licences
+        .iter()
+        .map(|l| (l.id.as_str(), l.usable, l.text.as_str()))
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!((rows[0].0, rows[0].1), ("lic-0001", true), "{rows:?}");
+    assert_eq!((rows[1].0, rows[1].1), ("pipe", false), "{rows:?}");
+    assert!(
+        rows[1].2.contains("a named pipe, not a regular file"),
+        "{rows:?}"
+    );
+    assert_eq!((rows[2].0, rows[2].1), ("zero", false), "{rows:?}");
+    assert!(
+        rows[2].2.contains("a character device, not a regular file"),
+        "{rows:?}"
+    );
+
+    // A licence id that names a pipe is refused with the reason, at once.
+    let store = f.store.clone();
+    let v = returns_within(20, "a licence that is a pipe", move || {
+        policy::evaluate(&store, Some("pipe"), &requirement(), &ManualClock::at(NOW))
+    });
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(v.reason.contains("not a regular file"), "{}", v.reason);
+}
+
+/// Huge (sparse) files in the licence folder are refused by their size before a byte is read:
+/// they cost no memory, and the good licence is still listed and valid.
+#[test]
+fn huge_files_in_the_licence_folder_are_refused_by_their_size() {
+    let f = fixture();
+    f.store
+        .install_licence(&sign(&f.key, &claims_for("Northern Records")))
+        .unwrap();
+    let root = f.store.root().to_owned();
+    for p in [
+        "keys/huge.toml",
+        "licences/huge.paseto",
+        "revocations/huge.paseto",
+        "clock",
+    ] {
+        sparse(&root.join(p), TWO_GIB);
+    }
+    let store = f.store.clone();
+    let (listing, verdict) = returns_within(20, "the licence folder", move || {
+        let listing = policy::listing(&store);
+        let verdict = policy::evaluate(
+            &store,
+            Some("lic-0001"),
+            &requirement(),
+            &ManualClock::at(NOW),
+        );
+        (listing, verdict)
+    });
+    assert_eq!(verdict.state, LicenceState::Valid, "{}", verdict.reason);
+    assert_eq!(
+        listing.unreadable,
+        vec![
+            UnreadableFile {
+                path: root.join("keys/huge.toml"),
+                problem: FileProblem::TooLarge {
+                    bytes: TWO_GIB,
+                    max: token::MAX_KEY_FILE_BYTES,
+                },
+            },
+            UnreadableFile {
+                path: root.join("revocations/huge.paseto"),
+                problem: FileProblem::TooLarge {
+                    bytes: TWO_GIB,
+                    max: super::store::MAX_REVOCATION_LIST_BYTES,
+                },
+            },
+        ]
+    );
+    let line = listing.unreadable[0].to_string();
+    assert!(
+        line.contains("2147483648 bytes; the limit for this file is 16384 bytes"),
+        "{line}"
+    );
+    assert_eq!(listing.licences.len(), 2);
+    assert!(listing.licences[1].usable, "{:?}", listing.licences);
+    assert_eq!(listing.licences[0].id, "huge");
+    assert!(
+        listing.licences[0].text.contains("2147483648 bytes"),
+        "{}",
+        listing.licences[0].text
+    );
+    // The clock that was huge is replaced by the time seen.
+    assert!(std::fs::metadata(root.join("clock")).unwrap().len() < 32);
+}
+
+/// Key files come in through the bounded reader, and a new key never replaces a file: a pipe,
+/// a device or a huge file is refused at once, a secret key is readable by its owner only from
+/// the moment it exists, and an existing file (or a link planted at the name) stays as it was.
+#[cfg(unix)]
+#[test]
+fn key_files_are_read_bounded_and_written_exclusively() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    mkfifo(&d.join("pipe.toml"));
+    sparse(&d.join("huge.toml"), TWO_GIB);
+    let (pipe, zero, huge) = returns_within(20, "reading key files", move || {
+        (
+            issue::read_key_file(&d.join("pipe.toml")),
+            issue::read_key_file(std::path::Path::new("/dev/zero")),
+            issue::read_key_file(&d.join("huge.toml")),
+        )
+    });
+    let pipe = pipe.unwrap_err();
+    assert!(
+        pipe.to_string()
+            .contains("is a named pipe, not a regular file"),
+        "{pipe}"
+    );
+    let zero = zero.unwrap_err();
+    assert!(
+        zero.to_string()
+            .contains("is a character device, not a regular file"),
+        "{zero}"
+    );
+    let huge = huge.unwrap_err();
+    assert!(
+        huge.to_string().contains(&format!(
+            "2147483648 bytes; the limit for this file is {}",
+            token::MAX_KEY_FILE_BYTES
+        )),
+        "{huge}"
+    );
+
+    let d = dir.path();
+    let key = SigningKey::generate("Northern Records").unwrap();
+    let secret = d.join("k/n.secret.toml");
+    issue::write_key_file(&secret, &key.to_file()).unwrap();
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let back = SigningKey::from_file(&issue::read_key_file(&secret).unwrap()).unwrap();
+    assert_eq!(back.kid, key.kid);
+    let before = std::fs::read(&secret).unwrap();
+    let other = SigningKey::generate("Northern Records").unwrap();
+    assert_eq!(
+        issue::write_key_file(&secret, &other.to_file()).unwrap_err(),
+        KeyFileError::Exists {
+            path: secret.clone()
+        }
+    );
+    assert_eq!(std::fs::read(&secret).unwrap(), before, "never replaced");
+    // A link planted where the key is to go is not followed.
+    let elsewhere = d.join("elsewhere.toml");
+    let planted = d.join("k/planted.secret.toml");
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    assert!(matches!(
+        issue::write_key_file(&planted, &other.to_file()),
+        Err(KeyFileError::Exists { .. })
+    ));
+    assert!(!elsewhere.exists(), "the link was followed");
+}

@@ -17,6 +17,10 @@ use std::path::PathBuf;
 /// with the fingerprint of a 2-hour track is about 330 KiB.
 pub const MAX_TOKEN_BYTES: usize = 512 * 1024;
 
+/// Largest key file Refrain reads (an issuer's secret key file, or a public one to trust):
+/// one is a few hundred bytes.
+pub const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
+
 /// Why a token could not be read, or its signature not checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -58,24 +62,17 @@ pub enum KeyFileError {
     KidMismatch { claimed: String, actual: String },
     #[error("key: could not sign: {reason}")]
     Sign { reason: String },
-    #[error("key: {}: {reason}", path.display())]
-    Read {
-        path: PathBuf,
-        kind: std::io::ErrorKind,
-        reason: String,
-    },
+    /// Missing, not a regular file, larger than [`MAX_KEY_FILE_BYTES`], or not text.
+    #[error("key: {0}")]
+    Read(crate::files::ReadError),
     #[error("key: {}: {reason}", path.display())]
     Syntax { path: PathBuf, reason: String },
     #[error("key: {reason}")]
     Encode { reason: String },
     #[error("key: {} exists; refusing to overwrite a key", path.display())]
     Exists { path: PathBuf },
-    #[error("key: {}: {reason}", path.display())]
-    Write {
-        path: PathBuf,
-        kind: std::io::ErrorKind,
-        reason: String,
-    },
+    #[error("key: {0}")]
+    Write(crate::files::WriteError),
 }
 
 /// What a token is.
