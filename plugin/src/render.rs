@@ -179,6 +179,11 @@ fn render_chain(
     Ok(chain)
 }
 
+/// Fills planar blocks of at most the given frames; 0 at the end.
+type ReadBlock<'a> = dyn FnMut(&mut [Vec<f32>], usize) -> Result<usize, RenderError> + 'a;
+/// Takes planar output.
+type WriteBlock<'a> = dyn FnMut(&[&[f32]]) -> Result<(), RenderError> + 'a;
+
 /// Runs the chain over everything `read` gives (planar blocks of at most `block` frames; 0 at
 /// the end) and hands `write` the output, compensated by the latency: output frame `t` is the
 /// response to input frame `t`. Memory stays the same whatever the length. Returns the frames.
@@ -187,8 +192,8 @@ fn run(
     channels: usize,
     block: usize,
     total: Option<u64>,
-    read: &mut dyn FnMut(&mut [Vec<f32>], usize) -> Result<usize, RenderError>,
-    write: &mut dyn FnMut(&[&[f32]]) -> Result<(), RenderError>,
+    read: &mut ReadBlock<'_>,
+    write: &mut WriteBlock<'_>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<u64, RenderError> {
     let latency = chain.engine.latency() as u64;

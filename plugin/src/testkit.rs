@@ -206,6 +206,48 @@ share_percent = 25
     )
 }
 
+/// How a command run by [`run_measured`] ended.
+#[derive(Debug)]
+pub struct Measured {
+    /// It exited with status 0.
+    pub ok: bool,
+    /// Its peak resident memory, KiB.
+    pub peak_kib: i64,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion (stdout discarded, stderr collected) and measures its peak
+/// memory. The child is reaped by `wait4`, which also gives the peak, not by `Child::wait`.
+#[cfg(unix)]
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(cmd: &mut Command) -> Measured {
+    use std::io::Read;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let pid = child.id() as libc::pid_t;
+    // Read stderr while it runs, so a chatty child never blocks on a full pipe.
+    let mut pipe = child.stderr.expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it and the status for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4");
+    Measured {
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        peak_kib: usage.ru_maxrss,
+        stderr: reader.join().unwrap_or_default(),
+    }
+}
+
 /// Hex SHA-256 of `bytes` (how manifests pin files).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -250,31 +250,19 @@ fn an_allocation_bomb_is_refused_and_never_allocated() {
             .arg("--in")
             .arg(&input)
             .arg("--out")
-            .arg(dir.path().join("out.wav"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        let child = c.spawn().unwrap();
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child.
-        assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-        let mut err = String::new();
-        use std::io::Read;
-        child.stderr.unwrap().read_to_string(&mut err).unwrap();
-        assert!(
-            !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0),
-            "{name}: refused"
-        );
+            .arg(dir.path().join("out.wav"));
+        let run = refrain::testkit::run_measured(&mut c);
+        let err = run.stderr;
+        assert!(!run.ok, "{name}: refused");
         assert!(
             err.contains("`stranger`") && err.contains("limit is 512 MB"),
             "{name}: the message names the model and the limit: {err}"
         );
         // 750 M or 480 M floats would be 3 GB or 1.9 GB.
         assert!(
-            usage.ru_maxrss < 900 * 1024,
+            run.peak_kib < 900 * 1024,
             "{name}: peak {} KiB",
-            usage.ru_maxrss
+            run.peak_kib
         );
     }
 }
