@@ -104,4 +104,53 @@ fn models_are_imported_named_by_identity_and_found_again() {
     let e = library::find(&missing).unwrap_err();
     assert!(matches!(e, LibraryError::NotFound { .. }));
     assert!(e.to_string().contains(&missing.to_state()), "{e}");
+
+    // 6. The same from the command line: import prints the reference, info checks and names
+    // it, and a render takes it.
+    let refrain = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_refrain"))
+            .args(args)
+            .env(
+                "ORT_DYLIB_PATH",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../target/onnxruntime/libonnxruntime.so.1.31.1"),
+            )
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "refrain {args:?}: {text}");
+        text
+    };
+    let gain = repo_model("test/gain");
+    let imported = refrain(&["model", "import", gain.to_str().unwrap()]);
+    let reference = imported.lines().next().unwrap().trim().to_owned();
+    assert!(ModelRef::parse(&reference).is_some(), "{imported}");
+    let info = refrain(&["model", "info", &reference]);
+    assert!(info.contains(&format!("reference: {reference}")), "{info}");
+    assert!(refrain(&["model", "list"]).contains(&reference));
+    let wav = dir.path().join("in.wav");
+    refrain::media::write_wav(
+        &wav,
+        &[vec![0.25f32; 44_100], vec![0.25f32; 44_100]],
+        44_100,
+    )
+    .unwrap();
+    let out = dir.path().join("out.wav");
+    let rendered = refrain(&[
+        "render",
+        "--model",
+        &reference,
+        "--in",
+        wav.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        rendered.contains(&format!("model:        {reference}")),
+        "{rendered}"
+    );
+    let (y, _) = refrain::media::read_all(&out).unwrap();
+    // The gain model: left x0.5, right x2.
+    assert!((y[0][30_000] - 0.125).abs() < 1e-3 && (y[1][30_000] - 0.5).abs() < 1e-3);
 }

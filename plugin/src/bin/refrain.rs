@@ -29,7 +29,8 @@ enum Command {
     /// Render an audio file (WAV, AIFF, FLAC, MP3, Ogg Vorbis) through a model, offline and
     /// latency-compensated, into a 32-bit float WAV.
     Render {
-        /// `builtin:tone-shaper`, or a model.toml (or the folder holding one).
+        /// `builtin:tone-shaper`, a model.toml (or the folder holding one), or `id@identity`
+        /// (a model in the models folder).
         #[arg(long, default_value = refrain::models::BUILTIN_ID)]
         model: String,
         /// Input audio file.
@@ -53,6 +54,22 @@ enum Command {
     /// Licences: keys, issuing, checking, revoking.
     #[command(subcommand)]
     Licence(LicenceCommand),
+    /// Models: what a model folder holds, its identity, and the models folder.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Check a model (a folder, a model.toml, `id@identity` or `builtin:tone-shaper`) the way
+    /// the plugin loads it, and print its id, identity and files. The identity is what
+    /// licences and projects name.
+    Info { model: String },
+    /// Copy a model into the models folder (what the editor's Load does) and print the
+    /// `id@identity` a project saves.
+    Import { model: PathBuf },
+    /// The models in the models folder and on REFRAIN_MODEL_PATH.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -440,5 +457,89 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Licence(cmd) => licence(cmd),
+        Command::Model(cmd) => model(cmd),
+    }
+}
+
+fn model(cmd: ModelCommand) -> Result<()> {
+    use refrain::models::library;
+    match cmd {
+        ModelCommand::Info { model } => {
+            let package = ModelSource::parse(&model).package()?;
+            let m = &package.manifest;
+            println!(
+                "model:     {} ({}, version {})",
+                m.model.id, m.model.name, m.model.version
+            );
+            println!("identity:  {}", package.identity);
+            println!("reference: {}@{}", m.model.id, package.identity);
+            println!("folder:    {}", package.folder.display());
+            println!(
+                "{:<10} {} ({} bytes)",
+                "graph:",
+                m.model.file,
+                package.onnx.len()
+            );
+            for f in &m.files {
+                println!(
+                    "{:<10} {} ({}, sha256 {})",
+                    "file:", f.path, f.role, f.sha256
+                );
+            }
+            let rights = m.rights;
+            if rights.licensed_voice || rights.licensed_track {
+                println!(
+                    "licence:   needed ({})",
+                    if rights.licensed_voice {
+                        "cover"
+                    } else {
+                        "remix"
+                    }
+                );
+            } else {
+                println!("licence:   none needed");
+            }
+            Ok(())
+        }
+        ModelCommand::Import { model } => {
+            let path = if model.is_dir() {
+                model.join("model.toml")
+            } else {
+                model
+            };
+            let (reference, folder) = library::import(&path)?;
+            println!("{reference}");
+            println!("in {}", folder.display());
+            Ok(())
+        }
+        ModelCommand::List => {
+            for folder in library::search_folders() {
+                println!("{}:", folder.display());
+                let Ok(entries) = std::fs::read_dir(&folder) else {
+                    println!("  (none)");
+                    continue;
+                };
+                let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+                names.sort();
+                for dir in names {
+                    let manifest = dir.join("model.toml");
+                    if dir
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                        || !manifest.is_file()
+                    {
+                        continue;
+                    }
+                    match ModelSource::Manifest(manifest).package() {
+                        Ok(p) => println!(
+                            "  {}@{}  {}",
+                            p.manifest.model.id, p.identity, p.manifest.model.name
+                        ),
+                        Err(e) => println!("  {}: unusable: {e}", dir.display()),
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 }
