@@ -378,8 +378,32 @@ fn bad_models_pass_aligned_dry_audio() {
             "wrong input dtype",
             models().join("test/bad-input-dtype/model.toml"),
         ),
+        // A shared project naming a device, or a pipe, as its model: refused at once.
+        ("a device as the model", PathBuf::from("/dev/zero")),
+        ("a pipe as the model", {
+            let fifo = dir.path().join("model.toml.fifo");
+            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: a valid C string; creates a named pipe in our own temporary folder.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            fifo
+        }),
+        (
+            "a device as the graph",
+            copy("device", &|d| {
+                let t = std::fs::read_to_string(d.join("model.toml")).unwrap();
+                std::fs::write(
+                    d.join("model.toml"),
+                    t.replace("file = \"identity.onnx\"", "file = \"/dev/zero\""),
+                )
+                .unwrap();
+            }),
+        ),
+        ("a project naming a model this machine lacks", {
+            PathBuf::from(format!("night-drive@{}", "5e".repeat(32)))
+        }),
     ];
     for (what, model) in cases {
+        let started = std::time::Instant::now();
         let mut h = host();
         h.set_state_field("model", model.to_str().unwrap()).unwrap();
         h.activate(Setup::offline(48_000.0, 256)).unwrap();
@@ -398,5 +422,10 @@ fn bad_models_pass_aligned_dry_audio() {
                 "{what}: dry, bit-identical and aligned"
             );
         }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
     }
 }
