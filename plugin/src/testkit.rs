@@ -206,6 +206,18 @@ share_percent = 25
     )
 }
 
+/// `exe` (a binary of this workspace: `env!("CARGO_BIN_EXE_refrain")`) with the CPU ONNX
+/// Runtime set-up put in `target/onnxruntime/`.
+pub fn command(exe: &str) -> Command {
+    let mut c = Command::new(exe);
+    c.env(
+        "ORT_DYLIB_PATH",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/onnxruntime/libonnxruntime.so.1.31.1"),
+    );
+    c
+}
+
 /// How a command run by [`run_measured`] ended.
 #[derive(Debug)]
 pub struct Measured {

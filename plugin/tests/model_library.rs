@@ -108,13 +108,8 @@ fn models_are_imported_named_by_identity_and_found_again() {
     // 6. The same from the command line: import prints the reference, info checks and names
     // it, and a render takes it.
     let refrain = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_refrain"))
+        let o = refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
             .args(args)
-            .env(
-                "ORT_DYLIB_PATH",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../target/onnxruntime/libonnxruntime.so.1.31.1"),
-            )
             .output()
             .unwrap();
         let text =

@@ -6,13 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn refrain() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_refrain"));
-    c.env(
-        "ORT_DYLIB_PATH",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/onnxruntime/libonnxruntime.so.1.31.1"),
-    );
-    c
+    refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
 }
 
 fn model(name: &str) -> String {

@@ -12,13 +12,7 @@ use std::time::{Duration, Instant};
 const HOP: usize = 480;
 
 fn refrain() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_refrain"));
-    c.env(
-        "ORT_DYLIB_PATH",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/onnxruntime/libonnxruntime.so.1.31.1"),
-    );
-    c
+    refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
 }
 
 fn model_folder(dir: &Path, graph: Vec<u8>, files: &[(&str, &[u8])]) -> PathBuf {
