@@ -9,6 +9,7 @@
 use crate::files::{self, AtomicFile, PendingRename};
 use std::fs::File;
 use std::io::BufWriter;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::codecs::CodecParameters;
@@ -74,14 +75,16 @@ impl AudioReader {
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
         }
-        let format = symphonia::default::get_probe()
-            .probe(
+        let format = contained(|| {
+            symphonia::default::get_probe().probe(
                 &hint,
                 mss,
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(|e| format_err(e.to_string()))?;
+        })
+        .map_err(format_err)?
+        .map_err(|e| format_err(e.to_string()))?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| format_err("it holds no audio track".into()))?;
@@ -103,9 +106,12 @@ impl AudioReader {
         if !(1_000..=768_000).contains(&rate) {
             return Err(format_err(format!("a sample rate of {rate} Hz")));
         }
-        let decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| format_err(e.to_string()))?;
+        let decoder = contained(|| {
+            symphonia::default::get_codecs()
+                .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        })
+        .map_err(format_err)?
+        .map_err(|e| format_err(e.to_string()))?;
         Ok(AudioReader {
             path: path.to_owned(),
             format,
@@ -160,8 +166,19 @@ impl AudioReader {
         Ok(got)
     }
 
-    /// Decodes the next packet of the track into `pending`; false at the end.
+    /// Decodes the next packet of the track into `pending`; false at the end. A decoder that
+    /// panics on a damaged file ends the stream with [`MediaError::Corrupt`].
     fn decode_next(&mut self) -> Result<bool, MediaError> {
+        match contained(|| self.decode_next_packet()) {
+            Ok(result) => result,
+            Err(reason) => {
+                self.done = true;
+                Err(self.corrupt(reason))
+            }
+        }
+    }
+
+    fn decode_next_packet(&mut self) -> Result<bool, MediaError> {
         loop {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
@@ -208,6 +225,20 @@ impl AudioReader {
             reason,
         }
     }
+}
+
+/// Runs a step of the third-party decoders and turns a panic (an arithmetic overflow on a
+/// hostile header, found by fuzzing) into the reason the file is refused: damaged media is an
+/// error, never a crash of the host or the CLI.
+fn contained<T>(step: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(step)).map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        format!("the decoder failed on it ({what})")
+    })
 }
 
 /// Reads a whole (short) file as planar f32 and its rate. Longer than
@@ -310,6 +341,23 @@ pub fn read_wav(path: &Path) -> Result<(Vec<Vec<f32>>, u32), MediaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `cargo xtask fuzz` (target `media`): a WAV `fmt ` chunk stating 65,025 channels
+    /// overflows a multiplication inside symphonia's header parser, which panics in builds with
+    /// overflow checks. It is refused with a reason, and nothing panics out of the reader.
+    #[test]
+    fn a_header_that_makes_the_decoder_panic_is_refused_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostile.wav");
+        let bytes = include_bytes!("../../fuzz/corpus/media/regress-wav-fmt-overflow.wav");
+        std::fs::write(&path, bytes).unwrap();
+        let err = read_all(&path).expect_err("a hostile header is refused");
+        assert!(
+            matches!(err, MediaError::Format { .. } | MediaError::Channels { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("hostile.wav"), "{err}");
+    }
 
     #[test]
     fn a_written_file_reads_back_and_streams_in_blocks() {

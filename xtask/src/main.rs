@@ -1,11 +1,13 @@
-//! Project tasks: `cargo xtask setup [--gpu] | bundle | install | demo | test | models`.
+//! Project tasks: `cargo xtask setup [--gpu] | bundle | install | demo | test | models | fuzz`.
 //!
 //! `setup` installs what the build and the runtime need (Debian packages when root, the ONNX
 //! Runtime library from PyPI's `onnxruntime` wheel, checked by hash; with `--gpu`, the GPU
 //! build from `onnxruntime-gpu` with its CUDA and TensorRT providers, checked the same way);
 //! `bundle` delegates to nice-plug-xtask and puts ONNX Runtime beside the bundles; `install`
 //! copies the bundles into the per-user plugin folders; `demo` renders a synthesised input
-//! through the bundled plugin in Refrain's own CLAP host; `test` runs the suite.
+//! through the bundled plugin in Refrain's own CLAP host; `test` runs the suite; `fuzz` runs
+//! the cargo-fuzz targets in `fuzz/` for a while each (with nightly and cargo-fuzz, installed
+//! when missing) and fails on a crash.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -419,6 +421,102 @@ fn test(extra: &[String]) -> Result<()> {
         .env("REFRAIN_HOST_QUIET", "1"))
 }
 
+/// The fuzz targets (`fuzz/fuzz_targets/`), each with the longest input it is given.
+const FUZZ_TARGETS: &[(&str, usize)] = &[
+    ("manifest", 8 << 10),
+    ("licence_token", 8 << 10),
+    ("licence_spec", 8 << 10),
+    ("media", 16 << 10),
+    // The limit (8 bytes) and up to 4 KiB of file.
+    ("bounded_reader", (4 << 10) + 8),
+];
+
+/// How the fuzz targets are built, the same for `fuzz build` and `fuzz run` (else `run`
+/// rebuilds): 16 codegen units keep a clean build within CI's budget on two cores.
+const FUZZ_BUILD: &[&str] = &["--codegen-units", "16"];
+
+/// `cargo +nightly`, in `fuzz/`, free of the stable toolchain `cargo xtask` runs under.
+fn cargo_nightly() -> Command {
+    let mut c = Command::new("cargo");
+    c.arg("+nightly")
+        .current_dir(root().join("fuzz"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO");
+    c
+}
+
+/// Installs what fuzzing needs and is missing: the nightly toolchain (sanitizers and coverage
+/// instrumentation are nightly-only) and cargo-fuzz.
+fn setup_fuzz() -> Result<()> {
+    let works = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
+    if !works(cargo_nightly().arg("--version")) {
+        if !works(Command::new("rustup").arg("--version")) {
+            bail!("fuzzing needs a nightly Rust toolchain and rustup to select it: install rustup, then `rustup toolchain install nightly`");
+        }
+        eprintln!("fuzzing needs a nightly toolchain; installing it");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    if !works(cargo_nightly().args(["fuzz", "--version"])) {
+        eprintln!("fuzzing needs cargo-fuzz; installing it");
+        run(cargo().args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    Ok(())
+}
+
+/// Runs each fuzz target (all, or those named) for `--seconds` (default 30), from the seeds in
+/// `fuzz/corpus/` and what earlier runs found (`fuzz/target/corpus/`). A crash, a panic, an
+/// input that takes over 25 s or memory over 2 GiB fails it; libFuzzer leaves the input under
+/// `fuzz/artifacts/<target>/`.
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut seconds = 30u64;
+    let mut chosen = Vec::new();
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        if a == "--seconds" {
+            seconds = rest
+                .next()
+                .and_then(|s| s.parse().ok())
+                .context("--seconds takes a whole number of seconds")?;
+        } else if FUZZ_TARGETS.iter().any(|(t, _)| t == a) {
+            chosen.push(a.as_str());
+        } else {
+            let names: Vec<&str> = FUZZ_TARGETS.iter().map(|(t, _)| *t).collect();
+            bail!("no fuzz target `{a}`; the targets are {}", names.join(", "));
+        }
+    }
+    setup_fuzz()?;
+    // One build for all, so each target's time is spent fuzzing.
+    run(cargo_nightly().args(["fuzz", "build"]).args(FUZZ_BUILD))?;
+    let dir = root().join("fuzz");
+    for (target, max_len) in FUZZ_TARGETS {
+        if !chosen.is_empty() && !chosen.contains(target) {
+            continue;
+        }
+        let grown = dir.join("target/corpus").join(target);
+        std::fs::create_dir_all(&grown)?;
+        run(cargo_nightly()
+            .args(["fuzz", "run"])
+            .args(FUZZ_BUILD)
+            .arg(target)
+            .arg(&grown)
+            .arg(dir.join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-max_len={max_len}"))
+            .args(["-rss_limit_mb=2048", "-timeout=25", "-print_final_stats=1"]))
+        .with_context(|| {
+            format!("fuzz target {target} failed; its input is in fuzz/artifacts/{target}/")
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
@@ -436,10 +534,11 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("models") => run(Command::new("python3").arg(root().join("models/generate.py"))),
         Some("fetch-models") => fetch_models(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup [--gpu] | bundle refrain [--release] [--gpu] | install [--gpu] [--home DIR] \
-                 | demo | test [cargo test args] | models | fetch-models>"
+                 | demo | test [cargo test args] | models | fetch-models | fuzz [--seconds N] [TARGET...]>"
             );
             std::process::exit(2)
         }
