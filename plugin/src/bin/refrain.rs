@@ -51,6 +51,25 @@ enum Command {
         #[arg(long)]
         licence: Option<String>,
     },
+    /// Separate an audio file (WAV, AIFF, FLAC, MP3, Ogg Vorbis; mono or stereo) into stems,
+    /// one 32-bit float WAV each (`vocals.wav`, `accompaniment.wav` with Spleeter 2-stems), at
+    /// the input's rate and length, aligned sample for sample.
+    Separate {
+        /// Input audio file.
+        input: PathBuf,
+        /// Folder for the stems (created if missing).
+        #[arg(long = "out-dir")]
+        out_dir: PathBuf,
+        /// The separator: a model id in the models folder (`deezer.spleeter-2stems`, what
+        /// `cargo xtask fetch-models` writes to models/real/spleeter-2stems and `refrain model
+        /// import` installs), `id@identity`, or a model.toml (or its folder).
+        #[arg(long, default_value = "deezer.spleeter-2stems")]
+        model: String,
+        /// `studio`: Spleeter's 512-frame segments, overlapped and cross-faded (the only mode
+        /// for files so far).
+        #[arg(long, default_value = "studio", value_parser = parse_mode)]
+        mode: Mode,
+    },
     /// Licences: keys, issuing, checking, revoking.
     #[command(subcommand)]
     Licence(LicenceCommand),
@@ -456,9 +475,61 @@ fn main() -> Result<()> {
             println!("output:       {}", output.display());
             Ok(())
         }
+        Command::Separate {
+            input,
+            out_dir,
+            model,
+            mode,
+        } => separate(&input, &out_dir, &model, mode),
         Command::Licence(cmd) => licence(cmd),
         Command::Model(cmd) => model(cmd),
     }
+}
+
+fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode) -> Result<()> {
+    use refrain::models::library;
+    if mode != Mode::Studio {
+        bail!("`refrain separate` runs in studio mode (Spleeter's overlapped 512-frame segments); live separation is the plugin's, not built yet");
+    }
+    let is_plain_id = !model.contains('@')
+        && !Path::new(model).exists()
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let package = if is_plain_id {
+        std::sync::Arc::new(library::find_id(model).with_context(|| {
+            format!("no separator `{model}` in the models folder: `cargo xtask fetch-models` writes Spleeter to models/real/spleeter-2stems; pass --model models/real/spleeter-2stems or `refrain model import` it")
+        })?)
+    } else {
+        ModelSource::parse(model).package()?
+    };
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} separating [{bar:40}] {percent}% ({eta})",
+        )
+        .context("progress style")?,
+    );
+    let report = refrain::separation::file::separate_file(input, out_dir, &package, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    let seconds = report.frames as f64 / report.sample_rate as f64;
+    println!(
+        "model:        {}@{}",
+        package.manifest.model.id, package.identity
+    );
+    println!("device:       {}", report.device);
+    println!(
+        "separated:    {seconds:.2} s of audio in {:.2} s (real-time factor {:.3}), {} segment runs",
+        report.seconds_taken,
+        report.seconds_taken / seconds.max(1e-9),
+        report.segments_run
+    );
+    for (name, path) in &report.stems {
+        println!("{name:<13} {}", path.display());
+    }
+    Ok(())
 }
 
 fn model(cmd: ModelCommand) -> Result<()> {

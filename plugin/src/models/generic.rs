@@ -30,6 +30,8 @@ pub enum ModelError {
     Tensor { role: &'static str, reason: String },
     #[error("a test run of the model failed: {0}")]
     Probe(String),
+    #[error("{id} is a stem separator (`{kind}`): it runs with `refrain separate`; the plugin's stem outputs are not built yet")]
+    NotStreaming { id: String, kind: String },
 }
 
 /// An ONNX model running contract v1, with its input and output tensors preallocated and
@@ -62,8 +64,14 @@ impl OnnxModel {
 
     /// Builds the session from a checked package and checks the graph against its manifest.
     pub fn from_package(package: &ModelPackage) -> Result<Self, ModelError> {
-        runtime::environment()?;
         let manifest = &package.manifest;
+        if manifest.model.kind != super::manifest::KIND_AUDIO_TO_AUDIO {
+            return Err(ModelError::NotStreaming {
+                id: manifest.model.id.clone(),
+                kind: manifest.model.kind.clone(),
+            });
+        }
+        runtime::environment()?;
         let path = package.folder.join(&manifest.model.file);
         let runtime::DeviceSession { session, device } =
             runtime::session_for(package).map_err(|reason| ModelError::NotOnnx {
@@ -181,7 +189,7 @@ fn run_error(model: &str, message: String) -> ProcessError {
 
 /// Checks that the graph has exactly the manifest's input and output, with its dtype and shape
 /// (a dynamic dimension in the graph accepts the manifest's number).
-fn check_tensors(session: &Session, manifest: &Manifest) -> Result<(), ModelError> {
+pub(crate) fn check_tensors(session: &Session, manifest: &Manifest) -> Result<(), ModelError> {
     for (role, outlets, want) in [
         ("input", session.inputs(), &manifest.input),
         ("output", session.outputs(), &manifest.output),

@@ -151,6 +151,33 @@ pub fn find(reference: &ModelRef) -> Result<ModelPackage, LibraryError> {
     })
 }
 
+/// Finds a model by its id alone (any identity; the first that reads, in search order): what
+/// `refrain separate` does with a model's plain id.
+pub fn find_id(id: &str) -> Result<ModelPackage, LibraryError> {
+    let folders = search_folders();
+    for folder in &folders {
+        for manifest in manifests_in(folder) {
+            let same_id = files::read_text_bounded(&manifest, super::manifest::MAX_MANIFEST_BYTES)
+                .ok()
+                .and_then(|t| super::manifest::Manifest::parse(&t).ok())
+                .is_some_and(|m| m.model.id == id);
+            if same_id {
+                if let Ok(package) = ModelPackage::read(&manifest, Limits::from_env()) {
+                    return Ok(package);
+                }
+            }
+        }
+    }
+    Err(LibraryError::NotFound {
+        reference: id.to_owned(),
+        searched: folders
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
 /// Imports the model whose manifest is `manifest` into the models folder (unless it already
 /// lives in a folder models are found in) and returns its reference and its folder. What is
 /// copied is what was read and hashed, so the copy is the model the reference names.

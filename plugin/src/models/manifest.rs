@@ -13,8 +13,17 @@ pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// The manifest format this build reads.
 pub const FORMAT: u32 = 1;
 
-/// The one contract this build runs: Refrain's generic streaming audio-to-audio contract.
+/// Refrain's generic streaming audio-to-audio contract (shared/MODELS.md §1): what the plugin's
+/// engine runs.
 pub const KIND_AUDIO_TO_AUDIO: &str = "audio-to-audio";
+
+/// A stem separator on the magnitude spectrogram (Spleeter's contract, shared/MODELS.md §7):
+/// magnitude `[1, channels, frames, bins]` in, one ratio mask per stem
+/// `[1, stems, channels, frames, bins]` out; see [`crate::separation`].
+pub const KIND_STEM_MASKS: &str = "stem-masks";
+
+/// The kinds this build reads.
+pub const KINDS: [&str; 2] = [KIND_AUDIO_TO_AUDIO, KIND_STEM_MASKS];
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,7 +41,30 @@ pub struct Manifest {
     /// with its own hash. A model is its folder: nothing outside it is ever read.
     #[serde(default)]
     pub files: Vec<ModelFile>,
+    /// The spectrogram framing and the stems of a `stem-masks` model (absent for other kinds).
+    #[serde(default)]
+    pub stems: Option<StemsInfo>,
 }
+
+/// How a `stem-masks` model sees audio: an STFT of `fft` points every `stream.hop` samples
+/// (periodic Hann, unnormalised), its lowest `bins` bins, and one mask per named stem.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StemsInfo {
+    /// The stems, in the order of the output's stem axis.
+    pub names: Vec<String>,
+    /// STFT length (and window length).
+    pub fft: usize,
+    /// Bins the model sees, from 0 Hz up.
+    pub bins: usize,
+    /// The frame count of a run must be a multiple of this (the U-Net's downsampling).
+    pub frames_multiple: usize,
+    /// Which stem takes the bins above `bins` (so the stems sum to the mix), or `none`.
+    pub above_bins: String,
+}
+
+/// Most stems a separator may have.
+pub const MAX_STEMS: usize = 8;
 
 /// A file of the model besides its ONNX graph.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -229,11 +261,11 @@ impl Manifest {
                 "use letters, digits, '-', '_' or '.'",
             ));
         }
-        if m.kind != KIND_AUDIO_TO_AUDIO {
+        if !KINDS.contains(&m.kind.as_str()) {
             return Err(invalid(
                 "model.kind",
                 &m.kind,
-                format!("this Refrain runs `{KIND_AUDIO_TO_AUDIO}` models"),
+                format!("this Refrain runs `{KIND_AUDIO_TO_AUDIO}` and `{KIND_STEM_MASKS}` models"),
             ));
         }
         check_relative_path("model.file", &m.file)?;
@@ -302,6 +334,16 @@ impl Manifest {
                 "expected at most sixty seconds",
             ));
         }
+        if m.kind == KIND_STEM_MASKS {
+            return self.validate_stems();
+        }
+        if self.stems.is_some() {
+            return Err(invalid(
+                "stems",
+                "a table",
+                format!("only `{KIND_STEM_MASKS}` models have stems"),
+            ));
+        }
         for (field, t, want) in [
             ("input", &self.input, self.expected_input_shape()),
             ("output", &self.output, self.expected_output_shape()),
@@ -337,6 +379,110 @@ impl Manifest {
                     },
                     format!("{:?}", t.shape),
                     format!("the stream section implies {want:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of a `stem-masks` model: its framing, its stems and the shapes they imply
+    /// (the frame axis is `-1`: any multiple of `frames_multiple`).
+    fn validate_stems(&self) -> Result<(), ManifestError> {
+        let Some(st) = &self.stems else {
+            return Err(invalid(
+                "stems",
+                "nothing",
+                format!("a `{KIND_STEM_MASKS}` model needs a [stems] table"),
+            ));
+        };
+        let s = &self.stream;
+        if !(1..=2).contains(&s.channels) {
+            return Err(invalid(
+                "stream.channels",
+                s.channels,
+                "a separator takes 1 or 2",
+            ));
+        }
+        if !st.fft.is_power_of_two() || !(256..=16_384).contains(&st.fft) {
+            return Err(invalid(
+                "stems.fft",
+                st.fft,
+                "a power of two from 256 to 16384",
+            ));
+        }
+        if !st.fft.is_multiple_of(s.hop) || st.fft / s.hop < 4 {
+            return Err(invalid(
+                "stream.hop",
+                s.hop,
+                format!(
+                    "stems.fft ({}) divided by a whole number of at least 4, so the windows overlap-add to a constant",
+                    st.fft
+                ),
+            ));
+        }
+        if st.bins == 0 || st.bins > st.fft / 2 + 1 {
+            return Err(invalid(
+                "stems.bins",
+                st.bins,
+                format!("1 to {}", st.fft / 2 + 1),
+            ));
+        }
+        if !(1..=4096).contains(&st.frames_multiple) {
+            return Err(invalid(
+                "stems.frames_multiple",
+                st.frames_multiple,
+                "1 to 4096",
+            ));
+        }
+        if !(2..=MAX_STEMS).contains(&st.names.len()) {
+            return Err(invalid(
+                "stems.names",
+                st.names.len(),
+                format!("2 to {MAX_STEMS} stems"),
+            ));
+        }
+        for (i, n) in st.names.iter().enumerate() {
+            let ok = !n.is_empty()
+                && n.len() <= 32
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok || n == "none" {
+                return Err(invalid(
+                    "stems.names",
+                    format!("{n:?}"),
+                    "lowercase letters, digits and '-' (a file is named after each stem)",
+                ));
+            }
+            if st.names[..i].contains(n) {
+                return Err(invalid("stems.names", format!("{n:?}"), "each stem once"));
+            }
+        }
+        if st.above_bins != "none" && !st.names.contains(&st.above_bins) {
+            return Err(invalid(
+                "stems.above_bins",
+                format!("{:?}", st.above_bins),
+                "one of the stems, or \"none\"",
+            ));
+        }
+        let c = s.channels as i64;
+        let b = st.bins as i64;
+        let want_in = vec![1, c, -1, b];
+        let want_out = vec![1, st.names.len() as i64, c, -1, b];
+        for (field, t, want) in [
+            ("input.shape", &self.input, want_in),
+            ("output.shape", &self.output, want_out),
+        ] {
+            if t.name.is_empty() {
+                return Err(invalid(field, "\"\"", "name the tensor"));
+            }
+            if t.dtype != "float32" {
+                return Err(invalid(field, &t.dtype, "spectrogram tensors are float32"));
+            }
+            if t.shape != want {
+                return Err(invalid(
+                    field,
+                    format!("{:?}", t.shape),
+                    format!("[stream] and [stems] imply {want:?} (-1: the frames)"),
                 ));
             }
         }
@@ -449,5 +595,90 @@ shape = [1, 1, 256]
         assert!(e.to_string().contains("hops"), "{e}");
         let e = Manifest::load(Path::new("/nonexistent/model.toml")).unwrap_err();
         assert!(matches!(e, ManifestError::Read { .. }), "{e}");
+    }
+
+    const STEMS: &str = r#"
+format = 1
+[model]
+id = "spleeter"
+name = "Spleeter"
+version = "1"
+kind = "stem-masks"
+file = "s.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[stream]
+sample_rate = 44100
+channels = 2
+hop = 1024
+[input]
+name = "magnitude"
+dtype = "float32"
+shape = [1, 2, -1, 1024]
+[output]
+name = "masks"
+dtype = "float32"
+shape = [1, 2, 2, -1, 1024]
+[stems]
+names = ["vocals", "accompaniment"]
+fft = 4096
+bins = 1024
+frames_multiple = 64
+above_bins = "accompaniment"
+"#;
+
+    #[test]
+    fn a_separator_manifest_reads_and_each_mistake_names_its_field() {
+        let m = Manifest::parse(STEMS).unwrap();
+        assert_eq!(m.stems.as_ref().unwrap().names, ["vocals", "accompaniment"]);
+        for (from, to, field) in [
+            (
+                "shape = [1, 2, 2, -1, 1024]",
+                "shape = [1, 3, 2, -1, 1024]",
+                "output.shape",
+            ),
+            (
+                "shape = [1, 2, -1, 1024]",
+                "shape = [1, 2, 512, 1024]",
+                "input.shape",
+            ),
+            (
+                "above_bins = \"accompaniment\"",
+                "above_bins = \"drums\"",
+                "stems.above_bins",
+            ),
+            ("fft = 4096", "fft = 4000", "stems.fft"),
+            ("hop = 1024", "hop = 3000", "stream.hop"),
+            ("bins = 1024", "bins = 4000", "stems.bins"),
+            (
+                "\"vocals\", \"accompaniment\"",
+                "\"vocals\", \"vocals\"",
+                "stems.names",
+            ),
+            (
+                "\"vocals\", \"accompaniment\"",
+                "\"../x\", \"accompaniment\"",
+                "stems.names",
+            ),
+            ("\"vocals\", \"accompaniment\"", "\"vocals\"", "stems.names"),
+            ("channels = 2", "channels = 3", "stream.channels"),
+        ] {
+            let text = STEMS.replace(from, to);
+            assert_ne!(text, STEMS, "{from}");
+            match Manifest::parse(&text) {
+                Err(ManifestError::Invalid { field: f, .. }) => assert_eq!(f, field, "{to}"),
+                other => panic!("{to}: {other:?}"),
+            }
+        }
+        // A separator needs its [stems]; a streaming model has none.
+        let cut = &STEMS[..STEMS.find("[stems]").unwrap()];
+        assert!(matches!(
+            Manifest::parse(cut),
+            Err(ManifestError::Invalid { field: "stems", .. })
+        ));
+        let streaming_with_stems = format!("{GOOD}\n{}", &STEMS[STEMS.find("[stems]").unwrap()..]);
+        assert!(matches!(
+            Manifest::parse(&streaming_with_stems),
+            Err(ManifestError::Invalid { field: "stems", .. })
+        ));
     }
 }

@@ -1,0 +1,283 @@
+//! A whole file into one WAV per stem, streamed: decode a block, resample it to the model's
+//! rate, separate, resample each stem back, write. Memory is a segment and a block, whatever the
+//! file's length; each stem has exactly the input's length, rate and channels, aligned sample
+//! for sample; the stem files appear only when all of them are complete.
+
+use super::masks::MaskModel;
+use super::segments::{Separator, STUDIO_OVERLAP, STUDIO_SEGMENT};
+use super::SeparateError;
+use crate::engine::resample::{FilterSpec, Resampler};
+use crate::media::{AudioReader, WavWriter};
+use crate::models::package::ModelPackage;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Frames decoded per block.
+const BLOCK: usize = 8192;
+
+/// What a separation did.
+#[derive(Debug, Clone)]
+pub struct SeparationReport {
+    /// Each stem's name and file.
+    pub stems: Vec<(String, PathBuf)>,
+    pub frames: u64,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub seconds_taken: f64,
+    pub segments_run: u64,
+    /// Where the model ran.
+    pub device: String,
+}
+
+/// A stream's rate change, planar in and out, exact in length: `to` samples for every `from`
+/// (rounded up) once [`Self::finish`] has run.
+struct RateChange {
+    resampler: Option<Resampler>,
+    channels: usize,
+    from: u32,
+    to: u32,
+    interleaved: Vec<f32>,
+    produced: Vec<f32>,
+}
+
+impl RateChange {
+    fn new(from: u32, to: u32, channels: usize) -> Result<RateChange, SeparateError> {
+        let resampler = if from == to {
+            None
+        } else {
+            Some(
+                Resampler::new(from, to, FilterSpec::STUDIO, 0, channels, BLOCK).map_err(|e| {
+                    SeparateError::Resample {
+                        from,
+                        to,
+                        reason: e.to_string(),
+                    }
+                })?,
+            )
+        };
+        Ok(RateChange {
+            resampler,
+            channels,
+            from,
+            to,
+            interleaved: Vec::new(),
+            produced: Vec::new(),
+        })
+    }
+
+    /// Appends the rate-changed `planar` to `out` (per channel), as far as it can be computed.
+    fn push(&mut self, planar: &[&[f32]], out: &mut [Vec<f32>]) {
+        let Some(r) = &mut self.resampler else {
+            for (o, p) in out.iter_mut().zip(planar) {
+                o.extend_from_slice(p);
+            }
+            return;
+        };
+        let n = planar.first().map_or(0, |c| c.len());
+        for start in (0..n).step_by(BLOCK) {
+            let end = (start + BLOCK).min(n);
+            self.interleaved.clear();
+            for i in start..end {
+                self.interleaved.extend(planar.iter().map(|c| c[i]));
+            }
+            r.push(&self.interleaved);
+            Self::drain(r, self.channels, &mut self.produced, out, usize::MAX);
+        }
+    }
+
+    /// Ends the stream of `inputs` frames: the outputs still owed, up to `to/from` of them.
+    fn finish(&mut self, out: &mut [Vec<f32>]) {
+        let Some(r) = &mut self.resampler else {
+            return;
+        };
+        let g = r.geometry();
+        let (received, _) = r.counts();
+        // Output k lies at input k * from / to: every one before the end of the input.
+        let owed = (received as u128 * self.to as u128).div_ceil(self.from as u128) as u64;
+        let zeros = vec![0.0f32; BLOCK * self.channels];
+        loop {
+            let (got_in, produced) = r.counts();
+            let want = owed.saturating_sub(produced) as usize;
+            if want == 0 {
+                break;
+            }
+            if r.ready() == 0 {
+                let need = g.input_needed(owed).saturating_sub(got_in) as usize;
+                let k = need.clamp(1, BLOCK);
+                r.push(&zeros[..k * self.channels]);
+            }
+            Self::drain(r, self.channels, &mut self.produced, out, want);
+        }
+    }
+
+    fn drain(
+        r: &mut Resampler,
+        channels: usize,
+        buf: &mut Vec<f32>,
+        out: &mut [Vec<f32>],
+        max: usize,
+    ) {
+        let k = r.ready().min(max);
+        buf.resize(k * channels, 0.0);
+        let n = r.produce(buf);
+        for frame in buf[..n * channels].chunks_exact(channels) {
+            for (o, &x) in out.iter_mut().zip(frame) {
+                o.push(x);
+            }
+        }
+    }
+}
+
+/// Each stem on its way from the separator to its file.
+struct StemOutputs {
+    back: Vec<RateChange>,
+    writers: Vec<WavWriter>,
+    /// `[stem][channel]`: what the separator gave, at the model's rate.
+    at_model_rate: Vec<Vec<Vec<f32>>>,
+    at_file_rate: Vec<Vec<Vec<f32>>>,
+    /// Per stem, samples taken from the separator and frames written.
+    from_model: Vec<u64>,
+    written: Vec<u64>,
+}
+
+impl StemOutputs {
+    /// Resamples and writes what the separator gave. `ended` = (samples at the model's rate
+    /// that went in, frames of the file): the stream is over, so each stem is cut to exactly
+    /// that length.
+    fn forward(&mut self, ended: Option<(u64, u64)>) -> Result<(), SeparateError> {
+        for s in 0..self.writers.len() {
+            let model_limit = ended.map_or(u64::MAX, |(m, _)| m);
+            let have = self.at_model_rate[s][0].len() as u64;
+            let keep = model_limit.saturating_sub(self.from_model[s]).min(have) as usize;
+            let planes: Vec<&[f32]> = self.at_model_rate[s].iter().map(|c| &c[..keep]).collect();
+            self.back[s].push(&planes, &mut self.at_file_rate[s]);
+            self.from_model[s] += keep as u64;
+            for c in &mut self.at_model_rate[s] {
+                c.clear();
+            }
+            if ended.is_some() {
+                self.back[s].finish(&mut self.at_file_rate[s]);
+            }
+            let file_limit = ended.map_or(u64::MAX, |(_, f)| f);
+            let have = self.at_file_rate[s][0].len() as u64;
+            let k = file_limit.saturating_sub(self.written[s]).min(have) as usize;
+            let planes: Vec<&[f32]> = self.at_file_rate[s].iter().map(|c| &c[..k]).collect();
+            self.writers[s].write(&planes)?;
+            self.written[s] += k as u64;
+            for c in &mut self.at_file_rate[s] {
+                c.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Separates `input` (WAV, AIFF, FLAC, MP3, Ogg Vorbis; mono or stereo) with the separator in
+/// `package` into `out_dir/<stem>.wav` (32-bit float, the input's rate and channels), Studio
+/// quality: Spleeter's 512-frame segments, overlapped and cross-faded. `progress` hears the
+/// fraction done (when the file states its length).
+pub fn separate_file(
+    input: &Path,
+    out_dir: &Path,
+    package: &ModelPackage,
+    progress: &mut dyn FnMut(f64),
+) -> Result<SeparationReport, SeparateError> {
+    let started = Instant::now();
+    let mut reader = AudioReader::open(input)?;
+    let channels = reader.channels();
+    if channels > 2 {
+        return Err(SeparateError::Channels { channels });
+    }
+    let rate = reader.sample_rate();
+    let model = MaskModel::from_package(package)?;
+    let model_rate = package.manifest.stream.sample_rate;
+    let device = model.device.clone();
+    let mut separator = Separator::new(
+        model,
+        channels,
+        STUDIO_SEGMENT,
+        STUDIO_OVERLAP,
+        package.manifest.stream.hop,
+    )?;
+    std::fs::create_dir_all(out_dir).map_err(|e| SeparateError::OutDir {
+        path: out_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let names: Vec<String> = separator.stem_names().to_vec();
+    let paths: Vec<PathBuf> = names
+        .iter()
+        .map(|n| out_dir.join(format!("{n}.wav")))
+        .collect();
+    let writers = paths
+        .iter()
+        .map(|p| WavWriter::create(p, channels, rate))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut to_model = RateChange::new(rate, model_rate, channels)?;
+    let mut outputs = StemOutputs {
+        back: names
+            .iter()
+            .map(|_| RateChange::new(model_rate, rate, channels))
+            .collect::<Result<_, _>>()?,
+        writers,
+        at_model_rate: vec![vec![Vec::new(); channels]; names.len()],
+        at_file_rate: vec![vec![Vec::new(); channels]; names.len()],
+        from_model: vec![0; names.len()],
+        written: vec![0; names.len()],
+    };
+    let mut block = vec![Vec::new(); channels];
+    let mut at_model_rate = vec![Vec::new(); channels];
+    // Samples at the model's rate that went in (each stem is cut to as many).
+    let mut model_in: u64 = 0;
+    let mut frames: u64 = 0;
+    let total = reader.frames();
+    let mut ended = false;
+    while !ended {
+        let n = reader.read(&mut block, BLOCK)?;
+        frames += n as u64;
+        if n == 0 {
+            to_model.finish(&mut at_model_rate);
+            ended = true;
+        } else {
+            let planes: Vec<&[f32]> = block.iter().map(|c| c.as_slice()).collect();
+            to_model.push(&planes, &mut at_model_rate);
+        }
+        model_in += at_model_rate[0].len() as u64;
+        let planes: Vec<&[f32]> = at_model_rate.iter().map(|c| c.as_slice()).collect();
+        separator.push(&planes, &mut outputs.at_model_rate)?;
+        for c in &mut at_model_rate {
+            c.clear();
+        }
+        if ended {
+            separator.finish(&mut outputs.at_model_rate)?;
+            outputs.forward(Some((model_in, frames)))?;
+        } else {
+            outputs.forward(None)?;
+            if let Some(t) = total.filter(|&t| t > 0) {
+                progress((frames as f64 / t as f64).min(1.0));
+            }
+        }
+    }
+    for (name, w) in names.iter().zip(&outputs.written) {
+        if *w != frames {
+            return Err(SeparateError::Model {
+                id: separator.model().id.clone(),
+                reason: format!("the stem {name} came out {w} frames long, the input is {frames}"),
+            });
+        }
+    }
+    let writers = outputs.writers;
+    // Every stem is complete: put them in place.
+    for w in writers {
+        w.finish()?;
+    }
+    progress(1.0);
+    Ok(SeparationReport {
+        stems: names.into_iter().zip(paths).collect(),
+        frames,
+        sample_rate: rate,
+        channels,
+        seconds_taken: started.elapsed().as_secs_f64(),
+        segments_run: separator.segments_run,
+        device,
+    })
+}

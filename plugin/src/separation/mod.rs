@@ -1,0 +1,41 @@
+//! Stem separation: a `stem-masks` model (Spleeter 2-stems, shared/MODELS.md §7) on the STFT of
+//! the audio, its ratio masks applied to the complex spectrum and inverted.
+//!
+//! The files, in the order audio goes through them: [`stft`] (Spleeter's framing, both ways),
+//! [`masks`] (the model: magnitude in, one mask per stem out), [`segments`] (Studio separation
+//! of a stream in overlapped, cross-faded segments), [`file`] (a whole file, streamed, into one
+//! WAV per stem: what `refrain separate` runs).
+
+pub mod file;
+pub mod masks;
+pub mod segments;
+pub mod stft;
+
+use crate::media::MediaError;
+use crate::models::generic::ModelError;
+
+/// Why a separation could not run. Each message names the model, file or setting at fault and
+/// what is valid.
+#[derive(Debug, thiserror::Error)]
+pub enum SeparateError {
+    #[error("{id} is not a stem separator (its kind is `{kind}`; a separator is `stem-masks`)")]
+    NotASeparator { id: String, kind: String },
+    #[error("the separator {id} failed: {reason}")]
+    Model { id: String, reason: String },
+    #[error("separation takes mono or stereo audio; this has {channels} channels")]
+    Channels { channels: usize },
+    #[error("segments of {segment} frames overlapping by {overlap}: a segment is a positive multiple of {multiple} frames and longer than its overlap")]
+    Segment {
+        segment: usize,
+        overlap: usize,
+        multiple: usize,
+    },
+    #[error(transparent)]
+    Load(#[from] ModelError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("cannot resample {from} Hz to {to} Hz: {reason}")]
+    Resample { from: u32, to: u32, reason: String },
+    #[error("cannot create the output folder {path}: {reason}")]
+    OutDir { path: String, reason: String },
+}
