@@ -6,11 +6,33 @@
 
 use libfuzzer_sys::fuzz_target;
 use refrain::media::{read_all, AudioReader, MAX_CHANNELS, MAX_IN_MEMORY_SAMPLES};
+use std::sync::Once;
 
 /// Files decoding to at most this many frames are also streamed and compared.
 const STREAM_CHECK_FRAMES: usize = 1 << 16;
 
+/// libFuzzer's panic hook aborts on every panic, even one that is caught. Refrain runs the
+/// decoders (symphonia) under `catch_unwind` on purpose (`media.rs`: a hostile header that makes
+/// one panic is refused with a reason), so a panic raised inside symphonia is let through to
+/// that `catch_unwind`; any other panic still aborts, and one that escapes `media.rs` aborts in
+/// libfuzzer-sys's own wrapper.
+fn let_decoder_panics_reach_refrains_catch_unwind() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let fuzzer_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_decoder = info
+                .location()
+                .is_some_and(|l| l.file().contains("/symphonia"));
+            if !in_decoder {
+                fuzzer_hook(info);
+            }
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    let_decoder_panics_reach_refrains_catch_unwind();
     let path = refrain_fuzz::scratch_file("media", data);
     let (audio, rate) = match read_all(&path) {
         Ok(read) => read,
