@@ -19,6 +19,7 @@ pub mod licence;
 pub mod loader;
 pub mod media;
 pub mod models;
+pub mod notes;
 pub mod params;
 pub mod render;
 pub mod separation;

@@ -70,6 +70,30 @@ enum Command {
         #[arg(long, default_value = "studio", value_parser = parse_mode)]
         mode: Mode,
     },
+    /// Find the notes in an audio file with Basic Pitch (Spotify) and write them as a standard
+    /// MIDI file (format 0, 120 BPM, 480 ticks per beat: the times are the audio's).
+    Notes {
+        /// Input audio file (WAV, AIFF, FLAC, MP3, Ogg Vorbis; mixed to mono).
+        input: PathBuf,
+        /// The MIDI file to write.
+        #[arg(long = "out")]
+        output: PathBuf,
+        /// Basic Pitch's ONNX file (`nmp.onnx` from PyPI's basic-pitch 0.4.0: `cargo xtask
+        /// fetch-models` puts it in models/real/basic-pitch/). Default: basic-pitch/nmp.onnx in
+        /// the models folder.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// An onset peak must exceed this.
+        #[arg(long, default_value_t = 0.5)]
+        onset_threshold: f32,
+        /// A note lasts while its activation is at least this (the reference's 0.3 turns
+        /// strong harmonics into extra notes).
+        #[arg(long, default_value_t = 0.5)]
+        frame_threshold: f32,
+        /// Notes must be longer than this many milliseconds.
+        #[arg(long, default_value_t = 127.7)]
+        min_note_ms: f64,
+    },
     /// Licences: keys, issuing, checking, revoking.
     #[command(subcommand)]
     Licence(LicenceCommand),
@@ -481,9 +505,61 @@ fn main() -> Result<()> {
             model,
             mode,
         } => separate(&input, &out_dir, &model, mode),
+        Command::Notes {
+            input,
+            output,
+            model,
+            onset_threshold,
+            frame_threshold,
+            min_note_ms,
+        } => {
+            let settings = refrain::notes::decode::Settings {
+                onset_threshold,
+                frame_threshold,
+                min_note_ms,
+                ..Default::default()
+            };
+            notes(&input, &output, model, &settings)
+        }
         Command::Licence(cmd) => licence(cmd),
         Command::Model(cmd) => model(cmd),
     }
+}
+
+fn notes(
+    input: &Path,
+    output: &Path,
+    model: Option<PathBuf>,
+    settings: &refrain::notes::decode::Settings,
+) -> Result<()> {
+    use refrain::notes::{basic_pitch::BasicPitch, midi, notes_of_file};
+    let model = match model {
+        Some(m) => m,
+        None => refrain::models::library::models_folder()?.join("basic-pitch/nmp.onnx"),
+    };
+    let mut basic_pitch = BasicPitch::load(&model).with_context(|| {
+        format!("no Basic Pitch at {}: `cargo xtask fetch-models` puts it in models/real/basic-pitch/nmp.onnx; pass --model", model.display())
+    })?;
+    let started = std::time::Instant::now();
+    let found = notes_of_file(input, &mut basic_pitch, settings)?;
+    midi::write(output, &found)?;
+    println!("device:       {}", basic_pitch.device);
+    println!(
+        "notes:        {} in {:.2} s",
+        found.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for n in found.iter().take(64) {
+        println!(
+            "  {:>8.3} s  {:>8.3} s  key {:>3}  velocity {:>3}",
+            n.start, n.end, n.key, n.velocity
+        );
+    }
+    if found.len() > 64 {
+        println!("  ... {} more", found.len() - 64);
+    }
+    println!("output:       {}", output.display());
+    Ok(())
 }
 
 fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode) -> Result<()> {

@@ -1,0 +1,143 @@
+//! Notes with Basic Pitch's real weights (`models/real/basic-pitch/nmp.onnx`, fetched from PyPI by
+//! set-up): a synthesised melody, C4 E4 G4 C5 of 300 ms each and then a C-E-G chord, in
+//! harmonic-rich tones (six partials, so the fifth harmonic of one note is a candidate for an
+//! extra one), comes out as exactly those notes, from the library and from `refrain notes`.
+
+use refrain::media::write_wav;
+use refrain::notes::basic_pitch::BasicPitch;
+use refrain::notes::decode::Settings;
+use refrain::notes::{midi, notes_of_file, Note, NotesError};
+use std::path::PathBuf;
+
+fn model_path() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/real/basic-pitch/nmp.onnx");
+    assert!(p.exists(), "{}: `cargo xtask fetch-models`", p.display());
+    p
+}
+
+/// A tone of `key` for `seconds`: six partials at 1/h, a 10 ms attack and release, decaying.
+fn tone(key: u8, seconds: f64, rate: f64) -> Vec<f64> {
+    let f = 440.0 * 2f64.powf((key as f64 - 69.0) / 12.0);
+    let n = (seconds * rate) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            let env = (t / 0.01).min(1.0) * (-t * 3.0).exp() * ((seconds - t) / 0.01).min(1.0);
+            (1..=6)
+                .map(|h| (std::f64::consts::TAU * f * h as f64 * t).sin() / h as f64)
+                .sum::<f64>()
+                * env
+        })
+        .collect()
+}
+
+/// The melody and the chord at `rate`, and the notes in it: (key, onset in seconds).
+fn melody(rate: u32) -> (Vec<f32>, Vec<(u8, f64)>) {
+    let r = rate as f64;
+    let mut x = vec![0.0f64; (0.5 * r) as usize];
+    let mut expected = Vec::new();
+    for key in [60, 64, 67, 72] {
+        expected.push((key, x.len() as f64 / r));
+        x.extend(tone(key, 0.3, r));
+    }
+    x.extend(vec![0.0; (0.2 * r) as usize]);
+    let chord_at = x.len() as f64 / r;
+    let chord: Vec<Vec<f64>> = [60, 64, 67].iter().map(|&k| tone(k, 0.6, r)).collect();
+    x.extend((0..chord[0].len()).map(|i| chord.iter().map(|c| c[i]).sum::<f64>() / 2.0));
+    for key in [60, 64, 67] {
+        expected.push((key, chord_at));
+    }
+    x.extend(vec![0.0; (0.5 * r) as usize]);
+    (x.iter().map(|v| (v * 0.2) as f32).collect(), expected)
+}
+
+/// Every expected note found with its onset within 35 ms; nothing else longer than 50 ms.
+fn check(found: &[Note], expected: &[(u8, f64)]) {
+    let mut matched = vec![false; found.len()];
+    for &(key, onset) in expected {
+        let hit = found
+            .iter()
+            .enumerate()
+            .find(|(i, n)| !matched[*i] && n.key == key && (n.start - onset).abs() <= 0.035);
+        let Some((i, _)) = hit else {
+            panic!("no note {key} at {onset:.3} s within 35 ms in {found:#?}");
+        };
+        matched[i] = true;
+    }
+    for (n, m) in found.iter().zip(&matched) {
+        assert!(
+            *m || n.end - n.start <= 0.050,
+            "an extra note longer than 50 ms: {n:?}"
+        );
+    }
+}
+
+#[test]
+fn a_synthesised_melody_and_chord_come_out_as_their_notes_at_any_input_rate() {
+    let mut model = BasicPitch::load(&model_path()).unwrap();
+    for rate in [44_100, 48_000, 22_050] {
+        let (audio, expected) = melody(rate);
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("melody.wav");
+        // Stereo, to check the mix to mono too.
+        write_wav(&input, &[audio.clone(), audio], rate).unwrap();
+        let found = notes_of_file(&input, &mut model, &Settings::default()).unwrap();
+        eprintln!("{rate} Hz: {found:?}");
+        check(&found, &expected);
+    }
+}
+
+#[test]
+fn refrain_notes_writes_a_midi_file_with_those_notes() {
+    let (audio, expected) = melody(44_100);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("melody.wav");
+    write_wav(&input, &[audio], 44_100).unwrap();
+    let out = dir.path().join("melody.mid");
+    let o = refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
+        .arg("notes")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(model_path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("notes:        7"), "{stdout}");
+    let back = midi::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    check(&back, &expected);
+}
+
+#[test]
+fn another_model_a_corrupt_file_and_a_bad_threshold_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Silero VAD is an ONNX model, but not the one the decoder is for.
+    let other =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/real/silero-vad/silero_vad.onnx");
+    let e = BasicPitch::load(&other).err().unwrap();
+    assert!(matches!(e, NotesError::NotBasicPitch { .. }), "{e}");
+    assert!(e.to_string().contains("silero_vad.onnx"), "{e}");
+    let mut model = BasicPitch::load(&model_path()).unwrap();
+    let junk = dir.path().join("take.flac");
+    std::fs::write(&junk, b"fLaC but not really").unwrap();
+    let e = notes_of_file(&junk, &mut model, &Settings::default()).unwrap_err();
+    assert!(e.to_string().contains("take.flac"), "{e}");
+    let wav = dir.path().join("ok.wav");
+    write_wav(&wav, &[vec![0.0; 4410]], 44_100).unwrap();
+    let bad = Settings {
+        onset_threshold: 0.0,
+        ..Settings::default()
+    };
+    let e = notes_of_file(&wav, &mut model, &bad).unwrap_err();
+    assert!(e.to_string().contains("onset threshold"), "{e}");
+    // Silence has no notes, and a short file is fine.
+    assert!(notes_of_file(&wav, &mut model, &Settings::default())
+        .unwrap()
+        .is_empty());
+}
