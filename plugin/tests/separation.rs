@@ -106,7 +106,14 @@ fn separate_mixture(package: &ModelPackage, track: &str, offset_s: usize) -> Sco
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mix.wav");
     write_wav(&input, std::slice::from_ref(&mix), rate).unwrap();
-    let report = separate_file(&input, &dir.path().join("stems"), package, &mut |_| {}).unwrap();
+    let report = separate_file(
+        &input,
+        &dir.path().join("stems"),
+        package,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
     let names: Vec<&str> = report.stems.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["vocals", "accompaniment"]);
     let (vocals, vr) = read_all(&report.stems[0].1).unwrap();
@@ -212,7 +219,10 @@ fn stereo_stems_of_a_long_file_sum_back_to_it_across_segment_seams() {
     let input = dir.path().join("long.wav");
     write_wav(&input, &[left.clone(), right.clone()], rate).unwrap();
     let mut seen = Vec::new();
-    let report = separate_file(&input, dir.path(), &spleeter(), &mut |f| seen.push(f)).unwrap();
+    let report = separate_file(&input, dir.path(), &spleeter(), false, &mut |f| {
+        seen.push(f)
+    })
+    .unwrap();
     assert!(report.segments_run >= 3, "{} segments", report.segments_run);
     assert_eq!(seen.last(), Some(&1.0));
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress only grows");
@@ -241,7 +251,7 @@ fn a_model_that_is_not_a_separator_a_corrupt_file_and_five_channels_are_clear_er
         Limits::from_env(),
     )
     .unwrap();
-    let err = separate_file(&wav, &out, &half, &mut |_| {}).unwrap_err();
+    let err = separate_file(&wav, &out, &half, false, &mut |_| {}).unwrap_err();
     assert!(matches!(err, SeparateError::NotASeparator { .. }), "{err}");
     assert!(err.to_string().contains("stem-masks"), "{err}");
     // A file that is not audio.
@@ -251,12 +261,12 @@ fn a_model_that_is_not_a_separator_a_corrupt_file_and_five_channels_are_clear_er
         b"ID3\x04\x00\x00\x00\x00\x00\x10 this is not an mp3 at all",
     )
     .unwrap();
-    let err = separate_file(&junk, &out, &spleeter(), &mut |_| {}).unwrap_err();
+    let err = separate_file(&junk, &out, &spleeter(), false, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("song.mp3"), "{err}");
     // Five channels.
     let five = dir.path().join("five.wav");
     write_wav(&five, &vec![vec![0.0; 4_800]; 5], 48_000).unwrap();
-    let err = separate_file(&five, &out, &spleeter(), &mut |_| {}).unwrap_err();
+    let err = separate_file(&five, &out, &spleeter(), false, &mut |_| {}).unwrap_err();
     assert!(
         matches!(err, SeparateError::Channels { channels: 5 }),
         "{err}"
@@ -284,23 +294,30 @@ fn refrain_separate_writes_each_stem_and_says_what_it_did() {
             .output()
             .unwrap()
     };
-    let o = run(&[]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(stdout.contains("deezer.spleeter-2stems@"), "{stdout}");
-    for stem in ["vocals", "accompaniment"] {
-        let (audio, r) = read_all(&out.join(format!("{stem}.wav"))).unwrap();
-        assert_eq!(
-            (r, audio.len(), audio[0].len()),
-            (rate, 1, 96_000),
-            "{stem}"
+    for (extra, stems) in [
+        (&["--stems", "2"][..], &["vocals", "accompaniment"][..]),
+        (&[][..], &["vocals", "drums", "bass", "other"][..]),
+    ] {
+        let o = run(extra);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
         );
-        assert!(stdout.contains(stem), "{stdout}");
+        assert!(stdout.contains("deezer.spleeter-2stems@"), "{stdout}");
+        for stem in stems {
+            let (audio, r) = read_all(&out.join(format!("{stem}.wav"))).unwrap();
+            assert_eq!(
+                (r, audio.len(), audio[0].len()),
+                (rate, 1, 96_000),
+                "{stem}"
+            );
+            assert!(stdout.contains(stem), "{stdout}");
+        }
     }
+    // Three stems is not a layout.
+    assert!(!run(&["--stems", "3"]).status.success());
     // Live separation is the plugin's; a file is refused with the reason.
     let o = run(&["--mode", "live"]);
     assert!(!o.status.success());
@@ -320,4 +337,110 @@ fn the_plugin_engine_refuses_a_separator_by_name_instead_of_running_it_wrongly()
         text.contains("deezer.spleeter-2stems") && text.contains("refrain separate"),
         "{text}"
     );
+}
+
+/// `x` at `from` Hz resampled to `to` Hz (the Studio resampler), `len` samples.
+fn resampled(x: &[f32], from: u32, to: u32, len: usize) -> Vec<f32> {
+    let mut r = Resampler::new(from, to, FilterSpec::STUDIO, 0, 1, x.len() + 512).unwrap();
+    r.push(x);
+    r.push(&[0.0; 512]);
+    let mut out = vec![0.0; len];
+    assert_eq!(r.produce(&mut out), len);
+    out
+}
+
+/// `sample` (an LMMS recording, 44.1 kHz) placed at each of `times` seconds in `len` samples.
+fn pattern(sample: &str, times: impl Iterator<Item = f64>, len: usize) -> Vec<f32> {
+    let (audio, rate) = read_all(&real(&format!("recordings/{sample}.ogg"))).unwrap();
+    assert_eq!(rate, 44_100, "{sample}");
+    let mono: Vec<f32> = (0..audio[0].len())
+        .map(|i| audio.iter().map(|c| c[i]).sum::<f32>() / audio.len() as f32)
+        .collect();
+    let mut out = vec![0.0f32; len];
+    for t in times {
+        let at = (t * 44_100.0) as usize;
+        for (o, s) in out[at.min(len)..].iter_mut().zip(&mono) {
+            *o += s;
+        }
+    }
+    out
+}
+
+#[test]
+fn four_stems_put_real_drums_bass_and_piano_each_in_its_own_stem_and_sum_to_the_mix() {
+    // Sources no one here made: the speech, and recorded drums (kick, snare, hi-hat), slap bass
+    // and piano from Debian's lmms-common, at 120 BPM, each as loud as the speech.
+    let (voice48, _) = speech();
+    let len = voice48.len() * 44_100 / 48_000;
+    let voice = resampled(&voice48, 48_000, 44_100, len);
+    let seconds = len as f64 / 44_100.0;
+    let every = |start: f64, step: f64| {
+        (0..)
+            .map(move |i| start + i as f64 * step)
+            .take_while(move |&t| t < seconds)
+    };
+    let drums: Vec<f32> = {
+        let k = pattern("bassdrum_acoustic01", every(0.0, 1.0), len);
+        let s = pattern("snare_acoustic01", every(0.5, 1.0), len);
+        let h = pattern("hihat_closed01", every(0.0, 0.25), len);
+        (0..len).map(|i| k[i] + s[i] + 0.5 * h[i]).collect()
+    };
+    let bass = pattern("bassslap01", every(0.0, 1.0), len);
+    let piano = pattern("piano01", every(0.0, 2.0), len);
+    let level = rms(&voice);
+    let sources: Vec<Vec<f32>> = [voice.clone(), drums, bass, piano]
+        .into_iter()
+        .map(|s| {
+            let g = (level / rms(&s)) as f32 * 0.25;
+            s.iter().map(|v| v * g).collect()
+        })
+        .collect();
+    let mix: Vec<f32> = (0..len)
+        .map(|i| sources.iter().map(|s| s[i]).sum())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("band.wav");
+    write_wav(&input, std::slice::from_ref(&mix), 44_100).unwrap();
+    let report = separate_file(
+        &input,
+        &dir.path().join("stems"),
+        &spleeter(),
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    let names: Vec<&str> = report.stems.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["vocals", "drums", "bass", "other"]);
+    let stems: Vec<Vec<f32>> = report
+        .stems
+        .iter()
+        .map(|(_, p)| read_all(p).unwrap().0.remove(0))
+        .collect();
+    for (i, (name, stem)) in names.iter().zip(&stems).enumerate() {
+        assert_eq!(stem.len(), len);
+        let own = si_sdr(stem, &sources[i]);
+        let in_mix = si_sdr(&mix, &sources[i]);
+        eprintln!(
+            "{name}: SI-SDR {own:+.1} dB (mixture {in_mix:+.1}, improvement {:+.1})",
+            own - in_mix
+        );
+        assert!(
+            own - in_mix >= 5.0,
+            "{name} improves by {:.1} dB",
+            own - in_mix
+        );
+        for (j, other) in sources.iter().enumerate() {
+            if j != i {
+                assert!(
+                    si_sdr(stem, other) < own - 10.0,
+                    "{name} sounds like source {j}"
+                );
+            }
+        }
+    }
+    let residual: Vec<f32> = (0..len)
+        .map(|i| mix[i] - stems.iter().map(|s| s[i]).sum::<f32>())
+        .collect();
+    let db = 20.0 * (rms(&residual) / rms(&mix)).log10();
+    assert!(db < -60.0, "four stems sum to the mix within {db:.1} dB");
 }

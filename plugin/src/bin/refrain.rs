@@ -52,8 +52,9 @@ enum Command {
         licence: Option<String>,
     },
     /// Separate an audio file (WAV, AIFF, FLAC, MP3, Ogg Vorbis; mono or stereo) into stems,
-    /// one 32-bit float WAV each (`vocals.wav`, `accompaniment.wav` with Spleeter 2-stems), at
-    /// the input's rate and length, aligned sample for sample.
+    /// one 32-bit float WAV each (`vocals`, `drums`, `bass`, `other`; with `--stems 2`, the
+    /// model's: `vocals`, `accompaniment`), at the input's rate and length, aligned sample for
+    /// sample; the stems sum to the input.
     Separate {
         /// Input audio file.
         input: PathBuf,
@@ -69,6 +70,10 @@ enum Command {
         /// for files so far).
         #[arg(long, default_value = "studio", value_parser = parse_mode)]
         mode: Mode,
+        /// 4: vocals, drums, bass, other (the accompaniment split by DSP: harmonic/percussive
+        /// separation, the harmonic part below 250 Hz as bass); 2: the model's own stems.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(2..=4))]
+        stems: u8,
     },
     /// Find the notes in an audio file with Basic Pitch (Spotify) and write them as a standard
     /// MIDI file (format 0, 120 BPM, 480 ticks per beat: the times are the audio's).
@@ -504,7 +509,13 @@ fn main() -> Result<()> {
             out_dir,
             model,
             mode,
-        } => separate(&input, &out_dir, &model, mode),
+            stems,
+        } => {
+            if stems == 3 {
+                bail!("--stems is 2 (the model's stems) or 4 (vocals, drums, bass, other)");
+            }
+            separate(&input, &out_dir, &model, mode, stems == 4)
+        }
         Command::Notes {
             input,
             output,
@@ -562,7 +573,7 @@ fn notes(
     Ok(())
 }
 
-fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode) -> Result<()> {
+fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode, four_stems: bool) -> Result<()> {
     use refrain::models::library;
     if mode != Mode::Studio {
         bail!("`refrain separate` runs in studio mode (Spleeter's overlapped 512-frame segments); live separation is the plugin's, not built yet");
@@ -586,9 +597,10 @@ fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode) -> Result<()>
         )
         .context("progress style")?,
     );
-    let report = refrain::separation::file::separate_file(input, out_dir, &package, &mut |f| {
-        bar.set_position((f * 1000.0) as u64)
-    })?;
+    let report =
+        refrain::separation::file::separate_file(input, out_dir, &package, four_stems, &mut |f| {
+            bar.set_position((f * 1000.0) as u64)
+        })?;
     bar.finish_and_clear();
     let seconds = report.frames as f64 / report.sample_rate as f64;
     println!(

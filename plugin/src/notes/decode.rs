@@ -70,6 +70,8 @@ impl Settings {
     }
 }
 
+// Frames and keys are indexed as the reference indexes them, across several arrays at once.
+#[allow(clippy::needless_range_loop)]
 /// The reference's inferred onsets: where the note activation rises over one and two frames
 /// (the smaller rise), scaled to the onsets' peak, and the larger of that and the onsets.
 fn inferred_onsets(p: &Posteriorgram) -> Vec<[f32; KEYS]> {
@@ -128,11 +130,10 @@ pub fn notes(p: &Posteriorgram, s: &Settings) -> Vec<Note> {
     // Onset peaks: strict local maxima in time above the threshold, latest first (and, at one
     // time, highest key first), as the reference iterates them.
     let mut peaks = Vec::new();
-    for t in 1..n - 1 {
-        for k in 0..KEYS {
-            let v = onsets[t][k];
-            if v > onsets[t - 1][k] && v > onsets[t + 1][k] && v >= s.onset_threshold {
-                peaks.push((t, k));
+    for (t, w) in onsets.windows(3).enumerate() {
+        for (k, &v) in w[1].iter().enumerate() {
+            if v > w[0][k] && v > w[2][k] && v >= s.onset_threshold {
+                peaks.push((t + 1, k));
             }
         }
     }

@@ -174,12 +174,14 @@ impl StemOutputs {
 
 /// Separates `input` (WAV, AIFF, FLAC, MP3, Ogg Vorbis; mono or stereo) with the separator in
 /// `package` into `out_dir/<stem>.wav` (32-bit float, the input's rate and channels), Studio
-/// quality: Spleeter's 512-frame segments, overlapped and cross-faded. `progress` hears the
-/// fraction done (when the file states its length).
+/// quality: Spleeter's 512-frame segments, overlapped and cross-faded. With `four_stems` the
+/// accompaniment is split into drums, bass and other ([`super::four_stems`]). `progress` hears
+/// the fraction done (when the file states its length).
 pub fn separate_file(
     input: &Path,
     out_dir: &Path,
     package: &ModelPackage,
+    four_stems: bool,
     progress: &mut dyn FnMut(f64),
 ) -> Result<SeparationReport, SeparateError> {
     let started = Instant::now();
@@ -198,6 +200,8 @@ pub fn separate_file(
         STUDIO_SEGMENT,
         STUDIO_OVERLAP,
         package.manifest.stream.hop,
+        model_rate,
+        four_stems,
     )?;
     std::fs::create_dir_all(out_dir).map_err(|e| SeparateError::OutDir {
         path: out_dir.display().to_string(),

@@ -3,10 +3,12 @@
 //!
 //! The files, in the order audio goes through them: [`stft`] (Spleeter's framing, both ways),
 //! [`masks`] (the model: magnitude in, one mask per stem out), [`segments`] (Studio separation
-//! of a stream in overlapped, cross-faded segments), [`file`] (a whole file, streamed, into one
+//! of a stream in overlapped, cross-faded segments), [`four_stems`] (drums, bass and other out of
+//! the accompaniment by DSP), [`file`] (a whole file, streamed, into one
 //! WAV per stem: what `refrain separate` runs).
 
 pub mod file;
+pub mod four_stems;
 pub mod masks;
 pub mod segments;
 pub mod stft;
@@ -22,6 +24,8 @@ pub enum SeparateError {
     NotASeparator { id: String, kind: String },
     #[error("the separator {id} failed: {reason}")]
     Model { id: String, reason: String },
+    #[error("four stems split the accompaniment, and {id} has none (its stems: {stems})")]
+    NoAccompaniment { id: String, stems: String },
     #[error("separation takes mono or stereo audio; this has {channels} channels")]
     Channels { channels: usize },
     #[error("segments of {segment} frames overlapping by {overlap}: a segment is a positive multiple of {multiple} frames and longer than its overlap")]

@@ -8,6 +8,7 @@
 //! the input sample for sample (no delay: the caller gets every stem sample of every input
 //! sample by the end).
 
+use super::four_stems::{self, FourStems};
 use super::masks::MaskModel;
 use super::stft::{Analysis, Framing, Synthesis};
 use super::SeparateError;
@@ -26,6 +27,15 @@ struct Frame {
     masks: Option<Vec<f32>>,
 }
 
+/// The accompaniment's split into drums, bass and other.
+struct Split {
+    /// The model's accompaniment stem.
+    from: usize,
+    /// The output index of drums (bass and other follow).
+    first: usize,
+    dsp: FourStems,
+}
+
 /// Separates a stream of 1 or 2 channels at the model's rate into its stems.
 pub struct Separator {
     model: MaskModel,
@@ -34,7 +44,11 @@ pub struct Separator {
     segment: usize,
     overlap: usize,
     analysis: Analysis,
+    /// One per output stem ([`Self::stem_names`]).
     stems: Vec<Synthesis>,
+    names: Vec<String>,
+    /// With four stems: the model's accompaniment split by DSP into drums, bass and other.
+    split: Option<Split>,
     /// Frames not yet emitted, oldest first; the first `carried` have masks from the previous
     /// segment.
     frames: VecDeque<Frame>,
@@ -48,13 +62,16 @@ pub struct Separator {
 
 impl Separator {
     /// A separator for `channels` audio channels (1 or 2) in segments of `segment` frames that
-    /// overlap by `overlap`.
+    /// overlap by `overlap`. With `four_stems`, the model's `accompaniment` is split by DSP
+    /// into drums, bass and other ([`four_stems`]).
     pub fn new(
         model: MaskModel,
         channels: usize,
         segment: usize,
         overlap: usize,
         hop: usize,
+        rate: u32,
+        four_stems: bool,
     ) -> Result<Separator, SeparateError> {
         if !(1..=2).contains(&channels) {
             return Err(SeparateError::Channels { channels });
@@ -76,11 +93,32 @@ impl Separator {
             .names
             .iter()
             .position(|n| *n == model.stems.above_bins);
+        let mut names = model.stems.names.clone();
+        let split = if four_stems {
+            let Some(from) = names.iter().position(|n| n == "accompaniment") else {
+                return Err(SeparateError::NoAccompaniment {
+                    id: model.id.clone(),
+                    stems: names.join(", "),
+                });
+            };
+            names.remove(from);
+            let first = names.len();
+            names.extend(four_stems::NAMES.iter().map(|n| n.to_string()));
+            Some(Split {
+                from,
+                first,
+                dsp: FourStems::new(framing.bins(), framing.fft, rate, channels),
+            })
+        } else {
+            None
+        };
         Ok(Separator {
             analysis: Analysis::new(framing, channels),
-            stems: (0..model.stems.names.len())
+            stems: (0..names.len())
                 .map(|_| Synthesis::new(framing, channels))
                 .collect(),
+            names,
+            split,
             model,
             framing,
             channels,
@@ -96,7 +134,7 @@ impl Separator {
 
     /// The stems, in output order.
     pub fn stem_names(&self) -> &[String] {
-        &self.model.stems.names
+        &self.names
     }
 
     pub fn model(&self) -> &MaskModel {
@@ -137,6 +175,12 @@ impl Separator {
         }
         // What is left has its final masks.
         self.emit(self.frames.len(), out);
+        if let Some(split) = &mut self.split {
+            let stems = &mut self.stems;
+            split.dsp.finish(&mut |i, spectra| {
+                stems[split.first + i].add(spectra, |_, _| 1.0);
+            });
+        }
         for (synthesis, o) in self.stems.iter_mut().zip(out.iter_mut()) {
             synthesis.take(o, true);
         }
@@ -229,19 +273,36 @@ impl Separator {
     fn emit(&mut self, n: usize, out: &mut [Vec<Vec<f32>>]) {
         let bins = self.model.stems.bins;
         let channels = self.channels;
+        let model_stems = self.model.stems.names.len();
         for frame in self.frames.drain(..n) {
             let masks = frame.masks.expect("a segment ran over every frame emitted");
-            for (s, (synthesis, o)) in self.stems.iter_mut().zip(out.iter_mut()).enumerate() {
+            let mut output = 0;
+            for s in 0..model_stems {
                 let above = if self.above == Some(s) { 1.0 } else { 0.0 };
                 let m = &masks[s * channels * bins..(s + 1) * channels * bins];
-                synthesis.add(&frame.spectra, |c, k| {
-                    if k < bins {
-                        m[c * bins + k]
-                    } else {
-                        above
+                let mask = |c: usize, k: usize| if k < bins { m[c * bins + k] } else { above };
+                match &mut self.split {
+                    Some(split) if split.from == s => {
+                        let masked: Vec<Vec<Complex32>> = frame
+                            .spectra
+                            .iter()
+                            .enumerate()
+                            .map(|(c, sp)| {
+                                sp.iter().enumerate().map(|(k, v)| v * mask(c, k)).collect()
+                            })
+                            .collect();
+                        let (stems, first) = (&mut self.stems, split.first);
+                        split.dsp.push(masked, &mut |i, spectra| {
+                            stems[first + i].add(spectra, |_, _| 1.0);
+                            stems[first + i].take(&mut out[first + i], false);
+                        });
                     }
-                });
-                synthesis.take(o, false);
+                    _ => {
+                        self.stems[output].add(&frame.spectra, mask);
+                        self.stems[output].take(&mut out[output], false);
+                        output += 1;
+                    }
+                }
             }
         }
         self.carried = self.carried.saturating_sub(n);
