@@ -8,7 +8,8 @@
 use refrain::engine::resample::{FilterSpec, Resampler};
 use refrain::media::{read_all, write_wav};
 use refrain::models::package::{Limits, ModelPackage};
-use refrain::separation::file::separate_file;
+use refrain::separation::file::{separate_file, SeparateOptions};
+use refrain::separation::separator::Schedule;
 use refrain::separation::SeparateError;
 use std::path::{Path, PathBuf};
 
@@ -97,7 +98,12 @@ struct Scores {
 
 /// Mixes the speech over `track` at `offset_s` at equal loudness, separates the mixture file
 /// (48 kHz, so the resampling both ways is in the path) and scores the stems.
-fn separate_mixture(package: &ModelPackage, track: &str, offset_s: usize) -> Scores {
+fn separate_mixture(
+    package: &ModelPackage,
+    track: &str,
+    offset_s: usize,
+    schedule: Schedule,
+) -> Scores {
     let (voice, rate) = speech();
     let mut music = music(track, offset_s, voice.len());
     let gain = (rms(&voice) / rms(&music)) as f32;
@@ -110,7 +116,10 @@ fn separate_mixture(package: &ModelPackage, track: &str, offset_s: usize) -> Sco
         &input,
         &dir.path().join("stems"),
         package,
-        false,
+        SeparateOptions {
+            schedule,
+            four_stems: false,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -145,7 +154,7 @@ const EXCERPTS: [(&str, usize); 3] = [("bgm1", 40), ("bgm2", 10), ("bgm3", 10)];
 fn spleeter_lifts_real_speech_out_of_real_music_by_more_than_6_db() {
     let package = spleeter();
     for (track, offset) in EXCERPTS {
-        let s = separate_mixture(&package, track, offset);
+        let s = separate_mixture(&package, track, offset, Schedule::studio());
         eprintln!(
             "{track} @ {offset} s: vocals SI-SDR {:+.1} dB (mixture {:+.1}, improvement {:+.1}); accompaniment {:+.1} dB (mixture {:+.1}, improvement {:+.1}); stems sum to the mix within {:.0} dB",
             s.vocals,
@@ -170,6 +179,55 @@ fn spleeter_lifts_real_speech_out_of_real_music_by_more_than_6_db() {
     }
 }
 
+#[test]
+fn live_separation_of_real_speech_in_sliding_windows_with_four_frames_of_look_ahead() {
+    let package = spleeter();
+    for (track, offset) in EXCERPTS {
+        let studio = separate_mixture(&package, track, offset, Schedule::studio());
+        let live = separate_mixture(&package, track, offset, Schedule::live(4));
+        eprintln!(
+            "{track} @ {offset} s: live vocals improvement {:+.1} dB (studio {:+.1}); stems sum within {:.0} dB",
+            live.vocals - live.mixture,
+            studio.vocals - studio.mixture,
+            live.sum_error_db
+        );
+        assert!(live.vocals - live.mixture >= 5.0);
+        assert!(live.sum_error_db < -60.0);
+    }
+}
+
+/// README's look-ahead curve for Live: vocals SI-SDR improvement against look-ahead, 64-frame
+/// windows every 8 frames, over the 15 excerpts.
+#[test]
+#[ignore = "a survey for README (105 separations)"]
+fn live_look_ahead_curve() {
+    let package = spleeter();
+    for lookahead in [0, 2, 4, 8, 16, 24, 32] {
+        let mut improvements = Vec::new();
+        for track in ["bgm1", "bgm2", "bgm3"] {
+            for offset in [0, 10, 20, 30, 40] {
+                let s = separate_mixture(&package, track, offset, Schedule::live(lookahead));
+                improvements.push(s.vocals - s.mixture);
+            }
+        }
+        improvements.sort_by(f64::total_cmp);
+        let framing = refrain::separation::stft::Framing {
+            fft: 4096,
+            hop: 1024,
+        };
+        let latency = Schedule::live(lookahead)
+            .lookahead_samples(framing)
+            .unwrap();
+        eprintln!(
+            "| {lookahead} | {:.0} ms | {:+.1} dB | {:+.1} dB | {:+.1} dB |",
+            latency as f64 / 44.1,
+            improvements.iter().sum::<f64>() / improvements.len() as f64,
+            improvements[improvements.len() / 2],
+            improvements[0]
+        );
+    }
+}
+
 /// README's survey: every track at 0, 10, 20, 30 and 40 s (`cargo test --test separation --
 /// --ignored --nocapture`).
 #[test]
@@ -179,7 +237,7 @@ fn survey_of_every_excerpt() {
     let mut improvements = Vec::new();
     for track in ["bgm1", "bgm2", "bgm3"] {
         for offset in [0, 10, 20, 30, 40] {
-            let s = separate_mixture(&package, track, offset);
+            let s = separate_mixture(&package, track, offset, Schedule::studio());
             eprintln!(
                 "| {track} @ {offset} s | {:+.1} | {:+.1} | {:+.1} |",
                 s.mixture,
@@ -219,9 +277,13 @@ fn stereo_stems_of_a_long_file_sum_back_to_it_across_segment_seams() {
     let input = dir.path().join("long.wav");
     write_wav(&input, &[left.clone(), right.clone()], rate).unwrap();
     let mut seen = Vec::new();
-    let report = separate_file(&input, dir.path(), &spleeter(), false, &mut |f| {
-        seen.push(f)
-    })
+    let report = separate_file(
+        &input,
+        dir.path(),
+        &spleeter(),
+        SeparateOptions::studio(false),
+        &mut |f| seen.push(f),
+    )
     .unwrap();
     assert!(report.segments_run >= 3, "{} segments", report.segments_run);
     assert_eq!(seen.last(), Some(&1.0));
@@ -251,7 +313,14 @@ fn a_model_that_is_not_a_separator_a_corrupt_file_and_five_channels_are_clear_er
         Limits::from_env(),
     )
     .unwrap();
-    let err = separate_file(&wav, &out, &half, false, &mut |_| {}).unwrap_err();
+    let err = separate_file(
+        &wav,
+        &out,
+        &half,
+        SeparateOptions::studio(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, SeparateError::NotASeparator { .. }), "{err}");
     assert!(err.to_string().contains("stem-masks"), "{err}");
     // A file that is not audio.
@@ -261,12 +330,26 @@ fn a_model_that_is_not_a_separator_a_corrupt_file_and_five_channels_are_clear_er
         b"ID3\x04\x00\x00\x00\x00\x00\x10 this is not an mp3 at all",
     )
     .unwrap();
-    let err = separate_file(&junk, &out, &spleeter(), false, &mut |_| {}).unwrap_err();
+    let err = separate_file(
+        &junk,
+        &out,
+        &spleeter(),
+        SeparateOptions::studio(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("song.mp3"), "{err}");
     // Five channels.
     let five = dir.path().join("five.wav");
     write_wav(&five, &vec![vec![0.0; 4_800]; 5], 48_000).unwrap();
-    let err = separate_file(&five, &out, &spleeter(), false, &mut |_| {}).unwrap_err();
+    let err = separate_file(
+        &five,
+        &out,
+        &spleeter(),
+        SeparateOptions::studio(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(
         matches!(err, SeparateError::Channels { channels: 5 }),
         "{err}"
@@ -318,10 +401,18 @@ fn refrain_separate_writes_each_stem_and_says_what_it_did() {
     }
     // Three stems is not a layout.
     assert!(!run(&["--stems", "3"]).status.success());
-    // Live separation is the plugin's; a file is refused with the reason.
+    // Live, as the plugin's Live mode hears it; a look-ahead longer than the window is refused.
     let o = run(&["--mode", "live"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (audio, _) = read_all(&out.join("drums.wav")).unwrap();
+    assert_eq!(audio[0].len(), 96_000);
+    let o = run(&["--mode", "live", "--lookahead-frames", "60"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("studio mode"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("look-ahead"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -405,7 +496,7 @@ fn four_stems_put_real_drums_bass_and_piano_each_in_its_own_stem_and_sum_to_the_
         &input,
         &dir.path().join("stems"),
         &spleeter(),
-        true,
+        SeparateOptions::studio(true),
         &mut |_| {},
     )
     .unwrap();

@@ -66,10 +66,13 @@ enum Command {
         /// import` installs), `id@identity`, or a model.toml (or its folder).
         #[arg(long, default_value = "deezer.spleeter-2stems")]
         model: String,
-        /// `studio`: Spleeter's 512-frame segments, overlapped and cross-faded (the only mode
-        /// for files so far).
+        /// `studio`: Spleeter's 512-frame segments, overlapped and cross-faded (best); `live`:
+        /// what the plugin's Live mode hears, a 64-frame window every 8 frames.
         #[arg(long, default_value = "studio", value_parser = parse_mode)]
         mode: Mode,
+        /// Live: frames of look-ahead (1024 samples each at 44.1 kHz); more is better and later.
+        #[arg(long, default_value_t = refrain::separation::separator::LIVE_LOOKAHEAD)]
+        lookahead_frames: usize,
         /// 4: vocals, drums, bass, other (the accompaniment split by DSP: harmonic/percussive
         /// separation, the harmonic part below 250 Hz as bass); 2: the model's own stems.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(2..=4))]
@@ -509,12 +512,21 @@ fn main() -> Result<()> {
             out_dir,
             model,
             mode,
+            lookahead_frames,
             stems,
         } => {
             if stems == 3 {
                 bail!("--stems is 2 (the model's stems) or 4 (vocals, drums, bass, other)");
             }
-            separate(&input, &out_dir, &model, mode, stems == 4)
+            use refrain::separation::separator::Schedule;
+            let options = refrain::separation::file::SeparateOptions {
+                schedule: match mode {
+                    Mode::Studio => Schedule::studio(),
+                    Mode::Live => Schedule::live(lookahead_frames),
+                },
+                four_stems: stems == 4,
+            };
+            separate(&input, &out_dir, &model, options)
         }
         Command::Notes {
             input,
@@ -573,11 +585,13 @@ fn notes(
     Ok(())
 }
 
-fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode, four_stems: bool) -> Result<()> {
+fn separate(
+    input: &Path,
+    out_dir: &Path,
+    model: &str,
+    options: refrain::separation::file::SeparateOptions,
+) -> Result<()> {
     use refrain::models::library;
-    if mode != Mode::Studio {
-        bail!("`refrain separate` runs in studio mode (Spleeter's overlapped 512-frame segments); live separation is the plugin's, not built yet");
-    }
     let is_plain_id = !model.contains('@')
         && !Path::new(model).exists()
         && model
@@ -598,7 +612,7 @@ fn separate(input: &Path, out_dir: &Path, model: &str, mode: Mode, four_stems: b
         .context("progress style")?,
     );
     let report =
-        refrain::separation::file::separate_file(input, out_dir, &package, four_stems, &mut |f| {
+        refrain::separation::file::separate_file(input, out_dir, &package, options, &mut |f| {
             bar.set_position((f * 1000.0) as u64)
         })?;
     bar.finish_and_clear();

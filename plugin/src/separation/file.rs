@@ -4,7 +4,7 @@
 //! for sample; the stem files appear only when all of them are complete.
 
 use super::masks::MaskModel;
-use super::segments::{Separator, STUDIO_OVERLAP, STUDIO_SEGMENT};
+use super::separator::{Schedule, Separator};
 use super::SeparateError;
 use crate::engine::resample::{FilterSpec, Resampler};
 use crate::media::{AudioReader, WavWriter};
@@ -14,6 +14,26 @@ use std::time::Instant;
 
 /// Frames decoded per block.
 const BLOCK: usize = 8192;
+
+/// How a file is separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeparateOptions {
+    /// Studio (the default for files) or Live (what the plugin's Live mode hears).
+    pub schedule: Schedule,
+    /// Vocals, drums, bass, other (the accompaniment split by DSP) instead of the model's own
+    /// stems.
+    pub four_stems: bool,
+}
+
+impl SeparateOptions {
+    /// Studio, with or without the four-stem split.
+    pub fn studio(four_stems: bool) -> SeparateOptions {
+        SeparateOptions {
+            schedule: Schedule::studio(),
+            four_stems,
+        }
+    }
+}
 
 /// What a separation did.
 #[derive(Debug, Clone)]
@@ -174,14 +194,15 @@ impl StemOutputs {
 
 /// Separates `input` (WAV, AIFF, FLAC, MP3, Ogg Vorbis; mono or stereo) with the separator in
 /// `package` into `out_dir/<stem>.wav` (32-bit float, the input's rate and channels), Studio
-/// quality: Spleeter's 512-frame segments, overlapped and cross-faded. With `four_stems` the
-/// accompaniment is split into drums, bass and other ([`super::four_stems`]). `progress` hears
-/// the fraction done (when the file states its length).
+/// on `options.schedule` (Studio: Spleeter's 512-frame segments, overlapped and cross-faded).
+/// With `four_stems` the accompaniment is split into drums, bass and other
+/// ([`super::four_stems`]). `progress` hears the fraction done (when the file states its
+/// length).
 pub fn separate_file(
     input: &Path,
     out_dir: &Path,
     package: &ModelPackage,
-    four_stems: bool,
+    options: SeparateOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<SeparationReport, SeparateError> {
     let started = Instant::now();
@@ -197,11 +218,10 @@ pub fn separate_file(
     let mut separator = Separator::new(
         model,
         channels,
-        STUDIO_SEGMENT,
-        STUDIO_OVERLAP,
+        options.schedule,
         package.manifest.stream.hop,
         model_rate,
-        four_stems,
+        options.four_stems,
     )?;
     std::fs::create_dir_all(out_dir).map_err(|e| SeparateError::OutDir {
         path: out_dir.display().to_string(),

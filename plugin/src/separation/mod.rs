@@ -2,15 +2,15 @@
 //! the audio, its ratio masks applied to the complex spectrum and inverted.
 //!
 //! The files, in the order audio goes through them: [`stft`] (Spleeter's framing, both ways),
-//! [`masks`] (the model: magnitude in, one mask per stem out), [`segments`] (Studio separation
-//! of a stream in overlapped, cross-faded segments), [`four_stems`] (drums, bass and other out of
+//! [`masks`] (the model: magnitude in, one mask per stem out), [`separator`] (a stream separated
+//! on a Studio schedule of overlapped, cross-faded segments or a Live one of sliding windows), [`four_stems`] (drums, bass and other out of
 //! the accompaniment by DSP), [`file`] (a whole file, streamed, into one
 //! WAV per stem: what `refrain separate` runs).
 
 pub mod file;
 pub mod four_stems;
 pub mod masks;
-pub mod segments;
+pub mod separator;
 pub mod stft;
 
 use crate::media::MediaError;
@@ -28,10 +28,9 @@ pub enum SeparateError {
     NoAccompaniment { id: String, stems: String },
     #[error("separation takes mono or stereo audio; this has {channels} channels")]
     Channels { channels: usize },
-    #[error("segments of {segment} frames overlapping by {overlap}: a segment is a positive multiple of {multiple} frames and longer than its overlap")]
-    Segment {
-        segment: usize,
-        overlap: usize,
+    #[error("{schedule:?}: a segment or window is a positive multiple of {multiple} frames, longer than its overlap, and holds a pass and its look-ahead")]
+    Schedule {
+        schedule: separator::Schedule,
         multiple: usize,
     },
     #[error(transparent)]
