@@ -190,6 +190,108 @@ def demo_remix(model_dir):
                           rights=["licensed_track"]))
 
 
+def save_separator(model_dir, file, graph, meta, stems_toml, in_shape, out_shape):
+    """A separator (kind `mdx-net` or `demucs`) and its model.toml."""
+    model = helper.make_model(graph, producer_name="refrain-models", producer_version="1",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    os.makedirs(model_dir, exist_ok=True)
+    data = model.SerializeToString(deterministic=True)
+    with open(os.path.join(model_dir, file), "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    toml = f'''# Written by models/generate.py; edit the generator, not this file.
+format = 1
+
+[model]
+id = "{meta['id']}"
+name = "{meta['name']}"
+version = "1.0.0"
+kind = "{meta['kind']}"
+file = "{file}"
+sha256 = "{digest}"
+description = "{meta['description']}"
+
+[stream]
+sample_rate = {meta['rate']}
+channels = 2
+hop = {meta['hop']}
+
+[input]
+name = "{meta['input']}"
+dtype = "float32"
+shape = {list(in_shape)}
+
+[output]
+name = "{meta['output']}"
+dtype = "float32"
+shape = {list(out_shape)}
+
+[stems]
+{stems_toml}'''
+    with open(os.path.join(model_dir, "model.toml"), "w") as f:
+        f.write(toml)
+    print(f"{model_dir}: {len(data)} bytes, sha256 {digest}")
+
+
+def mdx_band(model_dir, fft=1024, hop=256, bins=256, frames=64, rate=44100, edge_hz=200.0):
+    """MDX-Net's contract (shared/MODELS.md §3) with a known answer: the target ("bass") is
+    the input spectrogram's bins below `edge_hz`; the rest of the mix is everything else."""
+    mask = np.array([1.0 if k * rate / fft < edge_hz else 0.0 for k in range(bins)], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["input", "band"], ["output"])],
+        "mdx_band",
+        [io("input", [1, 4, bins, frames])],
+        [io("output", [1, 4, bins, frames])],
+        [const("band", mask.reshape(1, 1, bins, 1))])
+    meta = dict(id="test-mdx-band", name="MDX-Net band split (test)", kind="mdx-net", rate=rate, hop=hop,
+                input="input", output="output",
+                description=f"MDX-Net contract: the bins below {edge_hz:.0f} Hz are the target")
+    stems = f'''names = ["bass", "rest"]
+fft = {fft}
+bins = {bins}
+frames = {frames}
+compensation = 1.0
+'''
+    save_separator(model_dir, "mdx_band.onnx", graph, meta, stems, [1, 4, bins, frames], [1, 4, bins, frames])
+
+
+def demucs_band(model_dir, segment=44100, rate=44100, taps=1023, cutoff_hz=250.0):
+    """Demucs's contract (shared/MODELS.md §4) with a known answer: drums and vocals silent,
+    bass = the input low-passed at `cutoff_hz` (a linear-phase FIR), other = the rest."""
+    h = windowed_sinc(taps, cutoff_hz, rate).astype(np.float32)
+    pad = (taps - 1) // 2
+    nodes = [
+        helper.make_node("Reshape", ["mix", "planes"], ["x"]),
+        helper.make_node("Conv", ["x", "fir"], ["low"], pads=[pad, pad]),
+        helper.make_node("Sub", ["x", "low"], ["high"]),
+        helper.make_node("Mul", ["low", "zero"], ["silent"]),
+        helper.make_node("Concat", ["silent", "low", "high", "silent"], ["stacked"], axis=1),
+        helper.make_node("Reshape", ["stacked", "stems_shape"], ["sources"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "demucs_band",
+        [io("mix", [1, 2, segment])],
+        [io("sources", [1, 4, 2, segment])],
+        [const("planes", np.array([2, 1, segment], dtype=np.int64)),
+         const("fir", h.reshape(1, 1, taps)),
+         const("zero", np.array(0.0, dtype=np.float32)),
+         # [2, 4, segment] (channel, stem) -> [1, 4, 2, segment] needs a transpose first.
+         const("stems_shape", np.array([1, 4, 2, segment], dtype=np.int64))])
+    # Concat gives [channel=2, stem=4, segment]; put stems first.
+    graph.node.insert(5, helper.make_node("Transpose", ["stacked"], ["by_stem"], perm=[1, 0, 2]))
+    graph.node[6].input[0] = "by_stem"
+    meta = dict(id="test-demucs-band", name="Demucs band split (test)", kind="demucs", rate=rate, hop=1024,
+                input="mix", output="sources",
+                description=f"Demucs contract: bass below {cutoff_hz:.0f} Hz, other above, drums and vocals silent")
+    stems = f'''names = ["drums", "bass", "other", "vocals"]
+segment = {segment}
+overlap = 0.25
+'''
+    save_separator(model_dir, "demucs_band.onnx", graph, meta, stems, [1, 2, segment], [1, 4, 2, segment])
+
+
 def main():
     t = os.path.join(ROOT, "test")
     tone_shaper(os.path.join(ROOT, "tone-shaper"))
@@ -207,6 +309,9 @@ def main():
     identity(os.path.join(t, "bad-input-name"), in_name="x", meta_id="test-bad-input-name")
     identity(os.path.join(t, "bad-input-shape"), declared_len=100, meta_id="test-bad-input-shape")
     identity(os.path.join(t, "bad-input-dtype"), in_dtype=TensorProto.DOUBLE, meta_id="test-bad-input-dtype")
+    # Separators in the formats users bring, with answers a test can check.
+    mdx_band(os.path.join(t, "mdx-band"))
+    demucs_band(os.path.join(t, "demucs-band"))
 
 
 if __name__ == "__main__":

@@ -535,3 +535,130 @@ fn four_stems_put_real_drums_bass_and_piano_each_in_its_own_stem_and_sum_to_the_
     let db = 20.0 * (rms(&residual) / rms(&mix)).log10();
     assert!(db < -60.0, "four stems sum to the mix within {db:.1} dB");
 }
+
+fn test_model(name: &str) -> ModelPackage {
+    ModelPackage::read(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/test")
+            .join(name)
+            .join("model.toml"),
+        Limits::from_env(),
+    )
+    .unwrap()
+}
+
+/// Separates a 3 s stereo tone of `hz` at 48 kHz (faded in and out) and returns each stem's
+/// energy over the middle 2 s, and how far the stems' sum is from the input (dB).
+fn tone_through(package: &ModelPackage, hz: f64) -> (Vec<(String, f64)>, f64) {
+    let rate = 48_000;
+    let n = 3 * rate as usize;
+    let x: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            let fade = (t / 0.05).min((3.0 - t) / 0.05).clamp(0.0, 1.0);
+            (0.4 * (std::f64::consts::TAU * hz * t).sin() * fade) as f32
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("tone.wav");
+    write_wav(&input, &[x.clone(), x.clone()], rate).unwrap();
+    let report = separate_file(
+        &input,
+        dir.path(),
+        package,
+        SeparateOptions::studio(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let stems: Vec<(String, Vec<Vec<f32>>)> = report
+        .stems
+        .iter()
+        .map(|(name, p)| (name.clone(), read_all(p).unwrap().0))
+        .collect();
+    let middle = rate as usize / 2..n - rate as usize / 2;
+    let energies = stems
+        .iter()
+        .map(|(name, a)| {
+            let e: f64 = a
+                .iter()
+                .flat_map(|c| c[middle.clone()].iter())
+                .map(|&v| v as f64 * v as f64)
+                .sum();
+            (name.clone(), e)
+        })
+        .collect();
+    let residual: Vec<f32> = (0..n)
+        .map(|i| x[i] - stems.iter().map(|(_, a)| a[0][i]).sum::<f32>())
+        .collect();
+    (energies, 20.0 * (rms(&residual) / rms(&x)).log10())
+}
+
+#[test]
+fn generated_mdx_net_and_demucs_models_put_80_hz_and_1_khz_in_their_stems_30_db_apart() {
+    for (model, low_stem, high_stem) in [
+        ("mdx-band", "bass", "rest"),
+        ("demucs-band", "bass", "other"),
+    ] {
+        let package = test_model(model);
+        for (hz, want) in [(80.0, low_stem), (1_000.0, high_stem)] {
+            let (energies, sum_db) = tone_through(&package, hz);
+            let own = energies.iter().find(|(n, _)| n == want).unwrap().1;
+            let others: f64 = energies
+                .iter()
+                .filter(|(n, _)| n != want)
+                .map(|(_, e)| e)
+                .sum();
+            let apart = 10.0 * (own / others.max(1e-30)).log10();
+            eprintln!("{model}: {hz} Hz -> {want}, {apart:.1} dB over the other stems; stems sum within {sum_db:.0} dB");
+            assert!(
+                apart >= 30.0,
+                "{model}: {hz} Hz lands in {want} only {apart:.1} dB over the rest"
+            );
+            assert!(
+                sum_db < -60.0,
+                "{model}: the stems sum to the input within {sum_db:.1} dB"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_separator_whose_manifest_and_tensors_disagree_is_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test/mdx-band");
+    std::fs::copy(src.join("mdx_band.onnx"), dir.path().join("mdx_band.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(src.join("model.toml"))
+        .unwrap()
+        .replace("frames = 64", "frames = 32")
+        .replace("shape = [1, 4, 256, 64]", "shape = [1, 4, 256, 32]");
+    std::fs::write(dir.path().join("model.toml"), manifest).unwrap();
+    let package = ModelPackage::read(&dir.path().join("model.toml"), Limits::from_env()).unwrap();
+    let wav = dir.path().join("in.wav");
+    write_wav(&wav, &[vec![0.1; 48_000], vec![0.1; 48_000]], 48_000).unwrap();
+    let err = separate_file(
+        &wav,
+        &dir.path().join("out"),
+        &package,
+        SeparateOptions::studio(false),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("test-mdx-band") && err.contains("input"),
+        "{err}"
+    );
+    // Live windows are for Spleeter-style models.
+    let err = separate_file(
+        &wav,
+        &dir.path().join("out"),
+        &test_model("demucs-band"),
+        SeparateOptions {
+            schedule: Schedule::live(4),
+            four_stems: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, SeparateError::NotLive { .. }), "{err}");
+}

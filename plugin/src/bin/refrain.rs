@@ -73,10 +73,12 @@ enum Command {
         /// Live: frames of look-ahead (1024 samples each at 44.1 kHz); more is better and later.
         #[arg(long, default_value_t = refrain::separation::separator::LIVE_LOOKAHEAD)]
         lookahead_frames: usize,
-        /// 4: vocals, drums, bass, other (the accompaniment split by DSP: harmonic/percussive
-        /// separation, the harmonic part below 250 Hz as bass); 2: the model's own stems.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(2..=4))]
-        stems: u8,
+        /// 4: vocals, drums, bass, other (a Spleeter-style model's accompaniment split by DSP:
+        /// harmonic/percussive separation, the harmonic part below 250 Hz as bass); 2: the
+        /// model's own stems. Default: 4 where the model has an accompaniment to split, else
+        /// the model's own stems (MDX-Net, Demucs).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=4))]
+        stems: Option<u8>,
     },
     /// Find the notes in an audio file with Basic Pitch (Spotify) and write them as a standard
     /// MIDI file (format 0, 120 BPM, 480 ticks per beat: the times are the audio's).
@@ -515,18 +517,15 @@ fn main() -> Result<()> {
             lookahead_frames,
             stems,
         } => {
-            if stems == 3 {
+            if stems == Some(3) {
                 bail!("--stems is 2 (the model's stems) or 4 (vocals, drums, bass, other)");
             }
             use refrain::separation::separator::Schedule;
-            let options = refrain::separation::file::SeparateOptions {
-                schedule: match mode {
-                    Mode::Studio => Schedule::studio(),
-                    Mode::Live => Schedule::live(lookahead_frames),
-                },
-                four_stems: stems == 4,
+            let schedule = match mode {
+                Mode::Studio => Schedule::studio(),
+                Mode::Live => Schedule::live(lookahead_frames),
             };
-            separate(&input, &out_dir, &model, options)
+            separate(&input, &out_dir, &model, schedule, stems)
         }
         Command::Notes {
             input,
@@ -589,7 +588,8 @@ fn separate(
     input: &Path,
     out_dir: &Path,
     model: &str,
-    options: refrain::separation::file::SeparateOptions,
+    schedule: refrain::separation::separator::Schedule,
+    stems: Option<u8>,
 ) -> Result<()> {
     use refrain::models::library;
     let is_plain_id = !model.contains('@')
@@ -603,6 +603,16 @@ fn separate(
         })?)
     } else {
         ModelSource::parse(model).package()?
+    };
+    let splittable = package.manifest.model.kind == refrain::models::manifest::KIND_STEM_MASKS
+        && package
+            .manifest
+            .stems
+            .as_ref()
+            .is_some_and(|s| s.names.iter().any(|n| n == "accompaniment"));
+    let options = refrain::separation::file::SeparateOptions {
+        schedule,
+        four_stems: stems.map_or(splittable, |n| n == 4),
     };
     let bar = indicatif::ProgressBar::new(1000);
     bar.set_style(

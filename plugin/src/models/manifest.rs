@@ -22,8 +22,25 @@ pub const KIND_AUDIO_TO_AUDIO: &str = "audio-to-audio";
 /// `[1, stems, channels, frames, bins]` out; see [`crate::separation`].
 pub const KIND_STEM_MASKS: &str = "stem-masks";
 
+/// Ultimate Vocal Remover's MDX-Net (shared/MODELS.md §3): the complex spectrogram in (left
+/// real, left imaginary, right real, right imaginary: `[1, 4, bins, frames]`), the target
+/// stem's out in the same shape; the second stem is the mix minus the target.
+pub const KIND_MDX_NET: &str = "mdx-net";
+
+/// Demucs / HTDemucs exported with the STFT inside (shared/MODELS.md §4): a waveform segment
+/// in (`[1, channels, samples]`), each stem's out (`[1, stems, channels, samples]`).
+pub const KIND_DEMUCS: &str = "demucs";
+
 /// The kinds this build reads.
-pub const KINDS: [&str; 2] = [KIND_AUDIO_TO_AUDIO, KIND_STEM_MASKS];
+pub const KINDS: [&str; 4] = [
+    KIND_AUDIO_TO_AUDIO,
+    KIND_STEM_MASKS,
+    KIND_MDX_NET,
+    KIND_DEMUCS,
+];
+
+/// The separator kinds (everything but the streaming contract).
+pub const SEPARATOR_KINDS: [&str; 3] = [KIND_STEM_MASKS, KIND_MDX_NET, KIND_DEMUCS];
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -46,21 +63,41 @@ pub struct Manifest {
     pub stems: Option<StemsInfo>,
 }
 
-/// How a `stem-masks` model sees audio: an STFT of `fft` points every `stream.hop` samples
-/// (periodic Hann, unnormalised), its lowest `bins` bins, and one mask per named stem.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// How a separator sees audio and what it gives back. Spectrogram kinds (`stem-masks`,
+/// `mdx-net`) use an STFT of `fft` points every `stream.hop` samples (periodic Hann,
+/// unnormalised) and its lowest `bins` bins; `demucs` uses waveform segments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StemsInfo {
-    /// The stems, in the order of the output's stem axis.
+    /// The stems, in the order of the output's stem axis (`mdx-net`: the target, then the
+    /// rest of the mix).
     pub names: Vec<String>,
     /// STFT length (and window length).
+    #[serde(default)]
     pub fft: usize,
     /// Bins the model sees, from 0 Hz up.
+    #[serde(default)]
     pub bins: usize,
-    /// The frame count of a run must be a multiple of this (the U-Net's downsampling).
+    /// `stem-masks`: the frame count of a run must be a multiple of this (the U-Net's
+    /// downsampling).
+    #[serde(default)]
     pub frames_multiple: usize,
-    /// Which stem takes the bins above `bins` (so the stems sum to the mix), or `none`.
+    /// `stem-masks`: which stem takes the bins above `bins` (so the stems sum to the mix), or
+    /// `none`.
+    #[serde(default)]
     pub above_bins: String,
+    /// `mdx-net`: frames per run (UVR's `dim_t`).
+    #[serde(default)]
+    pub frames: usize,
+    /// `mdx-net`: the gain the target is multiplied by (UVR's per-model compensation).
+    #[serde(default)]
+    pub compensation: Option<f32>,
+    /// `demucs`: samples per run (Demucs: about 7.8 s).
+    #[serde(default)]
+    pub segment: usize,
+    /// `demucs`: the fraction of a segment shared with the next, cross-faded (0.25).
+    #[serde(default)]
+    pub overlap: Option<f32>,
 }
 
 /// Most stems a separator may have.
@@ -334,14 +371,14 @@ impl Manifest {
                 "expected at most sixty seconds",
             ));
         }
-        if m.kind == KIND_STEM_MASKS {
+        if SEPARATOR_KINDS.contains(&m.kind.as_str()) {
             return self.validate_stems();
         }
         if self.stems.is_some() {
             return Err(invalid(
                 "stems",
                 "a table",
-                format!("only `{KIND_STEM_MASKS}` models have stems"),
+                "only separators (`stem-masks`, `mdx-net`, `demucs`) have stems",
             ));
         }
         for (field, t, want) in [
@@ -385,14 +422,15 @@ impl Manifest {
         Ok(())
     }
 
-    /// The checks of a `stem-masks` model: its framing, its stems and the shapes they imply
-    /// (the frame axis is `-1`: any multiple of `frames_multiple`).
+    /// The checks of a separator: its framing, its stems and the shapes they imply (a
+    /// spectrogram's frame axis is `-1` for `stem-masks`: any multiple of `frames_multiple`).
     fn validate_stems(&self) -> Result<(), ManifestError> {
+        let kind = self.model.kind.as_str();
         let Some(st) = &self.stems else {
             return Err(invalid(
                 "stems",
                 "nothing",
-                format!("a `{KIND_STEM_MASKS}` model needs a [stems] table"),
+                format!("a `{kind}` model needs a [stems] table"),
             ));
         };
         let s = &self.stream;
@@ -403,42 +441,20 @@ impl Manifest {
                 "a separator takes 1 or 2",
             ));
         }
-        if !st.fft.is_power_of_two() || !(256..=16_384).contains(&st.fft) {
-            return Err(invalid(
-                "stems.fft",
-                st.fft,
-                "a power of two from 256 to 16384",
-            ));
-        }
-        if !st.fft.is_multiple_of(s.hop) || st.fft / s.hop < 4 {
-            return Err(invalid(
-                "stream.hop",
-                s.hop,
-                format!(
-                    "stems.fft ({}) divided by a whole number of at least 4, so the windows overlap-add to a constant",
-                    st.fft
-                ),
-            ));
-        }
-        if st.bins == 0 || st.bins > st.fft / 2 + 1 {
-            return Err(invalid(
-                "stems.bins",
-                st.bins,
-                format!("1 to {}", st.fft / 2 + 1),
-            ));
-        }
-        if !(1..=4096).contains(&st.frames_multiple) {
-            return Err(invalid(
-                "stems.frames_multiple",
-                st.frames_multiple,
-                "1 to 4096",
-            ));
-        }
-        if !(2..=MAX_STEMS).contains(&st.names.len()) {
+        let (min_stems, max_stems) = if kind == KIND_MDX_NET {
+            (2, 2)
+        } else {
+            (2, MAX_STEMS)
+        };
+        if !(min_stems..=max_stems).contains(&st.names.len()) {
             return Err(invalid(
                 "stems.names",
                 st.names.len(),
-                format!("2 to {MAX_STEMS} stems"),
+                if kind == KIND_MDX_NET {
+                    "an MDX-Net model has 2: its target, then the rest of the mix".to_string()
+                } else {
+                    format!("2 to {MAX_STEMS} stems")
+                },
             ));
         }
         for (i, n) in st.names.iter().enumerate() {
@@ -457,17 +473,89 @@ impl Manifest {
                 return Err(invalid("stems.names", format!("{n:?}"), "each stem once"));
             }
         }
-        if st.above_bins != "none" && !st.names.contains(&st.above_bins) {
-            return Err(invalid(
-                "stems.above_bins",
-                format!("{:?}", st.above_bins),
-                "one of the stems, or \"none\"",
-            ));
-        }
         let c = s.channels as i64;
-        let b = st.bins as i64;
-        let want_in = vec![1, c, -1, b];
-        let want_out = vec![1, st.names.len() as i64, c, -1, b];
+        let stems = st.names.len() as i64;
+        let (want_in, want_out) = if kind == KIND_DEMUCS {
+            let max = 60 * s.sample_rate as usize;
+            if !(1024..=max).contains(&st.segment) {
+                return Err(invalid(
+                    "stems.segment",
+                    st.segment,
+                    "1024 samples to 60 seconds",
+                ));
+            }
+            let overlap = st.overlap.unwrap_or(0.25);
+            if !(0.0..=0.9).contains(&overlap) {
+                return Err(invalid("stems.overlap", overlap, "0 to 0.9 of a segment"));
+            }
+            let n = st.segment as i64;
+            (vec![1, c, n], vec![1, stems, c, n])
+        } else {
+            if st.fft % 2 != 0 || !(256..=16_384).contains(&st.fft) {
+                return Err(invalid(
+                    "stems.fft",
+                    st.fft,
+                    "an even number from 256 to 16384",
+                ));
+            }
+            if s.hop > st.fft / 2 {
+                return Err(invalid(
+                    "stream.hop",
+                    s.hop,
+                    format!("at most half of stems.fft ({}), so frames overlap", st.fft),
+                ));
+            }
+            if st.bins == 0 || st.bins > st.fft / 2 + 1 {
+                return Err(invalid(
+                    "stems.bins",
+                    st.bins,
+                    format!("1 to {}", st.fft / 2 + 1),
+                ));
+            }
+            let b = st.bins as i64;
+            if kind == KIND_MDX_NET {
+                if s.channels != 2 {
+                    return Err(invalid(
+                        "stream.channels",
+                        s.channels,
+                        "MDX-Net is stereo: 2",
+                    ));
+                }
+                if !(1..=4096).contains(&st.frames) {
+                    return Err(invalid(
+                        "stems.frames",
+                        st.frames,
+                        "1 to 4096 frames per run",
+                    ));
+                }
+                let g = st.compensation.unwrap_or(1.0);
+                if !(g > 0.0 && g <= 10.0) {
+                    return Err(invalid(
+                        "stems.compensation",
+                        g,
+                        "a gain above 0, at most 10",
+                    ));
+                }
+                let t = st.frames as i64;
+                (vec![1, 4, b, t], vec![1, 4, b, t])
+            } else {
+                if !(1..=4096).contains(&st.frames_multiple) {
+                    return Err(invalid(
+                        "stems.frames_multiple",
+                        st.frames_multiple,
+                        "1 to 4096",
+                    ));
+                }
+                if st.above_bins != "none" && !st.names.contains(&st.above_bins) {
+                    return Err(invalid(
+                        "stems.above_bins",
+                        format!("{:?}", st.above_bins),
+                        "one of the stems, or \"none\"",
+                    ));
+                }
+                (vec![1, c, -1, b], vec![1, stems, c, -1, b])
+            }
+        };
         for (field, t, want) in [
             ("input.shape", &self.input, want_in),
             ("output.shape", &self.output, want_out),
@@ -476,13 +564,13 @@ impl Manifest {
                 return Err(invalid(field, "\"\"", "name the tensor"));
             }
             if t.dtype != "float32" {
-                return Err(invalid(field, &t.dtype, "spectrogram tensors are float32"));
+                return Err(invalid(field, &t.dtype, "separator tensors are float32"));
             }
             if t.shape != want {
                 return Err(invalid(
                     field,
                     format!("{:?}", t.shape),
-                    format!("[stream] and [stems] imply {want:?} (-1: the frames)"),
+                    format!("[stream] and [stems] imply {want:?}"),
                 ));
             }
         }
@@ -646,7 +734,7 @@ above_bins = "accompaniment"
                 "above_bins = \"drums\"",
                 "stems.above_bins",
             ),
-            ("fft = 4096", "fft = 4000", "stems.fft"),
+            ("fft = 4096", "fft = 4095", "stems.fft"),
             ("hop = 1024", "hop = 3000", "stream.hop"),
             ("bins = 1024", "bins = 4000", "stems.bins"),
             (

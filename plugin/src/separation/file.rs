@@ -3,11 +3,14 @@
 //! file's length; each stem has exactly the input's length, rate and channels, aligned sample
 //! for sample; the stem files appear only when all of them are complete.
 
-use super::masks::MaskModel;
+use super::demucs::DemucsSeparator;
+use super::mdx::MdxSeparator;
+use super::model::SeparatorModel;
 use super::separator::{Schedule, Separator};
-use super::SeparateError;
+use super::{SeparateError, StemStream};
 use crate::engine::resample::{FilterSpec, Resampler};
 use crate::media::{AudioReader, WavWriter};
+use crate::models::manifest::{KIND_DEMUCS, KIND_MDX_NET};
 use crate::models::package::ModelPackage;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -212,17 +215,36 @@ pub fn separate_file(
         return Err(SeparateError::Channels { channels });
     }
     let rate = reader.sample_rate();
-    let model = MaskModel::from_package(package)?;
+    let model = SeparatorModel::from_package(package)?;
     let model_rate = package.manifest.stream.sample_rate;
     let device = model.device.clone();
-    let mut separator = Separator::new(
-        model,
-        channels,
-        options.schedule,
-        package.manifest.stream.hop,
-        model_rate,
-        options.four_stems,
-    )?;
+    let hop = package.manifest.stream.hop;
+    let live = matches!(options.schedule, Schedule::Windows { .. });
+    let kind = package.manifest.model.kind.as_str();
+    if live && (kind == KIND_MDX_NET || kind == KIND_DEMUCS) {
+        return Err(SeparateError::NotLive {
+            id: model.id.clone(),
+            kind: kind.to_owned(),
+        });
+    }
+    let mut separator: Box<dyn StemStream> = match kind {
+        KIND_MDX_NET | KIND_DEMUCS if options.four_stems => {
+            return Err(SeparateError::NoAccompaniment {
+                id: model.id.clone(),
+                stems: model.stems.names.join(", "),
+            })
+        }
+        KIND_MDX_NET => Box::new(MdxSeparator::new(model, channels, hop)?),
+        KIND_DEMUCS => Box::new(DemucsSeparator::new(model, channels)?),
+        _ => Box::new(Separator::new(
+            model,
+            channels,
+            options.schedule,
+            hop,
+            model_rate,
+            options.four_stems,
+        )?),
+    };
     std::fs::create_dir_all(out_dir).map_err(|e| SeparateError::OutDir {
         path: out_dir.display().to_string(),
         reason: e.to_string(),
@@ -284,7 +306,7 @@ pub fn separate_file(
     for (name, w) in names.iter().zip(&outputs.written) {
         if *w != frames {
             return Err(SeparateError::Model {
-                id: separator.model().id.clone(),
+                id: package.manifest.model.id.clone(),
                 reason: format!("the stem {name} came out {w} frames long, the input is {frames}"),
             });
         }
@@ -301,7 +323,7 @@ pub fn separate_file(
         sample_rate: rate,
         channels,
         seconds_taken: started.elapsed().as_secs_f64(),
-        segments_run: separator.segments_run,
+        segments_run: separator.runs(),
         device,
     })
 }

@@ -2,30 +2,48 @@
 //! the audio, its ratio masks applied to the complex spectrum and inverted.
 //!
 //! The files, in the order audio goes through them: [`stft`] (Spleeter's framing, both ways),
-//! [`masks`] (the model: magnitude in, one mask per stem out), [`separator`] (a stream separated
+//! [`model`] (a separator's session: Spleeter's masks, MDX-Net's spectrogram, Demucs's
+//! waveforms), [`separator`] (a stream separated
 //! on a Studio schedule of overlapped, cross-faded segments or a Live one of sliding windows), [`four_stems`] (drums, bass and other out of
-//! the accompaniment by DSP), [`file`] (a whole file, streamed, into one
+//! the accompaniment by DSP), [`mdx`] and [`demucs`] (the formats users bring), [`file`] (a whole file, streamed, into one
 //! WAV per stem: what `refrain separate` runs).
 
+pub mod demucs;
 pub mod file;
 pub mod four_stems;
-pub mod masks;
+pub mod mdx;
+pub mod model;
 pub mod separator;
 pub mod stft;
 
 use crate::media::MediaError;
 use crate::models::generic::ModelError;
 
+/// A stream being separated, whatever the model's format: audio in at the model's rate, each
+/// stem out (`out[stem][channel]`, in [`Self::stem_names`] order), aligned with the input.
+pub trait StemStream {
+    /// The stems, in output order.
+    fn stem_names(&self) -> &[String];
+    /// Feeds planar input; appends what is ready of each stem to `out`.
+    fn push(&mut self, planar: &[&[f32]], out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError>;
+    /// Ends the stream: every stem then has at least as many samples as went in.
+    fn finish(&mut self, out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError>;
+    /// Model runs so far.
+    fn runs(&self) -> u64;
+}
+
 /// Why a separation could not run. Each message names the model, file or setting at fault and
 /// what is valid.
 #[derive(Debug, thiserror::Error)]
 pub enum SeparateError {
-    #[error("{id} is not a stem separator (its kind is `{kind}`; a separator is `stem-masks`)")]
+    #[error("{id} is not a stem separator (its kind is `{kind}`; separators are `stem-masks`, `mdx-net` and `demucs`)")]
     NotASeparator { id: String, kind: String },
     #[error("the separator {id} failed: {reason}")]
     Model { id: String, reason: String },
-    #[error("four stems split the accompaniment, and {id} has none (its stems: {stems})")]
+    #[error("four stems split the accompaniment of a `stem-masks` model, and {id} has none (its stems: {stems})")]
     NoAccompaniment { id: String, stems: String },
+    #[error("{id} is a `{kind}` model: it runs on files in Studio mode; Live windows are for `stem-masks` models")]
+    NotLive { id: String, kind: String },
     #[error("separation takes mono or stereo audio; this has {channels} channels")]
     Channels { channels: usize },
     #[error("{schedule:?}: a segment or window is a positive multiple of {multiple} frames, longer than its overlap, and holds a pass and its look-ahead")]

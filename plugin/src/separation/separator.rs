@@ -11,14 +11,15 @@
 //!   window every 8 frames keeps up with real time on this machine's CPU). What the plugin's
 //!   Live mode will hear, with a latency of [`Schedule::lookahead_samples`].
 //!
-//! Stream in -> [`Analysis`] -> frames -> model runs ([`MaskModel`]) -> masks -> each stem's
+//! Stream in -> [`Analysis`] -> frames -> model runs ([`SeparatorModel`]) -> masks -> each stem's
 //! [`Synthesis`] (through [`FourStems`] for drums, bass and other) -> stems out. Memory is one
 //! segment or window, whatever the stream's length.
 
 use super::four_stems::{self, FourStems};
-use super::masks::MaskModel;
+use super::model::SeparatorModel;
 use super::stft::{Analysis, Framing, Synthesis};
-use super::SeparateError;
+use super::{SeparateError, StemStream};
+use crate::models::manifest::KIND_STEM_MASKS;
 use realfft::num_complex::Complex32;
 use std::collections::VecDeque;
 
@@ -121,7 +122,7 @@ struct Split {
 
 /// Separates a stream of 1 or 2 channels at the model's rate into its stems.
 pub struct Separator {
-    model: MaskModel,
+    model: SeparatorModel,
     framing: Framing,
     channels: usize,
     schedule: Schedule,
@@ -154,13 +155,19 @@ impl Separator {
     /// the model's `accompaniment` is split by DSP into drums, bass and other
     /// ([`four_stems`]).
     pub fn new(
-        model: MaskModel,
+        model: SeparatorModel,
         channels: usize,
         schedule: Schedule,
         hop: usize,
         rate: u32,
         four_stems: bool,
     ) -> Result<Separator, SeparateError> {
+        if model.kind != KIND_STEM_MASKS {
+            return Err(SeparateError::NotASeparator {
+                id: model.id.clone(),
+                kind: model.kind.clone(),
+            });
+        }
         if !(1..=2).contains(&channels) {
             return Err(SeparateError::Channels { channels });
         }
@@ -221,7 +228,7 @@ impl Separator {
         &self.names
     }
 
-    pub fn model(&self) -> &MaskModel {
+    pub fn model(&self) -> &SeparatorModel {
         &self.model
     }
 
@@ -497,5 +504,23 @@ impl Separator {
     /// The STFT geometry.
     pub fn framing(&self) -> Framing {
         self.framing
+    }
+}
+
+impl StemStream for Separator {
+    fn stem_names(&self) -> &[String] {
+        Separator::stem_names(self)
+    }
+
+    fn push(&mut self, planar: &[&[f32]], out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError> {
+        Separator::push(self, planar, out)
+    }
+
+    fn finish(&mut self, out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError> {
+        Separator::finish(self, out)
+    }
+
+    fn runs(&self) -> u64 {
+        self.segments_run
     }
 }

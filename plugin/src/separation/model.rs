@@ -1,8 +1,10 @@
-//! A `stem-masks` model (Spleeter's contract, shared/MODELS.md §7) as the separator runs it:
-//! a run takes the magnitude of a segment of frames and gives each stem's ratio mask.
+//! A separator model as the separators run it: `stem-masks` (Spleeter's contract, shared/
+//! MODELS.md §7: the magnitude of a segment of frames in, each stem's ratio mask out),
+//! `mdx-net` and `demucs` (§3, §4). One session, watched, its tensors checked against the
+//! manifest; a run checks the shape that comes back.
 
 use super::SeparateError;
-use crate::models::manifest::{StemsInfo, KIND_STEM_MASKS};
+use crate::models::manifest::{StemsInfo, SEPARATOR_KINDS};
 use crate::models::package::ModelPackage;
 use crate::models::{generic, runtime, watchdog};
 use ort::session::Session;
@@ -15,7 +17,7 @@ use std::time::Duration;
 pub const MAX_SEGMENT_RUN: Duration = Duration::from_secs(60);
 
 /// A loaded separator model.
-pub struct MaskModel {
+pub struct SeparatorModel {
     session: Session,
     watched: Arc<watchdog::Watched>,
     input: String,
@@ -23,17 +25,23 @@ pub struct MaskModel {
     /// Model channels.
     pub channels: usize,
     pub stems: StemsInfo,
+    /// The manifest's `model.kind`.
+    pub kind: String,
     pub id: String,
     pub identity: String,
     /// Where it runs, in words.
     pub device: String,
 }
 
-impl MaskModel {
+impl SeparatorModel {
     /// Builds the session from a checked package and checks its tensors against the manifest.
-    pub fn from_package(package: &ModelPackage) -> Result<MaskModel, SeparateError> {
+    pub fn from_package(package: &ModelPackage) -> Result<SeparatorModel, SeparateError> {
         let m = &package.manifest;
-        let Some(stems) = m.stems.clone().filter(|_| m.model.kind == KIND_STEM_MASKS) else {
+        let Some(stems) = m
+            .stems
+            .clone()
+            .filter(|_| SEPARATOR_KINDS.contains(&m.model.kind.as_str()))
+        else {
             return Err(SeparateError::NotASeparator {
                 id: m.model.id.clone(),
                 kind: m.model.kind.clone(),
@@ -48,29 +56,39 @@ impl MaskModel {
             runtime::session_for(package).map_err(model_err)?;
         generic::check_tensors(&session, m).map_err(|e| model_err(e.to_string()))?;
         let watched = watchdog::watch(MAX_SEGMENT_RUN).map_err(model_err)?;
-        Ok(MaskModel {
+        Ok(SeparatorModel {
             session,
             watched,
             input: m.input.name.clone(),
             output: m.output.name.clone(),
             channels: m.stream.channels,
             stems,
+            kind: m.model.kind.clone(),
             id: m.model.id.clone(),
             identity: package.identity.clone(),
             device,
         })
     }
 
-    /// Runs on `magnitude` (`[channels][frames][bins]`, flattened; `frames` a multiple of
-    /// `frames_multiple`) and returns the masks `[stems][channels][frames][bins]`.
+    /// `stem-masks`: runs on `magnitude` (`[channels][frames][bins]`, flattened; `frames` a
+    /// multiple of `frames_multiple`) and returns the masks `[stems][channels][frames][bins]`.
     pub fn run(&mut self, magnitude: Vec<f32>, frames: usize) -> Result<Vec<f32>, SeparateError> {
-        let bins = self.stems.bins;
+        let (c, s, b) = (self.channels, self.stems.names.len(), self.stems.bins);
+        self.run_shaped(magnitude, &[1, c, frames, b], &[1, s, c, frames, b])
+    }
+
+    /// One run on `input` of shape `shape`; the output must have shape `want`.
+    pub fn run_shaped(
+        &mut self,
+        input: Vec<f32>,
+        shape: &[usize],
+        want: &[usize],
+    ) -> Result<Vec<f32>, SeparateError> {
         let err = |reason: String| SeparateError::Model {
             id: self.id.clone(),
             reason,
         };
-        let input = Tensor::from_array(([1usize, self.channels, frames, bins], magnitude))
-            .map_err(|e| err(e.to_string()))?;
+        let input = Tensor::from_array((shape.to_vec(), input)).map_err(|e| err(e.to_string()))?;
         self.watched.begin();
         let result = self.session.run_with_options(
             ort::inputs![self.input.as_str() => input],
@@ -87,21 +105,15 @@ impl MaskModel {
             }
             Err(e) => return Err(err(e.to_string())),
         };
-        let (shape, data) = outputs[self.output.as_str()]
+        let (got, data) = outputs[self.output.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| err(format!("its output `{}`: {e}", self.output)))?;
-        let want = [
-            1,
-            self.stems.names.len() as i64,
-            self.channels as i64,
-            frames as i64,
-            bins as i64,
-        ];
-        if shape[..] != want[..] {
+        let want: Vec<i64> = want.iter().map(|&d| d as i64).collect();
+        if got[..] != want[..] {
             return Err(err(format!(
                 "its output `{}` has shape {:?}, the manifest implies {want:?}",
                 self.output,
-                &shape[..]
+                &got[..]
             )));
         }
         Ok(data.to_vec())
