@@ -125,7 +125,8 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         });
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    file.take(limit + 1)
+    // One byte past the limit tells a file that grew since its size was read.
+    file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| ReadError::Io {
             path: path.to_owned(),
@@ -347,6 +348,17 @@ pub fn write_new(target: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `cargo xtask fuzz` (target `bounded_reader`): a limit of `u64::MAX` overflowed
+    /// the one-byte-past-the-limit read.
+    #[test]
+    fn the_largest_limit_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(read_bounded(&path, u64::MAX).unwrap(), b"abc");
+        assert_eq!(read_text_bounded(&path, u64::MAX).unwrap(), "abc");
+    }
 
     #[test]
     fn devices_pipes_folders_and_big_files_are_refused_at_once() {

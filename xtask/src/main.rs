@@ -469,25 +469,32 @@ fn setup_fuzz() -> Result<()> {
     Ok(())
 }
 
-/// Runs each fuzz target (all, or those named) for `--seconds` (default 30), from the seeds in
-/// `fuzz/corpus/` and what earlier runs found (`fuzz/target/corpus/`). A crash, a panic, an
-/// input that takes over 25 s or memory over 2 GiB fails it; libFuzzer leaves the input under
-/// `fuzz/artifacts/<target>/`.
+/// Runs each fuzz target (all, or those named) for `--seconds` (default 30), or, with `--runs`,
+/// for that many inputs from a fixed `--seed` (default 1): the same inputs on every machine,
+/// which is what CI runs, so a red CI is a bug and never bad luck. Inputs come from the seeds
+/// in `fuzz/corpus/` (the `regress-*` ones are replayed first) and what earlier runs found
+/// (`fuzz/target/corpus/`). A crash, a panic, an input that takes over 25 s or memory over
+/// 2 GiB fails it; libFuzzer leaves the input under `fuzz/artifacts/<target>/`.
 fn fuzz(args: &[String]) -> Result<()> {
     let mut seconds = 30u64;
+    let mut runs: Option<u64> = None;
+    let mut seed = 1u64;
     let mut chosen = Vec::new();
     let mut rest = args.iter();
+    let number = |v: Option<&String>, what: &str| -> Result<u64> {
+        v.and_then(|s| s.parse().ok())
+            .with_context(|| format!("{what} takes a whole number"))
+    };
     while let Some(a) = rest.next() {
-        if a == "--seconds" {
-            seconds = rest
-                .next()
-                .and_then(|s| s.parse().ok())
-                .context("--seconds takes a whole number of seconds")?;
-        } else if FUZZ_TARGETS.iter().any(|(t, _)| t == a) {
-            chosen.push(a.as_str());
-        } else {
-            let names: Vec<&str> = FUZZ_TARGETS.iter().map(|(t, _)| *t).collect();
-            bail!("no fuzz target `{a}`; the targets are {}", names.join(", "));
+        match a.as_str() {
+            "--seconds" => seconds = number(rest.next(), "--seconds")?,
+            "--runs" => runs = Some(number(rest.next(), "--runs")?),
+            "--seed" => seed = number(rest.next(), "--seed")?,
+            _ if FUZZ_TARGETS.iter().any(|(t, _)| t == a) => chosen.push(a.as_str()),
+            _ => {
+                let names: Vec<&str> = FUZZ_TARGETS.iter().map(|(t, _)| *t).collect();
+                bail!("no fuzz target `{a}`; the targets are {}", names.join(", "));
+            }
         }
     }
     setup_fuzz()?;
@@ -499,7 +506,15 @@ fn fuzz(args: &[String]) -> Result<()> {
             continue;
         }
         let grown = dir.join("target/corpus").join(target);
+        // A fixed number of runs starts from the committed seeds alone: the same every time.
+        if runs.is_some() {
+            let _ = std::fs::remove_dir_all(&grown);
+        }
         std::fs::create_dir_all(&grown)?;
+        let budget = match runs {
+            Some(n) => vec![format!("-runs={n}"), format!("-seed={seed}")],
+            None => vec![format!("-max_total_time={seconds}")],
+        };
         run(cargo_nightly()
             .args(["fuzz", "run"])
             .args(FUZZ_BUILD)
@@ -507,7 +522,7 @@ fn fuzz(args: &[String]) -> Result<()> {
             .arg(&grown)
             .arg(dir.join("corpus").join(target))
             .arg("--")
-            .arg(format!("-max_total_time={seconds}"))
+            .args(&budget)
             .arg(format!("-max_len={max_len}"))
             .args(["-rss_limit_mb=2048", "-timeout=25", "-print_final_stats=1"]))
         .with_context(|| {
@@ -538,7 +553,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup [--gpu] | bundle refrain [--release] [--gpu] | install [--gpu] [--home DIR] \
-                 | demo | test [cargo test args] | models | fetch-models | fuzz [--seconds N] [TARGET...]>"
+                 | demo | test [cargo test args] | models | fetch-models | fuzz [--seconds N | --runs N [--seed S]] [TARGET...]>"
             );
             std::process::exit(2)
         }
