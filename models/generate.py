@@ -19,8 +19,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 OPSET = 13
 
 
-def save(model_dir, file, graph, meta, input_shape, output_shape, in_name="audio_in", out_name="audio_out",
-         manifest_input=None, manifest_output=None):
+def write_graph(model_dir, file, graph):
+    """Checks `graph` and writes it, deterministically; returns its bytes and sha256."""
     model = helper.make_model(graph, producer_name="refrain-models", producer_version="1",
                               opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
@@ -29,7 +29,12 @@ def save(model_dir, file, graph, meta, input_shape, output_shape, in_name="audio
     data = model.SerializeToString(deterministic=True)
     with open(os.path.join(model_dir, file), "wb") as f:
         f.write(data)
-    digest = hashlib.sha256(data).hexdigest()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def save(model_dir, file, graph, meta, input_shape, output_shape, in_name="audio_in", out_name="audio_out",
+         manifest_input=None, manifest_output=None):
+    data, digest = write_graph(model_dir, file, graph)
     mi = manifest_input or (in_name, input_shape)
     mo = manifest_output or (out_name, output_shape)
     toml = f'''# Written by models/generate.py; edit the generator, not this file.
@@ -192,15 +197,7 @@ def demo_remix(model_dir):
 
 def save_separator(model_dir, file, graph, meta, stems_toml, in_shape, out_shape):
     """A separator (kind `mdx-net` or `demucs`) and its model.toml."""
-    model = helper.make_model(graph, producer_name="refrain-models", producer_version="1",
-                              opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    os.makedirs(model_dir, exist_ok=True)
-    data = model.SerializeToString(deterministic=True)
-    with open(os.path.join(model_dir, file), "wb") as f:
-        f.write(data)
-    digest = hashlib.sha256(data).hexdigest()
+    data, digest = write_graph(model_dir, file, graph)
     toml = f'''# Written by models/generate.py; edit the generator, not this file.
 format = 1
 

@@ -59,14 +59,7 @@ impl DemucsSeparator {
     /// Runs the segment at `start` (the input is at least a segment long) and adds it in.
     fn run(&mut self) -> Result<(), SeparateError> {
         let (n, mc, stems) = (self.segment, self.model.channels, self.names.len());
-        // Mono audio goes to a stereo model twice; a mono model takes stereo one channel a run.
-        let runs: Vec<Vec<usize>> = if mc == self.channels {
-            vec![(0..mc).collect()]
-        } else if mc == 2 {
-            vec![vec![0, 0]]
-        } else {
-            (0..self.channels).map(|c| vec![c]).collect()
-        };
+        let runs = super::channel_runs(mc, self.channels);
         let mut sources = vec![vec![vec![0.0f32; n]; self.channels]; stems];
         for run in &runs {
             let mut x = vec![0.0f32; mc * n];

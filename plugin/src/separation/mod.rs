@@ -32,6 +32,19 @@ pub trait StemStream {
     fn runs(&self) -> u64;
 }
 
+/// Which audio channel feeds each model channel, one list per run: the same channels in one
+/// run; mono audio to a stereo model twice; stereo audio to a mono model one channel a run.
+/// Each audio channel's result is then the mean over the model channels that carried it.
+pub fn channel_runs(model_channels: usize, audio_channels: usize) -> Vec<Vec<usize>> {
+    if model_channels == audio_channels {
+        vec![(0..model_channels).collect()]
+    } else if model_channels == 2 {
+        vec![vec![0, 0]]
+    } else {
+        (0..audio_channels).map(|c| vec![c]).collect()
+    }
+}
+
 /// Why a separation could not run. Each message names the model, file or setting at fault and
 /// what is valid.
 #[derive(Debug, thiserror::Error)]

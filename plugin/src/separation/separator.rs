@@ -340,13 +340,7 @@ impl Separator {
         let padded = n.div_ceil(multiple) * multiple;
         let mc = self.model.channels;
         let stems = self.model.stems.names.len();
-        let runs: Vec<Vec<usize>> = if mc == self.channels {
-            vec![(0..mc).collect()]
-        } else if mc == 2 {
-            vec![vec![0, 0]]
-        } else {
-            (0..self.channels).map(|c| vec![c]).collect()
-        };
+        let runs = super::channel_runs(mc, self.channels);
         let mut masks = vec![0.0f32; stems * self.channels * n * bins];
         for run in &runs {
             let mut input = vec![0.0f32; mc * padded * bins];
