@@ -94,8 +94,17 @@ def fetch_spleeter():
         import onnx  # noqa: F401
     except ImportError:
         print("spleeter-2stems: installing numpy and onnx==1.23.2 to write the graph")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "numpy", "onnx==1.23.2"], check=True)
+        base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        # A system Python that refuses outside packages (PEP 668) takes them per user.
+        for extra in ([], ["--user"], ["--user", "--break-system-packages"]):
+            if subprocess.run(base + extra + ["numpy", "onnx==1.23.2"]).returncode == 0:
+                break
+        else:
+            sys.exit("spleeter-2stems: could not install numpy and onnx==1.23.2 with pip")
+        import site
+        import importlib
+        site.addsitedir(site.getusersitepackages())
+        importlib.invalidate_caches()
     sys.path.insert(0, ROOT)
     import spleeter
     with tempfile.TemporaryDirectory() as tmp:

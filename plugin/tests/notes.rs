@@ -141,3 +141,63 @@ fn another_model_a_corrupt_file_and_a_bad_threshold_are_clear_errors() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_long_file_is_decoded_chunk_by_chunk_without_losing_or_doubling_notes_at_the_seams() {
+    // 75 s: the melody and chord every 3.5 s, and a C3 held from 28.5 s to 32 s across the
+    // first 30 s chunk boundary (the decoder works in 30 s chunks).
+    let rate = 22_050u32;
+    let r = rate as f64;
+    let (phrase, phrase_notes) = melody(rate);
+    let period = 3.5;
+    let mut x = vec![0.0f32; (75.0 * r) as usize];
+    let mut expected = Vec::new();
+    let mut t = 0.0;
+    while t + 3.2 < 75.0 {
+        if !(27.0..33.0).contains(&t) {
+            let at = (t * r) as usize;
+            for (o, v) in x[at..].iter_mut().zip(&phrase) {
+                *o += v;
+            }
+            expected.extend(phrase_notes.iter().map(|&(k, s)| (k, s + t)));
+        }
+        t += period;
+    }
+    let held = tone(48, 3.5, r);
+    let at = (28.5 * r) as usize;
+    for (o, v) in x[at..].iter_mut().zip(&held) {
+        *o += (*v * 0.2) as f32;
+    }
+    expected.push((48, 28.5));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("long.wav");
+    write_wav(&input, &[x], rate).unwrap();
+    let mut model = BasicPitch::load(&model_path()).unwrap();
+    let found = notes_of_file(&input, &mut model, &Settings::default()).unwrap();
+    // Chunk by chunk gives what the whole posteriorgram at once gives: no note lost or doubled
+    // at the seams (at 30 and 60 s), the held note found once across the first (and, as the
+    // reference decoder does, its decaying end as a second note of its own).
+    let (audio, _) = refrain::media::read_all(&input).unwrap();
+    let whole = refrain::notes::decode::notes(&model.run(&audio[0]).unwrap(), &Settings::default());
+    // Inferred onsets are scaled per chunk, so an onset may move by a frame (11.6 ms).
+    let frame = 256.0 / 22_050.0 + 1e-9;
+    assert_eq!(found.len(), whole.len(), "{found:#?}\n{whole:#?}");
+    for w in &whole {
+        assert!(
+            found.iter().any(|f| f.key == w.key
+                && (f.start - w.start).abs() <= frame
+                && (f.end - w.end).abs() <= frame),
+            "{w:?} is not in the chunked notes"
+        );
+    }
+    // And every note played is there, at its onset.
+    for &(key, onset) in &expected {
+        assert!(
+            found
+                .iter()
+                .any(|n| n.key == key && (n.start - onset).abs() <= 0.035),
+            "no note {key} at {onset:.3} s"
+        );
+    }
+    assert!(found.len() >= expected.len());
+}

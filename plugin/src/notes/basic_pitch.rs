@@ -48,6 +48,32 @@ pub struct Posteriorgram {
     pub onsets: Vec<[f32; KEYS]>,
 }
 
+impl Posteriorgram {
+    /// Drops the frames at or after `seconds` (the end of the audio).
+    pub fn keep_before(&mut self, seconds: f64) {
+        let n = self.times.iter().take_while(|&&t| t < seconds).count();
+        self.times.truncate(n);
+        self.notes.truncate(n);
+        self.onsets.truncate(n);
+    }
+
+    /// Drops the first `n` frames.
+    pub fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.times.len());
+        self.times.drain(..n);
+        self.notes.drain(..n);
+        self.onsets.drain(..n);
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
 /// Basic Pitch, loaded.
 pub struct BasicPitch {
     session: Session,
@@ -83,10 +109,9 @@ impl BasicPitch {
     }
 
     /// Runs every window over `audio` (mono, 22,050 Hz) and returns the frames that fall
-    /// inside it, each at its exact time.
+    /// inside it, each at its exact time. (Streams go window by window: [`Self::window_frames`].)
     pub fn run(&mut self, audio: &[f32]) -> Result<Posteriorgram, NotesError> {
         let padded = FRONT_PAD + audio.len();
-        let duration = audio.len() as f64 / RATE as f64;
         let mut out = Posteriorgram::default();
         let mut window = vec![0.0f32; WINDOW];
         let mut start = 0;
@@ -100,26 +125,35 @@ impl BasicPitch {
                     0.0
                 };
             }
-            let (notes, onsets) = self.run_window(&window)?;
-            for k in 0..KEPT {
-                // Kept frame k sits at padded sample start + (k + 15) * 256, i.e. at
-                // start + k * 256 of the audio.
-                let t = (start + k * FRAME_HOP) as f64 / RATE as f64;
-                if t >= duration {
-                    break;
-                }
-                let j = DROPPED + k;
-                let mut n = [0.0f32; KEYS];
-                let mut o = [0.0f32; KEYS];
-                n.copy_from_slice(&notes[j * KEYS..(j + 1) * KEYS]);
-                o.copy_from_slice(&onsets[j * KEYS..(j + 1) * KEYS]);
-                out.times.push(t);
-                out.notes.push(n);
-                out.onsets.push(o);
-            }
+            self.window_frames(start, &window, &mut out)?;
             start += ADVANCE;
         }
+        out.keep_before(audio.len() as f64 / RATE as f64);
         Ok(out)
+    }
+
+    /// Runs the window that starts at sample `start` of the padded stream (a multiple of
+    /// [`ADVANCE`]) and appends its kept frames to `out`.
+    pub fn window_frames(
+        &mut self,
+        start: usize,
+        window: &[f32],
+        out: &mut Posteriorgram,
+    ) -> Result<(), NotesError> {
+        let (notes, onsets) = self.run_window(window)?;
+        for k in 0..KEPT {
+            // Kept frame k sits at padded sample start + (k + 15) * 256, i.e. at
+            // start + k * 256 of the audio.
+            let j = DROPPED + k;
+            let mut n = [0.0f32; KEYS];
+            let mut o = [0.0f32; KEYS];
+            n.copy_from_slice(&notes[j * KEYS..(j + 1) * KEYS]);
+            o.copy_from_slice(&onsets[j * KEYS..(j + 1) * KEYS]);
+            out.times.push((start + k * FRAME_HOP) as f64 / RATE as f64);
+            out.notes.push(n);
+            out.onsets.push(o);
+        }
+        Ok(())
     }
 
     fn run_window(&mut self, window: &[f32]) -> Result<(Vec<f32>, Vec<f32>), NotesError> {

@@ -110,8 +110,43 @@ fn inferred_onsets(p: &Posteriorgram) -> Vec<[f32; KEYS]> {
         .collect()
 }
 
+/// A note as the decoder finds it, in frames of the posteriorgram it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Found {
+    pub start: usize,
+    /// One past the last frame.
+    pub end: usize,
+    /// Key index (0 = A0).
+    pub key: usize,
+    /// Mean note activation over the note.
+    pub amplitude: f32,
+}
+
+impl Found {
+    /// The note, with `p`'s times.
+    pub fn note(&self, p: &Posteriorgram) -> Note {
+        let last = p.times.len().saturating_sub(1);
+        Note {
+            start: p.times[self.start.min(last)],
+            end: p.times[self.end.min(last)],
+            key: LOWEST_KEY + self.key as u8,
+            velocity: (self.amplitude * 127.0).round().clamp(1.0, 127.0) as u8,
+        }
+    }
+}
+
 /// Notes in `p`, ordered by start time then key.
 pub fn notes(p: &Posteriorgram, s: &Settings) -> Vec<Note> {
+    let mut out: Vec<Note> = decode(p, s, &[]).iter().map(|f| f.note(p)).collect();
+    out.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.key.cmp(&b.key)));
+    out
+}
+
+/// The reference decoder over `p`. `taken` are notes found before (key index, first frame,
+/// end frame, in `p`'s frames): their key and its neighbours are taken out of the energy first,
+/// as the decoder does with the notes it finds, so a note that runs on from an earlier part of
+/// a stream is not found again.
+pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) -> Vec<Found> {
     let n = p.notes.len();
     if n < 3 {
         return Vec::new();
@@ -125,6 +160,17 @@ pub fn notes(p: &Posteriorgram, s: &Settings) -> Vec<Note> {
     let tol = s.energy_tol;
     let thresh = s.frame_threshold;
     let mut remaining = p.notes.clone();
+    for &(k, from, to) in taken {
+        for row in &mut remaining[from.min(n)..to.min(n)] {
+            row[k] = 0.0;
+            if k + 1 < KEYS {
+                row[k + 1] = 0.0;
+            }
+            if k > 0 {
+                row[k - 1] = 0.0;
+            }
+        }
+    }
     // (start frame, end frame, key index, mean activation)
     let mut found: Vec<(usize, usize, usize, f32)> = Vec::new();
     // Onset peaks: strict local maxima in time above the threshold, latest first (and, at one
@@ -225,18 +271,15 @@ pub fn notes(p: &Posteriorgram, s: &Settings) -> Vec<Note> {
             found.push((start, end, k, mean(p, start, end, k)));
         }
     }
-    let time = |f: usize| p.times[f.min(n - 1)];
-    let mut out: Vec<Note> = found
+    found
         .into_iter()
-        .map(|(start, end, k, amplitude)| Note {
-            start: time(start),
-            end: time(end),
-            key: LOWEST_KEY + k as u8,
-            velocity: (amplitude * 127.0).round().clamp(1.0, 127.0) as u8,
+        .map(|(start, end, key, amplitude)| Found {
+            start,
+            end,
+            key,
+            amplitude,
         })
-        .collect();
-    out.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.key.cmp(&b.key)));
-    out
+        .collect()
 }
 
 fn mean(p: &Posteriorgram, start: usize, end: usize, k: usize) -> f32 {

@@ -51,60 +51,165 @@ pub enum NotesError {
     Write { path: String, reason: String },
 }
 
+/// Frames decoded at once (30 s), and the frames after them the decoder also sees (10 s) so a
+/// note near the end of a chunk is followed to its end. A note longer than that is split.
+pub const CHUNK_FRAMES: usize = 2_584;
+pub const MARGIN_FRAMES: usize = 861;
+/// Frames before a chunk kept for the onset peaks and inferred onsets (which look back 2).
+const CONTEXT_FRAMES: usize = 2;
+
+/// Notes decoded chunk by chunk as frames arrive, so memory does not grow with the input's
+/// length (a posteriorgram is 704 bytes a frame, 61 KB a second).
+struct ChunkedDecoder {
+    settings: decode::Settings,
+    /// Frames from `base` on (the first `CONTEXT_FRAMES` of them before the chunk, once past
+    /// the start).
+    frames: basic_pitch::Posteriorgram,
+    base: usize,
+    /// Notes already out that run on past what was decoded: (key index, start, end), in
+    /// absolute frames.
+    running: Vec<(usize, usize, usize)>,
+    found: Vec<Note>,
+}
+
+impl ChunkedDecoder {
+    fn push(&mut self, more: &mut basic_pitch::Posteriorgram) {
+        self.frames.times.append(&mut more.times);
+        self.frames.notes.append(&mut more.notes);
+        self.frames.onsets.append(&mut more.onsets);
+        while self.frames.len() >= self.context() + CHUNK_FRAMES + MARGIN_FRAMES {
+            self.decode(false);
+        }
+    }
+
+    fn context(&self) -> usize {
+        CONTEXT_FRAMES.min(self.base)
+    }
+
+    /// Decodes the next chunk (or, at the end, everything left).
+    fn decode(&mut self, last: bool) {
+        let ctx = self.context();
+        let keep_end = if last {
+            self.frames.len()
+        } else {
+            ctx + CHUNK_FRAMES
+        };
+        let taken: Vec<(usize, usize, usize)> = self
+            .running
+            .iter()
+            .map(|&(k, from, to)| {
+                let shift = self.base - ctx;
+                (k, from.saturating_sub(shift), to.saturating_sub(shift))
+            })
+            .collect();
+        for f in decode::decode(&self.frames, &self.settings, &taken) {
+            if f.start < ctx || f.start >= keep_end {
+                continue;
+            }
+            self.found.push(f.note(&self.frames));
+            let abs = self.base - ctx;
+            if f.end > keep_end {
+                self.running.push((f.key, abs + f.start, abs + f.end));
+            }
+        }
+        if last {
+            return;
+        }
+        // The next chunk starts at the end of this one, with its context before it.
+        let next_base = self.base - ctx + keep_end;
+        self.frames.drop_front(keep_end - CONTEXT_FRAMES);
+        self.base = next_base;
+        self.running
+            .retain(|&(_, _, end)| end > next_base - CONTEXT_FRAMES);
+    }
+}
+
 /// Reads `input` (any format [`crate::media`] reads, any rate and channel count), mixes it to
-/// mono, resamples it to 22,050 Hz and finds its notes.
+/// mono, resamples it to 22,050 Hz and finds its notes, window by window and chunk by chunk:
+/// memory stays the same whatever the input's length.
 pub fn notes_of_file(
     input: &Path,
     model: &mut basic_pitch::BasicPitch,
     settings: &decode::Settings,
 ) -> Result<Vec<Note>, NotesError> {
+    use basic_pitch::{ADVANCE, FRONT_PAD, RATE, WINDOW};
     settings.check()?;
     let mut reader = AudioReader::open(input)?;
     let channels = reader.channels();
     let rate = reader.sample_rate();
-    let mut mono = Vec::new();
-    let mut block = vec![Vec::new(); channels];
-    let mut resampler = (rate != basic_pitch::RATE)
-        .then(|| Resampler::new(rate, basic_pitch::RATE, FilterSpec::STUDIO, 0, 1, 1 << 16))
+    let mut resampler = (rate != RATE)
+        .then(|| Resampler::new(rate, RATE, FilterSpec::STUDIO, 0, 1, 1 << 16))
         .transpose()
         .map_err(|e| NotesError::Model(format!("resampling {rate} Hz to 22050 Hz: {e}")))?;
+    let mut decoder = ChunkedDecoder {
+        settings: *settings,
+        frames: Default::default(),
+        base: 0,
+        running: Vec::new(),
+        found: Vec::new(),
+    };
+    // The padded stream from sample `start` (the next window's) on: FRONT_PAD zeros, then the
+    // audio at 22,050 Hz.
+    let mut padded = vec![0.0f32; FRONT_PAD];
+    let mut start = 0usize;
+    let mut received = 0u64;
+    let mut block = vec![Vec::new(); channels];
     let mut downmixed = Vec::new();
     let mut out = vec![0.0f32; 1 << 16];
     let mut frames: u64 = 0;
+    let mut more = basic_pitch::Posteriorgram::default();
     loop {
         let n = reader.read(&mut block, 1 << 15)?;
         downmixed.clear();
         downmixed.extend((0..n).map(|i| block.iter().map(|c| c[i]).sum::<f32>() / channels as f32));
         frames += n as u64;
+        let before = padded.len();
         match &mut resampler {
-            None => mono.extend_from_slice(&downmixed),
+            None => padded.extend_from_slice(&downmixed),
+            Some(r) if n > 0 => {
+                r.push(&downmixed);
+                while r.ready() > 0 {
+                    let k = r.produce(&mut out);
+                    padded.extend_from_slice(&out[..k]);
+                }
+            }
             Some(r) => {
-                if n == 0 {
-                    // The end: outputs up to the last input sample.
-                    let owed =
-                        (frames as u128 * basic_pitch::RATE as u128).div_ceil(rate as u128) as u64;
-                    let zeros = vec![0.0f32; 1 << 12];
-                    while r.counts().1 < owed {
-                        if r.ready() == 0 {
-                            r.push(&zeros);
-                        }
-                        let want = ((owed - r.counts().1) as usize).min(out.len());
-                        let k = r.produce(&mut out[..want.min(r.ready())]);
-                        mono.extend_from_slice(&out[..k]);
+                // The end: outputs up to the last input sample.
+                let owed = (frames as u128 * RATE as u128).div_ceil(rate as u128) as u64;
+                let zeros = vec![0.0f32; 1 << 12];
+                while r.counts().1 < owed {
+                    if r.ready() == 0 {
+                        r.push(&zeros);
                     }
-                } else {
-                    r.push(&downmixed);
-                    while r.ready() > 0 {
-                        let k = r.produce(&mut out);
-                        mono.extend_from_slice(&out[..k]);
-                    }
+                    let want = ((owed - r.counts().1) as usize).min(out.len());
+                    let k = r.produce(&mut out[..want.min(r.ready())]);
+                    padded.extend_from_slice(&out[..k]);
                 }
             }
         }
-        if n == 0 {
+        received += (padded.len() - before) as u64;
+        let ended = n == 0;
+        // Every window whose samples are all in (at the end: every window that starts inside
+        // the padded stream, zeros after it).
+        let total = FRONT_PAD as u64 + received;
+        while (start as u64) < total && (ended || (start + WINDOW) as u64 <= total) {
+            let mut window = vec![0.0f32; WINDOW];
+            let have = padded.len().min(WINDOW);
+            window[..have].copy_from_slice(&padded[..have]);
+            model.window_frames(start, &window, &mut more)?;
+            if ended {
+                more.keep_before(received as f64 / RATE as f64);
+            }
+            decoder.push(&mut more);
+            padded.drain(..ADVANCE.min(padded.len()));
+            start += ADVANCE;
+        }
+        if ended {
             break;
         }
     }
-    let posteriorgram = model.run(&mono)?;
-    Ok(decode::notes(&posteriorgram, settings))
+    decoder.decode(true);
+    let mut found = decoder.found;
+    found.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.key.cmp(&b.key)));
+    Ok(found)
 }
