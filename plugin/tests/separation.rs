@@ -662,3 +662,34 @@ fn a_separator_whose_manifest_and_tensors_disagree_is_refused_naming_the_tensor(
     .unwrap_err();
     assert!(matches!(err, SeparateError::NotLive { .. }), "{err}");
 }
+
+#[test]
+fn ogg_mp3_and_flac_inputs_separate_into_stems_as_long_as_they_are() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for input in [
+        real("recordings/piano01.ogg"),
+        root.join("fuzz/corpus/media/seed-mono.mp3"),
+        root.join("fuzz/corpus/media/seed-pcm24-stereo.flac"),
+    ] {
+        let (audio, rate) = read_all(&input).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let report = separate_file(
+            &input,
+            dir.path(),
+            &spleeter(),
+            SeparateOptions::studio(true),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(report.stems.len(), 4);
+        for (name, path) in &report.stems {
+            let (stem, r) = read_all(path).unwrap();
+            assert_eq!(
+                (r, stem.len(), stem[0].len()),
+                (rate, audio.len(), audio[0].len()),
+                "{} {name}",
+                input.display()
+            );
+        }
+    }
+}
