@@ -103,6 +103,13 @@ enum Command {
         /// Notes must be longer than this many milliseconds.
         #[arg(long, default_value_t = 127.7)]
         min_note_ms: f64,
+        /// Find the notes of one stem instead of the whole mix: `vocals`, `drums`, `bass`,
+        /// `other` (or the separator's own stem names), separated first (Studio).
+        #[arg(long)]
+        stem: Option<String>,
+        /// The separator for --stem (as `refrain separate --model`).
+        #[arg(long, default_value = "deezer.spleeter-2stems")]
+        separator: String,
     },
     /// Licences: keys, issuing, checking, revoking.
     #[command(subcommand)]
@@ -534,6 +541,8 @@ fn main() -> Result<()> {
             onset_threshold,
             frame_threshold,
             min_note_ms,
+            stem,
+            separator,
         } => {
             let settings = refrain::notes::decode::Settings {
                 onset_threshold,
@@ -541,11 +550,94 @@ fn main() -> Result<()> {
                 min_note_ms,
                 ..Default::default()
             };
-            notes(&input, &output, model, &settings)
+            match stem {
+                None => notes(&input, &output, model, &settings),
+                Some(stem) => {
+                    // The stem goes to a private folder first, and is gone afterwards.
+                    let dir = std::env::temp_dir().join(format!(
+                        "refrain-notes-{}-{}",
+                        std::process::id(),
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos())
+                    ));
+                    // Made here, new (never one that exists), and private.
+                    let mut private = std::fs::DirBuilder::new();
+                    #[cfg(unix)]
+                    std::os::unix::fs::DirBuilderExt::mode(&mut private, 0o700);
+                    private
+                        .create(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    let result =
+                        notes_of_stem(&input, &output, model, &settings, &stem, &separator, &dir);
+                    let _ = std::fs::remove_dir_all(&dir);
+                    result
+                }
+            }
         }
         Command::Licence(cmd) => licence(cmd),
         Command::Model(cmd) => model(cmd),
     }
+}
+
+/// Separates `input` into `dir` with `separator` (four stems where it can), then finds the
+/// notes of `stem`.
+fn notes_of_stem(
+    input: &Path,
+    output: &Path,
+    model: Option<PathBuf>,
+    settings: &refrain::notes::decode::Settings,
+    stem: &str,
+    separator: &str,
+    dir: &Path,
+) -> Result<()> {
+    use refrain::separation::file::{separate_file, SeparateOptions};
+    let package = separator_package(separator)?;
+    let splittable = package
+        .manifest
+        .stems
+        .as_ref()
+        .is_some_and(|s| s.names.iter().any(|n| n == "accompaniment"))
+        && package.manifest.model.kind == refrain::models::manifest::KIND_STEM_MASKS;
+    let four = splittable && stem != "accompaniment";
+    let report = separate_file(
+        input,
+        dir,
+        &package,
+        SeparateOptions::studio(four),
+        &mut |_| {},
+    )?;
+    let Some((_, path)) = report.stems.iter().find(|(n, _)| n == stem) else {
+        let names: Vec<&str> = report.stems.iter().map(|(n, _)| n.as_str()).collect();
+        bail!(
+            "{} has no stem `{stem}`; its stems are {}",
+            package.manifest.model.id,
+            names.join(", ")
+        );
+    };
+    println!(
+        "stem:         {stem} (separated by {}@{})",
+        package.manifest.model.id, package.identity
+    );
+    notes(path, output, model, settings)
+}
+
+/// A separator by plain id (the models folder), `id@identity`, or a path.
+fn separator_package(
+    model: &str,
+) -> Result<std::sync::Arc<refrain::models::package::ModelPackage>> {
+    let is_plain_id = !model.contains('@')
+        && !Path::new(model).exists()
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    Ok(if is_plain_id {
+        std::sync::Arc::new(refrain::models::library::find_id(model).with_context(|| {
+            format!("no separator `{model}` in the models folder: `cargo xtask fetch-models` writes Spleeter to models/real/spleeter-2stems; pass --model models/real/spleeter-2stems or `refrain model import` it")
+        })?)
+    } else {
+        ModelSource::parse(model).package()?
+    })
 }
 
 fn notes(
@@ -591,19 +683,7 @@ fn separate(
     schedule: refrain::separation::separator::Schedule,
     stems: Option<u8>,
 ) -> Result<()> {
-    use refrain::models::library;
-    let is_plain_id = !model.contains('@')
-        && !Path::new(model).exists()
-        && model
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    let package = if is_plain_id {
-        std::sync::Arc::new(library::find_id(model).with_context(|| {
-            format!("no separator `{model}` in the models folder: `cargo xtask fetch-models` writes Spleeter to models/real/spleeter-2stems; pass --model models/real/spleeter-2stems or `refrain model import` it")
-        })?)
-    } else {
-        ModelSource::parse(model).package()?
-    };
+    let package = separator_package(model)?;
     let splittable = package.manifest.model.kind == refrain::models::manifest::KIND_STEM_MASKS
         && package
             .manifest
