@@ -380,7 +380,7 @@ fn dirs_home() -> Option<PathBuf> {
 }
 
 fn demo() -> Result<()> {
-    setup(false)?;
+    let lib = setup(false)?;
     bundle(true, false)?;
     run(cargo().args([
         "build",
@@ -397,7 +397,29 @@ fn demo() -> Result<()> {
         .arg("--plugin")
         .arg(root().join("target/bundled/Refrain.clap"))
         .arg("--out-dir")
-        .arg(&out_dir))
+        .arg(&out_dir))?;
+    // The remix tools on the same song, with the real models set-up fetched: its four stems
+    // (Spleeter and the DSP split) and its notes as a MIDI file (Basic Pitch).
+    run(cargo().args(["build", "--release", "-p", "refrain", "--bin", "refrain"]))?;
+    let cli = || {
+        let mut c = Command::new(root().join("target/release/refrain"));
+        c.env("ORT_DYLIB_PATH", &lib);
+        c
+    };
+    run(cli()
+        .arg("separate")
+        .arg(out_dir.join("input.wav"))
+        .arg("--out-dir")
+        .arg(out_dir.join("stems"))
+        .arg("--model")
+        .arg(root().join("models/real/spleeter-2stems")))?;
+    run(cli()
+        .arg("notes")
+        .arg(out_dir.join("input.wav"))
+        .arg("--out")
+        .arg(out_dir.join("notes.mid"))
+        .arg("--model")
+        .arg(root().join("models/real/basic-pitch/nmp.onnx")))
 }
 
 fn test(extra: &[String]) -> Result<()> {
