@@ -261,3 +261,56 @@ fn notes_of_the_bass_stem_are_the_bass_line_not_the_melody_above_it() {
         );
     }
 }
+
+#[test]
+fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
+    // C4 in tune, then C4 33 cents sharp (one contour bin), 0.6 s each, a pure-ish tone.
+    let rate = 44_100u32;
+    let r = rate as f64;
+    let sing = |cents: f64, seconds: f64| -> Vec<f64> {
+        let f = 261.625_565 * 2f64.powf(cents / 1200.0);
+        (0..(seconds * r) as usize)
+            .map(|i| {
+                let t = i as f64 / r;
+                let env = (t / 0.01).min(1.0) * ((seconds - t) / 0.01).min(1.0);
+                (1..=3)
+                    .map(|h| (std::f64::consts::TAU * f * h as f64 * t).sin() / h as f64)
+                    .sum::<f64>()
+                    * env
+            })
+            .collect()
+    };
+    let mut x = vec![0.0; (0.3 * r) as usize];
+    x.extend(sing(0.0, 0.6));
+    x.extend(vec![0.0; (0.3 * r) as usize]);
+    x.extend(sing(33.3, 0.6));
+    x.extend(vec![0.0; (0.3 * r) as usize]);
+    let audio: Vec<f32> = x.iter().map(|v| (v * 0.3) as f32).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sung.wav");
+    write_wav(&input, &[audio], rate).unwrap();
+    let mut model = BasicPitch::load(&model_path()).unwrap();
+    let settings = Settings {
+        pitch_bends: true,
+        ..Settings::default()
+    };
+    let found = notes_of_file(&input, &mut model, &settings).unwrap();
+    let c4: Vec<&Note> = found.iter().filter(|n| n.key == 60).collect();
+    assert_eq!(c4.len(), 2, "{found:?}");
+    let median = |n: &Note| {
+        let mut b: Vec<i8> = n.bends.iter().map(|b| b.1).collect();
+        b.sort();
+        b[b.len() / 2]
+    };
+    assert_eq!(median(c4[0]), 0, "in tune: {:?}", c4[0].bends);
+    assert_eq!(
+        median(c4[1]),
+        1,
+        "a third of a semitone sharp: {:?}",
+        c4[1].bends
+    );
+    // And they survive the MIDI file, each note on a channel of its own.
+    let back = midi::from_bytes(&midi::to_bytes(&found)).unwrap();
+    let sharp = back.iter().find(|n| n.key == 60 && n.start > 1.0).unwrap();
+    assert!(sharp.bends.iter().any(|b| b.1 == 1), "{:?}", sharp.bends);
+}

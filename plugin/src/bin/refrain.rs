@@ -103,6 +103,10 @@ enum Command {
         /// Notes must be longer than this many milliseconds.
         #[arg(long, default_value_t = 127.7)]
         min_note_ms: f64,
+        /// Write each note's pitch bends (from Basic Pitch's pitch contour, in thirds of a
+        /// semitone), each note on its own MIDI channel so bends stay its own.
+        #[arg(long)]
+        pitch_bends: bool,
         /// Find the notes of one stem instead of the whole mix: `vocals`, `drums`, `bass`,
         /// `other` (or the separator's own stem names), separated first (Studio).
         #[arg(long)]
@@ -541,6 +545,7 @@ fn main() -> Result<()> {
             onset_threshold,
             frame_threshold,
             min_note_ms,
+            pitch_bends,
             stem,
             separator,
         } => {
@@ -548,6 +553,7 @@ fn main() -> Result<()> {
                 onset_threshold,
                 frame_threshold,
                 min_note_ms,
+                pitch_bends,
                 ..Default::default()
             };
             match stem {

@@ -30,6 +30,8 @@ pub const DROPPED: usize = 15;
 pub const KEPT: usize = WINDOW_FRAMES - 2 * DROPPED;
 /// Keys, from MIDI 21 (A0).
 pub const KEYS: usize = 88;
+/// Pitch contour bins: three per semitone from A0 (27.5 Hz).
+pub const CONTOUR_BINS: usize = 264;
 pub const LOWEST_KEY: u8 = 21;
 /// The ONNX file in PyPI's `basic-pitch==0.4.0` (`saved_models/icassp_2022/nmp.onnx`).
 pub const SHA256: &str = "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec";
@@ -38,6 +40,7 @@ const MAX_BYTES: u64 = 16 << 20;
 const INPUT: &str = "serving_default_input_2:0";
 const NOTE: &str = "StatefulPartitionedCall:1";
 const ONSET: &str = "StatefulPartitionedCall:2";
+const CONTOUR: &str = "StatefulPartitionedCall:0";
 
 /// The model's view of a stream: per frame, its time and the note and onset activations.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +49,8 @@ pub struct Posteriorgram {
     pub times: Vec<f64>,
     pub notes: Vec<[f32; KEYS]>,
     pub onsets: Vec<[f32; KEYS]>,
+    /// The pitch contour, for pitch bends.
+    pub contours: Vec<[f32; CONTOUR_BINS]>,
 }
 
 impl Posteriorgram {
@@ -55,6 +60,7 @@ impl Posteriorgram {
         self.times.truncate(n);
         self.notes.truncate(n);
         self.onsets.truncate(n);
+        self.contours.truncate(n);
     }
 
     /// Drops the first `n` frames.
@@ -63,6 +69,7 @@ impl Posteriorgram {
         self.times.drain(..n);
         self.notes.drain(..n);
         self.onsets.drain(..n);
+        self.contours.drain(..n);
     }
 
     pub fn len(&self) -> usize {
@@ -140,7 +147,7 @@ impl BasicPitch {
         window: &[f32],
         out: &mut Posteriorgram,
     ) -> Result<(), NotesError> {
-        let (notes, onsets) = self.run_window(window)?;
+        let (notes, onsets, contours) = self.run_window(window)?;
         for k in 0..KEPT {
             // Kept frame k sits at padded sample start + (k + 15) * 256, i.e. at
             // start + k * 256 of the audio.
@@ -149,14 +156,17 @@ impl BasicPitch {
             let mut o = [0.0f32; KEYS];
             n.copy_from_slice(&notes[j * KEYS..(j + 1) * KEYS]);
             o.copy_from_slice(&onsets[j * KEYS..(j + 1) * KEYS]);
+            let mut c = [0.0f32; CONTOUR_BINS];
+            c.copy_from_slice(&contours[j * CONTOUR_BINS..(j + 1) * CONTOUR_BINS]);
             out.times.push((start + k * FRAME_HOP) as f64 / RATE as f64);
             out.notes.push(n);
             out.onsets.push(o);
+            out.contours.push(c);
         }
         Ok(())
     }
 
-    fn run_window(&mut self, window: &[f32]) -> Result<(Vec<f32>, Vec<f32>), NotesError> {
+    fn run_window(&mut self, window: &[f32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), NotesError> {
         let err = |e: ort::Error| NotesError::Model(e.to_string());
         let input = Tensor::from_array(([1usize, WINDOW, 1], window.to_vec())).map_err(err)?;
         self.watched.begin();
@@ -169,16 +179,20 @@ impl BasicPitch {
             ));
         }
         let outputs = result.map_err(err)?;
-        let take = |name: &str| -> Result<Vec<f32>, NotesError> {
+        let take = |name: &str, width: usize| -> Result<Vec<f32>, NotesError> {
             let (shape, data) = outputs[name].try_extract_tensor::<f32>().map_err(err)?;
-            if shape[..] != [1, WINDOW_FRAMES as i64, KEYS as i64] {
+            if shape[..] != [1, WINDOW_FRAMES as i64, width as i64] {
                 return Err(NotesError::Model(format!(
-                    "its output `{name}` has shape {:?}, expected [1, 172, 88]",
+                    "its output `{name}` has shape {:?}, expected [1, 172, {width}]",
                     &shape[..]
                 )));
             }
             Ok(data.to_vec())
         };
-        Ok((take(NOTE)?, take(ONSET)?))
+        Ok((
+            take(NOTE, KEYS)?,
+            take(ONSET, KEYS)?,
+            take(CONTOUR, CONTOUR_BINS)?,
+        ))
     }
 }

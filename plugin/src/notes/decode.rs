@@ -6,7 +6,7 @@
 //! minimum length. Refrain's frame threshold defaults to 0.5, not the reference's 0.3, which
 //! turns strong harmonics into extra notes (shared/MODELS.md §5, DECISIONS.md §4).
 
-use super::basic_pitch::{Posteriorgram, KEYS, LOWEST_KEY};
+use super::basic_pitch::{Posteriorgram, CONTOUR_BINS, KEYS, LOWEST_KEY};
 use super::{Note, NotesError};
 
 /// How notes are found.
@@ -24,6 +24,8 @@ pub struct Settings {
     pub melodia_trick: bool,
     /// Treat rises in the note activation as onsets too.
     pub infer_onsets: bool,
+    /// Follow each note's pitch in the contour (thirds of a semitone, within 25 of its key).
+    pub pitch_bends: bool,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
             energy_tol: 11,
             melodia_trick: true,
             infer_onsets: true,
+            pitch_bends: false,
         }
     }
 }
@@ -122,22 +125,60 @@ pub struct Found {
     pub amplitude: f32,
 }
 
+/// Contour bins on each side of a note's key that a bend may reach, and the width of the
+/// Gaussian that favours the key (the reference's `n_bins_tolerance` and `std`).
+const BEND_REACH: usize = 25;
+const BEND_SIGMA: f32 = 5.0;
+
 impl Found {
-    /// The note, with `p`'s times.
-    pub fn note(&self, p: &Posteriorgram) -> Note {
+    /// The note, with `p`'s times (and, with `bends`, its pitch bends).
+    pub fn note(&self, p: &Posteriorgram, bends: bool) -> Note {
         let last = p.times.len().saturating_sub(1);
         Note {
             start: p.times[self.start.min(last)],
             end: p.times[self.end.min(last)],
             key: LOWEST_KEY + self.key as u8,
             velocity: (self.amplitude * 127.0).round().clamp(1.0, 127.0) as u8,
+            bends: if bends { self.bends(p) } else { Vec::new() },
         }
+    }
+
+    /// Per frame, the contour bin nearest the key that is strongest once weighted by a
+    /// Gaussian around the key, as an offset from the key in thirds of a semitone.
+    ///
+    /// The key's bin is the middle one of its three (`3 * key + 1`), not the reference's
+    /// `3 * key`: an in-tune C4 through the real model peaks one bin above the reference's
+    /// centre, so the reference bends every in-tune note a third of a semitone sharp (the test
+    /// `pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp` measures both).
+    fn bends(&self, p: &Posteriorgram) -> Vec<(f64, i8)> {
+        let centre = 3 * self.key + 1;
+        let lo = centre.saturating_sub(BEND_REACH);
+        let hi = (centre + BEND_REACH + 1).min(CONTOUR_BINS);
+        (self.start..self.end.min(p.contours.len()))
+            .map(|f| {
+                let row = &p.contours[f];
+                let best = (lo..hi)
+                    .max_by(|&a, &b| {
+                        let w = |i: usize| {
+                            let d = (i as f32 - centre as f32) / BEND_SIGMA;
+                            row[i] * (-0.5 * d * d).exp()
+                        };
+                        // The first of equal values, as numpy's argmax.
+                        w(a).total_cmp(&w(b)).then(b.cmp(&a))
+                    })
+                    .unwrap_or(centre);
+                (p.times[f], (best as i64 - centre as i64) as i8)
+            })
+            .collect()
     }
 }
 
 /// Notes in `p`, ordered by start time then key.
 pub fn notes(p: &Posteriorgram, s: &Settings) -> Vec<Note> {
-    let mut out: Vec<Note> = decode(p, s, &[]).iter().map(|f| f.note(p)).collect();
+    let mut out: Vec<Note> = decode(p, s, &[])
+        .iter()
+        .map(|f| f.note(p, s.pitch_bends))
+        .collect();
     out.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.key.cmp(&b.key)));
     out
 }
@@ -297,6 +338,7 @@ mod tests {
             times: (0..n).map(|i| i as f64 * 256.0 / 22_050.0).collect(),
             notes: vec![[0.0; KEYS]; n],
             onsets: vec![[0.0; KEYS]; n],
+            contours: vec![[0.0; CONTOUR_BINS]; n],
         };
         for f in on..off {
             p.notes[f][key] = 0.9;

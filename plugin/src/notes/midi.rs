@@ -1,10 +1,16 @@
-//! Notes into a standard MIDI file (format 0, one track, channel 1, 120 BPM at 480 ticks per
-//! beat: 960 ticks per second, about 1 ms), written with `midly` and atomically.
+//! Notes into a standard MIDI file (format 0, one track, 120 BPM at 480 ticks per beat: 960
+//! ticks per second, about 1 ms), written with `midly` and atomically. Without pitch bends every
+//! note is on channel 1. With them, each note gets a channel of its own among the 15 melodic
+//! ones (MPE-style, so one note's bend never bends another), a centred bend before it starts,
+//! and a bend event wherever its pitch moves, at the synthesiser's default range of 2
+//! semitones (4096 per semitone, as the reference writes them).
 
 use super::{Note, NotesError};
 use crate::files::AtomicFile;
-use midly::num::{u15, u24, u28, u4, u7};
-use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+use midly::num::{u14, u15, u24, u28, u4, u7};
+use midly::{
+    Format, Header, MetaMessage, MidiMessage, PitchBend, Smf, Timing, TrackEvent, TrackEventKind,
+};
 use std::path::Path;
 
 /// Ticks per beat.
@@ -14,41 +20,117 @@ pub const TEMPO_US: u32 = 500_000;
 /// Ticks per second at that tempo.
 pub const TICKS_PER_SECOND: f64 = TICKS_PER_BEAT as f64 * 1e6 / TEMPO_US as f64;
 
+/// One event of the track before it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    // At one tick: offs first (a repeated key is released before it sounds again), then
+    // bends, then ons.
+    Off { channel: u8, key: u8 },
+    Bend { channel: u8, value: u16 },
+    On { channel: u8, key: u8, vel: u8 },
+}
+
+/// A bend in thirds of a semitone as a 14-bit MIDI value (range 2 semitones).
+fn bend_value(thirds: i8) -> u16 {
+    (8192 + (thirds as i32 * 4096) / 3).clamp(0, 16_383) as u16
+}
+
 /// The file's bytes for `notes`.
 pub fn to_bytes(notes: &[Note]) -> Vec<u8> {
-    // (tick, off before on at the same tick, key, velocity)
-    let mut events: Vec<(u64, bool, u8, u8)> = Vec::with_capacity(notes.len() * 2);
-    for n in notes {
-        let on = (n.start.max(0.0) * TICKS_PER_SECOND).round() as u64;
-        let off = ((n.end.max(0.0) * TICKS_PER_SECOND).round() as u64).max(on + 1);
-        events.push((on, false, n.key, n.velocity.clamp(1, 127)));
-        events.push((off, true, n.key, 0));
+    let ticks = |s: f64| (s.max(0.0) * TICKS_PER_SECOND).round() as u64;
+    let with_bends = notes.iter().any(|n| !n.bends.is_empty());
+    // Channels 1-16 but 10 (drums), each note on the one free longest when it starts.
+    let melodic: Vec<u8> = (0..16u8).filter(|&c| c != 9).collect();
+    let mut free_at = vec![0u64; melodic.len()];
+    let mut order: Vec<usize> = (0..notes.len()).collect();
+    order.sort_by(|&a, &b| notes[a].start.total_cmp(&notes[b].start));
+    let mut events: Vec<(u64, Event)> = Vec::with_capacity(notes.len() * 2);
+    for i in order {
+        let n = &notes[i];
+        let on = ticks(n.start);
+        let off = ticks(n.end).max(on + 1);
+        let key = n.key.min(127);
+        let channel = if with_bends {
+            let (slot, _) = free_at
+                .iter()
+                .enumerate()
+                .min_by_key(|&(_, &t)| t)
+                .expect("15 channels");
+            free_at[slot] = off;
+            melodic[slot]
+        } else {
+            0
+        };
+        if with_bends {
+            // The note starts at its first frame's bend (centred without bends), so one tick
+            // never holds two bends of a channel.
+            let first = n.bends.first().map_or(0, |b| b.1);
+            events.push((
+                on,
+                Event::Bend {
+                    channel,
+                    value: bend_value(first),
+                },
+            ));
+            let mut last = first;
+            for &(t, b) in n.bends.iter().skip(1) {
+                if b != last && ticks(t) > on && ticks(t) < off {
+                    events.push((
+                        ticks(t),
+                        Event::Bend {
+                            channel,
+                            value: bend_value(b),
+                        },
+                    ));
+                    last = b;
+                }
+            }
+        }
+        events.push((
+            on,
+            Event::On {
+                channel,
+                key,
+                vel: n.velocity.clamp(1, 127),
+            },
+        ));
+        events.push((off, Event::Off { channel, key }));
     }
-    // Offs first at a tick, so a repeated key is released before it sounds again.
-    events.sort_by_key(|&(tick, is_off, key, _)| (tick, !is_off, key));
+    events.sort();
     let mut track = vec![TrackEvent {
         delta: u28::new(0),
         kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(TEMPO_US))),
     }];
     let mut last = 0u64;
-    for (tick, is_off, key, vel) in events {
+    for (tick, event) in events {
         let delta = (tick - last).min(u28::max_value().as_int() as u64) as u32;
         last = tick;
-        let message = if is_off {
-            MidiMessage::NoteOff {
-                key: u7::new(key.min(127)),
-                vel: u7::new(0),
-            }
-        } else {
-            MidiMessage::NoteOn {
-                key: u7::new(key.min(127)),
-                vel: u7::new(vel),
-            }
+        let (channel, message) = match event {
+            Event::Off { channel, key } => (
+                channel,
+                MidiMessage::NoteOff {
+                    key: u7::new(key),
+                    vel: u7::new(0),
+                },
+            ),
+            Event::On { channel, key, vel } => (
+                channel,
+                MidiMessage::NoteOn {
+                    key: u7::new(key),
+                    vel: u7::new(vel),
+                },
+            ),
+            Event::Bend { channel, value } => (
+                channel,
+                MidiMessage::PitchBend {
+                    bend: PitchBend(u14::new(value)),
+                },
+            ),
         };
         track.push(TrackEvent {
             delta: u28::new(delta),
             kind: TrackEventKind::Midi {
-                channel: u4::new(0),
+                channel: u4::new(channel),
                 message,
             },
         });
@@ -89,29 +171,45 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<Note>, String> {
         Timing::Timecode(..) => return Err("a timecode-timed file".into()),
     };
     let mut out = Vec::new();
-    let mut open: Vec<(u8, u64, u8)> = Vec::new();
+    // Sounding notes: (channel, key, on tick, velocity, bends).
+    let mut open: Vec<(u8, u8, u64, u8, Vec<(f64, i8)>)> = Vec::new();
+    // Each channel's bend, in thirds of a semitone, and whether one was ever set.
+    let mut bend = [None::<i8>; 16];
     for track in &smf.tracks {
         let mut tick = 0u64;
         for e in track {
             tick += e.delta.as_int() as u64;
-            if let TrackEventKind::Midi { message, .. } = e.kind {
-                match message {
-                    MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                        open.push((key.as_int(), tick, vel.as_int()))
-                    }
-                    MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                        if let Some(i) = open.iter().position(|o| o.0 == key.as_int()) {
-                            let (k, on, vel) = open.remove(i);
-                            out.push(Note {
-                                start: on as f64 / ticks_per_second,
-                                end: tick as f64 / ticks_per_second,
-                                key: k,
-                                velocity: vel,
-                            });
-                        }
-                    }
-                    _ => {}
+            let TrackEventKind::Midi { channel, message } = e.kind else {
+                continue;
+            };
+            let ch = channel.as_int();
+            match message {
+                MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
+                    let at = tick as f64 / ticks_per_second;
+                    let bends = bend[ch as usize].map(|b| vec![(at, b)]).unwrap_or_default();
+                    open.push((ch, key.as_int(), tick, vel.as_int(), bends))
                 }
+                MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
+                    if let Some(i) = open.iter().position(|o| o.0 == ch && o.1 == key.as_int()) {
+                        let (_, k, on, vel, bends) = open.remove(i);
+                        out.push(Note {
+                            start: on as f64 / ticks_per_second,
+                            end: tick as f64 / ticks_per_second,
+                            key: k,
+                            velocity: vel,
+                            bends,
+                        });
+                    }
+                }
+                MidiMessage::PitchBend { bend: b } => {
+                    let thirds =
+                        ((((b.0.as_int() as i32 - 8192) * 3) as f64) / 4096.0).round() as i8;
+                    bend[ch as usize] = Some(thirds);
+                    for o in open.iter_mut().filter(|o| o.0 == ch) {
+                        o.4.push((tick as f64 / ticks_per_second, thirds));
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -124,6 +222,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bends_survive_a_round_trip_each_note_on_its_own_channel() {
+        let glide: Vec<(f64, i8)> = (0..30)
+            .map(|i| (1.0 + i as f64 * 0.0116, (i / 10) as i8))
+            .collect();
+        let notes = vec![
+            Note {
+                start: 1.0,
+                end: 1.35,
+                key: 60,
+                velocity: 90,
+                bends: glide.clone(),
+            },
+            Note {
+                start: 1.1,
+                end: 1.3,
+                key: 64,
+                velocity: 80,
+                bends: vec![(1.1, 0), (1.2, -2)],
+            },
+        ];
+        let back = from_bytes(&to_bytes(&notes)).unwrap();
+        assert_eq!(back.len(), 2);
+        // The first note's bends: centred, then up a third and two thirds of a semitone.
+        let steps: Vec<i8> = back[0].bends.iter().map(|b| b.1).collect();
+        assert_eq!(steps, [0, 1, 2]);
+        // The second note's bend does not reach the first (another channel).
+        assert_eq!(
+            back[1].bends.iter().map(|b| b.1).collect::<Vec<_>>(),
+            [0, -2]
+        );
+    }
+
+    #[test]
     fn notes_survive_a_round_trip_through_a_midi_file_to_the_millisecond() {
         let notes = vec![
             Note {
@@ -131,18 +262,21 @@ mod tests {
                 end: 0.8,
                 key: 60,
                 velocity: 90,
+                bends: Vec::new(),
             },
             Note {
                 start: 0.8,
                 end: 1.1,
                 key: 60,
                 velocity: 70,
+                bends: Vec::new(),
             },
             Note {
                 start: 1.2,
                 end: 1.9,
                 key: 64,
                 velocity: 64,
+                bends: Vec::new(),
             },
         ];
         let back = from_bytes(&to_bytes(&notes)).unwrap();

@@ -15,7 +15,7 @@ use crate::media::{AudioReader, MediaError};
 use std::path::Path;
 
 /// One note found in the audio.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Note {
     /// Seconds from the start of the input.
     pub start: f64,
@@ -24,6 +24,9 @@ pub struct Note {
     pub key: u8,
     /// MIDI velocity, from the mean note activation (as the reference does).
     pub velocity: u8,
+    /// With pitch bends on: (seconds, bend in thirds of a semitone) for each frame of the note,
+    /// from Basic Pitch's pitch contour (as the reference's `get_pitch_bends`).
+    pub bends: Vec<(f64, i8)>,
 }
 
 /// Why notes could not be found or written. Each message names the file or setting at fault.
@@ -77,6 +80,7 @@ impl ChunkedDecoder {
         self.frames.times.append(&mut more.times);
         self.frames.notes.append(&mut more.notes);
         self.frames.onsets.append(&mut more.onsets);
+        self.frames.contours.append(&mut more.contours);
         while self.frames.len() >= self.context() + CHUNK_FRAMES + MARGIN_FRAMES {
             self.decode(false);
         }
@@ -106,7 +110,8 @@ impl ChunkedDecoder {
             if f.start < ctx || f.start >= keep_end {
                 continue;
             }
-            self.found.push(f.note(&self.frames));
+            self.found
+                .push(f.note(&self.frames, self.settings.pitch_bends));
             let abs = self.base - ctx;
             if f.end > keep_end {
                 self.running.push((f.key, abs + f.start, abs + f.end));
