@@ -42,6 +42,9 @@ const NOTE: &str = "StatefulPartitionedCall:1";
 const ONSET: &str = "StatefulPartitionedCall:2";
 const CONTOUR: &str = "StatefulPartitionedCall:0";
 
+/// One window's outputs, each `[frame][bin]` flattened: notes, onsets, contours.
+type WindowOutputs = (Vec<f32>, Vec<f32>, Vec<f32>);
+
 /// The model's view of a stream: per frame, its time and the note and onset activations.
 #[derive(Debug, Clone, Default)]
 pub struct Posteriorgram {
@@ -166,7 +169,8 @@ impl BasicPitch {
         Ok(())
     }
 
-    fn run_window(&mut self, window: &[f32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), NotesError> {
+    /// One window's note, onset and contour activations, flattened.
+    fn run_window(&mut self, window: &[f32]) -> Result<WindowOutputs, NotesError> {
         let err = |e: ort::Error| NotesError::Model(e.to_string());
         let input = Tensor::from_array(([1usize, WINDOW, 1], window.to_vec())).map_err(err)?;
         self.watched.begin();

@@ -172,7 +172,8 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<Note>, String> {
     };
     let mut out = Vec::new();
     // Sounding notes: (channel, key, on tick, velocity, bends).
-    let mut open: Vec<(u8, u8, u64, u8, Vec<(f64, i8)>)> = Vec::new();
+    type Sounding = (u8, u8, u64, u8, Vec<(f64, i8)>);
+    let mut open: Vec<Sounding> = Vec::new();
     // Each channel's bend, in thirds of a semitone, and whether one was ever set.
     let mut bend = [None::<i8>; 16];
     for track in &smf.tracks {
