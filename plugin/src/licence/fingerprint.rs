@@ -253,11 +253,28 @@ struct TapShared {
     gap: AtomicBool,
     dropped: AtomicU64,
     stop: AtomicBool,
+    /// The monitor thread is running (cleared when it ends, however it ends).
+    alive: AtomicBool,
+}
+
+/// The longest a bounce waits for the monitor to make room, while the monitor runs: a bounce
+/// never drops fingerprint audio because the machine is busy (a dropped block restarts the
+/// matcher, so a starved monitor would otherwise never reach its verdict), yet never hangs.
+const OFFLINE_ROOM_WAIT: Duration = Duration::from_secs(60);
+
+/// Clears `alive` when the monitor thread ends, by return or by panic.
+struct AliveGuard(Arc<TapShared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
 }
 
 impl FingerprintTap {
     /// Downmixes one block into the ring. Real-time safe unless `offline` (a bounce), where it
-    /// waits (bounded) for room so nothing is lost.
+    /// waits for room while the monitor runs (at most [`OFFLINE_ROOM_WAIT`]) so nothing is
+    /// lost however busy the machine is.
     pub fn push(&mut self, io: &[&mut [f32]], offline: bool) {
         let n = io.first().map_or(0, |c| c.len());
         let scale = 1.0 / io.len().max(1) as f32;
@@ -269,7 +286,10 @@ impl FingerprintTap {
             }
             if offline {
                 let t0 = std::time::Instant::now();
-                while self.ring.vacant_len() < k && t0.elapsed() < Duration::from_secs(2) {
+                while self.ring.vacant_len() < k
+                    && self.shared.alive.load(Ordering::Acquire)
+                    && t0.elapsed() < OFFLINE_ROOM_WAIT
+                {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
@@ -305,10 +325,12 @@ impl FingerprintMonitor {
         let (prod, mut cons): (HeapProd<f32>, HeapCons<f32>) =
             HeapRb::<f32>::new(rate as usize * 4).split();
         let shared = Arc::new(TapShared::default());
+        shared.alive.store(true, Ordering::Release);
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("refrain-fingerprint".into())
             .spawn(move || {
+                let _alive = AliveGuard(thread_shared.clone());
                 let Ok(mut matcher) = LiveMatcher::new(reference, rate) else {
                     return;
                 };
@@ -337,7 +359,10 @@ impl FingerprintMonitor {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the fingerprint thread: {e}"))?;
+            .map_err(|e| {
+                shared.alive.store(false, Ordering::Release);
+                format!("cannot start the fingerprint thread: {e}")
+            })?;
         Ok((
             FingerprintMonitor {
                 shared: shared.clone(),

@@ -1434,3 +1434,39 @@ fn key_files_are_read_bounded_and_written_exclusively() {
     ));
     assert!(!elsewhere.exists(), "the link was followed");
 }
+
+#[test]
+fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_dead_monitor() {
+    use fingerprint::FingerprintMonitor;
+    let rate = 48_000u32;
+    let block = 4096;
+    let gate = LicenceGate::new(&verdict(LicenceState::Valid));
+    let (monitor, mut tap) =
+        FingerprintMonitor::start(Vec::new(), rate, block, gate.clone(), |_, _| {}).unwrap();
+    let mut left = vec![0.0f32; block];
+    let mut right = vec![0.0f32; block];
+    // 20 s offline, as fast as the bounce can go: the ring (4 s) fills, the tap waits for the
+    // monitor, nothing is dropped.
+    for b in 0..(20 * rate as usize / block) {
+        for (i, (l, r)) in left.iter_mut().zip(right.iter_mut()).enumerate() {
+            let t = (b * block + i) as f32 / rate as f32;
+            *l = (t * 440.0 * std::f32::consts::TAU).sin() * 0.3;
+            *r = *l;
+        }
+        let io: [&mut [f32]; 2] = [&mut left, &mut right];
+        tap.push(&io, true);
+    }
+    assert_eq!(monitor.dropped(), 0, "a bounce dropped fingerprint audio");
+    // With the monitor gone, an offline push does not wait for room that never comes.
+    drop(monitor);
+    let started = std::time::Instant::now();
+    for _ in 0..(10 * rate as usize / block) {
+        let io: [&mut [f32]; 2] = [&mut left, &mut right];
+        tap.push(&io, true);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?} waiting on a dead monitor",
+        started.elapsed()
+    );
+}
