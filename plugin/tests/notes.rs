@@ -7,7 +7,8 @@ use refrain::media::write_wav;
 use refrain::notes::basic_pitch::BasicPitch;
 use refrain::notes::decode::Settings;
 use refrain::notes::{midi, notes_of_file, Note, NotesError};
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 fn model_path() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/real/basic-pitch/nmp.onnx");
@@ -49,6 +50,28 @@ fn melody(rate: u32) -> (Vec<f32>, Vec<(u8, f64)>) {
     }
     x.extend(vec![0.0; (0.5 * r) as usize]);
     (x.iter().map(|v| (v * 0.2) as f32).collect(), expected)
+}
+
+/// Runs `refrain notes INPUT --out OUT --model <Basic Pitch> EXTRA...`, which must succeed;
+/// returns what it printed.
+fn refrain_notes(input: &Path, out: &Path, extra: &[&OsStr]) -> String {
+    let o = refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
+        .arg("notes")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(model_path())
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
 }
 
 /// Every expected note found with its onset within 35 ms; nothing else longer than 50 ms.
@@ -94,21 +117,7 @@ fn refrain_notes_writes_a_midi_file_with_those_notes() {
     let input = dir.path().join("melody.wav");
     write_wav(&input, &[audio], 44_100).unwrap();
     let out = dir.path().join("melody.mid");
-    let o = refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
-        .arg("notes")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(model_path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = refrain_notes(&input, &out, &[]);
     assert!(stdout.contains("notes:        7"), "{stdout}");
     let back = midi::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
     check(&back, &expected);
@@ -225,22 +234,16 @@ fn notes_of_the_bass_stem_are_the_bass_line_not_the_melody_above_it() {
     let input = dir.path().join("band.wav");
     write_wav(&input, &[audio], rate).unwrap();
     let out = dir.path().join("bass.mid");
-    let o = refrain::testkit::command(env!("CARGO_BIN_EXE_refrain"))
-        .arg("notes")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(model_path())
-        .args(["--stem", "bass", "--separator"])
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/real/spleeter-2stems"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
+    let spleeter = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/real/spleeter-2stems");
+    let stdout = refrain_notes(
+        &input,
+        &out,
+        &[
+            "--stem".as_ref(),
+            "bass".as_ref(),
+            "--separator".as_ref(),
+            spleeter.as_os_str(),
+        ],
     );
     assert!(stdout.contains("stem:         bass"), "{stdout}");
     let found = midi::from_bytes(&std::fs::read(&out).unwrap()).unwrap();

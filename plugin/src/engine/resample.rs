@@ -301,6 +301,108 @@ impl Resampler {
     }
 }
 
+/// Frames a [`RateChange`] resamples at a time.
+const RATE_CHANGE_BLOCK: usize = 8192;
+
+/// A whole stream's rate change for files (off the audio thread: it allocates), planar in and
+/// out, exact in length: `to` samples for every `from` (rounded up) once [`Self::finish`] has
+/// run, with the Studio filter and no delay. `refrain separate` and `refrain notes` use it.
+pub struct RateChange {
+    resampler: Option<Resampler>,
+    channels: usize,
+    from: u32,
+    to: u32,
+    interleaved: Vec<f32>,
+    produced: Vec<f32>,
+}
+
+impl RateChange {
+    pub fn new(from: u32, to: u32, channels: usize) -> Result<RateChange, ResampleError> {
+        let resampler = if from == to {
+            None
+        } else {
+            Some(Resampler::new(
+                from,
+                to,
+                FilterSpec::STUDIO,
+                0,
+                channels,
+                RATE_CHANGE_BLOCK,
+            )?)
+        };
+        Ok(RateChange {
+            resampler,
+            channels,
+            from,
+            to,
+            interleaved: Vec::new(),
+            produced: Vec::new(),
+        })
+    }
+
+    /// Appends the rate-changed `planar` to `out` (per channel), as far as it can be computed.
+    pub fn push(&mut self, planar: &[&[f32]], out: &mut [Vec<f32>]) {
+        let Some(r) = &mut self.resampler else {
+            for (o, p) in out.iter_mut().zip(planar) {
+                o.extend_from_slice(p);
+            }
+            return;
+        };
+        let n = planar.first().map_or(0, |c| c.len());
+        for start in (0..n).step_by(RATE_CHANGE_BLOCK) {
+            let end = (start + RATE_CHANGE_BLOCK).min(n);
+            self.interleaved.clear();
+            for i in start..end {
+                self.interleaved.extend(planar.iter().map(|c| c[i]));
+            }
+            r.push(&self.interleaved);
+            Self::drain(r, self.channels, &mut self.produced, out, usize::MAX);
+        }
+    }
+
+    /// Ends the stream: the outputs still owed, up to `to/from` of every input frame.
+    pub fn finish(&mut self, out: &mut [Vec<f32>]) {
+        let Some(r) = &mut self.resampler else {
+            return;
+        };
+        let g = r.geometry();
+        let (received, _) = r.counts();
+        // Output k lies at input k * from / to: every one before the end of the input.
+        let owed = (received as u128 * self.to as u128).div_ceil(self.from as u128) as u64;
+        let zeros = vec![0.0f32; RATE_CHANGE_BLOCK * self.channels];
+        loop {
+            let (got_in, produced) = r.counts();
+            let want = owed.saturating_sub(produced) as usize;
+            if want == 0 {
+                break;
+            }
+            if r.ready() == 0 {
+                let need = g.input_needed(owed).saturating_sub(got_in) as usize;
+                let k = need.clamp(1, RATE_CHANGE_BLOCK);
+                r.push(&zeros[..k * self.channels]);
+            }
+            Self::drain(r, self.channels, &mut self.produced, out, want);
+        }
+    }
+
+    fn drain(
+        r: &mut Resampler,
+        channels: usize,
+        buf: &mut Vec<f32>,
+        out: &mut [Vec<f32>],
+        max: usize,
+    ) {
+        let k = r.ready().min(max);
+        buf.resize(k * channels, 0.0);
+        let n = r.produce(buf);
+        for frame in buf[..n * channels].chunks_exact(channels) {
+            for (o, &x) in out.iter_mut().zip(frame) {
+                o.push(x);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,13 +203,7 @@ pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) 
     let mut remaining = p.notes.clone();
     for &(k, from, to) in taken {
         for row in &mut remaining[from.min(n)..to.min(n)] {
-            row[k] = 0.0;
-            if k + 1 < KEYS {
-                row[k + 1] = 0.0;
-            }
-            if k > 0 {
-                row[k - 1] = 0.0;
-            }
+            take_out(row, k);
         }
     }
     // (start frame, end frame, key index, mean activation)
@@ -243,13 +237,7 @@ pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) 
             continue;
         }
         for row in &mut remaining[start..i] {
-            row[k] = 0.0;
-            if k + 1 < KEYS {
-                row[k + 1] = 0.0;
-            }
-            if k > 0 {
-                row[k - 1] = 0.0;
-            }
+            take_out(row, k);
         }
         found.push((start, i, k, mean(p, start, i, k)));
     }
@@ -271,15 +259,6 @@ pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) 
             }
             let (mid, k) = best;
             remaining[mid][k] = 0.0;
-            let clear = |remaining: &mut Vec<[f32; KEYS]>, i: usize| {
-                remaining[i][k] = 0.0;
-                if k + 1 < KEYS {
-                    remaining[i][k + 1] = 0.0;
-                }
-                if k > 0 {
-                    remaining[i][k - 1] = 0.0;
-                }
-            };
             // Forward.
             let mut i = mid + 1;
             let mut below = 0;
@@ -289,7 +268,7 @@ pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) 
                 } else {
                     below = 0;
                 }
-                clear(&mut remaining, i);
+                take_out(&mut remaining[i], k);
                 i += 1;
             }
             let end = i - 1 - below;
@@ -302,7 +281,7 @@ pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) 
                 } else {
                     below = 0;
                 }
-                clear(&mut remaining, i as usize);
+                take_out(&mut remaining[i as usize], k);
                 i -= 1;
             }
             let start = (i + 1 + below as isize).max(0) as usize;
@@ -321,6 +300,18 @@ pub fn decode(p: &Posteriorgram, s: &Settings, taken: &[(usize, usize, usize)]) 
             amplitude,
         })
         .collect()
+}
+
+/// Takes key `k` and its two neighbours out of a frame's remaining energy, as the reference
+/// does for every note it finds.
+fn take_out(row: &mut [f32; KEYS], k: usize) {
+    row[k] = 0.0;
+    if k + 1 < KEYS {
+        row[k + 1] = 0.0;
+    }
+    if k > 0 {
+        row[k - 1] = 0.0;
+    }
 }
 
 fn mean(p: &Posteriorgram, start: usize, end: usize, k: usize) -> f32 {

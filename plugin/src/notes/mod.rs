@@ -10,7 +10,7 @@ pub mod basic_pitch;
 pub mod decode;
 pub mod midi;
 
-use crate::engine::resample::{FilterSpec, Resampler};
+use crate::engine::resample::RateChange;
 use crate::media::{AudioReader, MediaError};
 use std::path::Path;
 
@@ -142,9 +142,7 @@ pub fn notes_of_file(
     let mut reader = AudioReader::open(input)?;
     let channels = reader.channels();
     let rate = reader.sample_rate();
-    let mut resampler = (rate != RATE)
-        .then(|| Resampler::new(rate, RATE, FilterSpec::STUDIO, 0, 1, 1 << 16))
-        .transpose()
+    let mut to_rate = RateChange::new(rate, RATE, 1)
         .map_err(|e| NotesError::Model(format!("resampling {rate} Hz to 22050 Hz: {e}")))?;
     let mut decoder = ChunkedDecoder {
         settings: *settings,
@@ -160,37 +158,16 @@ pub fn notes_of_file(
     let mut received = 0u64;
     let mut block = vec![Vec::new(); channels];
     let mut downmixed = Vec::new();
-    let mut out = vec![0.0f32; 1 << 16];
-    let mut frames: u64 = 0;
     let mut more = basic_pitch::Posteriorgram::default();
     loop {
         let n = reader.read(&mut block, 1 << 15)?;
         downmixed.clear();
         downmixed.extend((0..n).map(|i| block.iter().map(|c| c[i]).sum::<f32>() / channels as f32));
-        frames += n as u64;
         let before = padded.len();
-        match &mut resampler {
-            None => padded.extend_from_slice(&downmixed),
-            Some(r) if n > 0 => {
-                r.push(&downmixed);
-                while r.ready() > 0 {
-                    let k = r.produce(&mut out);
-                    padded.extend_from_slice(&out[..k]);
-                }
-            }
-            Some(r) => {
-                // The end: outputs up to the last input sample.
-                let owed = (frames as u128 * RATE as u128).div_ceil(rate as u128) as u64;
-                let zeros = vec![0.0f32; 1 << 12];
-                while r.counts().1 < owed {
-                    if r.ready() == 0 {
-                        r.push(&zeros);
-                    }
-                    let want = ((owed - r.counts().1) as usize).min(out.len());
-                    let k = r.produce(&mut out[..want.min(r.ready())]);
-                    padded.extend_from_slice(&out[..k]);
-                }
-            }
+        if n > 0 {
+            to_rate.push(&[&downmixed], std::slice::from_mut(&mut padded));
+        } else {
+            to_rate.finish(std::slice::from_mut(&mut padded));
         }
         received += (padded.len() - before) as u64;
         let ended = n == 0;

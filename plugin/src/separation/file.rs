@@ -8,7 +8,7 @@ use super::mdx::MdxSeparator;
 use super::model::SeparatorModel;
 use super::separator::{Schedule, Separator};
 use super::{SeparateError, StemStream};
-use crate::engine::resample::{FilterSpec, Resampler};
+use crate::engine::resample::RateChange;
 use crate::media::{AudioReader, WavWriter};
 use crate::models::manifest::{KIND_DEMUCS, KIND_MDX_NET};
 use crate::models::package::ModelPackage;
@@ -52,103 +52,13 @@ pub struct SeparationReport {
     pub device: String,
 }
 
-/// A stream's rate change, planar in and out, exact in length: `to` samples for every `from`
-/// (rounded up) once [`Self::finish`] has run.
-struct RateChange {
-    resampler: Option<Resampler>,
-    channels: usize,
-    from: u32,
-    to: u32,
-    interleaved: Vec<f32>,
-    produced: Vec<f32>,
-}
-
-impl RateChange {
-    fn new(from: u32, to: u32, channels: usize) -> Result<RateChange, SeparateError> {
-        let resampler = if from == to {
-            None
-        } else {
-            Some(
-                Resampler::new(from, to, FilterSpec::STUDIO, 0, channels, BLOCK).map_err(|e| {
-                    SeparateError::Resample {
-                        from,
-                        to,
-                        reason: e.to_string(),
-                    }
-                })?,
-            )
-        };
-        Ok(RateChange {
-            resampler,
-            channels,
-            from,
-            to,
-            interleaved: Vec::new(),
-            produced: Vec::new(),
-        })
-    }
-
-    /// Appends the rate-changed `planar` to `out` (per channel), as far as it can be computed.
-    fn push(&mut self, planar: &[&[f32]], out: &mut [Vec<f32>]) {
-        let Some(r) = &mut self.resampler else {
-            for (o, p) in out.iter_mut().zip(planar) {
-                o.extend_from_slice(p);
-            }
-            return;
-        };
-        let n = planar.first().map_or(0, |c| c.len());
-        for start in (0..n).step_by(BLOCK) {
-            let end = (start + BLOCK).min(n);
-            self.interleaved.clear();
-            for i in start..end {
-                self.interleaved.extend(planar.iter().map(|c| c[i]));
-            }
-            r.push(&self.interleaved);
-            Self::drain(r, self.channels, &mut self.produced, out, usize::MAX);
-        }
-    }
-
-    /// Ends the stream of `inputs` frames: the outputs still owed, up to `to/from` of them.
-    fn finish(&mut self, out: &mut [Vec<f32>]) {
-        let Some(r) = &mut self.resampler else {
-            return;
-        };
-        let g = r.geometry();
-        let (received, _) = r.counts();
-        // Output k lies at input k * from / to: every one before the end of the input.
-        let owed = (received as u128 * self.to as u128).div_ceil(self.from as u128) as u64;
-        let zeros = vec![0.0f32; BLOCK * self.channels];
-        loop {
-            let (got_in, produced) = r.counts();
-            let want = owed.saturating_sub(produced) as usize;
-            if want == 0 {
-                break;
-            }
-            if r.ready() == 0 {
-                let need = g.input_needed(owed).saturating_sub(got_in) as usize;
-                let k = need.clamp(1, BLOCK);
-                r.push(&zeros[..k * self.channels]);
-            }
-            Self::drain(r, self.channels, &mut self.produced, out, want);
-        }
-    }
-
-    fn drain(
-        r: &mut Resampler,
-        channels: usize,
-        buf: &mut Vec<f32>,
-        out: &mut [Vec<f32>],
-        max: usize,
-    ) {
-        let k = r.ready().min(max);
-        buf.resize(k * channels, 0.0);
-        let n = r.produce(buf);
-        for frame in buf[..n * channels].chunks_exact(channels) {
-            for (o, &x) in out.iter_mut().zip(frame) {
-                o.push(x);
-            }
-        }
-    }
+/// A file's rate change, its error in separation's words.
+fn rate_change(from: u32, to: u32, channels: usize) -> Result<RateChange, SeparateError> {
+    RateChange::new(from, to, channels).map_err(|e| SeparateError::Resample {
+        from,
+        to,
+        reason: e.to_string(),
+    })
 }
 
 /// Each stem on its way from the separator to its file.
@@ -258,11 +168,11 @@ pub fn separate_file(
         .iter()
         .map(|p| WavWriter::create(p, channels, rate))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut to_model = RateChange::new(rate, model_rate, channels)?;
+    let mut to_model = rate_change(rate, model_rate, channels)?;
     let mut outputs = StemOutputs {
         back: names
             .iter()
-            .map(|_| RateChange::new(model_rate, rate, channels))
+            .map(|_| rate_change(model_rate, rate, channels))
             .collect::<Result<_, _>>()?,
         writers,
         at_model_rate: vec![vec![Vec::new(); channels]; names.len()],

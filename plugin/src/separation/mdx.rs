@@ -5,6 +5,7 @@
 //! sum to the mix. Segments overlap by a quarter and the target is cross-faded there.
 
 use super::model::SeparatorModel;
+use super::overlap::Overlapped;
 use super::stft::{Analysis, Framing, Synthesis};
 use super::{SeparateError, StemStream};
 use realfft::num_complex::Complex32;
@@ -25,9 +26,9 @@ pub struct MdxSeparator {
     names: Vec<String>,
     channels: usize,
     frames: VecDeque<Frame>,
-    carried: usize,
+    segments: Overlapped,
+    /// Frames per run (`dim_t`).
     segment: usize,
-    overlap: usize,
     bins: usize,
     compensation: f32,
     spectra: Vec<Vec<Complex32>>,
@@ -57,9 +58,8 @@ impl MdxSeparator {
             names: model.stems.names.clone(),
             channels,
             frames: VecDeque::new(),
-            carried: 0,
+            segments: Overlapped::new(segment, segment / 4),
             segment,
-            overlap: segment / 4,
             bins: model.stems.bins,
             compensation: model.stems.compensation.unwrap_or(1.0),
             spectra: vec![Vec::new(); channels],
@@ -109,8 +109,7 @@ impl MdxSeparator {
                 }
             }
             let frame = &mut self.frames[f];
-            if let (Some(old), true) = (&frame.target, f < self.carried) {
-                let w = (f + 1) as f32 / (self.carried + 1) as f32;
+            if let (Some(old), Some(w)) = (&frame.target, self.segments.fade(f)) {
                 for (new_c, old_c) in target.iter_mut().zip(old) {
                     for (nv, ov) in new_c.iter_mut().zip(old_c) {
                         *nv = ov + (*nv - ov) * w;
@@ -147,7 +146,6 @@ impl MdxSeparator {
                 synthesis.take(o, false);
             }
         }
-        self.carried = self.carried.saturating_sub(n);
     }
 }
 
@@ -159,10 +157,10 @@ impl StemStream for MdxSeparator {
     fn push(&mut self, planar: &[&[f32]], out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError> {
         self.analysis.push(planar);
         self.collect_frames();
-        while self.frames.len() >= self.segment {
-            self.run(self.segment)?;
-            self.emit(self.segment - self.overlap, out);
-            self.carried = self.overlap;
+        while let Some(n) = self.segments.next_run(self.frames.len(), false) {
+            self.run(n)?;
+            let leave = self.segments.ran(self.frames.len(), false);
+            self.emit(leave, out);
         }
         Ok(())
     }
@@ -170,15 +168,10 @@ impl StemStream for MdxSeparator {
     fn finish(&mut self, out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError> {
         self.analysis.finish();
         self.collect_frames();
-        while self.frames.len() > self.carried {
-            let n = self.frames.len().min(self.segment);
+        while let Some(n) = self.segments.next_run(self.frames.len(), true) {
             self.run(n)?;
-            if self.frames.len() > self.segment {
-                self.emit(self.segment - self.overlap, out);
-                self.carried = self.overlap;
-            } else {
-                self.carried = self.frames.len();
-            }
+            let leave = self.segments.ran(self.frames.len(), true);
+            self.emit(leave, out);
         }
         self.emit(self.frames.len(), out);
         for (synthesis, o) in self.out.iter_mut().zip(out.iter_mut()) {

@@ -5,7 +5,8 @@
 //! [`model`] (a separator's session: Spleeter's masks, MDX-Net's spectrogram, Demucs's
 //! waveforms), [`separator`] (a stream separated
 //! on a Studio schedule of overlapped, cross-faded segments or a Live one of sliding windows), [`four_stems`] (drums, bass and other out of
-//! the accompaniment by DSP), [`mdx`] and [`demucs`] (the formats users bring), [`file`] (a whole file, streamed, into one
+//! the accompaniment by DSP), [`mdx`] and [`demucs`] (the formats users bring), [`overlap`] (Studio's overlapped
+//! segments, shared), [`file`] (a whole file, streamed, into one
 //! WAV per stem: what `refrain separate` runs).
 
 pub mod demucs;
@@ -13,6 +14,7 @@ pub mod file;
 pub mod four_stems;
 pub mod mdx;
 pub mod model;
+pub mod overlap;
 pub mod separator;
 pub mod stft;
 

@@ -17,6 +17,7 @@
 
 use super::four_stems::{self, FourStems};
 use super::model::SeparatorModel;
+use super::overlap::Overlapped;
 use super::stft::{Analysis, Framing, Synthesis};
 use super::{SeparateError, StemStream};
 use crate::models::manifest::KIND_STEM_MASKS;
@@ -123,7 +124,6 @@ struct Split {
 /// Separates a stream of 1 or 2 channels at the model's rate into its stems.
 pub struct Separator {
     model: SeparatorModel,
-    framing: Framing,
     channels: usize,
     schedule: Schedule,
     analysis: Analysis,
@@ -132,10 +132,10 @@ pub struct Separator {
     names: Vec<String>,
     /// With four stems: the model's accompaniment split by DSP into drums, bass and other.
     split: Option<Split>,
-    /// Frames not yet emitted, oldest first; the first `carried` have masks from the previous
-    /// segment.
+    /// Frames not yet emitted, oldest first.
     frames: VecDeque<Frame>,
-    carried: usize,
+    /// Studio: the overlapped segments (unused by Live windows).
+    segments: Overlapped,
     /// Live: per frame from `window_base` on, the magnitude of each audio channel
     /// (`[channel][bin]` flattened), for the runs still to come.
     history: VecDeque<Vec<f32>>,
@@ -208,11 +208,13 @@ impl Separator {
             names,
             split,
             model,
-            framing,
             channels,
             schedule,
             frames: VecDeque::new(),
-            carried: 0,
+            segments: match schedule {
+                Schedule::Segments { segment, overlap } => Overlapped::new(segment, overlap),
+                Schedule::Windows { .. } => Overlapped::default(),
+            },
             history: VecDeque::new(),
             window_base: 0,
             made: 0,
@@ -228,15 +230,6 @@ impl Separator {
         &self.names
     }
 
-    pub fn model(&self) -> &SeparatorModel {
-        &self.model
-    }
-
-    /// The schedule it runs.
-    pub fn schedule(&self) -> Schedule {
-        self.schedule
-    }
-
     /// Feeds planar input; appends what is ready of each stem to `out[stem][channel]`.
     pub fn push(
         &mut self,
@@ -246,11 +239,11 @@ impl Separator {
         self.analysis.push(planar);
         self.collect_frames();
         match self.schedule {
-            Schedule::Segments { segment, overlap } => {
-                while self.frames.len() >= segment {
-                    self.run_segment(segment)?;
-                    self.emit(segment - overlap, out);
-                    self.carried = overlap;
+            Schedule::Segments { .. } => {
+                while let Some(n) = self.segments.next_run(self.frames.len(), false) {
+                    self.run_segment(n)?;
+                    let leave = self.segments.ran(self.frames.len(), false);
+                    self.emit(leave, out);
                 }
             }
             Schedule::Windows {
@@ -275,16 +268,11 @@ impl Separator {
         self.analysis.finish();
         self.collect_frames();
         match self.schedule {
-            Schedule::Segments { segment, overlap } => {
-                while self.frames.len() > self.carried {
-                    let n = self.frames.len().min(segment);
+            Schedule::Segments { .. } => {
+                while let Some(n) = self.segments.next_run(self.frames.len(), true) {
                     self.run_segment(n)?;
-                    if self.frames.len() > segment {
-                        self.emit(segment - overlap, out);
-                        self.carried = overlap;
-                    } else {
-                        self.carried = self.frames.len();
-                    }
+                    let leave = self.segments.ran(self.frames.len(), true);
+                    self.emit(leave, out);
                 }
                 // What is left has its final masks.
                 self.emit(self.frames.len(), out);
@@ -402,9 +390,8 @@ impl Separator {
         for f in 0..n {
             let mut new = self.frame_masks(&masks, n, f);
             let frame = &mut self.frames[f];
-            if let (Some(old), true) = (&frame.masks, f < self.carried) {
+            if let (Some(old), Some(w)) = (&frame.masks, self.segments.fade(f)) {
                 // Cross-fade from the previous segment's masks to this one's.
-                let w = (f + 1) as f32 / (self.carried + 1) as f32;
                 for (nv, &ov) in new.iter_mut().zip(old) {
                     *nv = ov + (*nv - ov) * w;
                 }
@@ -492,12 +479,6 @@ impl Separator {
                 }
             }
         }
-        self.carried = self.carried.saturating_sub(n);
-    }
-
-    /// The STFT geometry.
-    pub fn framing(&self) -> Framing {
-        self.framing
     }
 }
 

@@ -116,11 +116,6 @@ impl Analysis {
             }
         }
     }
-
-    /// Frames made so far.
-    pub fn made(&self) -> u64 {
-        self.made
-    }
 }
 
 /// Overlap-adds frames of spectra back into a stream.
