@@ -88,7 +88,12 @@ fn main() {
                 }
                 let before = chain.engine.status().underruns.load(Ordering::Relaxed);
                 let t = Instant::now();
-                chain.process(&mut [&mut l[..], &mut r[..]], Controls::default(), true);
+                chain.process(
+                    &mut [&mut l[..], &mut r[..]],
+                    &mut [],
+                    Controls::default(),
+                    true,
+                );
                 times.push(t.elapsed().as_nanos() as u64);
                 let new = chain.engine.status().underruns.load(Ordering::Relaxed) - before;
                 if last_xrun.is_some_and(|x| k - x <= window) {

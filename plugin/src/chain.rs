@@ -9,7 +9,7 @@
 
 use crate::engine::latency::{InferenceTiming, Mode};
 use crate::engine::worker::{ModelLoader, WorkerOptions};
-use crate::engine::{Controls, Engine, EngineConfig, EngineError};
+use crate::engine::{Controls, Engine, EngineConfig, EngineError, MAX_STEMS};
 use crate::licence::enforce::{Licensing, Setting};
 use crate::licence::gate::LoadedTrack;
 use crate::licence::policy::Verdict;
@@ -68,6 +68,9 @@ pub struct Chain {
     pub model_name: String,
     /// The licence verdict at build time, when the model needs a licence.
     pub verdict: Option<Verdict>,
+    /// Whether a separator's stems may leave on their own outputs: always for a public
+    /// separator, with `stem-export` in the licence for a protected one.
+    pub stems_may_leave: bool,
 }
 
 /// Inference timings measured in this process, by model identity: a reactivation reports the
@@ -175,11 +178,12 @@ impl Chain {
                         // A measurement that finishes after the wait below is kept too.
                         options.on_measured = Some(Box::new(move |t| cache_timing(&identity, t)));
                         let delay = fault_ms(ENV_LOAD_DELAY_MS);
+                        let mode = key.mode;
                         // The worker builds the session from the bytes read here; they are
                         // freed once it is built.
                         Box::new(move || {
                             std::thread::sleep(Duration::from_millis(delay));
-                            crate::models::load_processor(&package)
+                            crate::models::load_processor(&package, mode)
                         })
                     }
                 };
@@ -198,16 +202,25 @@ impl Chain {
                 )
             }
         };
-        let mut engine = Engine::start(key.config, key.mode, manifest.spec(), loader, options)?;
+        let spec = crate::models::stream_spec(&manifest, key.mode);
+        let mut engine = Engine::start(key.config, key.mode, spec, loader, options)?;
         engine.wait_for_measurement(MEASUREMENT_WAIT);
         // The latency reported from here on is the measured one.
         engine.take_latency_changed();
+        let stems_may_leave = match &verdict {
+            None => true,
+            Some(v) => v
+                .claims
+                .as_ref()
+                .is_some_and(|c| c.uses.contains(&crate::licence::claims::Use::StemExport)),
+        };
         Ok(Chain {
             key,
             engine,
             licensing,
             model_name,
             verdict,
+            stems_may_leave,
         })
     }
 
@@ -229,14 +242,23 @@ impl Chain {
         Ok(Chain::build(key, |_| {})?.engine)
     }
 
-    /// Processes one block in place. Unlicensed, the engine takes its bypass path (the
-    /// latency-aligned dry signal). Real-time safe.
-    pub fn process(&mut self, io: &mut [&mut [f32]], controls: Controls, playing: bool) {
+    /// Processes one block in place, a separator's stems into `stems` (see
+    /// [`Engine::process_stems`]). Unlicensed, the engine takes its bypass path (the
+    /// latency-aligned dry signal, silent stems); a licence without `stem-export` keeps the
+    /// stem outputs silent. Real-time safe.
+    pub fn process(
+        &mut self,
+        io: &mut [&mut [f32]],
+        stems: &mut [&mut [&mut [f32]]],
+        controls: Controls,
+        playing: bool,
+    ) {
         let mut controls = controls;
         if let Some(l) = &mut self.licensing {
             controls.bypass |= !l.allows(io, playing, controls.offline);
         }
-        self.engine.process(io, controls);
+        controls.stem_outputs &= self.stems_may_leave;
+        self.engine.process_stems(io, stems, controls);
     }
 
     /// The host's reset. Real-time safe.
@@ -251,6 +273,30 @@ impl Chain {
 
 /// Most channels a chain is processed with (Refrain's layouts are mono and stereo).
 const MAX_CHANNELS: usize = 8;
+
+/// Frames `from..to` of every stem output's channels (those past a short or missing output
+/// are empty).
+macro_rules! stem_frames {
+    ($stems:expr, $from:expr, $to:expr, $chans:ident, $views:ident) => {
+        let mut $chans: [[&mut [f32]; MAX_CHANNELS]; MAX_STEMS] = Default::default();
+        let mut counts = [0usize; MAX_STEMS];
+        for ((stem, row), count) in $stems
+            .iter_mut()
+            .zip($chans.iter_mut())
+            .zip(counts.iter_mut())
+        {
+            *count = stem.len().min(MAX_CHANNELS);
+            for (c, ch) in row.iter_mut().zip(stem.iter_mut()) {
+                let end = $to.min(ch.len());
+                *c = &mut ch[$from.min(end)..end];
+            }
+        }
+        let mut $views: [&mut [&mut [f32]]; MAX_STEMS] = Default::default();
+        for ((v, row), &count) in $views.iter_mut().zip($chans.iter_mut()).zip(counts.iter()) {
+            *v = &mut row[..count];
+        }
+    };
+}
 
 /// The audio thread's hold on the running chain, and the handover to the next one.
 pub struct ChainSlot {
@@ -346,10 +392,17 @@ impl ChainSlot {
         }
     }
 
-    /// Processes one block in place through the running chain, taking over a new one when the
-    /// loader has sent it: the old chain fades out over 2 ms, the new one starts from silence
-    /// with its input faded in. Real-time safe: the old chain goes back to the loader.
-    pub fn process(&mut self, io: &mut [&mut [f32]], controls: Controls, playing: bool) {
+    /// Processes one block in place through the running chain (a separator's stems into
+    /// `stems`), taking over a new one when the loader has sent it: the old chain fades out
+    /// over 2 ms, the new one starts from silence with its input faded in. Real-time safe: the
+    /// old chain goes back to the loader.
+    pub fn process(
+        &mut self,
+        io: &mut [&mut [f32]],
+        stems: &mut [&mut [&mut [f32]]],
+        controls: Controls,
+        playing: bool,
+    ) {
         let n = io.first().map_or(0, |c| c.len());
         // A chain that could not go back last time (the loader was behind) tries again.
         if let Some(old) = self.parked.take() {
@@ -371,6 +424,7 @@ impl ChainSlot {
             }
         }
         let ch = io.len().min(MAX_CHANNELS);
+        let n_stems = stems.len().min(MAX_STEMS);
         let mut start = 0;
         if let Some((old, left)) = &mut self.outgoing {
             let k = (*left).min(n);
@@ -378,12 +432,21 @@ impl ChainSlot {
             for (h, c) in head.iter_mut().zip(io.iter_mut()) {
                 *h = &mut c[..k];
             }
-            old.process(&mut head[..ch], controls, playing);
-            for c in io.iter_mut() {
-                for (i, s) in c[..k].iter_mut().enumerate() {
-                    *s *= (*left - i) as f32 / self.fade_len as f32;
-                }
+            {
+                stem_frames!(stems, 0, k, chans, views);
+                old.process(&mut head[..ch], &mut views[..n_stems], controls, playing);
             }
+            let fade_len = self.fade_len as f32;
+            let fade = |c: &mut [f32]| {
+                for (i, s) in c.iter_mut().take(k).enumerate() {
+                    *s *= (*left - i) as f32 / fade_len;
+                }
+            };
+            io.iter_mut().for_each(|c| fade(c));
+            stems
+                .iter_mut()
+                .flat_map(|s| s.iter_mut())
+                .for_each(|c| fade(c));
             *left -= k;
             start = k;
             if *left == 0 {
@@ -402,23 +465,34 @@ impl ChainSlot {
         let Some(current) = &mut self.current else {
             return;
         };
-        if self.fade_in > 0 {
-            let k = self.fade_in.min(n - start);
+        let fade_in = self.fade_in.min(n - start);
+        if fade_in > 0 {
             for c in io.iter_mut() {
-                for (i, s) in c[start..start + k].iter_mut().enumerate() {
+                for (i, s) in c[start..start + fade_in].iter_mut().enumerate() {
                     *s *= (self.fade_len - self.fade_in + i) as f32 / self.fade_len as f32;
                 }
             }
-            self.fade_in -= k;
         }
         if start == 0 {
-            current.process(io, controls, playing);
+            current.process(io, stems, controls, playing);
         } else {
             let mut tail: [&mut [f32]; MAX_CHANNELS] = Default::default();
             for (t, c) in tail.iter_mut().zip(io.iter_mut()) {
                 *t = &mut c[start..];
             }
-            current.process(&mut tail[..ch], controls, playing);
+            stem_frames!(stems, start, n, chans, views);
+            current.process(&mut tail[..ch], &mut views[..n_stems], controls, playing);
+        }
+        if fade_in > 0 {
+            // The stems fade in with the input (their engine starts dry: they are silent at
+            // first anyway).
+            for c in stems.iter_mut().flat_map(|s| s.iter_mut()) {
+                let end = (start + fade_in).min(c.len());
+                for (i, s) in c[start.min(end)..end].iter_mut().enumerate() {
+                    *s *= (self.fade_len - self.fade_in + i) as f32 / self.fade_len as f32;
+                }
+            }
+            self.fade_in -= fade_in;
         }
     }
 }

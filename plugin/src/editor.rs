@@ -4,6 +4,8 @@
 //!   another model (a `model.toml` path) is loaded through the plugin state, so the host sees a
 //!   normal state change and the plugin reactivates with the new latency.
 //! - Mix and bypass.
+//! - With a separator: each stem (vocals, drums, bass, other) with its gain, mute and solo in
+//!   the remix on the main output, and a level meter of its own output.
 //! - The track and its licence: the loaded track, the licence state and its reason in words,
 //!   the licences cached on this machine with a button to load each, and a field to load a
 //!   licence file. Loading a track goes through the plugin state too, so it is saved with the
@@ -60,7 +62,7 @@ impl EditorShared {
 
 /// The editor's size when first opened.
 pub fn default_state() -> Arc<EguiEditorState> {
-    EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(620.0, 520.0), 1.0)
+    EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(620.0, 640.0), 1.0)
 }
 
 /// Builds the editor.
@@ -357,8 +359,58 @@ impl RefrainEditor {
                 }
             });
         }
+        if self.shared.plan.lock().is_some_and(|p| p.spec.stems > 1) {
+            ui.separator();
+            self.stems_section(ui);
+        }
         ui.separator();
         self.licence_section(ui);
+    }
+
+    /// The stems: gain, mute and solo in the remix, and each stem output's level.
+    fn stems_section(&mut self, ui: &mut egui::Ui) {
+        let Some(gui) = self.gui.clone() else {
+            return;
+        };
+        let setter = gui.param_setter();
+        let status = self.shared.status.lock().clone();
+        ui.label(egui::RichText::new("Stems").strong())
+            .on_hover_text("each stem plays on its own output; the main output is the remix");
+        egui::Grid::new("stems").num_columns(5).show(ui, |ui| {
+            for (s, (stem, name)) in self
+                .params
+                .stems()
+                .into_iter()
+                .zip(crate::separation::processor::PORTS)
+                .enumerate()
+            {
+                let mut title = name.to_owned();
+                title[..1].make_ascii_uppercase();
+                ui.label(title);
+                ui.add(ParamSlider::for_param(&stem.gain, &setter).with_width(150.0));
+                for (param, word) in [(&stem.mute, "Mute"), (&stem.solo, "Solo")] {
+                    let mut on = param.value();
+                    if ui.checkbox(&mut on, word).changed() {
+                        setter.begin_set_parameter(param);
+                        setter.set_parameter(param, on);
+                        setter.end_set_parameter(param);
+                    }
+                }
+                let peak = status.as_ref().map_or(0.0, |st| st.take_stem_peak(s));
+                let db = 20.0 * peak.max(1e-6).log10();
+                let fill = ((db + 60.0) / 60.0).clamp(0.0, 1.0);
+                ui.add(
+                    egui::ProgressBar::new(fill)
+                        .desired_width(120.0)
+                        .text(if peak > 1e-6 {
+                            format!("{db:.0} dB")
+                        } else {
+                            "-inf".into()
+                        }),
+                );
+                ui.end_row();
+            }
+        });
     }
 }
 

@@ -23,6 +23,7 @@ pub mod notes;
 pub mod params;
 pub mod render;
 pub mod separation;
+pub mod stem_mix;
 pub mod synth;
 #[doc(hidden)]
 pub mod testkit;
@@ -47,6 +48,9 @@ pub struct Refrain {
     shared: Arc<editor::EditorShared>,
     /// The editor's size.
     editor_state: Arc<nice_plug_egui::EguiEditorState>,
+    /// The stems' gains in the remix, smoothed.
+    stem_mix: stem_mix::StemMix,
+    sample_rate: f32,
 }
 
 impl Default for Refrain {
@@ -59,6 +63,8 @@ impl Default for Refrain {
             loader: None,
             shared: Arc::new(editor::EditorShared::default()),
             editor_state: editor::default_state(),
+            stem_mix: stem_mix::StemMix::default(),
+            sample_rate: 48_000.0,
         }
     }
 }
@@ -75,15 +81,45 @@ impl Plugin for Refrain {
     const EMAIL: &'static str = "support@refrain.audio";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
+    // Stereo with a separator's four stems on their own outputs first (what a DAW offers by
+    // default), then plain stereo and mono for hosts that route no extra outputs. The main
+    // ports are both "Main": nice-plug 0.4.2 names the main output after the main input.
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
         AudioIOLayout {
             main_input_channels: NonZeroU32::new(2),
             main_output_channels: NonZeroU32::new(2),
+            aux_output_ports: &[new_nonzero_u32(2); 4],
+            names: PortNames {
+                layout: Some("Stereo with stems"),
+                main_input: Some("Main"),
+                main_output: Some("Main"),
+                aux_inputs: &[],
+                aux_outputs: &["Vocals", "Drums", "Bass", "Other"],
+            },
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            names: PortNames {
+                layout: Some("Stereo"),
+                main_input: Some("Main"),
+                main_output: Some("Main"),
+                aux_inputs: &[],
+                aux_outputs: &[],
+            },
             ..AudioIOLayout::const_default()
         },
         AudioIOLayout {
             main_input_channels: NonZeroU32::new(1),
             main_output_channels: NonZeroU32::new(1),
+            names: PortNames {
+                layout: Some("Mono"),
+                main_input: Some("Main"),
+                main_output: Some("Main"),
+                aux_inputs: &[],
+                aux_outputs: &[],
+            },
             ..AudioIOLayout::const_default()
         },
     ];
@@ -110,6 +146,8 @@ impl Plugin for Refrain {
         buffer_config: &BufferConfig,
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        self.sample_rate = buffer_config.sample_rate;
+        self.stem_mix.settle(&self.params);
         let config = engine::EngineConfig {
             sample_rate: buffer_config.sample_rate,
             max_block: buffer_config.max_buffer_size.max(1) as usize,
@@ -211,16 +249,27 @@ impl Plugin for Refrain {
     fn process(
         &mut self,
         buffer: &mut Buffer,
-        _aux: &mut AuxiliaryBuffers,
+        aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
+        let n = buffer.samples();
         let controls = Controls {
             mix: self.params.mix.value(),
             bypass: self.params.bypass.value(),
             offline: nice_plug::wrapper::render_mode::current() == Some(ProcessMode::Offline),
+            stem_gains: self.stem_mix.next_block(&self.params, n, self.sample_rate),
+            stem_outputs: true,
         };
         let playing = context.transport().playing;
-        self.slot.process(buffer.as_slice(), controls, playing);
+        // The stem outputs (when the host connected them): silent unless a separator fills them.
+        let n_stems = aux.outputs.len().min(engine::MAX_STEMS);
+        let mut stems: [&mut [&mut [f32]]; engine::MAX_STEMS] = Default::default();
+        for (s, out) in stems.iter_mut().zip(aux.outputs.iter_mut()) {
+            *s = out.as_slice();
+            s.iter_mut().for_each(|c| c.fill(0.0));
+        }
+        self.slot
+            .process(buffer.as_slice(), &mut stems[..n_stems], controls, playing);
         let Some(current) = self.slot.current() else {
             return ProcessStatus::Normal;
         };

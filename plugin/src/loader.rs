@@ -249,11 +249,11 @@ fn hot_swap(
     let manifest = &package.manifest;
     if manifest.rights.licensed_voice
         || manifest.rights.licensed_track
-        || manifest.spec() != plan.spec
+        || crate::models::stream_spec(manifest, key.mode) != plan.spec
     {
         return false;
     }
-    let Ok(mut processor) = crate::models::load_processor(&package) else {
+    let Ok(mut processor) = crate::models::load_processor(&package, key.mode) else {
         return false;
     };
     let Ok(timing) = crate::engine::worker::measure(processor.as_mut()) else {

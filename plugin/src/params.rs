@@ -27,6 +27,42 @@ impl From<ModeParam> for Mode {
     }
 }
 
+/// One stem's controls in the remix on the main output (a separator's stems; other models
+/// ignore them). Ids are `<stem>_gain`, `<stem>_mute`, `<stem>_solo`.
+#[derive(Params)]
+pub struct StemParams {
+    /// The stem's level in the remix, smoothed (20 ms).
+    #[id = "gain"]
+    pub gain: FloatParam,
+    #[id = "mute"]
+    pub mute: BoolParam,
+    /// Any stem soloed: only soloed stems are heard.
+    #[id = "solo"]
+    pub solo: BoolParam,
+}
+
+impl StemParams {
+    fn new(stem: &str) -> StemParams {
+        StemParams {
+            gain: FloatParam::new(
+                format!("{stem} Gain"),
+                1.0,
+                FloatRange::Skewed {
+                    min: 0.0,
+                    max: util::db_to_gain(12.0),
+                    factor: FloatRange::gain_skew_factor(-60.0, 12.0),
+                },
+            )
+            .with_smoother(SmoothingStyle::Linear(20.0))
+            .with_unit(" dB")
+            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
+            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
+            mute: BoolParam::new(format!("{stem} Mute"), false),
+            solo: BoolParam::new(format!("{stem} Solo"), false),
+        }
+    }
+}
+
 #[derive(Params)]
 pub struct RefrainParams {
     /// Balance between the latency-aligned dry signal and the model's output.
@@ -51,6 +87,23 @@ pub struct RefrainParams {
     /// same track and licence.
     #[persist = "track"]
     pub track: Arc<RwLock<String>>,
+    /// A separator's stems, in the order of the stem outputs.
+    #[nested(id_prefix = "vocals", group = "Vocals")]
+    pub vocals: StemParams,
+    #[nested(id_prefix = "drums", group = "Drums")]
+    pub drums: StemParams,
+    #[nested(id_prefix = "bass", group = "Bass")]
+    pub bass: StemParams,
+    #[nested(id_prefix = "other", group = "Other")]
+    pub other: StemParams,
+}
+
+impl RefrainParams {
+    /// The stems' controls, in the order of the stem outputs
+    /// ([`crate::separation::processor::PORTS`]).
+    pub fn stems(&self) -> [&StemParams; 4] {
+        [&self.vocals, &self.drums, &self.bass, &self.other]
+    }
 }
 
 impl Default for RefrainParams {
@@ -64,6 +117,10 @@ impl Default for RefrainParams {
             mode: EnumParam::new("Mode", ModeParam::Live).non_automatable(),
             model: Arc::new(RwLock::new(crate::models::BUILTIN_ID.to_owned())),
             track: Arc::new(RwLock::new(String::new())),
+            vocals: StemParams::new("Vocals"),
+            drums: StemParams::new("Drums"),
+            bass: StemParams::new("Bass"),
+            other: StemParams::new("Other"),
         }
     }
 }

@@ -223,7 +223,7 @@ fn run(
         }
         {
             let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[..k]).collect();
-            chain.process(&mut slices, Controls::offline(), true);
+            chain.process(&mut slices, &mut [], Controls::offline(), true);
         }
         // The engine's first `latency` output frames come before any input's response.
         let skip = (latency.max(pushed).min(pushed + k as u64) - pushed) as usize;

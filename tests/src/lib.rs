@@ -5,7 +5,10 @@
 pub mod vst3_host;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clack_extensions::audio_ports::{AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl};
+use clack_extensions::audio_ports::{
+    AudioPortInfoBuffer, AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl, PluginAudioPorts,
+};
+use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPortsConfig};
 use clack_extensions::gui::{
     GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window as GuiWindow,
 };
@@ -40,6 +43,8 @@ pub struct Shared {
     render: OnceLock<Option<PluginRender>>,
     tail: OnceLock<Option<PluginTail>>,
     gui: OnceLock<Option<PluginGui>>,
+    audio_ports: OnceLock<Option<PluginAudioPorts>>,
+    ports_config: OnceLock<Option<PluginAudioPortsConfig>>,
 }
 
 impl<'a> SharedHandler<'a> for Shared {
@@ -49,6 +54,8 @@ impl<'a> SharedHandler<'a> for Shared {
         let _ = self.render.set(instance.get_extension());
         let _ = self.tail.set(instance.get_extension());
         let _ = self.gui.set(instance.get_extension());
+        let _ = self.audio_ports.set(instance.get_extension());
+        let _ = self.ports_config.set(instance.get_extension());
     }
     fn request_restart(&self) {
         self.restart_requested.store(true, Ordering::SeqCst);
@@ -168,6 +175,10 @@ impl Setup {
         }
     }
 }
+
+/// What a render through every output port gives: the main output (`[channel][frame]`) and
+/// each further port's (`[port][channel][frame]`).
+pub type PortsAudio = (Vec<Vec<f32>>, Vec<Vec<Vec<f32>>>);
 
 /// A loaded plugin instance.
 pub struct Host {
@@ -331,6 +342,129 @@ impl Host {
             self.instance.deactivate(stopped);
         }
         self.setup = None;
+    }
+
+    /// The plugin's audio ports in one direction, as a DAW lists them: name and channels.
+    pub fn audio_ports(&mut self, inputs: bool) -> Vec<(String, u32)> {
+        let Some(Some(ext)) = self
+            .instance
+            .access_shared_handler(|h| h.audio_ports.get().copied())
+        else {
+            return Vec::new();
+        };
+        let handle = self.instance.plugin_handle();
+        let mut buffer = AudioPortInfoBuffer::new();
+        (0..ext.count(&handle, inputs))
+            .filter_map(|i| {
+                let info = ext.get(&handle, i, inputs, &mut buffer)?;
+                Some((
+                    String::from_utf8_lossy(info.name).into_owned(),
+                    info.channel_count,
+                ))
+            })
+            .collect()
+    }
+
+    /// The plugin's audio port configurations by name (the CLAP audio-ports-config extension).
+    pub fn port_configs(&mut self) -> Vec<String> {
+        let Some(Some(ext)) = self
+            .instance
+            .access_shared_handler(|h| h.ports_config.get().copied())
+        else {
+            return Vec::new();
+        };
+        let handle = self.instance.plugin_handle();
+        let mut buffer = AudioPortsConfigBuffer::new();
+        (0..ext.count(&handle))
+            .filter_map(|i| {
+                let c = ext.get(&handle, i, &mut buffer)?;
+                Some(String::from_utf8_lossy(c.name).into_owned())
+            })
+            .collect()
+    }
+
+    /// Selects the port configuration at `index` of [`Self::port_configs`] (inactive only), as
+    /// a DAW does when the user picks a layout.
+    pub fn select_port_config(&mut self, index: u32) -> Result<()> {
+        let Some(Some(ext)) = self
+            .instance
+            .access_shared_handler(|h| h.ports_config.get().copied())
+        else {
+            bail!("no audio-ports-config extension");
+        };
+        let handle = self.instance.plugin_handle();
+        let mut buffer = AudioPortsConfigBuffer::new();
+        let id = ext
+            .get(&handle, index, &mut buffer)
+            .ok_or_else(|| anyhow!("no port configuration {index}"))?
+            .id;
+        ext.select(&self.instance.plugin_handle(), id)
+            .map_err(|e| anyhow!("selecting port configuration {index}: {e:?}"))
+    }
+
+    /// Renders stereo `input` in blocks of `block` with every output port connected (stereo
+    /// each): the main output, and each further port's audio (`[port][channel][frame]`).
+    pub fn render_ports(&mut self, input: &[Vec<f32>], block: usize) -> Result<PortsAudio> {
+        let ports = self.audio_ports(false);
+        let extra = ports.len().saturating_sub(1);
+        let len = input[0].len();
+        let mut main = vec![vec![0.0f32; len]; input.len()];
+        let mut aux = vec![vec![vec![0.0f32; len]; 2]; extra];
+        let mut out_ports = AudioPorts::with_capacity(2 * (extra + 1), extra + 1);
+        let mut t = 0;
+        while t < len {
+            let setup = self.setup.ok_or_else(|| anyhow!("not active"))?;
+            let n = block.clamp(1, setup.max_block as usize).min(len - t);
+            let mut ins: Vec<Vec<f32>> = input.iter().map(|c| c[t..t + n].to_vec()).collect();
+            let mut outs: Vec<Vec<Vec<f32>>> = (0..=extra)
+                .map(|p| vec![vec![f32::NAN; n]; if p == 0 { input.len() } else { 2 }])
+                .collect();
+            {
+                let transport = self.transport_event();
+                let processor = self
+                    .processor
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("not active"))?;
+                let started = processor
+                    .ensure_processing_started()
+                    .map_err(|e| anyhow!("start processing: {e:?}"))?;
+                let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
+                    latency: 0,
+                    channels: AudioPortBufferType::f32_input_only(
+                        ins.iter_mut().map(|c| InputChannel::variable(&mut c[..])),
+                    ),
+                }]);
+                let mut audio_out =
+                    out_ports.with_output_buffers(outs.iter_mut().map(|port| AudioPortBuffer {
+                        latency: 0,
+                        channels: AudioPortBufferType::f32_output_only(
+                            port.iter_mut().map(|c| &mut c[..]),
+                        ),
+                    }));
+                self.events_out.clear();
+                let mut events_out = OutputEvents::from_buffer(&mut self.events_out);
+                started
+                    .process(
+                        &audio_in,
+                        &mut audio_out,
+                        &InputEvents::empty(),
+                        &mut events_out,
+                        None,
+                        transport.as_ref(),
+                    )
+                    .map_err(|e| anyhow!("process failed: {e:?}"))?;
+            }
+            for (c, ch) in outs[0].iter().enumerate() {
+                main[c][t..t + n].copy_from_slice(ch);
+            }
+            for (p, port) in outs[1..].iter().enumerate() {
+                for (c, ch) in port.iter().enumerate() {
+                    aux[p][c][t..t + n].copy_from_slice(ch);
+                }
+            }
+            t += n;
+        }
+        Ok((main, aux))
     }
 
     /// The latency the plugin reports now.
@@ -513,7 +647,7 @@ impl Host {
     }
 
     /// nice-plug's CLAP state: a little-endian u64 length, then JSON.
-    fn state_json(&mut self) -> Result<serde_json::Value> {
+    pub fn state_json(&mut self) -> Result<serde_json::Value> {
         let bytes = self.save_state()?;
         let body = bytes
             .get(8..)

@@ -1,22 +1,80 @@
 //! A minimal VST3 host for the tests: loads `Refrain.vst3` the way a DAW does (module entry,
 //! factory, component, audio processor, bus arrangement, processing setup, activation) and
-//! processes planar f32 blocks. Only what the tests need: one stereo bus in and out, no
-//! parameter changes, events or edit controller.
+//! processes planar f32 blocks. Only what the tests need: one stereo bus in, one or more stereo
+//! buses out (the main output and the stem outputs), the component's state (a project's saved
+//! state, through an in-memory `IBStream`), no parameter changes, events or edit controller.
 
 use anyhow::{anyhow, bail, Result};
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
+use vst3::Steinberg::IBStream_::IStreamSeekMode_::{kIBSeekCur, kIBSeekEnd, kIBSeekSet};
 use vst3::Steinberg::Vst::{
     AudioBusBuffers, AudioBusBuffers__type0, BusDirections_::kInput, BusDirections_::kOutput,
-    IAudioProcessor, IAudioProcessorTrait, IComponent, IComponentTrait, MediaTypes_::kAudio,
-    ProcessData, ProcessModes_::kOffline, ProcessModes_::kRealtime, ProcessSetup,
-    SpeakerArr::kStereo, SpeakerArrangement, SymbolicSampleSizes_::kSample32,
+    BusInfo, IAudioProcessor, IAudioProcessorTrait, IComponent, IComponentTrait,
+    MediaTypes_::kAudio, ProcessData, ProcessModes_::kOffline, ProcessModes_::kRealtime,
+    ProcessSetup, SpeakerArr::kStereo, SpeakerArrangement, SymbolicSampleSizes_::kSample32,
 };
 use vst3::Steinberg::{
-    kResultOk, IPluginBaseTrait, IPluginFactory, IPluginFactoryTrait, PClassInfo,
+    kInvalidArgument, kResultFalse, kResultOk, tresult, IBStream, IBStreamTrait, IPluginBaseTrait,
+    IPluginFactory, IPluginFactoryTrait, PClassInfo,
 };
-use vst3::{ComPtr, Interface};
+use vst3::{Class, ComPtr, ComWrapper, Interface};
+
+/// A read-only stream over bytes in memory: a saved state as a DAW hands it to `setState`.
+struct MemoryStream {
+    data: Vec<u8>,
+    pos: std::cell::Cell<i64>,
+}
+
+impl Class for MemoryStream {
+    type Interfaces = (IBStream,);
+}
+
+impl IBStreamTrait for MemoryStream {
+    unsafe fn read(&self, buffer: *mut c_void, num_bytes: i32, read: *mut i32) -> tresult {
+        let pos = self.pos.get().clamp(0, self.data.len() as i64) as usize;
+        let n = (num_bytes.max(0) as usize).min(self.data.len() - pos);
+        // SAFETY: the caller gives a buffer of `num_bytes` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data[pos..].as_ptr(), buffer as *mut u8, n);
+            if !read.is_null() {
+                *read = n as i32;
+            }
+        }
+        self.pos.set((pos + n) as i64);
+        kResultOk
+    }
+
+    unsafe fn write(&self, _buffer: *mut c_void, _num_bytes: i32, _written: *mut i32) -> tresult {
+        kResultFalse
+    }
+
+    unsafe fn seek(&self, pos: i64, mode: i32, result: *mut i64) -> tresult {
+        let base = match mode as u32 {
+            m if m == kIBSeekSet => 0,
+            m if m == kIBSeekCur => self.pos.get(),
+            m if m == kIBSeekEnd => self.data.len() as i64,
+            _ => return kInvalidArgument,
+        };
+        let to = (base + pos).clamp(0, self.data.len() as i64);
+        self.pos.set(to);
+        if !result.is_null() {
+            // SAFETY: a valid out-pointer from the caller.
+            unsafe { *result = to };
+        }
+        kResultOk
+    }
+
+    unsafe fn tell(&self, pos: *mut i64) -> tresult {
+        if pos.is_null() {
+            return kInvalidArgument;
+        }
+        // SAFETY: checked above.
+        unsafe { *pos = self.pos.get() };
+        kResultOk
+    }
+}
 
 /// The plugin binary inside a `.vst3` bundle on this platform.
 pub fn vst3_binary(bundle: &Path) -> PathBuf {
@@ -46,6 +104,8 @@ pub struct Vst3Host {
     component: ComPtr<IComponent>,
     active: bool,
     channels: usize,
+    /// Stereo output buses in the arrangement (the main output first).
+    outputs: usize,
     _factory: ComPtr<IPluginFactory>,
     lib: Option<libloading::Library>,
 }
@@ -116,33 +176,92 @@ impl Vst3Host {
             component,
             active: false,
             channels: 2,
+            outputs: 1,
             _factory: factory,
             lib: Some(lib),
         })
     }
 
+    /// Restores a saved state (nice-plug's JSON, as the CLAP build's state holds it after its
+    /// length), as a DAW does when it opens a project.
+    pub fn set_state(&mut self, json: &[u8]) -> Result<()> {
+        let stream = ComWrapper::new(MemoryStream {
+            data: json.to_vec(),
+            pos: std::cell::Cell::new(0),
+        });
+        let ptr = stream
+            .to_com_ptr::<IBStream>()
+            .ok_or_else(|| anyhow!("no IBStream"))?;
+        // SAFETY: a valid stream for the duration of the call.
+        unsafe { check("setState", self.component.setState(ptr.as_ptr()))? };
+        Ok(())
+    }
+
+    /// The audio output buses the component lists now: name and channels.
+    pub fn output_buses(&self) -> Vec<(String, i32)> {
+        // SAFETY: plain calls through the component's vtable with valid out-pointers.
+        unsafe {
+            let n = self.component.getBusCount(kAudio as i32, kOutput as i32);
+            (0..n)
+                .filter_map(|i| {
+                    let mut info: BusInfo = std::mem::zeroed();
+                    if self
+                        .component
+                        .getBusInfo(kAudio as i32, kOutput as i32, i, &mut info)
+                        != kResultOk
+                    {
+                        return None;
+                    }
+                    let len = info.name.iter().position(|&c| c == 0).unwrap_or(0);
+                    Some((
+                        String::from_utf16_lossy(&info.name[..len]),
+                        info.channelCount,
+                    ))
+                })
+                .collect()
+        }
+    }
+
     /// Stereo in and out, processing set up, buses and component active. Returns the latency.
     pub fn activate(&mut self, sample_rate: f64, max_block: i32, offline: bool) -> Result<u32> {
+        self.activate_outputs(sample_rate, max_block, offline, 1)
+    }
+
+    /// [`Self::activate`] with `outputs` stereo output buses (the main output and stems).
+    pub fn activate_outputs(
+        &mut self,
+        sample_rate: f64,
+        max_block: i32,
+        offline: bool,
+        outputs: usize,
+    ) -> Result<u32> {
         self.deactivate();
         // SAFETY: the calls a host makes before processing, with valid pointers.
         unsafe {
             let mut ins: [SpeakerArrangement; 1] = [kStereo];
-            let mut outs: [SpeakerArrangement; 1] = [kStereo];
+            let mut outs: Vec<SpeakerArrangement> = vec![kStereo; outputs];
             check(
                 "setBusArrangements",
-                self.processor
-                    .setBusArrangements(ins.as_mut_ptr(), 1, outs.as_mut_ptr(), 1),
+                self.processor.setBusArrangements(
+                    ins.as_mut_ptr(),
+                    1,
+                    outs.as_mut_ptr(),
+                    outputs as i32,
+                ),
             )?;
             check(
                 "activateBus(in)",
                 self.component
                     .activateBus(kAudio as i32, kInput as i32, 0, 1),
             )?;
-            check(
-                "activateBus(out)",
-                self.component
-                    .activateBus(kAudio as i32, kOutput as i32, 0, 1),
-            )?;
+            for bus in 0..outputs {
+                check(
+                    "activateBus(out)",
+                    self.component
+                        .activateBus(kAudio as i32, kOutput as i32, bus as i32, 1),
+                )?;
+            }
+            self.outputs = outputs;
             let mut setup = ProcessSetup {
                 processMode: if offline { kOffline } else { kRealtime } as i32,
                 symbolicSampleSize: kSample32 as i32,
@@ -171,24 +290,38 @@ impl Vst3Host {
         }
     }
 
-    /// Processes planar stereo `io` in place, in blocks of `block`.
+    /// Processes planar stereo `input` in blocks of `block`: the main output.
     pub fn render(
         &mut self,
         input: &[Vec<f32>],
         block: usize,
         offline: bool,
     ) -> Result<Vec<Vec<f32>>> {
+        Ok(self.render_buses(input, block, offline)?.swap_remove(0))
+    }
+
+    /// Processes planar stereo `input` in blocks of `block`: every output bus
+    /// (`[bus][channel][frame]`).
+    pub fn render_buses(
+        &mut self,
+        input: &[Vec<f32>],
+        block: usize,
+        offline: bool,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
         if !self.active {
             bail!("not active");
         }
         let len = input[0].len();
-        let mut out = vec![vec![0.0f32; len]; self.channels];
+        let mut out = vec![vec![vec![0.0f32; len]; self.channels]; self.outputs];
         let mut t = 0;
         while t < len {
             let n = block.min(len - t);
             let mut in_ptrs: Vec<*mut f32> =
                 input.iter().map(|c| c[t..].as_ptr() as *mut f32).collect();
-            let mut out_ptrs: Vec<*mut f32> = out.iter_mut().map(|c| c[t..].as_mut_ptr()).collect();
+            let mut out_ptrs: Vec<Vec<*mut f32>> = out
+                .iter_mut()
+                .map(|bus| bus.iter_mut().map(|c| c[t..].as_mut_ptr()).collect())
+                .collect();
             let mut in_bus = AudioBusBuffers {
                 numChannels: self.channels as i32,
                 silenceFlags: 0,
@@ -196,21 +329,24 @@ impl Vst3Host {
                     channelBuffers32: in_ptrs.as_mut_ptr(),
                 },
             };
-            let mut out_bus = AudioBusBuffers {
-                numChannels: self.channels as i32,
-                silenceFlags: 0,
-                __field0: AudioBusBuffers__type0 {
-                    channelBuffers32: out_ptrs.as_mut_ptr(),
-                },
-            };
+            let mut out_bus: Vec<AudioBusBuffers> = out_ptrs
+                .iter_mut()
+                .map(|ptrs| AudioBusBuffers {
+                    numChannels: self.channels as i32,
+                    silenceFlags: 0,
+                    __field0: AudioBusBuffers__type0 {
+                        channelBuffers32: ptrs.as_mut_ptr(),
+                    },
+                })
+                .collect();
             let mut data = ProcessData {
                 processMode: if offline { kOffline } else { kRealtime } as i32,
                 symbolicSampleSize: kSample32 as i32,
                 numSamples: n as i32,
                 numInputs: 1,
-                numOutputs: 1,
+                numOutputs: self.outputs as i32,
                 inputs: &mut in_bus,
-                outputs: &mut out_bus,
+                outputs: out_bus.as_mut_ptr(),
                 inputParameterChanges: null_mut(),
                 outputParameterChanges: null_mut(),
                 inputEvents: null_mut(),

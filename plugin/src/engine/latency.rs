@@ -391,6 +391,7 @@ mod tests {
             context: 0,
             latency,
             tail: 0,
+            stems: 1,
         }
     }
 

@@ -43,6 +43,9 @@ const OFFLINE_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long dropping an engine waits for its worker before leaving it to finish on its own.
 pub const WORKER_JOIN_TIMEOUT: Duration = crate::detach::JOIN_WAIT;
 
+/// Most stems a model returns (the plugin's stem outputs: vocals, drums, bass, other).
+pub const MAX_STEMS: usize = 4;
+
 /// What the host told us at activation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineConfig {
@@ -64,6 +67,12 @@ pub struct Controls {
     pub bypass: bool,
     /// The host is bouncing offline: wait for the worker instead of falling back to dry.
     pub offline: bool,
+    /// A separator's gain per stem in the main output (mute and solo applied), ramped over
+    /// each block.
+    pub stem_gains: [f32; MAX_STEMS],
+    /// Whether the stems may leave on their own outputs (a protected separator's licence says
+    /// `stem-export`); when not, those outputs are silent and the main output still mixes.
+    pub stem_outputs: bool,
 }
 
 impl Default for Controls {
@@ -72,6 +81,8 @@ impl Default for Controls {
             mix: 1.0,
             bypass: false,
             offline: false,
+            stem_gains: [1.0; MAX_STEMS],
+            stem_outputs: true,
         }
     }
 }
@@ -153,8 +164,12 @@ pub struct Engine {
     dry_out: Vec<Vec<f32>>,
     /// Interleaved scratch for the input ring.
     interleaved: Vec<f32>,
-    /// Interleaved processed frames of the block.
+    /// Interleaved processed frames of the block: per frame, each stem's channels.
     wet: Vec<f32>,
+    /// Stems per processed frame (1 unless the model is a separator).
+    stems: usize,
+    /// The stem gains actually applied, ramped towards `Controls::stem_gains` over each block.
+    stem_gain: [f32; MAX_STEMS],
     /// Host frames processed since activation (host time).
     host_t: u64,
     /// Host time at which the current stream started, and whether the audio before it was
@@ -206,6 +221,7 @@ impl Engine {
             options.timing,
         )?;
         let ch = config.channels.max(1);
+        let stems = spec.stems.clamp(1, MAX_STEMS);
         let rate = plan.host_rate as usize;
         // The largest latency a measured budget can lead to (see `latency::MAX_BUDGET_S`).
         let max_total = plan.total() - plan.inference_budget
@@ -213,6 +229,7 @@ impl Engine {
         let ring_frames = max_total + 8 * plan.hop_host_max + config.max_block + rate / 2;
         let sizing = Sizing {
             channels: ch,
+            out_width: ch * stems,
             input_frames: ring_frames,
             output_frames: ring_frames,
             chunks: 2 * ring_frames / plan.hop_buffering.max(1) + 64,
@@ -255,7 +272,9 @@ impl Engine {
             input: vec![vec![0.0; config.max_block]; ch],
             dry_out: vec![vec![0.0; config.max_block]; ch],
             interleaved: vec![0.0; config.max_block * ch],
-            wet: vec![0.0; config.max_block * ch],
+            wet: vec![0.0; config.max_block * ch * stems],
+            stems,
+            stem_gain: [1.0; MAX_STEMS],
             host_t: 0,
             stream_start: 0,
             prestart_silent: true,
@@ -363,6 +382,23 @@ impl Engine {
     /// allocates, locks, logs or panics across this call; waits for the worker only in an
     /// offline bounce. Real-time safe.
     pub fn process(&mut self, io: &mut [&mut [f32]], controls: Controls) {
+        self.process_stems(io, &mut [], controls);
+    }
+
+    /// [`Self::process`], and each stem of a separator on its own output: `stems[s]` is stem
+    /// `s`'s channels (as many as the main output or fewer; a stereo stem of a mono stream
+    /// gets the channel twice), the block's length each. Stems play at the same latency as
+    /// the main output and fade with the model's output: silent when the main output is the
+    /// aligned dry signal (no model yet, bypass, a late worker, a refused licence). Outputs for
+    /// stems the model does not have are silent. The last stem (a separator's `other`) also
+    /// carries what the separator left of the input, so the stems always sum to the aligned
+    /// input and the remix at unity gains is the input. Real-time safe.
+    pub fn process_stems(
+        &mut self,
+        io: &mut [&mut [f32]],
+        stems: &mut [&mut [&mut [f32]]],
+        controls: Controls,
+    ) {
         let n_total = io.first().map_or(0, |c| c.len());
         let mut done = 0;
         // A host that sends more than it promised still gets correct audio, in pieces.
@@ -372,20 +408,27 @@ impl Engine {
             self.dry_done = false;
             if !self.poisoned {
                 let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.process_block(io, done, n, controls)
+                    self.process_block(io, stems, done, n, controls)
                 }))
                 .is_ok();
                 self.poisoned = !ok;
             }
             if self.poisoned {
-                self.dry_fallback(io, done, n);
+                self.dry_fallback(io, stems, done, n);
             }
             done += n;
         }
     }
 
-    /// After a panic: the latency-aligned dry signal, from the same delay line. Real-time safe.
-    fn dry_fallback(&mut self, io: &mut [&mut [f32]], offset: usize, n: usize) {
+    /// After a panic: the latency-aligned dry signal, from the same delay line, and silent
+    /// stems. Real-time safe.
+    fn dry_fallback(
+        &mut self,
+        io: &mut [&mut [f32]],
+        stems: &mut [&mut [&mut [f32]]],
+        offset: usize,
+        n: usize,
+    ) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if !self.input_taken {
                 self.take_input(io, offset, n);
@@ -396,6 +439,12 @@ impl Engine {
             for (c, out) in io.iter_mut().enumerate() {
                 let src = &self.dry_out[c.min(self.dry_out.len() - 1)][..n];
                 out[offset..offset + n].copy_from_slice(src);
+            }
+            for stem in stems.iter_mut() {
+                for out in stem.iter_mut() {
+                    let end = (offset + n).min(out.len());
+                    out[offset.min(end)..end].fill(0.0);
+                }
             }
             self.host_t += n as u64;
         }));
@@ -418,6 +467,7 @@ impl Engine {
     fn process_block(
         &mut self,
         io: &mut [&mut [f32]],
+        stem_outs: &mut [&mut [&mut [f32]]],
         offset: usize,
         n: usize,
         controls: Controls,
@@ -522,11 +572,26 @@ impl Engine {
         // 5. Take the processed frames there are for this block.
         // Even a model that just failed leaves good frames to fade out on.
         let k = need.min(avail.audible) as usize;
-        let got = self.audio.take(first, k, &mut self.wet[..k * ch]);
+        let width = ch * self.stems;
+        let got = self.audio.take(first, k, &mut self.wet[..k * width]);
 
-        // 6. Mix, frame by frame, with the equal-power fade between processed and dry.
+        // 6. Mix, frame by frame, with the equal-power fade between processed and dry; a
+        // separator's stems are summed with their gains, and each plays on its own output.
         let mix_start = self.mix;
         let mix_end = controls.mix.clamp(0.0, 1.0);
+        let stems = self.stems;
+        let gain_start = self.stem_gain;
+        let mut gain_end = [1.0f32; MAX_STEMS];
+        for (g, c) in gain_end.iter_mut().zip(controls.stem_gains) {
+            *g = if c.is_finite() {
+                c.clamp(0.0, 16.0)
+            } else {
+                0.0
+            };
+        }
+        let stems_heard = controls.stem_outputs && stems > 1;
+        let mut gains = [1.0f32; MAX_STEMS];
+        let mut peaks = [0.0f32; MAX_STEMS];
         for f in 0..n {
             let has_wet = if f < before_start {
                 self.prestart_silent
@@ -539,19 +604,63 @@ impl Engine {
             }
             let (g_dry, g_wet) = self.fade.next(target && has_wet);
             let gain = self.retime_gain();
-            let mix = mix_start + (mix_end - mix_start) * (f + 1) as f32 / n as f32;
+            let ramp = (f + 1) as f32 / n as f32;
+            let mix = mix_start + (mix_end - mix_start) * ramp;
+            let frame = if has_wet && f >= before_start {
+                Some(&self.wet[(f - before_start) * width..][..width])
+            } else {
+                None
+            };
+            if stems > 1 {
+                for s in 0..stems {
+                    gains[s] = gain_start[s] + (gain_end[s] - gain_start[s]) * ramp;
+                }
+            }
             for (c, out) in io.iter_mut().enumerate().take(io_ch) {
                 let dry = self.dry_out[c][f];
-                let wet = if has_wet && f >= before_start {
-                    self.wet[(f - before_start) * ch + c]
-                } else {
-                    0.0
+                let wet = match frame {
+                    Some(w) if stems > 1 => {
+                        // The last stem also takes what the separator left of the input (the
+                        // band above the model's rate, rounding): with every gain at 1 the
+                        // remix is the aligned input itself.
+                        let rest = dry - (0..stems).map(|s| w[s * ch + c]).sum::<f32>();
+                        (0..stems).map(|s| w[s * ch + c] * gains[s]).sum::<f32>()
+                            + rest * gains[stems - 1]
+                    }
+                    Some(w) => w[c],
+                    None => 0.0,
                 };
                 let processed = dry * (1.0 - mix) + wet * mix;
                 out[offset + f] = (dry * g_dry + processed * g_wet) * gain;
             }
+            for (s, stem) in stem_outs.iter_mut().enumerate() {
+                for (c, out) in stem.iter_mut().enumerate() {
+                    let Some(o) = out.get_mut(offset + f) else {
+                        continue;
+                    };
+                    let c = c.min(ch - 1);
+                    *o = match frame {
+                        Some(w) if stems_heard && s < stems => {
+                            let rest = if s == stems - 1 {
+                                self.dry_out[c][f] - (0..stems).map(|t| w[t * ch + c]).sum::<f32>()
+                            } else {
+                                0.0
+                            };
+                            (w[s * ch + c] + rest) * g_wet * gain
+                        }
+                        _ => 0.0,
+                    };
+                    peaks[s] = peaks[s].max(o.abs());
+                }
+            }
         }
         self.mix = mix_end;
+        if stems > 1 {
+            self.stem_gain = gain_end;
+            for (s, &p) in peaks.iter().enumerate().take(stems) {
+                self.status.note_stem_peak(s, p);
+            }
+        }
         self.host_t += n as u64;
         self.shared.audio_time.store(self.host_t, Ordering::Release);
     }

@@ -34,7 +34,7 @@ struct Lane {
     sources: Vec<usize>,
     /// Planar `[model channel][context + hop]`.
     window: Vec<f32>,
-    /// Planar `[model channel][hop]`.
+    /// Planar `[stem][model channel][hop]`.
     out: Vec<f32>,
     /// The incoming model's output during a hot swap.
     swap_out: Vec<f32>,
@@ -60,10 +60,12 @@ pub struct Pipeline {
     /// Interleaved model-rate input not yet consumed by a hop.
     model_in: Vec<f32>,
     model_in_frames: usize,
-    /// Interleaved model-rate output of one hop.
+    /// Interleaved model-rate output of one hop: per frame, every stem's host channels.
     model_out: Vec<f32>,
-    /// Interleaved host-rate output of one hop.
+    /// Interleaved host-rate output of one hop, laid out like `model_out`.
     host_out: Vec<f32>,
+    /// Output values per frame: stems times host channels.
+    width: usize,
     /// Weight of each lane's contribution to a host channel (1 / number of contributions).
     weights: Vec<f32>,
     lanes: Vec<Lane>,
@@ -114,12 +116,13 @@ impl Pipeline {
         lane_sources.iter().flatten().for_each(|&c| counts[c] += 1);
         let weights = counts.iter().map(|&n| 1.0 / n.max(1) as f32).collect();
         let win = spec.context + spec.hop;
+        let width = host_channels * spec.stems.max(1);
         let lanes = lane_sources
             .into_iter()
             .map(|sources| Lane {
                 window: vec![0.0; mc * win],
-                out: vec![0.0; mc * spec.hop],
-                swap_out: vec![0.0; mc * spec.hop],
+                out: vec![0.0; spec.out_len()],
+                swap_out: vec![0.0; spec.out_len()],
                 sources,
             })
             .collect();
@@ -141,7 +144,7 @@ impl Pipeline {
                         plan.host_rate,
                         filter,
                         go.shift,
-                        host_channels,
+                        width,
                         spec.hop,
                     )?),
                 )
@@ -155,8 +158,9 @@ impl Pipeline {
         Ok(Pipeline {
             model_in: vec![0.0; (spec.hop + feed_model) * host_channels],
             model_in_frames: 0,
-            model_out: vec![0.0; spec.hop * host_channels],
-            host_out: vec![0.0; plan.hop_host_max.max(spec.hop) * host_channels],
+            model_out: vec![0.0; spec.hop * width],
+            host_out: vec![0.0; plan.hop_host_max.max(spec.hop) * width],
+            width,
             plan,
             host_channels,
             rs_in,
@@ -292,7 +296,7 @@ impl Pipeline {
                 if let Some(next) = &mut self.pending {
                     next.process(&lane.window, &mut lane.swap_out)?;
                     // Equal-power crossfade from the old model to the new one over this hop.
-                    for m in 0..spec.channels {
+                    for m in 0..spec.channels * spec.stems.max(1) {
                         for i in 0..hop {
                             let a = (i as f32 + 0.5) / hop as f32 * std::f32::consts::FRAC_PI_2;
                             let k = m * hop + i;
@@ -307,10 +311,14 @@ impl Pipeline {
                 }
                 lane.out.fill(0.0);
             }
-            for (m, &dst) in lane.sources.iter().enumerate() {
-                let weight = self.weights[dst];
-                for (i, o) in lane.out[m * hop..(m + 1) * hop].iter().enumerate() {
-                    self.model_out[i * ch + dst] += o * weight;
+            let (mc, width) = (spec.channels, self.width);
+            for s in 0..spec.stems.max(1) {
+                for (m, &dst) in lane.sources.iter().enumerate() {
+                    let weight = self.weights[dst];
+                    let from = &lane.out[(s * mc + m) * hop..(s * mc + m + 1) * hop];
+                    for (i, o) in from.iter().enumerate() {
+                        self.model_out[i * width + s * ch + dst] += o * weight;
+                    }
                 }
             }
         }
@@ -343,7 +351,7 @@ impl Pipeline {
                 r.produce(&mut self.host_out)
             }
             None => {
-                self.host_out[..hop * ch].copy_from_slice(&self.model_out);
+                self.host_out[..hop * self.width].copy_from_slice(&self.model_out);
                 hop
             }
         };
@@ -368,9 +376,14 @@ impl Pipeline {
         })
     }
 
-    /// The interleaved host frames the last hop produced.
+    /// The interleaved host frames the last hop produced: per frame, each stem's channels.
     pub fn output(&self, frames: usize) -> &[f32] {
-        &self.host_out[..frames * self.host_channels]
+        &self.host_out[..frames * self.width]
+    }
+
+    /// Output values per frame: stems times host channels.
+    pub fn width(&self) -> usize {
+        self.width
     }
 }
 
@@ -388,6 +401,7 @@ mod tests {
             context,
             latency,
             tail: 0,
+            stems: 1,
         }
     }
 

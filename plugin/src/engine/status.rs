@@ -4,7 +4,7 @@
 
 use super::latency::InferenceTiming;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Quarter-octave buckets from 1 us: 80 of them reach beyond a second.
 const HISTOGRAM_BUCKETS: usize = 80;
@@ -63,6 +63,9 @@ pub struct EngineStatus {
     priority: Mutex<String>,
     /// Which device runs the model, and why a preferred one was not used.
     device: Mutex<String>,
+    /// Each stem's peak level on its output since the editor last looked (an `f32`'s bits:
+    /// for levels, which are never negative, their order is the numbers' order).
+    stem_peaks: [AtomicU32; super::MAX_STEMS],
 }
 
 impl Default for EngineStatus {
@@ -84,11 +87,28 @@ impl Default for EngineStatus {
             message: Mutex::new("loading the model".into()),
             priority: Mutex::new("normal priority (not started)".into()),
             device: Mutex::new(String::new()),
+            stem_peaks: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
 }
 
 impl EngineStatus {
+    /// Raises stem `s`'s peak to `level` (the audio thread, once per block). Real-time safe.
+    pub fn note_stem_peak(&self, s: usize, level: f32) {
+        if let Some(p) = self.stem_peaks.get(s) {
+            if level.is_finite() && level > 0.0 {
+                p.fetch_max(level.to_bits(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stem `s`'s peak level since the last call (the editor's meter), and starts over.
+    pub fn take_stem_peak(&self, s: usize) -> f32 {
+        self.stem_peaks
+            .get(s)
+            .map_or(0.0, |p| f32::from_bits(p.swap(0, Ordering::Relaxed)))
+    }
+
     /// The worker's state.
     pub fn state(&self) -> EngineState {
         if self.stalled.load(Ordering::Acquire) {

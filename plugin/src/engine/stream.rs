@@ -108,7 +108,10 @@ impl Shared {
 /// Ring sizes, in frames and chunk headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizing {
+    /// Input channels.
     pub channels: usize,
+    /// Values per processed frame: the stems times the channels.
+    pub out_width: usize,
     pub input_frames: usize,
     pub output_frames: usize,
     pub chunks: usize,
@@ -118,9 +121,10 @@ pub struct Sizing {
 /// Builds both ends of a stream.
 pub fn stream(sizing: Sizing, wake: Wake) -> (AudioEnd, WorkerEnd, Arc<Shared>) {
     let ch = sizing.channels.max(1);
+    let width = sizing.out_width.max(1);
     let (input_tx, input_rx) = HeapRb::<f32>::new(sizing.input_frames * ch).split();
     let (marks_tx, marks_rx) = HeapRb::<Mark>::new(sizing.marks).split();
-    let (output_tx, output_rx) = HeapRb::<f32>::new(sizing.output_frames * ch).split();
+    let (output_tx, output_rx) = HeapRb::<f32>::new(sizing.output_frames * width).split();
     let (chunks_tx, chunks_rx) = HeapRb::<Chunk>::new(sizing.chunks).split();
     let shared = Arc::new(Shared::new(wake));
     (
@@ -130,6 +134,7 @@ pub fn stream(sizing: Sizing, wake: Wake) -> (AudioEnd, WorkerEnd, Arc<Shared>) 
             output: output_rx,
             chunks: chunks_rx,
             channels: ch,
+            width,
             pushed: 0,
             head: None,
             shared: shared.clone(),
@@ -140,6 +145,7 @@ pub fn stream(sizing: Sizing, wake: Wake) -> (AudioEnd, WorkerEnd, Arc<Shared>) 
             output: output_tx,
             chunks: chunks_tx,
             channels: ch,
+            width,
             consumed: 0,
         },
         shared,
@@ -175,7 +181,9 @@ pub struct AudioEnd {
     marks: HeapProd<Mark>,
     output: HeapCons<f32>,
     chunks: HeapCons<Chunk>,
+    /// Input channels, and values per processed frame.
     channels: usize,
+    width: usize,
     /// Input frames pushed since activation.
     pushed: u64,
     head: Option<Head>,
@@ -230,7 +238,7 @@ impl AudioEnd {
 
     /// Drops every processed frame before host time `j`.
     pub fn discard_before(&mut self, j: u64) {
-        let ch = self.channels;
+        let ch = self.width;
         while self.load_head() {
             let Some(head) = self.head.as_mut() else {
                 return;
@@ -295,7 +303,7 @@ impl AudioEnd {
     /// Pops processed frames `[j, j + n)` into `out` (interleaved); they must be available
     /// (see [`Self::availability`]). Returns the frames copied.
     pub fn take(&mut self, j: u64, n: usize, out: &mut [f32]) -> usize {
-        let ch = self.channels;
+        let ch = self.width;
         self.discard_before(j);
         let mut done = 0;
         while done < n && self.load_head() {
@@ -326,7 +334,9 @@ pub struct WorkerEnd {
     marks: HeapCons<Mark>,
     output: HeapProd<f32>,
     chunks: HeapProd<Chunk>,
+    /// Input channels, and values per processed frame.
     channels: usize,
+    width: usize,
     /// Input frames popped since activation.
     consumed: u64,
 }
@@ -367,13 +377,13 @@ impl WorkerEnd {
         if self.chunks.is_full() {
             0
         } else {
-            self.output.vacant_len() / self.channels
+            self.output.vacant_len() / self.width
         }
     }
 
     /// Pushes a run of processed frames; false (nothing pushed) if they do not fit.
     pub fn push_chunk(&mut self, start: u64, frames: &[f32], audible: bool) -> bool {
-        let n = frames.len() / self.channels;
+        let n = frames.len() / self.width;
         if n == 0 {
             return true;
         }
@@ -399,6 +409,7 @@ mod tests {
         stream(
             Sizing {
                 channels: 1,
+                out_width: 1,
                 input_frames: 64,
                 output_frames: 64,
                 chunks: 8,

@@ -17,6 +17,7 @@ fn spec() -> StreamSpec {
         context: 64,
         latency: 33,
         tail: 0,
+        stems: 1,
     }
 }
 

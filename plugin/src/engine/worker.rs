@@ -53,7 +53,7 @@ pub struct WorkerOptions {
 pub fn measure(processor: &mut dyn HopProcessor) -> Result<InferenceTiming, String> {
     let spec: StreamSpec = processor.spec();
     let mut window = vec![0.0f32; spec.channels * (spec.context + spec.hop)];
-    let mut out = vec![0.0f32; spec.channels * spec.hop];
+    let mut out = vec![0.0f32; spec.out_len()];
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut passes: Vec<u64> = Vec::with_capacity(WARMUP_MAX_PASSES);
     let started = Instant::now();
@@ -199,11 +199,15 @@ impl Worker {
                         .fetch_add(hop.non_finite as u64, Ordering::Relaxed);
                 }
                 let frames = p.output(hop.frames);
+                let width = p.width();
                 let cold = (hop.audible_from - hop.first) as usize;
                 self.end
-                    .push_chunk(origin.host + hop.first, &frames[..cold * ch], false);
-                self.end
-                    .push_chunk(origin.host + hop.audible_from, &frames[cold * ch..], true);
+                    .push_chunk(origin.host + hop.first, &frames[..cold * width], false);
+                self.end.push_chunk(
+                    origin.host + hop.audible_from,
+                    &frames[cold * width..],
+                    true,
+                );
                 continue;
             }
 

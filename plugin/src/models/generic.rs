@@ -30,7 +30,7 @@ pub enum ModelError {
     Tensor { role: &'static str, reason: String },
     #[error("a test run of the model failed: {0}")]
     Probe(String),
-    #[error("{id} is a stem separator (`{kind}`): it runs with `refrain separate`; the plugin's stem outputs are not built yet")]
+    #[error("{id} is a stem separator (`{kind}`): the plugin runs it through its stem processor, every stem on its own output, and `refrain separate` on files; it is not an audio-to-audio model")]
     NotStreaming { id: String, kind: String },
 }
 

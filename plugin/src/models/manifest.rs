@@ -260,6 +260,7 @@ impl Manifest {
             context: s.context,
             latency: s.latency,
             tail: s.tail,
+            stems: 1,
         }
     }
 
@@ -619,6 +620,7 @@ shape = [1, 1, 256]
                 context: 32,
                 latency: 16,
                 tail: 0,
+                stems: 1,
             }
         );
         assert!(!m.rights.licensed_voice);

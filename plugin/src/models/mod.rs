@@ -10,6 +10,7 @@ pub mod processor;
 pub mod runtime;
 pub mod watchdog;
 
+use crate::engine::latency::Mode;
 use generic::{ModelError, OnnxModel};
 use manifest::Manifest;
 use processor::HopProcessor;
@@ -90,9 +91,24 @@ impl ModelSource {
     }
 }
 
-/// Builds the model in `package` for the worker (session, tensor checks, probe run), the
-/// error as text.
-pub fn load_processor(package: &package::ModelPackage) -> Result<Box<dyn HopProcessor>, String> {
+/// How the engine streams the model in `manifest` in `mode`: a separator's contract comes
+/// from its schedule ([`crate::separation::processor::stream_spec`]), every other model's from
+/// its manifest.
+pub fn stream_spec(manifest: &Manifest, mode: Mode) -> processor::StreamSpec {
+    crate::separation::processor::stream_spec(manifest, mode).unwrap_or_else(|| manifest.spec())
+}
+
+/// Builds the model in `package` for the worker in `mode` (session, tensor checks, probe run;
+/// a separator as a [`crate::separation::processor::StemProcessor`]), the error as text.
+pub fn load_processor(
+    package: &package::ModelPackage,
+    mode: Mode,
+) -> Result<Box<dyn HopProcessor>, String> {
+    if manifest::SEPARATOR_KINDS.contains(&package.manifest.model.kind.as_str()) {
+        return crate::separation::processor::StemProcessor::load(package, mode)
+            .map(|p| Box::new(p) as Box<dyn HopProcessor>)
+            .map_err(|e| e.to_string());
+    }
     OnnxModel::from_package(package)
         .map(|m| Box::new(m) as Box<dyn HopProcessor>)
         .map_err(|e| e.to_string())

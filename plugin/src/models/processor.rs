@@ -21,6 +21,16 @@ pub struct StreamSpec {
     /// How long the model keeps sounding after its input goes silent (a reverb's decay), in
     /// model samples. Reported to the host as part of the tail.
     pub tail: usize,
+    /// Signals the model returns per channel: 1 for an effect or a voice; a separator returns
+    /// each stem (the engine sums them into the main output and plays each on its own).
+    pub stems: usize,
+}
+
+impl StreamSpec {
+    /// Model samples one run returns: every stem of every channel for one hop.
+    pub fn out_len(&self) -> usize {
+        self.stems.max(1) * self.channels * self.hop
+    }
 }
 
 /// Why one run of a model failed.
@@ -50,7 +60,7 @@ pub trait HopProcessor: Send {
     /// The streaming contract: rate, channels, hop, context, latency.
     fn spec(&self) -> StreamSpec;
     /// `window` holds `channels * (context + hop)` samples, oldest first within each channel;
-    /// `out` receives `channels * hop` samples.
+    /// `out` receives [`StreamSpec::out_len`] samples, `[stem][channel][hop]`.
     fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), ProcessError>;
     /// Forgets any state kept between runs (most models keep none: the window is the state).
     fn reset(&mut self) {}

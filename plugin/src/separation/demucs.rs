@@ -7,6 +7,9 @@
 use super::model::SeparatorModel;
 use super::{SeparateError, StemStream};
 
+/// The overlap of segments when the manifest does not say (Demucs's own).
+pub const DEFAULT_OVERLAP: f32 = 0.25;
+
 /// Separates a stream of 1 or 2 channels at the model's rate with a Demucs model.
 pub struct DemucsSeparator {
     model: SeparatorModel,
@@ -24,16 +27,22 @@ pub struct DemucsSeparator {
     weight_sum: Vec<f32>,
     received: u64,
     runs: u64,
+    /// The lag when fed the manifest's hop at a time.
+    lag: usize,
 }
 
 impl DemucsSeparator {
-    pub fn new(model: SeparatorModel, channels: usize) -> Result<DemucsSeparator, SeparateError> {
+    pub fn new(
+        model: SeparatorModel,
+        channels: usize,
+        hop: usize,
+    ) -> Result<DemucsSeparator, SeparateError> {
         if !(1..=2).contains(&channels) {
             return Err(SeparateError::Channels { channels });
         }
         let segment = model.stems.segment;
-        let overlap = model.stems.overlap.unwrap_or(0.25);
-        let stride = ((segment as f64 * (1.0 - overlap as f64)) as usize).max(1);
+        let overlap = model.stems.overlap.unwrap_or(DEFAULT_OVERLAP);
+        let stride = Self::stride(segment, overlap);
         let half = segment / 2;
         let weights: Vec<f32> = (1..=half)
             .chain((1..=segment - half).rev())
@@ -52,8 +61,38 @@ impl DemucsSeparator {
             weight_sum: Vec::new(),
             received: 0,
             runs: 0,
+            lag: Self::lag_of(segment, overlap, hop),
             model,
         })
+    }
+
+    /// [`StemStream::lag`] fed `hop` samples at a time: a run waits for a whole segment of
+    /// input and lets `stride` samples go, so the output trails by the most input it holds,
+    /// which is less than a segment; which value below it is reached depends on how hops and
+    /// strides fall, so it is counted (the pattern repeats after `stride / gcd(hop, stride)`
+    /// hops).
+    pub fn lag_of(segment: usize, overlap: f32, hop: usize) -> usize {
+        let stride = Self::stride(segment, overlap);
+        let hop = hop.max(1);
+        let (mut a, mut b) = (hop, stride);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        let pushes = stride / a + segment / hop + 2;
+        let (mut held, mut most) = (0usize, 0usize);
+        for _ in 0..pushes {
+            held += hop;
+            while held >= segment {
+                held -= stride;
+            }
+            most = most.max(held);
+        }
+        most
+    }
+
+    /// Samples between one segment's start and the next's.
+    fn stride(segment: usize, overlap: f32) -> usize {
+        ((segment as f64 * (1.0 - overlap as f64)) as usize).max(1)
     }
 
     /// Runs the segment at `start` (the input is at least a segment long) and adds it in.
@@ -149,5 +188,27 @@ impl StemStream for DemucsSeparator {
 
     fn runs(&self) -> u64 {
         self.runs
+    }
+
+    fn device(&self) -> &str {
+        &self.model.device
+    }
+
+    fn lag(&self) -> usize {
+        self.lag
+    }
+
+    fn reset(&mut self) {
+        for c in &mut self.input {
+            c.clear();
+        }
+        self.start = 0;
+        for stem in &mut self.acc {
+            for c in stem.iter_mut() {
+                c.clear();
+            }
+        }
+        self.weight_sum.clear();
+        self.received = 0;
     }
 }

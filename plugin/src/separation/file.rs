@@ -145,7 +145,7 @@ pub fn separate_file(
             })
         }
         KIND_MDX_NET => Box::new(MdxSeparator::new(model, channels, hop)?),
-        KIND_DEMUCS => Box::new(DemucsSeparator::new(model, channels)?),
+        KIND_DEMUCS => Box::new(DemucsSeparator::new(model, channels, hop)?),
         _ => Box::new(Separator::new(
             model,
             channels,

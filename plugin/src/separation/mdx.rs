@@ -32,6 +32,7 @@ pub struct MdxSeparator {
     bins: usize,
     compensation: f32,
     spectra: Vec<Vec<Complex32>>,
+    framing: Framing,
     runs: u64,
 }
 
@@ -63,9 +64,17 @@ impl MdxSeparator {
             bins: model.stems.bins,
             compensation: model.stems.compensation.unwrap_or(1.0),
             spectra: vec![Vec::new(); channels],
+            framing,
             runs: 0,
             model,
         })
+    }
+
+    /// [`StemStream::lag`] for segments of `segment` frames fed a frame hop at a time: a run
+    /// waits for a whole segment, whose first frame is at most `segment - 2` frames before the
+    /// input's end, and a frame spans `fft` samples.
+    pub fn lag_of(segment: usize, framing: Framing) -> usize {
+        segment.saturating_sub(2) * framing.hop + framing.fft
     }
 
     fn collect_frames(&mut self) {
@@ -182,5 +191,24 @@ impl StemStream for MdxSeparator {
 
     fn runs(&self) -> u64 {
         self.runs
+    }
+
+    fn device(&self) -> &str {
+        &self.model.device
+    }
+
+    fn lag(&self) -> usize {
+        MdxSeparator::lag_of(self.segment, self.framing)
+    }
+
+    fn reset(&mut self) {
+        let (framing, channels) = (self.framing, self.channels);
+        self.analysis = Analysis::new(framing, channels);
+        self.out = [
+            Synthesis::new(framing, channels),
+            Synthesis::new(framing, channels),
+        ];
+        self.frames.clear();
+        self.segments = Overlapped::new(self.segment, self.segment / 4);
     }
 }

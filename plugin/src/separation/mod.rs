@@ -7,7 +7,8 @@
 //! on a Studio schedule of overlapped, cross-faded segments or a Live one of sliding windows), [`four_stems`] (drums, bass and other out of
 //! the accompaniment by DSP), [`mdx`] and [`demucs`] (the formats users bring), [`overlap`] (Studio's overlapped
 //! segments, shared), [`file`] (a whole file, streamed, into one
-//! WAV per stem: what `refrain separate` runs).
+//! WAV per stem: what `refrain separate` runs), [`processor`] (a separator as the engine's hop
+//! processor: what the plugin runs, every stem on its own output).
 
 pub mod demucs;
 pub mod file;
@@ -15,6 +16,7 @@ pub mod four_stems;
 pub mod mdx;
 pub mod model;
 pub mod overlap;
+pub mod processor;
 pub mod separator;
 pub mod stft;
 
@@ -32,6 +34,17 @@ pub trait StemStream {
     fn finish(&mut self, out: &mut [Vec<Vec<f32>>]) -> Result<(), SeparateError>;
     /// Model runs so far.
     fn runs(&self) -> u64;
+    /// Where the model runs, in words.
+    fn device(&self) -> &str;
+    /// The most input samples the output can trail by, fed `hop` samples at a time (the hop
+    /// [`processor::StemProcessor`] feeds it): the latency a stream of it reports.
+    fn lag(&self) -> usize;
+    /// Forgets the stream (a new one starts), keeping the model.
+    fn reset(&mut self);
+    /// While set, the model does not run: the stream moves on with the masks of its last run
+    /// (the engine skips hops when bypassed or late; what comes out then is not heard).
+    /// Separators that cannot do that run as usual.
+    fn set_skipping(&mut self, _skipping: bool) {}
 }
 
 /// Which audio channel feeds each model channel, one list per run: the same channels in one

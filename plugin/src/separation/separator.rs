@@ -146,6 +146,12 @@ pub struct Separator {
     spectra: Vec<Vec<Complex32>>,
     /// Which stem takes the bins above what the model sees.
     above: Option<usize>,
+    framing: Framing,
+    rate: u32,
+    /// Live: the model does not run; windows reuse the last run's masks.
+    skipping: bool,
+    /// Live: the last run's masks and the frame its window started at.
+    last: Option<(Vec<f32>, isize)>,
     /// Segments run so far.
     pub segments_run: u64,
 }
@@ -221,8 +227,32 @@ impl Separator {
             emitted: 0,
             spectra: vec![Vec::new(); channels],
             above,
+            framing,
+            rate,
+            skipping: false,
+            last: None,
             segments_run: 0,
         })
+    }
+
+    /// [`StemStream::lag`] for a `stem-masks` stream on `schedule` fed a frame hop at a time:
+    /// Live, the worst frame waits `lookahead + pass - 2` frames past the input's end (the
+    /// stream's first frame is Spleeter's silent padding) and a frame spans `fft` samples; with
+    /// four stems, the split holds [`FourStems::delay`] frames more. Studio segments wait for
+    /// `segment - 2` frames.
+    pub fn lag_of(schedule: Schedule, framing: Framing, four_stems: bool) -> usize {
+        let frames = match schedule {
+            Schedule::Segments { segment, .. } => segment.saturating_sub(2),
+            Schedule::Windows {
+                pass, lookahead, ..
+            } => (pass + lookahead).saturating_sub(2),
+        };
+        let split = if four_stems {
+            four_stems::TIME_MEDIAN / 2
+        } else {
+            0
+        };
+        (frames + split) * framing.hop + framing.fft
     }
 
     /// The stems, in output order.
@@ -426,13 +456,19 @@ impl Separator {
                     .copy_from_slice(&h[c * bins..][..bins]);
             }
         }
-        let masks = self.infer(&magnitude, window)?;
+        let (masks, from) = match self.last.take() {
+            // Skipping: each frame takes the mask the last run found for it (or, past that
+            // run's end, the last frame it saw).
+            Some((masks, from)) if self.skipping => (masks, from),
+            _ => (self.infer(&magnitude, window)?, start),
+        };
         let group = pass.min(self.frames.len());
         for g in 0..group {
-            let w = (self.emitted + g) as isize - start;
+            let w = ((self.emitted + g) as isize - from).clamp(0, window as isize - 1);
             let m = self.frame_masks(&masks, window, w as usize);
             self.frames[g].masks = Some(m);
         }
+        self.last = Some((masks, from));
         // The next run starts `pass` frames later: what it no longer needs goes.
         let next_start = (start + pass as isize).max(0) as usize;
         while self.window_base < next_start && !self.history.is_empty() {
@@ -497,5 +533,37 @@ impl StemStream for Separator {
 
     fn runs(&self) -> u64 {
         self.segments_run
+    }
+
+    fn device(&self) -> &str {
+        &self.model.device
+    }
+
+    fn lag(&self) -> usize {
+        Separator::lag_of(self.schedule, self.framing, self.split.is_some())
+    }
+
+    fn reset(&mut self) {
+        let (framing, channels) = (self.framing, self.channels);
+        self.analysis = Analysis::new(framing, channels);
+        for s in &mut self.stems {
+            *s = Synthesis::new(framing, channels);
+        }
+        if let Some(split) = &mut self.split {
+            split.dsp = FourStems::new(framing.bins(), framing.fft, self.rate, channels);
+        }
+        self.frames.clear();
+        if let Schedule::Segments { segment, overlap } = self.schedule {
+            self.segments = Overlapped::new(segment, overlap);
+        }
+        self.history.clear();
+        self.window_base = 0;
+        self.made = 0;
+        self.emitted = 0;
+        self.last = None;
+    }
+
+    fn set_skipping(&mut self, skipping: bool) {
+        self.skipping = skipping;
     }
 }

@@ -2088,7 +2088,9 @@ impl<P: ClapPlugin> Wrapper<P> {
                                 .enumerate()
                             {
                                 let aux_output_idx = aux_output_no + aux_output_start_idx;
-                                if aux_output_idx > process.audio_outputs_count as usize {
+                                // REFRAIN PATCH 3: `>=`: a host with fewer output ports than the layout
+                                // (one output: the main) has no port at this index.
+                                if aux_output_idx >= process.audio_outputs_count as usize {
                                     break;
                                 }
 
@@ -2113,13 +2115,11 @@ impl<P: ClapPlugin> Wrapper<P> {
                 // `buffer_manager.create_buffers` will have set one or more of the output buffers
                 // to empty slices since there is no storage to point them to. The auxiliary input
                 // buffers always point to valid storage.
+                // REFRAIN PATCH 3: only the main output must be there. Auxiliary outputs the
+                // host did not connect reach the plugin as empty slices, and the main output
+                // is still processed.
                 let mut buffer_is_valid = true;
-                for output_buffer_slice in buffers.main_buffer.as_slice_immutable().iter().chain(
-                    buffers
-                        .aux_outputs
-                        .iter()
-                        .flat_map(|buffer| buffer.as_slice_immutable().iter()),
-                ) {
+                for output_buffer_slice in buffers.main_buffer.as_slice_immutable().iter() {
                     if output_buffer_slice.is_empty() {
                         buffer_is_valid = false;
                         break;

@@ -43,6 +43,9 @@ pub struct BufferManager {
     aux_input_storage: Vec<Vec<Vec<f32>>>,
 
     aux_output_buffers: Vec<Buffer<'static>>,
+    /// REFRAIN PATCH 3: scratch for auxiliary outputs the host did not connect, so the plugin
+    /// gets whole (discarded) slices instead of empty ones.
+    aux_output_storage: Vec<Vec<Vec<f32>>>,
 }
 
 // SAFETY: The raw pointers in the `ChannelPointers` fields/vectors are only used as scratch storage
@@ -121,6 +124,11 @@ impl BufferManager {
         }
 
         let mut aux_output_buffers = Vec::with_capacity(audio_io_layout.aux_output_ports.len());
+        let aux_output_storage = audio_io_layout
+            .aux_output_ports
+            .iter()
+            .map(|n| vec![vec![0.0; max_buffer_size]; n.get() as usize])
+            .collect();
         for num_channels in audio_io_layout.aux_output_ports {
             let mut buffer = Buffer::default();
             unsafe {
@@ -144,6 +152,7 @@ impl BufferManager {
             aux_input_storage,
 
             aux_output_buffers,
+            aux_output_storage,
         }
     }
 
@@ -334,10 +343,11 @@ impl BufferManager {
 
         // The auxiliary output buffers can point directly to the host's buffers. This logic is the
         // same as the main outputs, minus the copying of input cdata
-        for (output_channel_pointers, output_buffer) in self
+        for ((output_channel_pointers, output_buffer), output_storage) in self
             .aux_output_channel_pointers
             .iter()
             .zip(self.aux_output_buffers.iter_mut())
+            .zip(self.aux_output_storage.iter_mut())
         {
             unsafe {
                 output_buffer.set_slices(num_samples, |output_slices| {
@@ -371,10 +381,17 @@ impl BufferManager {
                                 .fill_with(|| &mut [])
                         }
                         None => {
-                            crate::nice_debug_assert_eq!(output_slices.len(), 0);
-
-                            // Same as above
-                            output_slices.fill_with(|| &mut [])
+                            // REFRAIN PATCH 3: an output the host did not connect (it chose not
+                            // to route it) gets scratch storage: whole slices, written and
+                            // discarded. Upstream asserted here and handed out empty slices.
+                            for (output_slice, channel_storage) in
+                                output_slices.iter_mut().zip(output_storage.iter_mut())
+                            {
+                                let len = num_samples.min(channel_storage.len());
+                                *output_slice =
+                                    &mut *(&mut channel_storage[..len] as *mut [f32]);
+                                output_slice.fill(0.0);
+                            }
                         }
                     }
                 });

@@ -1489,7 +1489,9 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                                     .enumerate()
                                 {
                                     let aux_output_idx = aux_output_no + aux_output_start_idx;
-                                    if aux_output_idx > data.numOutputs as usize {
+                                    // REFRAIN PATCH 3: `>=`: a host with fewer output ports than the layout
+                                // (one output: the main) has no port at this index.
+                                if aux_output_idx >= data.numOutputs as usize {
                                         break;
                                     }
 
@@ -1512,15 +1514,11 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                     // case it still did something unexpected that we did not catch we'll still try
                     // to prevent processing audio when the slices don't contain the values we
                     // expect.
+                    // REFRAIN PATCH 3: only the main output must be there. Auxiliary outputs
+                    // the host did not connect reach the plugin as empty slices, and the main
+                    // output is still processed.
                     let mut buffer_is_valid = true;
-                    for output_buffer_slice in
-                        buffers.main_buffer.as_slice_immutable().iter().chain(
-                            buffers
-                                .aux_outputs
-                                .iter()
-                                .flat_map(|buffer| buffer.as_slice_immutable().iter()),
-                        )
-                    {
+                    for output_buffer_slice in buffers.main_buffer.as_slice_immutable().iter() {
                         if output_buffer_slice.is_empty() {
                             buffer_is_valid = false;
                             break;
