@@ -44,6 +44,7 @@ fn main() {
             channels: 2,
         },
         setting: Setting::Studio,
+        notes: None,
     };
     // Built off the audio thread, as the plugin's activation does.
     let mut chain = Chain::build(key, |_| {}).expect("chain");

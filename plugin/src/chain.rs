@@ -16,6 +16,7 @@ use crate::licence::policy::Verdict;
 use crate::models::manifest::Manifest;
 use crate::models::package::ModelPackage;
 use crate::models::ModelSource;
+use crate::notes::tracker::{NoteSource, NoteTracker};
 use parking_lot::Mutex;
 use ringbuf::traits::{Consumer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
@@ -57,6 +58,8 @@ pub struct ChainKey {
     pub mode: Mode,
     pub config: EngineConfig,
     pub setting: Setting,
+    /// Notes out, and where they come from.
+    pub notes: Option<NoteSource>,
 }
 
 /// An engine with its licence enforcement.
@@ -71,6 +74,49 @@ pub struct Chain {
     /// Whether a separator's stems may leave on their own outputs: always for a public
     /// separator, with `stem-export` in the licence for a protected one.
     pub stems_may_leave: bool,
+    /// The note tracker's thread, when notes are out (after the engine: the engine's worker
+    /// feeds it and goes first).
+    pub notes: Option<NoteTracker>,
+}
+
+/// Where notes out find Basic Pitch: `basic-pitch/nmp.onnx` in the models folder or in a folder
+/// of `REFRAIN_MODEL_PATH` (set-up fetches it into `models/real/basic-pitch/`).
+pub fn find_basic_pitch() -> Option<std::path::PathBuf> {
+    crate::models::library::search_folders()
+        .into_iter()
+        .map(|f| f.join("basic-pitch/nmp.onnx"))
+        .find(|p| p.is_file())
+}
+
+/// Loads Basic Pitch and starts the note tracker for notes from `source` (a stem needs a model
+/// with `stems`).
+fn start_notes(
+    source: NoteSource,
+    stems: usize,
+    sample_rate: f32,
+) -> Result<
+    (
+        NoteTracker,
+        crate::notes::tracker::TrackerFeed,
+        crate::notes::tracker::NoteEvents,
+    ),
+    String,
+> {
+    if let NoteSource::Stem(s) = source {
+        if s >= stems {
+            return Err("notes from a stem need a separator as the model".into());
+        }
+    }
+    let path = find_basic_pitch().ok_or_else(|| {
+        "Basic Pitch is not in the models folder (basic-pitch/nmp.onnx; `cargo xtask fetch-models` fetches it into models/real, which REFRAIN_MODEL_PATH can name)".to_string()
+    })?;
+    let model = crate::notes::basic_pitch::BasicPitch::load(&path).map_err(|e| e.to_string())?;
+    NoteTracker::start(
+        model,
+        crate::notes::decode::Settings::default(),
+        sample_rate.round() as u32,
+    )
+    .map_err(|e| format!("the note tracker did not start: {e}"))
 }
 
 /// Inference timings measured in this process, by model identity: a reactivation reports the
@@ -203,7 +249,25 @@ impl Chain {
             }
         };
         let spec = crate::models::stream_spec(&manifest, key.mode);
+        let mut notes = None;
+        if let Some(source) = key.notes {
+            match start_notes(source, spec.stems, key.config.sample_rate) {
+                Ok((tracker, feed, events)) => {
+                    options.notes = Some((feed, source));
+                    let delay = (crate::notes::tracker::detection_delay_s()
+                        * key.config.sample_rate as f64)
+                        .ceil() as usize;
+                    options.notes_delay = Some((delay, matches!(source, NoteSource::Stem(_))));
+                    notes = Some((tracker, events));
+                }
+                Err(e) => log(&format!("Refrain: notes are off: {e}")),
+            }
+        }
         let mut engine = Engine::start(key.config, key.mode, spec, loader, options)?;
+        let tracker = notes.map(|(tracker, events)| {
+            engine.attach_notes(events);
+            tracker
+        });
         engine.wait_for_measurement(MEASUREMENT_WAIT);
         // The latency reported from here on is the measured one.
         engine.take_latency_changed();
@@ -221,6 +285,7 @@ impl Chain {
             model_name,
             verdict,
             stems_may_leave,
+            notes: tracker,
         })
     }
 
@@ -238,6 +303,7 @@ impl Chain {
             mode,
             config,
             setting: Setting::Studio,
+            notes: None,
         };
         Ok(Chain::build(key, |_| {})?.engine)
     }
@@ -314,6 +380,8 @@ pub struct ChainSlot {
     parked: Option<Box<Chain>>,
     /// Set when the running chain's latency differs from what the host was last told.
     latency_changed: bool,
+    /// Where in the last block the running chain started (`u32::MAX`: it did not run).
+    notes_shift: u32,
 }
 
 /// The loader's ends of a [`ChainSlot`]'s rings.
@@ -337,9 +405,20 @@ impl ChainSlot {
                 returned: returned_tx,
                 parked: None,
                 latency_changed: false,
+                notes_shift: u32::MAX,
             },
             SlotLink { to_audio, returned },
         )
+    }
+
+    /// The note messages the running chain sent in the last `process()` call, and what to add
+    /// to their offsets (the chain started that far into the block, after a handover).
+    /// Real-time safe.
+    pub fn notes_sent(&self) -> (u32, &[crate::engine::notes_out::NoteOut]) {
+        match &self.current {
+            Some(c) if self.notes_shift != u32::MAX => (self.notes_shift, c.engine.notes_sent()),
+            _ => (0, &[]),
+        }
     }
 
     /// The running chain.
@@ -459,12 +538,14 @@ impl ChainSlot {
                 }
             }
         }
+        self.notes_shift = u32::MAX;
         if start >= n {
             return;
         }
         let Some(current) = &mut self.current else {
             return;
         };
+        self.notes_shift = start as u32;
         let fade_in = self.fade_in.min(n - start);
         if fade_in > 0 {
             for c in io.iter_mut() {

@@ -3,7 +3,8 @@
 //! - The model: name, state, the engine's message, the reported latency and the underruns;
 //!   another model (a `model.toml` path) is loaded through the plugin state, so the host sees a
 //!   normal state change and the plugin reactivates with the new latency.
-//! - Mix and bypass.
+//! - Mix, mode, notes out (off, from the input or a stem) and bypass; how many notes went
+//!   out and how many after their audio.
 //! - With a separator: each stem (vocals, drums, bass, other) with its gain, mute and solo in
 //!   the remix on the main output, and a level meter of its own output.
 //! - The track and its licence: the loaded track, the licence state and its reason in words,
@@ -41,6 +42,8 @@ pub struct EditorShared {
     pub model_name: Mutex<String>,
     /// The licence gate, when the model needs a licence.
     pub gate: Mutex<Option<Arc<LicenceGate>>>,
+    /// The note tracker, when notes are out.
+    pub notes: Mutex<Option<Arc<crate::notes::tracker::TrackerShared>>>,
 }
 
 impl EditorShared {
@@ -50,6 +53,7 @@ impl EditorShared {
         *self.plan.lock() = Some(*chain.engine.plan());
         *self.model_name.lock() = chain.model_name.clone();
         *self.gate.lock() = chain.licensing.as_ref().map(|l| l.gate.clone());
+        *self.notes.lock() = chain.engine.notes_status().cloned();
     }
 
     /// Nothing runs.
@@ -57,6 +61,7 @@ impl EditorShared {
         *self.status.lock() = None;
         *self.plan.lock() = None;
         *self.gate.lock() = None;
+        *self.notes.lock() = None;
     }
 }
 
@@ -351,6 +356,8 @@ impl RefrainEditor {
                 ui.add(ParamSlider::for_param(&self.params.mix, &setter).with_width(180.0));
                 ui.label("Mode");
                 ui.add(ParamSlider::for_param(&self.params.mode, &setter).with_width(90.0));
+                ui.label("Notes");
+                ui.add(ParamSlider::for_param(&self.params.notes, &setter).with_width(90.0));
                 let mut bypass = self.params.bypass.value();
                 if ui.checkbox(&mut bypass, "Bypass").changed() {
                     setter.begin_set_parameter(&self.params.bypass);
@@ -358,6 +365,25 @@ impl RefrainEditor {
                     setter.end_set_parameter(&self.params.bypass);
                 }
             });
+        }
+        if let Some(n) = self.shared.notes.lock().clone() {
+            let r = Ordering::Relaxed;
+            let rate = self.shared.plan.lock().map_or(48_000, |p| p.host_rate) as f64;
+            let failed = n.failed.load(Ordering::Acquire);
+            ui.label(if failed {
+                n.message()
+            } else {
+                format!(
+                    "notes out: {} sent, {} after their audio (at most {:.0} ms later)",
+                    n.notes_sent.load(r),
+                    n.late_notes.load(r),
+                    n.worst_late.load(r) as f64 * 1000.0 / rate
+                )
+            })
+            .on_hover_text(
+                "Studio: each note leaves with the audio it came from. Live: with it, or as soon \
+                 as it is confirmed (about 0.3 to 0.8 s after its onset).",
+            );
         }
         if self.shared.plan.lock().is_some_and(|p| p.spec.stems > 1) {
             ui.separator();

@@ -124,6 +124,9 @@ impl Plugin for Refrain {
         },
     ];
 
+    // Notes out (Basic Pitch) as MIDI note events.
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
+
     type Editor = nice_plug_egui::EguiEditor<editor::RefrainEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
@@ -270,6 +273,31 @@ impl Plugin for Refrain {
         }
         self.slot
             .process(buffer.as_slice(), &mut stems[..n_stems], controls, playing);
+        let (shift, notes) = self.slot.notes_sent();
+        for note in notes {
+            use nice_plug::midi::{Channel, Key, VoiceID};
+            let timing = (shift + note.offset).min(n.saturating_sub(1) as u32);
+            let (voice_id, channel, key) =
+                (VoiceID::Wildcard, Channel::Number(0), Key::Number(note.key));
+            // A full host buffer drops the message; the audio is never held up for it.
+            let _ = context.try_send_event(if note.on {
+                NoteEvent::NoteOn {
+                    timing,
+                    voice_id,
+                    channel,
+                    key,
+                    velocity: note.velocity as f32 / 127.0,
+                }
+            } else {
+                NoteEvent::NoteOff {
+                    timing,
+                    voice_id,
+                    channel,
+                    key,
+                    velocity: 0.0,
+                }
+            });
+        }
         let Some(current) = self.slot.current() else {
             return ProcessStatus::Normal;
         };

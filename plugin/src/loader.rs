@@ -101,6 +101,7 @@ pub fn desired_key(params: &RefrainParams, config: EngineConfig, setting: Settin
         mode: params.mode.value().into(),
         config,
         setting,
+        notes: params.notes.value().source(),
     }
 }
 

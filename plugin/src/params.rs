@@ -1,6 +1,7 @@
 //! Parameters and persisted state. Parameter ids are stable: hosts store automation by them.
 
 use crate::engine::latency::Mode;
+use crate::notes::tracker::NoteSource;
 use nice_plug::prelude::*;
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -63,6 +64,45 @@ impl StemParams {
     }
 }
 
+/// Where the note output's notes come from.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotesParam {
+    #[id = "off"]
+    #[name = "Off"]
+    Off,
+    /// The plugin's input.
+    #[id = "input"]
+    #[name = "Input"]
+    Input,
+    /// A separator's stem (no notes with other models).
+    #[id = "vocals"]
+    #[name = "Vocals"]
+    Vocals,
+    #[id = "drums"]
+    #[name = "Drums"]
+    Drums,
+    #[id = "bass"]
+    #[name = "Bass"]
+    Bass,
+    #[id = "other"]
+    #[name = "Other"]
+    Other,
+}
+
+impl NotesParam {
+    /// The note tracker's source, `None` when notes are off.
+    pub fn source(self) -> Option<NoteSource> {
+        match self {
+            NotesParam::Off => None,
+            NotesParam::Input => Some(NoteSource::Input),
+            NotesParam::Vocals => Some(NoteSource::Stem(0)),
+            NotesParam::Drums => Some(NoteSource::Stem(1)),
+            NotesParam::Bass => Some(NoteSource::Stem(2)),
+            NotesParam::Other => Some(NoteSource::Stem(3)),
+        }
+    }
+}
+
 #[derive(Params)]
 pub struct RefrainParams {
     /// Balance between the latency-aligned dry signal and the model's output.
@@ -87,6 +127,10 @@ pub struct RefrainParams {
     /// same track and licence.
     #[persist = "track"]
     pub track: Arc<RwLock<String>>,
+    /// Notes out as MIDI (Basic Pitch): off, from the input, or from a separator's stem. Not
+    /// automatable: a change builds a new chain (in Studio the latency covers the detector).
+    #[id = "notes"]
+    pub notes: EnumParam<NotesParam>,
     /// A separator's stems, in the order of the stem outputs.
     #[nested(id_prefix = "vocals", group = "Vocals")]
     pub vocals: StemParams,
@@ -117,6 +161,7 @@ impl Default for RefrainParams {
             mode: EnumParam::new("Mode", ModeParam::Live).non_automatable(),
             model: Arc::new(RwLock::new(crate::models::BUILTIN_ID.to_owned())),
             track: Arc::new(RwLock::new(String::new())),
+            notes: EnumParam::new("Notes", NotesParam::Off).non_automatable(),
             vocals: StemParams::new("Vocals"),
             drums: StemParams::new("Drums"),
             bass: StemParams::new("Bass"),

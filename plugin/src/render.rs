@@ -173,6 +173,7 @@ fn render_chain(
             channels,
         },
         setting: Setting::Studio,
+        notes: None,
     };
     let mut chain = Chain::with_package(key, Ok(package), |_| {})?;
     chain.engine.wait_for_measurement(Duration::from_secs(600));

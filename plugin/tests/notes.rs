@@ -317,3 +317,84 @@ fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
     let sharp = back.iter().find(|n| n.key == 60 && n.start > 1.0).unwrap();
     assert!(sharp.bends.iter().any(|b| b.1 == 1), "{:?}", sharp.bends);
 }
+
+/// Streams `audio` (mono, at `rate`) through the plugin's note tracker in blocks of 512 from
+/// input time `origin`, then 3 s of silence, and collects its events.
+fn track(audio: &[f32], rate: u32, origin: u64) -> Vec<refrain::notes::tracker::NoteEvent> {
+    use refrain::notes::tracker::NoteTracker;
+    let model = BasicPitch::load(&model_path()).unwrap();
+    let (tracker, mut feed, mut events) =
+        NoteTracker::start(model, Settings::default(), rate).unwrap();
+    let mut padded = audio.to_vec();
+    padded.extend(vec![0.0; 3 * rate as usize]);
+    for (i, block) in padded.chunks(512).enumerate() {
+        feed.push(origin + (i * 512) as u64, block);
+    }
+    let end = origin + padded.len() as u64;
+    let shared = tracker.shared().clone();
+    let started = std::time::Instant::now();
+    while shared.decided.load(std::sync::atomic::Ordering::Acquire) + 3 * rate as u64 / 2 < end
+        && started.elapsed().as_secs() < 60
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    while let Some(e) = events.pop() {
+        out.push(e);
+    }
+    out
+}
+
+/// Events into notes: each note-on with the next note-off of its key, as seconds from `origin`.
+fn notes_of_events(
+    events: &[refrain::notes::tracker::NoteEvent],
+    rate: u32,
+    origin: u64,
+) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.on) {
+        let off = events[i..]
+            .iter()
+            .find(|o| !o.on && o.key == e.key)
+            .map_or(f64::INFINITY, |o| (o.at - origin) as f64 / rate as f64);
+        notes.push(Note {
+            start: (e.at - origin) as f64 / rate as f64,
+            end: off,
+            key: e.key,
+            velocity: e.velocity,
+            bends: Vec::new(),
+        });
+    }
+    notes
+}
+
+#[test]
+fn the_plugins_note_tracker_finds_the_melody_and_chord_as_they_stream_and_ends_every_note() {
+    for (rate, origin) in [(48_000u32, 1_000u64), (44_100, 0)] {
+        let (audio, expected) = melody(rate);
+        let events = track(&audio, rate, origin);
+        let found = notes_of_events(&events, rate, origin);
+        eprintln!("{rate} Hz: {found:?}");
+        check(&found, &expected);
+        assert!(
+            found.iter().all(|n| n.end.is_finite() && n.end > n.start),
+            "every note ends: {found:?}"
+        );
+        // The file decoder and the stream agree on the ends too, within 35 ms.
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("melody.wav");
+        write_wav(&input, &[audio], rate).unwrap();
+        let mut model = BasicPitch::load(&model_path()).unwrap();
+        let file = notes_of_file(&input, &mut model, &Settings::default()).unwrap();
+        for n in &found {
+            let same = file
+                .iter()
+                .find(|f| f.key == n.key && (f.start - n.start).abs() <= 0.035)
+                .unwrap_or_else(|| panic!("{n:?} is not in the file's notes {file:?}"));
+            assert!(
+                (same.end - n.end).abs() <= 0.035,
+                "{n:?} ends apart from the file's {same:?}"
+            );
+        }
+    }
+}

@@ -236,6 +236,49 @@ fn live_look_ahead_curve() {
 
 /// README's survey: every track at 0, 10, 20, 30 and 40 s (`cargo test --test separation --
 /// --ignored --nocapture`).
+/// Longer windows for the plugin's Studio mode (shared/DECISIONS.md §4): the same 15 excerpts,
+/// vocals SI-SDR improvement per schedule (window, pass, look-ahead) (`cargo test -p refrain
+/// --test separation plugin_studio_window_curve -- --ignored --nocapture`).
+#[test]
+#[ignore = "a survey for README (90 separations)"]
+fn plugin_studio_window_curve() {
+    let package = spleeter();
+    let framing = refrain::separation::stft::Framing {
+        fft: 4096,
+        hop: 1024,
+    };
+    for (window, pass, lookahead) in [
+        (64, 8, 4),
+        (128, 16, 8),
+        (128, 16, 16),
+        (128, 16, 32),
+        (256, 32, 32),
+        (256, 32, 64),
+    ] {
+        let schedule = Schedule::Windows {
+            window,
+            pass,
+            lookahead,
+        };
+        let mut improvements = Vec::new();
+        for track in ["bgm1", "bgm2", "bgm3"] {
+            for offset in [0, 10, 20, 30, 40] {
+                let s = separate_mixture(&package, track, offset, schedule);
+                improvements.push(s.vocals - s.mixture);
+            }
+        }
+        improvements.sort_by(f64::total_cmp);
+        let latency = schedule.lookahead_samples(framing).unwrap();
+        eprintln!(
+            "| {window} / {pass} / {lookahead} | {:.0} ms | {:+.1} dB | {:+.1} dB | {:+.1} dB |",
+            latency as f64 / 44.1,
+            improvements.iter().sum::<f64>() / improvements.len() as f64,
+            improvements[improvements.len() / 2],
+            improvements[0]
+        );
+    }
+}
+
 #[test]
 #[ignore = "a survey for README (15 separations); the test above asserts"]
 fn survey_of_every_excerpt() {
@@ -499,6 +542,8 @@ struct Played {
     main: Vec<Vec<f32>>,
     stems: Vec<Vec<Vec<f32>>>,
     latency: usize,
+    /// The engine's state in words at the end.
+    message: String,
 }
 
 /// Runs `input` (stereo, at `rate`) through a chain with the separator `model` in `mode`, as a
@@ -514,6 +559,7 @@ fn play(model: &Path, mode: Mode, rate: u32, input: &[Vec<f32>], gains: [f32; 4]
             channels: 2,
         },
         setting: Setting::Studio,
+        notes: None,
     };
     let mut chain = Chain::build(key, |line| eprintln!("{line}")).unwrap();
     let latency = chain.engine.latency() as usize;
@@ -564,6 +610,7 @@ fn play(model: &Path, mode: Mode, rate: u32, input: &[Vec<f32>], gains: [f32; 4]
         main,
         stems,
         latency,
+        message: status.message(),
     }
 }
 
@@ -896,6 +943,25 @@ fn a_separator_whose_manifest_and_tensors_disagree_is_refused_naming_the_tensor(
     assert!(
         err.contains("test-mdx-band") && err.contains("input"),
         "{err}"
+    );
+    // In the plugin: the engine says why, and the aligned input keeps flowing on the main
+    // output, the stem outputs silent.
+    let input = vec![vec![0.25f32; 20_000], vec![-0.25f32; 20_000]];
+    let played = play(
+        &dir.path().join("model.toml"),
+        Mode::Live,
+        48_000,
+        &input,
+        [1.0; 4],
+    );
+    let l = played.latency;
+    assert!(played.main[0][l..l + 20_000].iter().all(|&v| v == 0.25));
+    assert!(played.main[1][l..l + 20_000].iter().all(|&v| v == -0.25));
+    assert!(played.stems.iter().flatten().flatten().all(|&v| v == 0.0));
+    assert!(
+        played.message.contains("test-mdx-band") && played.message.contains("input"),
+        "{}",
+        played.message
     );
     // Live windows are for Spleeter-style models.
     let err = separate_file(

@@ -195,6 +195,20 @@ pub struct Host {
     transport: Option<bool>,
     /// The editor is open (destroyed before the plugin is deactivated or dropped).
     editor_open: bool,
+    /// Samples processed since activation, and the note messages the plugin sent, each at
+    /// its sample since activation.
+    processed: u64,
+    notes: Vec<SentNote>,
+}
+
+/// A note message the plugin sent through its note output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SentNote {
+    /// Samples since activation.
+    pub at: u64,
+    pub key: u8,
+    pub on: bool,
+    pub velocity: f64,
 }
 
 /// The repository's `models/` folder.
@@ -265,6 +279,8 @@ impl Host {
             events_out: EventBuffer::new(),
             transport: None,
             editor_open: false,
+            processed: 0,
+            notes: Vec::new(),
         })
     }
 
@@ -321,6 +337,7 @@ impl Host {
                 .map_err(|e| anyhow!("activation failed: {e:?}"))?;
             self.processor = Some(stopped.into());
             self.setup = Some(setup);
+            self.processed = 0;
             if !self
                 .instance
                 .access_shared_handler(|h| h.restart_requested.swap(false, Ordering::SeqCst))
@@ -330,6 +347,37 @@ impl Host {
             self.deactivate();
         }
         Ok(())
+    }
+
+    /// The note messages the plugin sent since the last call.
+    pub fn take_notes(&mut self) -> Vec<SentNote> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Reads the note messages of the block just processed (of `n` samples).
+    fn collect_notes(&mut self, n: usize) {
+        use clack_host::events::spaces::CoreEventSpace;
+        use clack_host::events::Match;
+        for e in self.events_out.iter() {
+            let (time, key, on, velocity) = match e.as_core_event() {
+                Some(CoreEventSpace::NoteOn(ev)) => {
+                    (ev.header().time(), ev.key(), true, ev.velocity())
+                }
+                Some(CoreEventSpace::NoteOff(ev)) => {
+                    (ev.header().time(), ev.key(), false, ev.velocity())
+                }
+                _ => continue,
+            };
+            if let Match::Specific(key) = key {
+                self.notes.push(SentNote {
+                    at: self.processed + time as u64,
+                    key: key as u8,
+                    on,
+                    velocity,
+                });
+            }
+        }
+        self.processed += n as u64;
     }
 
     /// Deactivates if active.
@@ -454,6 +502,7 @@ impl Host {
                     )
                     .map_err(|e| anyhow!("process failed: {e:?}"))?;
             }
+            self.collect_notes(n);
             for (c, ch) in outs[0].iter().enumerate() {
                 main[c][t..t + n].copy_from_slice(ch);
             }
@@ -706,6 +755,7 @@ impl Host {
 
     /// One `process()` call on the plugin with these input and output channels.
     fn run_block(&mut self, ins: Vec<&mut [f32]>, outs: Vec<&mut [f32]>) -> Result<()> {
+        let n = ins.first().map_or(0, |c| c.len());
         let transport = self.transport_event();
         let processor = self
             .processor
@@ -736,6 +786,7 @@ impl Host {
                 transport.as_ref(),
             )
             .map_err(|e| anyhow!("process failed: {e:?}"))?;
+        self.collect_notes(n);
         Ok(())
     }
 

@@ -178,6 +178,10 @@ pub struct LatencyPlan {
     pub crossfade_reserve: usize,
     /// The most host frames one hop can produce (buffer sizing).
     pub hop_host_max: usize,
+    /// Studio with notes out: how long the note detector needs after the audio a note comes
+    /// from, in host samples, and whether that audio is a stem (which comes out of the model
+    /// `processing_delay` after its input). The total covers it (`notes_wait`).
+    pub notes: Option<(usize, bool)>,
 }
 
 impl LatencyPlan {
@@ -252,6 +256,7 @@ impl LatencyPlan {
             block_adaptation: max_block - 1,
             crossfade_reserve: crossfade_len(host),
             hop_host_max: (hop * h).div_ceil(r) as usize + 2,
+            notes: None,
         };
         debug_assert!(lookahead >= model_term + hop_term, "{plan:?}");
         plan.set_budget(timing);
@@ -295,10 +300,33 @@ impl LatencyPlan {
     /// Samples of buffering between the worker's output stream and the host's output: the audio
     /// thread plays processed frame `j` at host sample `j + buffering()`.
     pub fn buffering(&self) -> usize {
+        self.buffering_for_audio() + self.notes_wait()
+    }
+
+    fn buffering_for_audio(&self) -> usize {
         self.lookahead() - self.processing_delay
             + self.inference_budget
             + self.block_adaptation
             + self.crossfade_reserve
+    }
+
+    /// The same plan with notes out in Studio: `delay` host samples of detection after the
+    /// audio a note comes from (from a stem when `from_stem`), covered by the total.
+    pub fn with_notes(mut self, notes: Option<(usize, bool)>) -> Self {
+        self.notes = notes;
+        self
+    }
+
+    /// What the total adds so that a note leaves with the audio it came from (Studio with
+    /// notes out): the detection delay past what the audio's latency already covers.
+    pub fn notes_wait(&self) -> usize {
+        match self.notes {
+            Some((delay, from_stem)) => {
+                let need = delay + if from_stem { self.processing_delay } else { 0 };
+                need.saturating_sub(self.processing_delay + self.buffering_for_audio())
+            }
+            None => 0,
+        }
     }
 
     /// The latency reported to the host, in host samples.
@@ -330,7 +358,7 @@ impl LatencyPlan {
         let ms = |s: usize| s as f64 * 1000.0 / self.host_rate as f64;
         format!(
             "{} mode: latency {} samples ({:.2} ms) = model {} + hop buffering {} + resampling {} + inference budget {}{} \
-             + block adaptation {} + crossfade reserve {}; floor {} samples ({:.2} ms)",
+             + block adaptation {} + crossfade reserve {}{}; floor {} samples ({:.2} ms)",
             self.mode,
             self.total(),
             ms(self.total()),
@@ -341,6 +369,10 @@ impl LatencyPlan {
             if self.budget_measured { "" } else { " (provisional)" },
             self.block_adaptation,
             self.crossfade_reserve,
+            match self.notes_wait() {
+                0 => String::new(),
+                w => format!(" + notes wait {w}"),
+            },
             self.floor(),
             ms(self.floor()),
         )

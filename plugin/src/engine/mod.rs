@@ -16,6 +16,7 @@
 pub mod crossfade;
 pub mod dry_delay;
 pub mod latency;
+pub mod notes_out;
 pub mod pipeline;
 pub mod priority;
 pub mod resample;
@@ -195,6 +196,10 @@ pub struct Engine {
     latency_changed: bool,
     /// A panic happened inside `process`: from then on, the aligned dry signal only.
     poisoned: bool,
+    /// Notes out, when the plugin sends them.
+    notes: Option<notes_out::NotesOut>,
+    /// A bounce stopped waiting for the note detector (it stalled).
+    notes_gave_up: bool,
     /// Set once per block: the input copy and the dry path are done (for the panic fallback).
     input_taken: bool,
     dry_done: bool,
@@ -213,19 +218,26 @@ impl Engine {
         loader: ModelLoader,
         options: WorkerOptions,
     ) -> Result<Self, EngineError> {
+        let notes = match mode {
+            Mode::Studio => options.notes_delay,
+            Mode::Live => None,
+        };
         let plan = LatencyPlan::new(
             spec,
             config.sample_rate,
             config.max_block,
             mode,
             options.timing,
-        )?;
+        )?
+        .with_notes(notes);
         let ch = config.channels.max(1);
         let stems = spec.stems.clamp(1, MAX_STEMS);
         let rate = plan.host_rate as usize;
-        // The largest latency a measured budget can lead to (see `latency::MAX_BUDGET_S`).
-        let max_total = plan.total() - plan.inference_budget
-            + (latency::MAX_BUDGET_S * rate as f64).ceil() as usize;
+        // The largest latency a measured budget can lead to (see `latency::MAX_BUDGET_S`); the
+        // notes' wait only ever fills up to what the detector needs.
+        let max_total = (plan.total() - plan.notes_wait() - plan.inference_budget
+            + (latency::MAX_BUDGET_S * rate as f64).ceil() as usize)
+            .max(plan.total());
         let ring_frames = max_total + 8 * plan.hop_host_max + config.max_block + rate / 2;
         let sizing = Sizing {
             channels: ch,
@@ -288,6 +300,8 @@ impl Engine {
             retime: Retime::Steady,
             latency_changed: false,
             poisoned: false,
+            notes: None,
+            notes_gave_up: false,
             input_taken: false,
             dry_done: false,
             #[cfg(test)]
@@ -327,6 +341,24 @@ impl Engine {
             tx: self.swaps.clone(),
             shared: self.shared.clone(),
         }
+    }
+
+    /// Sends notes from the note tracker's `events` (before processing starts). In Studio the
+    /// latency covers the detector ([`WorkerOptions::notes_delay`]), so notes leave with
+    /// their audio; in Live they leave with it or as soon as they are known.
+    pub fn attach_notes(&mut self, events: crate::notes::tracker::NoteEvents) {
+        self.notes = Some(notes_out::NotesOut::new(events));
+    }
+
+    /// The note messages the last `process()` call sent, each at a sample of its block.
+    /// Real-time safe.
+    pub fn notes_sent(&self) -> &[notes_out::NoteOut] {
+        self.notes.as_ref().map_or(&[], |n| n.sent())
+    }
+
+    /// The note tracker's figures (notes sent, late), when notes are on.
+    pub fn notes_status(&self) -> Option<&Arc<crate::notes::tracker::TrackerShared>> {
+        self.notes.as_ref().map(|n| n.shared())
     }
 
     /// Whether the reported latency changed since the last call (the plugin then tells the
@@ -372,6 +404,9 @@ impl Engine {
 
     /// Clears all history (the host's reset, a transport jump). Real-time safe.
     pub fn reset(&mut self) {
+        if let Some(n) = &mut self.notes {
+            n.reset();
+        }
         self.dry.reset();
         self.fade.jump(true);
         self.pending_start = Some(true);
@@ -401,6 +436,9 @@ impl Engine {
     ) {
         let n_total = io.first().map_or(0, |c| c.len());
         let mut done = 0;
+        if let Some(n) = &mut self.notes {
+            n.begin_call();
+        }
         // A host that sends more than it promised still gets correct audio, in pieces.
         while done < n_total {
             let n = (n_total - done).min(self.config.max_block);
@@ -653,6 +691,32 @@ impl Engine {
                     peaks[s] = peaks[s].max(o.abs());
                 }
             }
+        }
+        // 7. Notes due in this block, at the samples where their audio leaves.
+        if let Some(notes) = &mut self.notes {
+            let total = self.plan.total() as u64;
+            if controls.offline && self.plan.notes.is_some() && !self.notes_gave_up {
+                // A bounce waits for the detector as it waits for the worker; one that stalls
+                // is not waited for again.
+                // (Only this stream's notes: the audio before its start was another stream.)
+                let need = (self.host_t + n as u64).saturating_sub(total);
+                let need = if need > self.stream_start { need } else { 0 };
+                let started = Instant::now();
+                loop {
+                    let (decided, failed) = notes.decided();
+                    if failed || decided >= need {
+                        break;
+                    }
+                    if started.elapsed() > self.stall_timeout {
+                        self.notes_gave_up = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            // Heard unless bypassed (or unlicensed: the chain bypasses then); the notes do not
+            // depend on the model's own output.
+            notes.block(self.host_t, n, offset, total, !controls.bypass);
         }
         self.mix = mix_end;
         if stems > 1 {

@@ -13,6 +13,7 @@ use super::priority;
 use super::status::{EngineState, EngineStatus};
 use super::stream::{MarkKind, Shared, WorkerEnd};
 use crate::models::processor::{HopProcessor, StreamSpec};
+use crate::notes::tracker::{NoteSource, TrackerFeed};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -46,6 +47,12 @@ pub struct WorkerOptions {
     pub on_measured: Option<Box<dyn FnOnce(InferenceTiming) + Send>>,
     /// Where the worker says, in words, which device runs the model and how it is scheduled.
     pub log: Option<fn(&str)>,
+    /// Notes out: where the worker sends the audio the note tracker listens to (the input, or
+    /// one stem of a separator's output).
+    pub notes: Option<(TrackerFeed, NoteSource)>,
+    /// Notes out in Studio: how long the note detector needs after the audio a note comes from
+    /// (host samples), and whether that audio is a stem. The engine's latency covers it.
+    pub notes_delay: Option<(usize, bool)>,
 }
 
 /// Times at least [`WARMUP_MIN_PASSES`] hops of `processor` on low-level noise, until the
@@ -200,6 +207,18 @@ impl Worker {
                 }
                 let frames = p.output(hop.frames);
                 let width = p.width();
+                if let Some((feed, NoteSource::Stem(s))) = &mut self.options.notes {
+                    // Output frame j is the model's answer to input frame j - P.
+                    // (Frames before P answer input from before the stream: not sent.)
+                    let p_delay = self.plan.processing_delay as u64;
+                    let stem = *s;
+                    let end = hop.first + hop.frames as u64;
+                    if end > p_delay && stem < p.plan().spec.stems.max(1) {
+                        let skip = p_delay.saturating_sub(hop.first) as usize;
+                        let at = origin.host + hop.first + skip as u64 - p_delay;
+                        feed.push_frames(at, &frames[skip * width..], width, stem * ch, ch);
+                    }
+                }
                 let cold = (hop.audible_from - hop.first) as usize;
                 self.end
                     .push_chunk(origin.host + hop.first, &frames[..cold * width], false);
@@ -218,7 +237,11 @@ impl Worker {
                     .as_ref()
                     .map_or(scratch.len() / ch, |p| p.max_feed());
                 let n = (available as usize).min(max);
+                let at = origin.host + self.end.consumed() - origin.ring;
                 let got = self.end.pop_input(&mut scratch[..n * ch]);
+                if let Some((feed, NoteSource::Input)) = &mut self.options.notes {
+                    feed.push_frames(at, &scratch[..got * ch], ch, 0, ch);
+                }
                 if let Some(p) = &mut pipeline {
                     p.push_input(&scratch[..got * ch]);
                 }
@@ -233,6 +256,9 @@ impl Worker {
                             host: mark.host,
                             ring: mark.at,
                         };
+                        if let Some((feed, _)) = &mut self.options.notes {
+                            feed.start_stream(mark.host);
+                        }
                         if let Some(p) = &mut pipeline {
                             p.reset(prestart_silent);
                         }

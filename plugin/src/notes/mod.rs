@@ -4,11 +4,13 @@
 //! The files, in the order audio goes through them: [`basic_pitch`] (the model and its exact
 //! 2 s windowing at 22,050 Hz: the posteriorgrams and the time of every frame), [`decode`]
 //! (onsets and note activations into notes, as `note_creation.py` does it), [`midi`] (notes
-//! into a standard MIDI file, written atomically). [`notes_of_file`] is `refrain notes`.
+//! into a standard MIDI file, written atomically), [`tracker`] (the same while the audio plays:
+//! the plugin's note output). [`notes_of_file`] is `refrain notes`.
 
 pub mod basic_pitch;
 pub mod decode;
 pub mod midi;
+pub mod tracker;
 
 use crate::engine::resample::RateChange;
 use crate::media::{AudioReader, MediaError};
