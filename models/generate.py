@@ -245,13 +245,19 @@ def mdx_band(model_dir, fft=1024, hop=256, bins=256, frames=64, rate=44100, edge
     meta = dict(id="test-mdx-band", name="MDX-Net band split (test)", kind="mdx-net", rate=rate, hop=hop,
                 input="input", output="output",
                 description=f"MDX-Net contract: the bins below {edge_hz:.0f} Hz are the target")
-    stems = f'''names = ["bass", "rest"]
+    save_separator(model_dir, "mdx_band.onnx", graph, meta, mdx_stems(["bass", "rest"], fft, bins, frames),
+                   [1, 4, bins, frames], [1, 4, bins, frames])
+
+
+def mdx_stems(names, fft, bins, frames):
+    """An MDX-Net manifest's [stems] table."""
+    quoted = ", ".join(f'"{n}"' for n in names)
+    return f'''names = [{quoted}]
 fft = {fft}
 bins = {bins}
 frames = {frames}
 compensation = 1.0
 '''
-    save_separator(model_dir, "mdx_band.onnx", graph, meta, stems, [1, 4, bins, frames], [1, 4, bins, frames])
 
 
 def demucs_band(model_dir, segment=44100, rate=44100, taps=1023, cutoff_hz=250.0):

@@ -1,7 +1,9 @@
 //! Separation and notes timings with the real models (`cargo bench -p refrain --bench
 //! separation`; set-up fetches them): Spleeter's Studio segment and Live pass, median and p99,
 //! and the real-time factor each schedule needs; the four-stem DSP per second of audio; one
-//! Basic Pitch window. Figures go to README with the machine they came from.
+//! Basic Pitch window; and, when `python3 models/sizes.py` has written them into
+//! `target/model-sizes`, one segment of MDX-Net and of Demucs at their real layer sizes, with
+//! what a 4-minute song takes. Figures go to README with the machine they came from.
 
 use realfft::num_complex::Complex32;
 use refrain::models::package::{Limits, ModelPackage};
@@ -105,6 +107,7 @@ fn main() {
         ms(m),
         m.as_secs_f64()
     );
+    sized_separators(quick);
     let bp = real("basic-pitch/nmp.onnx");
     if let Ok(mut notes) = refrain::notes::basic_pitch::BasicPitch::load(&bp) {
         let audio: Vec<f32> = (0..refrain::notes::basic_pitch::WINDOW - 3_840)
@@ -118,6 +121,52 @@ fn main() {
             ms(m),
             ms(p),
             m.as_secs_f64() / (36_164.0 / 22_050.0)
+        );
+    }
+}
+
+/// MDX-Net and Demucs at their real layer sizes (`models/sizes.py`): one segment each, and a
+/// 4-minute song's worth of segments (each overlapping the next by a quarter, as Refrain runs
+/// them).
+fn sized_separators(quick: bool) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/model-sizes");
+    for (name, shape_in, shape_out, segment_s) in [
+        (
+            "mdx-net-size",
+            vec![1usize, 4, 3072, 256],
+            vec![1usize, 4, 3072, 256],
+            1024.0f64 * 255.0 / 44_100.0,
+        ),
+        (
+            "demucs-size",
+            vec![1usize, 2, 343_980],
+            vec![1usize, 4, 2, 343_980],
+            343_980.0 / 44_100.0,
+        ),
+    ] {
+        let manifest = dir.join(name).join("model.toml");
+        if !manifest.exists() {
+            println!("{name}: not generated (`python3 models/sizes.py` writes it); skipped");
+            continue;
+        }
+        let package = ModelPackage::read(&manifest, Limits::from_env()).expect("reads");
+        let mut model = SeparatorModel::from_package(&package).expect("loads");
+        let n: usize = shape_in.iter().product();
+        let input: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 5000.0)
+            .collect();
+        let (m, p) = time(1, if quick { 1 } else { 5 }, || {
+            model
+                .run_shaped(input.clone(), &shape_in, &shape_out)
+                .unwrap();
+        });
+        let song = (240.0f64 / (segment_s * 0.75)).ceil();
+        println!(
+            "{name}: one {segment_s:.2} s segment median {:.2} s, p99 {:.2} s, real-time factor {:.2}; a 4-minute song ({song} segments) {:.0} s",
+            m.as_secs_f64(),
+            p.as_secs_f64(),
+            m.as_secs_f64() / (segment_s * 0.75),
+            m.as_secs_f64() * song
         );
     }
 }

@@ -40,6 +40,7 @@ fn fixed_timing() -> Option<InferenceTiming> {
         passes: 0,
         max_ns: ns,
         median_ns: ns,
+        mean_ns: ns,
     })
 }
 

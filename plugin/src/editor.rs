@@ -356,7 +356,9 @@ impl RefrainEditor {
                 ui.add(ParamSlider::for_param(&self.params.mix, &setter).with_width(180.0));
                 ui.label("Mode");
                 ui.add(ParamSlider::for_param(&self.params.mode, &setter).with_width(90.0));
-                ui.label("Notes");
+            });
+            ui.horizontal(|ui| {
+                ui.label("Notes out");
                 ui.add(ParamSlider::for_param(&self.params.notes, &setter).with_width(90.0));
                 let mut bypass = self.params.bypass.value();
                 if ui.checkbox(&mut bypass, "Bypass").changed() {

@@ -881,3 +881,86 @@ pub use refrain::synth::{impulse, max_step, peak_index, sine, Lcg};
 pub fn write_wav(path: &Path, audio: &[Vec<f32>], rate: u32) -> Result<()> {
     Ok(refrain::media::write_wav(path, audio, rate)?)
 }
+
+/// Writes `rgb` (8-bit, `width` x `height`, rows top to bottom) as a PNG file: the image data
+/// in stored (uncompressed) deflate blocks, so no image crate is needed for a screenshot.
+pub fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    if rgb.len() != (width * height * 3) as usize {
+        bail!("{} bytes for a {width} x {height} RGB image", rgb.len());
+    }
+    // Each row starts with filter type 0.
+    let row = width as usize * 3;
+    let mut raw = Vec::with_capacity((row + 1) * height as usize);
+    for y in 0..height as usize {
+        raw.push(0);
+        raw.extend_from_slice(&rgb[y * row..(y + 1) * row]);
+    }
+    let mut z = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        z.push(u8::from(i + 1 == blocks.len()));
+        z.extend_from_slice(&(block.len() as u16).to_le_bytes());
+        z.extend_from_slice(&(!(block.len() as u16)).to_le_bytes());
+        z.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in &raw {
+        a = (a + byte as u32) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &header);
+    chunk(&mut png, b"IDAT", &z);
+    chunk(&mut png, b"IEND", &[]);
+    std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The contents of X window `window` on `display` as RGB (a screenshot): width, height, pixels.
+pub fn capture_window(display: &str, window: u32) -> Result<(u32, u32, Vec<u8>)> {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{ConnectionExt, ImageFormat};
+    let (conn, _) = x11rb::connect(Some(display)).context("connecting to the display")?;
+    let geometry = conn.get_geometry(window)?.reply()?;
+    let (w, h) = (geometry.width, geometry.height);
+    let image = conn
+        .get_image(ImageFormat::Z_PIXMAP, window, 0, 0, w, h, !0)?
+        .reply()?;
+    let depth_bytes = image.data.len() / (w as usize * h as usize).max(1);
+    if depth_bytes < 3 {
+        bail!("a {}-bit window cannot be captured as RGB", depth_bytes * 8);
+    }
+    let _ = conn.flush();
+    let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
+    for px in image.data.chunks_exact(depth_bytes) {
+        // Z-pixmap on a little-endian 24/32-bit visual: blue, green, red, (pad).
+        rgb.extend_from_slice(&[px[2], px[1], px[0]]);
+    }
+    Ok((w as u32, h as u32, rgb))
+}

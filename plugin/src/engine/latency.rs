@@ -88,6 +88,10 @@ pub struct InferenceTiming {
     pub max_ns: u64,
     /// The median pass, in nanoseconds.
     pub median_ns: u64,
+    /// The mean pass, in nanoseconds: what real time needs below the hop's duration (a
+    /// separator's window runs on one hop in eight, so its slowest pass may be longer than a hop
+    /// while it keeps up).
+    pub mean_ns: u64,
 }
 
 impl InferenceTiming {
@@ -98,6 +102,7 @@ impl InferenceTiming {
             passes: passes.len() as u32,
             max_ns: passes.last().copied().unwrap_or(0),
             median_ns: passes.get(passes.len() / 2).copied().unwrap_or(0),
+            mean_ns: passes.iter().sum::<u64>() / passes.len().max(1) as u64,
         }
     }
 }
@@ -432,6 +437,7 @@ mod tests {
             passes: 50,
             max_ns: us * 1_000,
             median_ns: us * 500,
+            mean_ns: us * 500,
         })
     }
 

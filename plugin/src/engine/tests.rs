@@ -28,6 +28,7 @@ fn timing(ms: u64) -> WorkerOptions {
             passes: 50,
             max_ns: ms * 1_000_000,
             median_ns: ms * 500_000,
+            mean_ns: ms * 500_000,
         }),
         ..WorkerOptions::default()
     }
@@ -552,34 +553,9 @@ fn bounces_with_bypass_automation_are_deterministic_and_aligned() {
     );
 }
 
-/// A processor that hangs from its `hang_at`-th hop on.
-struct Hang {
-    inner: DelayGain,
-    hops: usize,
-    hang_at: usize,
-}
-
-impl HopProcessor for Hang {
-    fn spec(&self) -> StreamSpec {
-        self.inner.spec
-    }
-    fn process(&mut self, w: &[f32], o: &mut [f32]) -> Result<(), ProcessError> {
-        self.hops += 1;
-        if self.hops >= self.hang_at {
-            std::thread::sleep(Duration::from_secs(30));
-        }
-        self.inner.process(w, o)
-    }
-}
-
-#[test]
-fn a_hung_model_fails_a_bounce_once_and_dropping_the_engine_does_not_wait_for_it() {
-    let hang = Hang {
-        inner: DelayGain::with_gain(spec(), -1.0),
-        hops: 0,
-        hang_at: 20,
-    };
-    let mut engine = Engine::start(
+/// An engine at 48 kHz, blocks of 256, Live, running `p` (with [`spec`]).
+fn start_live(p: impl HopProcessor + 'static, options: WorkerOptions) -> Engine {
+    Engine::start(
         EngineConfig {
             sample_rate: 48_000.0,
             max_block: 256,
@@ -587,10 +563,39 @@ fn a_hung_model_fails_a_bounce_once_and_dropping_the_engine_does_not_wait_for_it
         },
         Mode::Live,
         spec(),
-        Box::new(move || Ok(Box::new(hang) as Box<dyn HopProcessor>)),
-        timing(1),
+        Box::new(move || Ok(Box::new(p) as Box<dyn HopProcessor>)),
+        options,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A processor that stalls for `stall(n)` before its `n`-th hop (counted from 1).
+struct Stalls {
+    inner: DelayGain,
+    hops: usize,
+    stall: fn(usize) -> Duration,
+}
+
+impl HopProcessor for Stalls {
+    fn spec(&self) -> StreamSpec {
+        self.inner.spec
+    }
+    fn process(&mut self, w: &[f32], o: &mut [f32]) -> Result<(), ProcessError> {
+        self.hops += 1;
+        std::thread::sleep((self.stall)(self.hops));
+        self.inner.process(w, o)
+    }
+}
+
+#[test]
+fn a_hung_model_fails_a_bounce_once_and_dropping_the_engine_does_not_wait_for_it() {
+    // Hangs from its 20th hop on.
+    let hang = Stalls {
+        inner: DelayGain::with_gain(spec(), -1.0),
+        hops: 0,
+        stall: |n| Duration::from_secs(if n >= 20 { 30 } else { 0 }),
+    };
+    let mut engine = start_live(hang, timing(1));
     engine.set_stall_timeout(Duration::from_millis(300));
     let latency = engine.latency() as usize;
     let input = sine(96_000, 48_000.0, 250.0, 0.5);
@@ -797,4 +802,20 @@ fn a_model_slower_than_real_time_says_so_at_load() {
     );
     wait_running(&fast);
     assert_eq!(fast.status().message(), "running");
+}
+
+#[test]
+fn a_model_slow_on_one_hop_in_eight_but_quick_on_average_is_real_time() {
+    // Hops of 10 ms; every eighth takes 25 ms: 3 ms a hop on average, so it keeps up, its
+    // budget covering the slow hop.
+    // Slow on one hop in eight (as a separator's window pass), quick on the others.
+    let bursty = Stalls {
+        inner: DelayGain::new(spec()),
+        hops: 0,
+        stall: |n| Duration::from_millis(if n.is_multiple_of(8) { 25 } else { 0 }),
+    };
+    let mut engine = start_live(bursty, WorkerOptions::default());
+    engine.wait_for_measurement(Duration::from_secs(20));
+    assert_eq!(engine.status().message(), "running");
+    assert!(engine.plan().inference_budget as f64 >= 0.025 * 48_000.0);
 }

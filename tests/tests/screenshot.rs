@@ -1,0 +1,74 @@
+//! README's screenshot of the editor (`plugin/docs/editor.png`): the built `Refrain.clap` in the
+//! test host on a virtual display, running Spleeter with notes out from the Other stem while a
+//! melody plays. Not a check (it asserts only that the capture worked), so it is ignored by
+//! default: `cargo test -p refrain-tests --test screenshot -- --ignored`.
+
+use refrain::testkit::XDisplay;
+use refrain_tests::{capture_window, models_dir, write_png, Setup};
+use std::time::Duration;
+
+#[cfg(unix)]
+#[test]
+#[ignore = "writes README's screenshot"]
+fn screenshot_of_the_editor_running_spleeter_with_notes_out() {
+    let display = XDisplay::start();
+    let data = tempfile::tempdir().unwrap();
+    // SAFETY: the only test in this process, before any plugin thread starts.
+    unsafe {
+        std::env::set_var(refrain::licence::store::ENV_DATA_DIR, data.path());
+        std::env::set_var(
+            refrain::models::library::ENV_MODEL_PATH,
+            models_dir().join("real"),
+        );
+        std::env::set_var("DISPLAY", &display.name);
+        std::env::set_var("LIBGL_ALWAYS_SOFTWARE", "1");
+    }
+    let mut h = refrain_tests::host_with_model("real/spleeter-2stems");
+    h.set_state_param("notes", serde_json::json!({ "string": "other" }))
+        .unwrap();
+    h.set_state_param("drums_mute", serde_json::json!({ "bool": true }))
+        .unwrap();
+    h.set_state_param("vocals_gain", serde_json::json!({ "f32": 0.5 }))
+        .unwrap();
+    h.activate(Setup::realtime(48_000.0, 256)).unwrap();
+    let window = h.open_editor().expect("open the editor");
+    // A melody over a pulse, played in real time for 8 s, so the meters and notes move.
+    let rate = 48_000.0;
+    let music: Vec<f32> = (0..(8.0 * rate) as usize)
+        .map(|i| {
+            let t = i as f64 / rate;
+            let key = [60.0, 64.0, 67.0, 72.0][(t / 0.4) as usize % 4];
+            let f = 440.0 * 2f64.powf((key - 69.0) / 12.0);
+            let beat = (-(t % 0.5) * 30.0).exp();
+            (0.15 * (std::f64::consts::TAU * f * t).sin()
+                + 0.2 * beat * (std::f64::consts::TAU * 60.0 * t).sin()) as f32
+        })
+        .collect();
+    // The pointer moves over the editor while it plays, so it repaints as with a user in front
+    // of it; the capture is taken near the end, while the meters move.
+    let display_name = display.name.clone();
+    let window_id = window.window;
+    let capture = std::thread::spawn(move || {
+        let display = XDisplay::attach(&display_name);
+        let id = window_id.to_string();
+        for i in 0..45 {
+            let x = (560 + (i % 2) * 8).to_string();
+            display.xdotool(&["mousemove", "--window", &id, &x, "560"]);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        capture_window(&display_name, window_id).expect("capture")
+    });
+    h.render_at(&[music.clone(), music], || 256, Some(1.0))
+        .unwrap();
+    let (w, hgt, rgb) = capture.join().unwrap();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin/docs/editor.png");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    write_png(&out, w, hgt, &rgb).unwrap();
+    assert!(rgb.iter().any(|&b| b != rgb[0]), "the capture is blank");
+    eprintln!("wrote {} ({w} x {hgt})", out.display());
+    h.close_editor();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(h);
+    drop(window);
+    drop(display);
+}
