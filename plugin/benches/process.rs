@@ -94,6 +94,7 @@ fn bench_stems(_c: &mut Criterion) {
         config,
         setting: Setting::Studio,
         notes: None,
+        note_settings: Default::default(),
     };
     let mut chain = Chain::build(key, |_| {}).unwrap();
     while chain.engine.status().state() == refrain::engine::status::EngineState::Starting {

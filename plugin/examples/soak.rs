@@ -45,6 +45,7 @@ fn main() {
         },
         setting: Setting::Studio,
         notes: None,
+        note_settings: Default::default(),
     };
     // Built off the audio thread, as the plugin's activation does.
     let mut chain = Chain::build(key, |_| {}).expect("chain");

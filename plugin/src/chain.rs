@@ -61,6 +61,8 @@ pub struct ChainKey {
     pub setting: Setting,
     /// Notes out, and where they come from.
     pub notes: Option<NoteSource>,
+    /// How notes out are found: onset and frame thresholds, minimum length.
+    pub note_settings: crate::notes::decode::Settings,
 }
 
 /// An engine with its licence enforcement.
@@ -95,6 +97,7 @@ fn start_notes(
     source: NoteSource,
     stems: usize,
     sample_rate: f32,
+    settings: crate::notes::decode::Settings,
 ) -> Result<
     (
         NoteTracker,
@@ -112,12 +115,9 @@ fn start_notes(
         "Basic Pitch is not in the models folder (basic-pitch/nmp.onnx; `cargo xtask fetch-models` fetches it into models/real, which REFRAIN_MODEL_PATH can name)".to_string()
     })?;
     let model = crate::notes::basic_pitch::BasicPitch::load(&path).map_err(|e| e.to_string())?;
-    NoteTracker::start(
-        model,
-        crate::notes::decode::Settings::default(),
-        sample_rate.round() as u32,
-    )
-    .map_err(|e| format!("the note tracker did not start: {e}"))
+    settings.check().map_err(|e| e.to_string())?;
+    NoteTracker::start(model, settings, sample_rate.round() as u32)
+        .map_err(|e| format!("the note tracker did not start: {e}"))
 }
 
 /// Inference timings measured in this process, by model identity: a reactivation reports the
@@ -252,7 +252,12 @@ impl Chain {
         let spec = crate::models::stream_spec(&manifest, key.mode);
         let mut notes = None;
         if let Some(source) = key.notes {
-            match start_notes(source, spec.stems, key.config.sample_rate) {
+            match start_notes(
+                source,
+                spec.stems,
+                key.config.sample_rate,
+                key.note_settings,
+            ) {
                 Ok((tracker, feed, events)) => {
                     options.notes = Some((feed, source));
                     let delay = (crate::notes::tracker::detection_delay_s()
@@ -305,6 +310,7 @@ impl Chain {
             config,
             setting: Setting::Studio,
             notes: None,
+            note_settings: Default::default(),
         };
         Ok(Chain::build(key, |_| {})?.engine)
     }

@@ -368,18 +368,39 @@ impl RefrainEditor {
                 }
             });
         }
+        if let Some(gui) = self.gui.clone() {
+            let setter = gui.param_setter();
+            ui.horizontal(|ui| {
+                ui.label("Note onset");
+                ui.add(ParamSlider::for_param(&self.params.note_onset, &setter).with_width(70.0));
+                ui.label("frame");
+                ui.add(ParamSlider::for_param(&self.params.note_frame, &setter).with_width(70.0));
+                ui.label("min length");
+                ui.add(ParamSlider::for_param(&self.params.note_min_ms, &setter).with_width(80.0));
+            });
+        }
         if let Some(n) = self.shared.notes.lock().clone() {
             let r = Ordering::Relaxed;
             let rate = self.shared.plan.lock().map_or(48_000, |p| p.host_rate) as f64;
             let failed = n.failed.load(Ordering::Acquire);
+            let recent: Vec<String> = n
+                .recent()
+                .into_iter()
+                .map(crate::notes::tracker::key_name)
+                .collect();
             ui.label(if failed {
                 n.message()
             } else {
                 format!(
-                    "notes out: {} sent, {} after their audio (at most {:.0} ms later)",
+                    "notes out: {} sent, {} after their audio (at most {:.0} ms later); last: {}",
                     n.notes_sent.load(r),
                     n.late_notes.load(r),
-                    n.worst_late.load(r) as f64 * 1000.0 / rate
+                    n.worst_late.load(r) as f64 * 1000.0 / rate,
+                    if recent.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        recent.join(" ")
+                    }
                 )
             })
             .on_hover_text(

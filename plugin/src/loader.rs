@@ -102,6 +102,7 @@ pub fn desired_key(params: &RefrainParams, config: EngineConfig, setting: Settin
         config,
         setting,
         notes: params.notes.value().source(),
+        note_settings: params.note_settings(),
     }
 }
 

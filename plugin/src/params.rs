@@ -131,6 +131,16 @@ pub struct RefrainParams {
     /// automatable: a change builds a new chain (in Studio the latency covers the detector).
     #[id = "notes"]
     pub notes: EnumParam<NotesParam>,
+    /// How sure an onset must be (Basic Pitch's onset activation), 0.05..0.95. Not automatable.
+    #[id = "note_onset"]
+    pub note_onset: FloatParam,
+    /// How long a note lasts: while its activation is at least this, 0.05..0.95 (Refrain's
+    /// default 0.5; the reference's 0.3 turns strong harmonics into notes). Not automatable.
+    #[id = "note_frame"]
+    pub note_frame: FloatParam,
+    /// Notes must be longer than this, in ms. Not automatable.
+    #[id = "note_min_ms"]
+    pub note_min_ms: FloatParam,
     /// A separator's stems, in the order of the stem outputs.
     #[nested(id_prefix = "vocals", group = "Vocals")]
     pub vocals: StemParams,
@@ -143,6 +153,16 @@ pub struct RefrainParams {
 }
 
 impl RefrainParams {
+    /// How notes out are found, from the note parameters.
+    pub fn note_settings(&self) -> crate::notes::decode::Settings {
+        crate::notes::decode::Settings {
+            onset_threshold: self.note_onset.value(),
+            frame_threshold: self.note_frame.value(),
+            min_note_ms: self.note_min_ms.value() as f64,
+            ..Default::default()
+        }
+    }
+
     /// The stems' controls, in the order of the stem outputs
     /// ([`crate::separation::processor::PORTS`]).
     pub fn stems(&self) -> [&StemParams; 4] {
@@ -162,6 +182,34 @@ impl Default for RefrainParams {
             model: Arc::new(RwLock::new(crate::models::BUILTIN_ID.to_owned())),
             track: Arc::new(RwLock::new(String::new())),
             notes: EnumParam::new("Notes", NotesParam::Off).non_automatable(),
+            note_onset: FloatParam::new(
+                "Note Onset Threshold",
+                0.5,
+                FloatRange::Linear {
+                    min: 0.05,
+                    max: 0.95,
+                },
+            )
+            .non_automatable(),
+            note_frame: FloatParam::new(
+                "Note Frame Threshold",
+                0.5,
+                FloatRange::Linear {
+                    min: 0.05,
+                    max: 0.95,
+                },
+            )
+            .non_automatable(),
+            note_min_ms: FloatParam::new(
+                "Minimum Note Length",
+                127.7,
+                FloatRange::Linear {
+                    min: 10.0,
+                    max: 1000.0,
+                },
+            )
+            .with_unit(" ms")
+            .non_automatable(),
             vocals: StemParams::new("Vocals"),
             drums: StemParams::new("Drums"),
             bass: StemParams::new("Bass"),

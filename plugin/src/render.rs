@@ -174,6 +174,7 @@ fn render_chain(
         },
         setting: Setting::Studio,
         notes: None,
+        note_settings: Default::default(),
     };
     let mut chain = Chain::with_package(key, Ok(package), |_| {})?;
     chain.engine.wait_for_measurement(Duration::from_secs(600));

@@ -560,6 +560,7 @@ fn play(model: &Path, mode: Mode, rate: u32, input: &[Vec<f32>], gains: [f32; 4]
         },
         setting: Setting::Studio,
         notes: None,
+        note_settings: Default::default(),
     };
     let mut chain = Chain::build(key, |line| eprintln!("{line}")).unwrap();
     let latency = chain.engine.latency() as usize;

@@ -191,3 +191,23 @@ fn notes_of_a_stem_come_from_that_stem_and_leave_with_it() {
         .collect();
     assert!(above.is_empty(), "the bass stem has the melody: {above:?}");
 }
+
+#[test]
+fn a_longer_minimum_note_length_keeps_the_chord_and_drops_the_300_ms_notes() {
+    let (input, expected) = melody();
+    let mut h = host("tone-shaper", "studio", "input");
+    h.set_state_param("note_min_ms", serde_json::json!({ "f32": 400.0 }))
+        .unwrap();
+    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
+        .unwrap();
+    let latency = h.latency() as u64;
+    h.render(&input, || BLOCK, false).unwrap();
+    let sent = h.take_notes();
+    // Only the chord (600 ms) is long enough.
+    check(&sent, &expected[4..], latency, 0);
+    let long = notes_of(&sent)
+        .into_iter()
+        .filter(|n| n.2 - n.1 > (0.05 * RATE as f64) as u64)
+        .count();
+    assert_eq!(long, 3, "{:?}", notes_of(&sent));
+}

@@ -70,7 +70,8 @@ pub fn detection_delay_s() -> f64 {
     (wait + CONFIRM_FRAMES * FRAME_HOP) as f64 / RATE as f64 + 0.25
 }
 
-/// What the tracker shares with the plugin: progress, the editor's figures and failures.
+/// What the tracker shares with the plugin: progress, the editor's figures and failures. (The
+/// tracker's thread writes it; the audio thread only reads `decided` and adds lateness.)
 #[derive(Default)]
 pub struct TrackerShared {
     /// Input time up to which every event is out (a bounce waits for it).
@@ -83,12 +84,22 @@ pub struct TrackerShared {
     pub worst_late: AtomicU64,
     message: Mutex<String>,
     stop: AtomicBool,
+    /// The keys of the last notes found, newest last (the editor shows them).
+    recent: Mutex<std::collections::VecDeque<u8>>,
 }
+
+/// Notes the editor lists.
+const RECENT: usize = 8;
 
 impl TrackerShared {
     /// What the tracker says, in words.
     pub fn message(&self) -> String {
         self.message.lock().clone()
+    }
+
+    /// The keys of the last notes found, oldest first.
+    pub fn recent(&self) -> Vec<u8> {
+        self.recent.lock().iter().copied().collect()
     }
 
     fn fail(&self, why: String) {
@@ -367,6 +378,11 @@ impl Tracking {
     fn send(&mut self, e: NoteEvent) {
         if self.events.try_push(e).is_ok() && e.on {
             self.shared.notes_sent.fetch_add(1, Ordering::Relaxed);
+            let mut recent = self.shared.recent.lock();
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(e.key);
         }
     }
 
@@ -467,9 +483,24 @@ impl Tracking {
     }
 }
 
+/// A MIDI key's name: 60 is C4.
+pub fn key_name(key: u8) -> String {
+    const NAMES: [&str; 12] = [
+        "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+    ];
+    format!("{}{}", NAMES[key as usize % 12], key as i32 / 12 - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_named_as_musicians_name_them() {
+        assert_eq!(key_name(60), "C4");
+        assert_eq!(key_name(21), "A0");
+        assert_eq!(key_name(73), "C#5");
+    }
 
     #[test]
     fn the_detection_delay_covers_the_window_and_the_confirmation() {
