@@ -275,7 +275,7 @@ impl Host {
             _entry: entry,
             setup: None,
             in_ports: AudioPorts::with_capacity(2, 1),
-            out_ports: AudioPorts::with_capacity(2, 1),
+            out_ports: AudioPorts::with_capacity(16, 8),
             events_out: EventBuffer::new(),
             transport: None,
             editor_open: false,
@@ -458,7 +458,6 @@ impl Host {
         let len = input[0].len();
         let mut main = vec![vec![0.0f32; len]; input.len()];
         let mut aux = vec![vec![vec![0.0f32; len]; 2]; extra];
-        let mut out_ports = AudioPorts::with_capacity(2 * (extra + 1), extra + 1);
         let mut t = 0;
         while t < len {
             let setup = self.setup.ok_or_else(|| anyhow!("not active"))?;
@@ -467,42 +466,12 @@ impl Host {
             let mut outs: Vec<Vec<Vec<f32>>> = (0..=extra)
                 .map(|p| vec![vec![f32::NAN; n]; if p == 0 { input.len() } else { 2 }])
                 .collect();
-            {
-                let transport = self.transport_event();
-                let processor = self
-                    .processor
-                    .as_mut()
-                    .ok_or_else(|| anyhow!("not active"))?;
-                let started = processor
-                    .ensure_processing_started()
-                    .map_err(|e| anyhow!("start processing: {e:?}"))?;
-                let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
-                    latency: 0,
-                    channels: AudioPortBufferType::f32_input_only(
-                        ins.iter_mut().map(|c| InputChannel::variable(&mut c[..])),
-                    ),
-                }]);
-                let mut audio_out =
-                    out_ports.with_output_buffers(outs.iter_mut().map(|port| AudioPortBuffer {
-                        latency: 0,
-                        channels: AudioPortBufferType::f32_output_only(
-                            port.iter_mut().map(|c| &mut c[..]),
-                        ),
-                    }));
-                self.events_out.clear();
-                let mut events_out = OutputEvents::from_buffer(&mut self.events_out);
-                started
-                    .process(
-                        &audio_in,
-                        &mut audio_out,
-                        &InputEvents::empty(),
-                        &mut events_out,
-                        None,
-                        transport.as_ref(),
-                    )
-                    .map_err(|e| anyhow!("process failed: {e:?}"))?;
-            }
-            self.collect_notes(n);
+            let in_slices: Vec<&mut [f32]> = ins.iter_mut().map(|c| &mut c[..]).collect();
+            let port_slices: Vec<Vec<&mut [f32]>> = outs
+                .iter_mut()
+                .map(|port| port.iter_mut().map(|c| &mut c[..]).collect())
+                .collect();
+            self.run_block(in_slices, port_slices)?;
             for (c, ch) in outs[0].iter().enumerate() {
                 main[c][t..t + n].copy_from_slice(ch);
             }
@@ -731,7 +700,7 @@ impl Host {
         let mut in_copy: Vec<Vec<f32>> = input.iter().map(|c| c.to_vec()).collect();
         let ins = in_copy.iter_mut().map(|b| &mut b[..n]).collect();
         let outs = output.iter_mut().map(|b| &mut b[..n]).collect();
-        self.run_block(ins, outs)
+        self.run_block(ins, vec![outs])
     }
 
     /// Processes one block in place: the host hands the plugin the same buffers for input and
@@ -750,11 +719,12 @@ impl Host {
                 )
             })
             .unzip();
-        self.run_block(ins, outs)
+        self.run_block(ins, vec![outs])
     }
 
-    /// One `process()` call on the plugin with these input and output channels.
-    fn run_block(&mut self, ins: Vec<&mut [f32]>, outs: Vec<&mut [f32]>) -> Result<()> {
+    /// One `process()` call on the plugin with these input channels and these output ports'
+    /// channels (the main output first).
+    fn run_block(&mut self, ins: Vec<&mut [f32]>, ports: Vec<Vec<&mut [f32]>>) -> Result<()> {
         let n = ins.first().map_or(0, |c| c.len());
         let transport = self.transport_event();
         let processor = self
@@ -770,10 +740,12 @@ impl Host {
                 ins.into_iter().map(InputChannel::variable),
             ),
         }]);
-        let mut audio_out = self.out_ports.with_output_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_output_only(outs.into_iter()),
-        }]);
+        let mut audio_out = self
+            .out_ports
+            .with_output_buffers(ports.into_iter().map(|port| AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_output_only(port.into_iter()),
+            }));
         self.events_out.clear();
         let mut events_out = OutputEvents::from_buffer(&mut self.events_out);
         started
@@ -963,4 +935,40 @@ pub fn capture_window(display: &str, window: u32) -> Result<(u32, u32, Vec<u8>)>
         rgb.extend_from_slice(&[px[2], px[1], px[0]]);
     }
     Ok((w as u32, h as u32, rgb))
+}
+
+/// Issues a licence for the model at `model` (a `model.toml`), signed by `key`, as
+/// [`refrain::licence::claims::Claims::example`] (valid for a year) with `edit` applied, caches
+/// it in `store` and loads it as the editor does; returns the plugin's persisted track.
+pub fn issue_licence(
+    store: &refrain::licence::store::Store,
+    key: &refrain::licence::token::SigningKey,
+    model: &Path,
+    id: &str,
+    edit: impl FnOnce(&mut refrain::licence::claims::Claims),
+) -> String {
+    use refrain::licence::claims::{Claims, ModelGrant};
+    use refrain::licence::policy::{Clock, SystemClock};
+    let package = refrain::models::ModelSource::parse(model.to_str().expect("a UTF-8 path"))
+        .package()
+        .expect("the model reads");
+    let now = SystemClock.now();
+    let mut c = Claims::example(
+        "Northern Records",
+        id,
+        ModelGrant {
+            id: package.manifest.model.id.clone(),
+            sha256: package.identity.clone(),
+        },
+        now,
+        now + 365 * 86_400,
+    );
+    edit(&mut c);
+    let token = refrain::licence::issue::sign_licence(key, &c).expect("signs");
+    let path = store.root().join(format!("{id}.paseto"));
+    std::fs::create_dir_all(store.root()).expect("the licence folder");
+    std::fs::write(&path, token).expect("writes the licence");
+    refrain::licence::gate::LoadedTrack::load_file(store, &path)
+        .expect("loads the licence")
+        .to_state()
 }

@@ -6,15 +6,12 @@
 //! Its own test binary: it points the plugin at a private licence folder through the
 //! environment, once, before any plugin is loaded.
 
-use refrain::licence::claims::{self, Claims, ModelGrant, Use};
+use refrain::licence::claims::{self, Claims, Use};
 use refrain::licence::fingerprint;
-use refrain::licence::gate::LoadedTrack;
-use refrain::licence::issue;
 use refrain::licence::policy::{Clock, SystemClock};
 use refrain::licence::store::Store;
 use refrain::licence::token::SigningKey;
-use refrain::models::ModelSource;
-use refrain_tests::{default_plugin_path, Host, Setup};
+use refrain_tests::{default_plugin_path, issue_licence, Host, Setup};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -72,27 +69,7 @@ fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> 
 /// [`licence`] from [`Claims::example`] (valid for a year) as `edit` leaves it.
 fn licence_with(id: &str, edit: impl FnOnce(&mut Claims)) -> String {
     let e = env();
-    let package = ModelSource::parse(remix_model().to_str().unwrap())
-        .package()
-        .unwrap();
-    let now = SystemClock.now();
-    let mut c = Claims::example(
-        "Northern Records",
-        id,
-        ModelGrant {
-            id: package.manifest.model.id.clone(),
-            sha256: package.identity.clone(),
-        },
-        now,
-        now + YEAR,
-    );
-    edit(&mut c);
-    let token = issue::sign_licence(&e.key, &c).unwrap();
-    let path = e.store.root().join(format!("{id}.paseto"));
-    std::fs::create_dir_all(e.store.root()).unwrap();
-    std::fs::write(&path, token).unwrap();
-    // As the editor or the demo host loads a licence file.
-    LoadedTrack::load_file(&e.store, &path).unwrap().to_state()
+    issue_licence(&e.store, &e.key, &remix_model(), id, edit)
 }
 
 fn host(track: &str) -> Host {

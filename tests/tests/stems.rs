@@ -3,16 +3,12 @@
 //! routes them: the main output carries the remix, four stereo outputs carry vocals, drums,
 //! bass and other, all at the one reported latency; the licence gate covers every output.
 
-use refrain::licence::claims::{self, Claims, ModelGrant, Use};
+use refrain::licence::claims::Use;
 use refrain::licence::fingerprint;
-use refrain::licence::gate::LoadedTrack;
-use refrain::licence::issue;
-use refrain::licence::policy::{Clock, SystemClock};
 use refrain::licence::store::Store;
 use refrain::licence::token::SigningKey;
-use refrain::models::ModelSource;
 use refrain_tests::vst3_host::{default_vst3_path, Vst3Host};
-use refrain_tests::{default_plugin_path, models_dir, Host, PortsAudio, Setup};
+use refrain_tests::{default_plugin_path, issue_licence, models_dir, Host, PortsAudio, Setup};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -270,30 +266,12 @@ fn without_stem_outputs_connected_or_offered_the_main_output_still_plays_the_rem
 /// `input` (its reference fingerprint); returns the plugin's persisted track.
 fn licence(id: &str, uses: &[Use], input: &[Vec<f32>]) -> String {
     let e = env();
-    let package = ModelSource::parse(e.protected.to_str().unwrap())
-        .package()
-        .unwrap();
-    let now = SystemClock.now();
-    let mut c = Claims::example(
-        "Northern Records",
-        id,
-        ModelGrant {
-            id: package.manifest.model.id.clone(),
-            sha256: package.identity.clone(),
-        },
-        now,
-        now + 365 * 86_400,
-    );
-    c.uses = uses.to_vec();
-    c.exp = claims::format_time(now + 365 * 86_400);
-    c.track.fingerprint = Some(fingerprint::encode(
-        &fingerprint::compute(input, RATE).unwrap(),
-    ));
-    let token = issue::sign_licence(&e.key, &c).unwrap();
-    let path = e.store.root().join(format!("{id}.paseto"));
-    std::fs::create_dir_all(e.store.root()).unwrap();
-    std::fs::write(&path, token).unwrap();
-    LoadedTrack::load_file(&e.store, &path).unwrap().to_state()
+    issue_licence(&e.store, &e.key, &e.protected, id, |c| {
+        c.uses = uses.to_vec();
+        c.track.fingerprint = Some(fingerprint::encode(
+            &fingerprint::compute(input, RATE).unwrap(),
+        ));
+    })
 }
 
 #[test]

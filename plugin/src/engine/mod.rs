@@ -171,6 +171,8 @@ pub struct Engine {
     stems: usize,
     /// The stem gains actually applied, ramped towards `Controls::stem_gains` over each block.
     stem_gain: [f32; MAX_STEMS],
+    /// Per channel, what the separator left of the current frame's input (the last stem's).
+    rest: Vec<f32>,
     /// Host frames processed since activation (host time).
     host_t: u64,
     /// Host time at which the current stream started, and whether the audio before it was
@@ -287,6 +289,7 @@ impl Engine {
             wet: vec![0.0; config.max_block * ch * stems],
             stems,
             stem_gain: [1.0; MAX_STEMS],
+            rest: vec![0.0; ch],
             host_t: 0,
             stream_start: 0,
             prestart_silent: true,
@@ -653,17 +656,21 @@ impl Engine {
                 for s in 0..stems {
                     gains[s] = gain_start[s] + (gain_end[s] - gain_start[s]) * ramp;
                 }
+                // The last stem also takes what the separator left of the input (the band
+                // above the model's rate, rounding): the stems sum to the aligned input, and
+                // with every gain at 1 the remix is that input itself.
+                if let Some(w) = frame {
+                    for (c, rest) in self.rest.iter_mut().enumerate() {
+                        *rest = self.dry_out[c][f] - (0..stems).map(|s| w[s * ch + c]).sum::<f32>();
+                    }
+                }
             }
             for (c, out) in io.iter_mut().enumerate().take(io_ch) {
                 let dry = self.dry_out[c][f];
                 let wet = match frame {
                     Some(w) if stems > 1 => {
-                        // The last stem also takes what the separator left of the input (the
-                        // band above the model's rate, rounding): with every gain at 1 the
-                        // remix is the aligned input itself.
-                        let rest = dry - (0..stems).map(|s| w[s * ch + c]).sum::<f32>();
                         (0..stems).map(|s| w[s * ch + c] * gains[s]).sum::<f32>()
-                            + rest * gains[stems - 1]
+                            + self.rest[c] * gains[stems - 1]
                     }
                     Some(w) => w[c],
                     None => 0.0,
@@ -679,11 +686,7 @@ impl Engine {
                     let c = c.min(ch - 1);
                     *o = match frame {
                         Some(w) if stems_heard && s < stems => {
-                            let rest = if s == stems - 1 {
-                                self.dry_out[c][f] - (0..stems).map(|t| w[t * ch + c]).sum::<f32>()
-                            } else {
-                                0.0
-                            };
+                            let rest = if s == stems - 1 { self.rest[c] } else { 0.0 };
                             (w[s * ch + c] + rest) * g_wet * gain
                         }
                         _ => 0.0,
