@@ -17,6 +17,7 @@ use crate::models::manifest::Manifest;
 use crate::models::package::ModelPackage;
 use crate::models::ModelSource;
 use crate::notes::tracker::{NoteSource, NoteTracker};
+use crate::voice::controls::VoiceControls;
 use parking_lot::Mutex;
 use ringbuf::traits::{Consumer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
@@ -80,6 +81,8 @@ pub struct Chain {
     /// The note tracker's thread, when notes are out (after the engine: the engine's worker
     /// feeds it and goes first).
     pub notes: Option<NoteTracker>,
+    /// Where a voice model on the worker reads the performer's settings each hop.
+    pub voice: Arc<VoiceControls>,
 }
 
 /// Where notes out find Basic Pitch: `basic-pitch/nmp.onnx` in the models folder or in a folder
@@ -176,6 +179,7 @@ impl Chain {
         package: Result<Arc<ModelPackage>, (String, String)>,
         log: fn(&str),
     ) -> Result<Chain, EngineError> {
+        let voice = Arc::new(VoiceControls::default());
         let mut options = WorkerOptions {
             extra_delay_per_hop: Duration::from_millis(fault_ms(ENV_WORKER_DELAY_MS)),
             log: Some(log),
@@ -226,11 +230,12 @@ impl Chain {
                         options.on_measured = Some(Box::new(move |t| cache_timing(&identity, t)));
                         let delay = fault_ms(ENV_LOAD_DELAY_MS);
                         let mode = key.mode;
+                        let voice = voice.clone();
                         // The worker builds the session from the bytes read here; they are
                         // freed once it is built.
                         Box::new(move || {
                             std::thread::sleep(Duration::from_millis(delay));
-                            crate::models::load_processor(&package, mode)
+                            crate::models::load_processor(&package, mode, &voice)
                         })
                     }
                 };
@@ -292,6 +297,7 @@ impl Chain {
             verdict,
             stems_may_leave,
             notes: tracker,
+            voice,
         })
     }
 
@@ -331,6 +337,7 @@ impl Chain {
             controls.bypass |= !l.allows(io, playing, controls.offline);
         }
         controls.stem_outputs &= self.stems_may_leave;
+        self.voice.store(&controls.voice);
         self.engine.process_stems(io, stems, controls);
     }
 

@@ -27,6 +27,7 @@ pub mod stem_mix;
 pub mod synth;
 #[doc(hidden)]
 pub mod testkit;
+pub mod voice;
 
 use chain::{Chain, ChainSlot, SlotLink};
 use engine::Controls;
@@ -262,6 +263,7 @@ impl Plugin for Refrain {
             offline: nice_plug::wrapper::render_mode::current() == Some(ProcessMode::Offline),
             stem_gains: self.stem_mix.next_block(&self.params, n, self.sample_rate),
             stem_outputs: true,
+            voice: self.params.voice.settings(),
         };
         let playing = context.transport().playing;
         // The stem outputs (when the host connected them): silent unless a separator fills them.

@@ -249,13 +249,16 @@ fn hot_swap(
         return false;
     };
     let manifest = &package.manifest;
+    // A voice reads its settings from its chain's controls: it comes with a chain of its own.
     if manifest.rights.licensed_voice
         || manifest.rights.licensed_track
+        || crate::voice::stream_spec(manifest, key.mode).is_some()
         || crate::models::stream_spec(manifest, key.mode) != plan.spec
     {
         return false;
     }
-    let Ok(mut processor) = crate::models::load_processor(&package, key.mode) else {
+    let Ok(mut processor) = crate::models::load_processor(&package, key.mode, &Default::default())
+    else {
         return false;
     };
     let Ok(timing) = crate::engine::worker::measure(processor.as_mut()) else {

@@ -103,6 +103,96 @@ impl NotesParam {
     }
 }
 
+/// The voice's controls (the built-in transform and voice models; other models ignore them).
+/// Ids are `voice_<name>`. The worker glides between values, so automation never steps.
+#[derive(Params)]
+pub struct VoiceParams {
+    /// Pitch shift, -24..+24 semitones; the formants stay.
+    #[id = "pitch"]
+    pub pitch: FloatParam,
+    /// Formant shift, -12..+12 semitones (the built-in transform).
+    #[id = "formant"]
+    pub formant: FloatParam,
+    /// How much of each frame comes from the voice's training features (a voice model with
+    /// an index).
+    #[id = "index_rate"]
+    pub index_rate: FloatParam,
+    /// Which speaker of a multi-speaker voice model.
+    #[id = "speaker"]
+    pub speaker: IntParam,
+    /// The converted voice's level.
+    #[id = "gain"]
+    pub gain: FloatParam,
+    /// Below this level the input counts as not singing unless the voice-activity model hears
+    /// a voice; between phrases the converted voice fades out.
+    #[id = "gate"]
+    pub gate: FloatParam,
+}
+
+impl Default for VoiceParams {
+    fn default() -> Self {
+        let semitones = |name: &str, range: f32| {
+            FloatParam::new(
+                name,
+                0.0,
+                FloatRange::Linear {
+                    min: -range,
+                    max: range,
+                },
+            )
+            .with_step_size(0.01)
+            .with_unit(" st")
+        };
+        VoiceParams {
+            pitch: semitones("Voice Pitch", 24.0),
+            formant: semitones("Voice Formant", 12.0),
+            index_rate: FloatParam::new(
+                "Voice Index Rate",
+                0.5,
+                FloatRange::Linear { min: 0.0, max: 1.0 },
+            )
+            .with_unit(" %")
+            .with_value_to_string(formatters::v2s_f32_percentage(0))
+            .with_string_to_value(formatters::s2v_f32_percentage()),
+            speaker: IntParam::new("Voice Speaker", 0, IntRange::Linear { min: 0, max: 255 }),
+            gain: FloatParam::new(
+                "Voice Gain",
+                0.0,
+                FloatRange::Linear {
+                    min: -24.0,
+                    max: 12.0,
+                },
+            )
+            .with_step_size(0.1)
+            .with_unit(" dB"),
+            gate: FloatParam::new(
+                "Voice Gate",
+                -50.0,
+                FloatRange::Linear {
+                    min: -90.0,
+                    max: -20.0,
+                },
+            )
+            .with_step_size(0.5)
+            .with_unit(" dB"),
+        }
+    }
+}
+
+impl VoiceParams {
+    /// The settings the voice reads on the worker. Real-time safe.
+    pub fn settings(&self) -> crate::voice::controls::VoiceSettings {
+        crate::voice::controls::VoiceSettings {
+            pitch_semitones: self.pitch.value(),
+            formant_semitones: self.formant.value(),
+            index_rate: self.index_rate.value(),
+            speaker: self.speaker.value().max(0) as u32,
+            output_gain_db: self.gain.value(),
+            gate_threshold_db: self.gate.value(),
+        }
+    }
+}
+
 #[derive(Params)]
 pub struct RefrainParams {
     /// Balance between the latency-aligned dry signal and the model's output.
@@ -150,6 +240,9 @@ pub struct RefrainParams {
     pub bass: StemParams,
     #[nested(id_prefix = "other", group = "Other")]
     pub other: StemParams,
+    /// The voice (the built-in transform or a voice model).
+    #[nested(id_prefix = "voice", group = "Voice")]
+    pub voice: VoiceParams,
 }
 
 impl RefrainParams {
@@ -214,6 +307,7 @@ impl Default for RefrainParams {
             drums: StemParams::new("Drums"),
             bass: StemParams::new("Bass"),
             other: StemParams::new("Other"),
+            voice: VoiceParams::default(),
         }
     }
 }

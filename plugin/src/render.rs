@@ -225,7 +225,11 @@ fn run(
         }
         {
             let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[..k]).collect();
-            chain.process(&mut slices, &mut [], Controls::offline(), true);
+            let controls = Controls {
+                voice: chain.voice.load(),
+                ..Controls::offline()
+            };
+            chain.process(&mut slices, &mut [], controls, true);
         }
         // The engine's first `latency` output frames come before any input's response.
         let skip = (latency.max(pushed).min(pushed + k as u64) - pushed) as usize;
@@ -264,6 +268,25 @@ fn report(
     })
 }
 
+/// How a render runs: the mode, the block size fed to the engine, and the voice's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderSettings {
+    pub mode: Mode,
+    pub block: usize,
+    pub voice: crate::voice::controls::VoiceSettings,
+}
+
+impl RenderSettings {
+    /// `mode` in blocks of `block` frames, the voice at its defaults.
+    pub fn new(mode: Mode, block: usize) -> RenderSettings {
+        RenderSettings {
+            mode,
+            block,
+            voice: Default::default(),
+        }
+    }
+}
+
 /// Renders the audio file `input` through `source` offline in `mode` into a 32-bit float WAV at
 /// `output`, in blocks: memory does not grow with the file's length. The output appears only
 /// when the render succeeds, so it may be the input itself. A model that needs a licence is
@@ -272,13 +295,13 @@ fn report(
 pub fn render_file(
     source: &ModelSource,
     track: Option<&crate::licence::gate::LoadedTrack>,
-    mode: Mode,
+    settings: RenderSettings,
     input: &std::path::Path,
     output: &std::path::Path,
-    block: usize,
     mut progress: impl FnMut(f64),
 ) -> Result<RenderReport, RenderError> {
     use crate::media::{AudioReader, WavWriter};
+    let RenderSettings { mode, block, voice } = settings;
     let mut reader = AudioReader::open(input)?;
     let (channels, rate) = (reader.channels(), reader.sample_rate());
     if channels > 2 {
@@ -302,6 +325,7 @@ pub fn render_file(
         }
     }
     let mut chain = render_chain(source, package, track, mode, rate, channels, block)?;
+    chain.voice.store(&voice);
     let mut writer = WavWriter::create(output, channels, rate)?;
     let started = Instant::now();
     let total = reader.frames();
@@ -324,18 +348,19 @@ pub fn render_file(
 pub fn render(
     source: &ModelSource,
     track: Option<&crate::licence::gate::LoadedTrack>,
-    mode: Mode,
+    settings: RenderSettings,
     input: &[Vec<f32>],
     sample_rate: u32,
-    block: usize,
     mut progress: impl FnMut(f64),
 ) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
+    let RenderSettings { mode, block, voice } = settings;
     let package = source
         .package()
         .map_err(|e| RenderError::Model(e.to_string()))?;
     check_licence(&package, track, input, sample_rate)?;
     let channels = input.len();
     let mut chain = render_chain(source, package, track, mode, sample_rate, channels, block)?;
+    chain.voice.store(&voice);
     let frames = input.first().map_or(0, Vec::len);
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(frames); channels];
     let mut at = 0;

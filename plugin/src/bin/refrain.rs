@@ -29,13 +29,25 @@ enum Command {
     /// Render an audio file (WAV, AIFF, FLAC, MP3, Ogg Vorbis) through a model, offline and
     /// latency-compensated, into a 32-bit float WAV.
     Render {
-        /// `builtin:tone-shaper`, a model.toml (or the folder holding one), or `id@identity`
-        /// (a model in the models folder).
+        /// `builtin:tone-shaper`, `builtin:voice` (pitch and formant shift), a model.toml (or
+        /// the folder holding one), or `id@identity` (a model in the models folder).
         #[arg(long, default_value = refrain::models::BUILTIN_ID)]
         model: String,
         /// Input audio file.
         #[arg(long = "in")]
         input: PathBuf,
+        /// A voice's pitch shift in semitones (-24..24; the formants stay).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        pitch: f32,
+        /// A voice's formant shift in semitones (-12..12; the built-in voice).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        formant: f32,
+        /// A voice model's index rate (0..1: how much comes from its training features).
+        #[arg(long, default_value_t = 0.5)]
+        index_rate: f32,
+        /// A multi-speaker voice model's speaker.
+        #[arg(long, default_value_t = 0)]
+        speaker: u32,
         /// Output WAV (32-bit float).
         #[arg(long = "out")]
         output: PathBuf,
@@ -483,8 +495,19 @@ fn main() -> Result<()> {
             block,
             mode,
             licence: licence_arg,
+            pitch,
+            formant,
+            index_rate,
+            speaker,
         } => {
             let source = ModelSource::parse(&model);
+            let voice = refrain::voice::controls::VoiceSettings {
+                pitch_semitones: pitch.clamp(-24.0, 24.0),
+                formant_semitones: formant.clamp(-12.0, 12.0),
+                index_rate: index_rate.clamp(0.0, 1.0),
+                speaker,
+                ..Default::default()
+            };
             let track = match &licence_arg {
                 Some(arg) => Some(resolve_track(&Store::open_default()?, arg)?),
                 None => None,
@@ -500,10 +523,13 @@ fn main() -> Result<()> {
             let report = refrain::render::render_file(
                 &source,
                 track.as_ref(),
-                mode,
+                refrain::render::RenderSettings {
+                    mode,
+                    block: block.clamp(1, 65536),
+                    voice,
+                },
                 &input,
                 &output,
-                block.clamp(1, 65536),
                 |f| bar.set_position((f * 1000.0) as u64),
             )?;
             bar.finish_and_clear();

@@ -74,6 +74,9 @@ pub struct Controls {
     /// Whether the stems may leave on their own outputs (a protected separator's licence says
     /// `stem-export`); when not, those outputs are silent and the main output still mixes.
     pub stem_outputs: bool,
+    /// The voice settings (pitch, formants, index rate, speaker, gate): the chain passes them
+    /// to a voice model through its [`crate::voice::controls::VoiceControls`].
+    pub voice: crate::voice::controls::VoiceSettings,
 }
 
 impl Default for Controls {
@@ -84,6 +87,7 @@ impl Default for Controls {
             offline: false,
             stem_gains: [1.0; MAX_STEMS],
             stem_outputs: true,
+            voice: Default::default(),
         }
     }
 }

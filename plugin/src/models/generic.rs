@@ -32,6 +32,8 @@ pub enum ModelError {
     Probe(String),
     #[error("{id} is a stem separator (`{kind}`): the plugin runs it through its stem processor, every stem on its own output, and `refrain separate` on files; it is not an audio-to-audio model")]
     NotStreaming { id: String, kind: String },
+    #[error("{id} is built into Refrain (signal processing, no ONNX model to load)")]
+    BuiltIn { id: String },
 }
 
 /// An ONNX model running contract v1, with its input and output tensors preallocated and

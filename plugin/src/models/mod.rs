@@ -29,6 +29,8 @@ pub const BUILTIN_ID: &str = "builtin:tone-shaper";
 pub enum ModelSource {
     /// The embedded demo model.
     Builtin,
+    /// The built-in voice transform (pitch and formant shift; DSP, no ONNX).
+    Voice,
     /// A model in the models folder, by id and identity (what a project saves).
     Library(library::ModelRef),
     /// A `model.toml` on disk (or a folder holding one): the command line, and projects saved
@@ -42,6 +44,9 @@ impl ModelSource {
         let text = text.trim();
         if text.is_empty() || text == BUILTIN_ID || text == "builtin" {
             return ModelSource::Builtin;
+        }
+        if text == crate::voice::BUILTIN_VOICE_ID {
+            return ModelSource::Voice;
         }
         if let Some(reference) = library::ModelRef::parse(text) {
             return ModelSource::Library(reference);
@@ -58,6 +63,7 @@ impl ModelSource {
     pub fn to_state(&self) -> String {
         match self {
             ModelSource::Builtin => BUILTIN_ID.to_owned(),
+            ModelSource::Voice => crate::voice::BUILTIN_VOICE_ID.to_owned(),
             ModelSource::Library(r) => r.to_state(),
             ModelSource::Manifest(p) => p.display().to_string(),
         }
@@ -68,6 +74,7 @@ impl ModelSource {
     pub fn manifest(&self) -> Result<Manifest, ModelError> {
         match self {
             ModelSource::Builtin => Ok(builtin_manifest()),
+            ModelSource::Voice => Ok(crate::voice::transform::manifest()),
             ModelSource::Library(r) => Ok(library::find(r)?.manifest),
             ModelSource::Manifest(p) => Ok(Manifest::load(p)?),
         }
@@ -78,6 +85,7 @@ impl ModelSource {
     pub fn package(&self) -> Result<Arc<package::ModelPackage>, ModelError> {
         Ok(Arc::new(match self {
             ModelSource::Builtin => builtin_package()?,
+            ModelSource::Voice => crate::voice::transform::package(),
             ModelSource::Library(r) => library::find(r)?,
             ModelSource::Manifest(p) => {
                 package::ModelPackage::read(p, package::Limits::from_env())?
@@ -87,23 +95,35 @@ impl ModelSource {
 
     /// Loads the model fully: folder, hashes, session, tensor checks, probe run.
     pub fn load(&self) -> Result<OnnxModel, ModelError> {
+        if let ModelSource::Voice = self {
+            return Err(ModelError::BuiltIn {
+                id: self.to_state(),
+            });
+        }
         OnnxModel::from_package(&*self.package()?)
     }
 }
 
 /// How the engine streams the model in `manifest` in `mode`: a separator's contract comes
-/// from its schedule ([`crate::separation::processor::stream_spec`]), every other model's from
-/// its manifest.
+/// from its schedule ([`crate::separation::processor::stream_spec`]), a voice's from the mode
+/// ([`crate::voice::stream_spec`]), every other model's from its manifest.
 pub fn stream_spec(manifest: &Manifest, mode: Mode) -> processor::StreamSpec {
-    crate::separation::processor::stream_spec(manifest, mode).unwrap_or_else(|| manifest.spec())
+    crate::separation::processor::stream_spec(manifest, mode)
+        .or_else(|| crate::voice::stream_spec(manifest, mode))
+        .unwrap_or_else(|| manifest.spec())
 }
 
 /// Builds the model in `package` for the worker in `mode` (session, tensor checks, probe run;
-/// a separator as a [`crate::separation::processor::StemProcessor`]), the error as text.
+/// a separator as a [`crate::separation::processor::StemProcessor`], a voice reading its
+/// settings from `voice`), the error as text.
 pub fn load_processor(
     package: &package::ModelPackage,
     mode: Mode,
+    voice: &Arc<crate::voice::controls::VoiceControls>,
 ) -> Result<Box<dyn HopProcessor>, String> {
+    if let Some(p) = crate::voice::load_processor(package, mode, voice) {
+        return p;
+    }
     if manifest::SEPARATOR_KINDS.contains(&package.manifest.model.kind.as_str()) {
         return crate::separation::processor::StemProcessor::load(package, mode)
             .map(|p| Box::new(p) as Box<dyn HopProcessor>)
