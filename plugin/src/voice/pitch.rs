@@ -1,0 +1,282 @@
+//! The voice's f0: what RVC's generator sings at, and what the pitch display shows.
+//!
+//! [`PitchModel`] is the interface: 16 kHz mono in, one f0 per 10 ms out (RVC's frame grid,
+//! frame `j` at sample `j * 160`), 0 where unvoiced. [`SwiftF0`] is the default (real weights,
+//! MIT, from PyPI's `swift-f0==0.3.0`, shared/MODELS.md §8); an RMVPE or CREPE export a user
+//! brings fits the same interface. [`Tracker`] cleans any model's raw track: octave errors
+//! folded back onto the running pitch, single-frame glitches removed, short gaps bridged.
+
+use crate::files;
+use crate::models::{runtime, watchdog};
+use ort::session::Session;
+use ort::value::Tensor;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The rate every pitch model here listens at.
+pub const RATE: u32 = 16_000;
+/// Samples per f0 frame at [`RATE`] (10 ms): RVC's grid.
+pub const FRAME: usize = 160;
+/// The f0 range searched, Hz (RVC's 50..1100, inside SwiftF0's 46.875..2093.75).
+pub const F0_MIN: f32 = 50.0;
+pub const F0_MAX: f32 = 1100.0;
+
+/// Why the pitch model could not run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PitchError {
+    #[error("cannot read the pitch model {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path} is not SwiftF0 0.3.0's model.onnx (sha256 {sha256}, expected {expected}): `cargo xtask fetch-models` fetches it into models/real/swift-f0/")]
+    NotSwiftF0 {
+        path: String,
+        sha256: String,
+        expected: &'static str,
+    },
+    #[error("the pitch model failed: {0}")]
+    Model(String),
+    #[error("SwiftF0 is not in the models folder (swift-f0/model.onnx; `cargo xtask fetch-models` fetches it into models/real, which REFRAIN_MODEL_PATH can name)")]
+    Missing,
+}
+
+/// An f0 estimator on 16 kHz mono audio.
+pub trait PitchModel: Send {
+    /// Appends to `f0` one value per [`FRAME`] samples of `audio` (frame `j` centred on sample
+    /// `j * FRAME`, `audio.len() / FRAME` frames), in Hz, 0 where unvoiced.
+    fn track(&mut self, audio: &[f32], f0: &mut Vec<f32>) -> Result<(), PitchError>;
+    /// The model's name, for the editor and logs.
+    fn name(&self) -> &str;
+}
+
+/// SwiftF0 0.3.0's `model.onnx`, by its sha256 (shared/MODELS.md §8).
+pub const SWIFT_F0_SHA256: &str =
+    "6385e8c2ebc3872e82c9ff5946228de44cd3be77a750ea53698b7dbfe94b0a22";
+/// SwiftF0's frame hop at 16 kHz.
+const SWIFT_HOP: usize = 256;
+/// Its wrapper's voicing threshold on the confidence output.
+const SWIFT_VOICED: f32 = 0.5;
+/// Hops whose peak is below this are silence, whatever the model says (it calls ~3% of
+/// digital-silence frames voiced).
+const SILENCE_PEAK: f32 = 1e-3;
+
+/// Where SwiftF0 is looked for: `swift-f0/model.onnx` in the models folder or a folder of
+/// `REFRAIN_MODEL_PATH` (set-up fetches it into `models/real/swift-f0/`).
+pub fn find_swift_f0() -> Option<PathBuf> {
+    crate::models::library::search_folders()
+        .into_iter()
+        .map(|f| f.join("swift-f0/model.onnx"))
+        .find(|p| p.is_file())
+}
+
+/// SwiftF0 on ONNX Runtime.
+pub struct SwiftF0 {
+    session: Session,
+    watched: Arc<watchdog::Watched>,
+    /// Which device runs it.
+    pub device: String,
+    /// Per-SwiftF0-frame pitch and voicing of the last call (reused).
+    frames: Vec<f32>,
+}
+
+impl SwiftF0 {
+    /// Loads SwiftF0 from `path` (checked by sha256: another file is refused).
+    pub fn load(path: &Path) -> Result<SwiftF0, PitchError> {
+        let bytes = files::read_bounded(path, 4 << 20).map_err(|e| PitchError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        if sha != SWIFT_F0_SHA256 {
+            return Err(PitchError::NotSwiftF0 {
+                path: path.display().to_string(),
+                sha256: sha,
+                expected: SWIFT_F0_SHA256,
+            });
+        }
+        runtime::environment().map_err(|e| PitchError::Model(e.to_string()))?;
+        let runtime::DeviceSession { session, device } =
+            runtime::session_from_memory(&bytes).map_err(PitchError::Model)?;
+        Ok(SwiftF0 {
+            session,
+            watched: watchdog::watch(Duration::from_secs(10)).map_err(PitchError::Model)?,
+            device,
+            frames: Vec::new(),
+        })
+    }
+
+    /// Loads SwiftF0 from the models folder.
+    pub fn find() -> Result<SwiftF0, PitchError> {
+        SwiftF0::load(&find_swift_f0().ok_or(PitchError::Missing)?)
+    }
+
+    /// SwiftF0's own frames over `audio`: one per 256 samples, frame `i` centred on sample
+    /// `i * 256`, in Hz, 0 where unvoiced (confidence under 0.5, or a silent hop).
+    pub fn raw(&mut self, audio: &[f32]) -> Result<&[f32], PitchError> {
+        let err = |e: ort::Error| PitchError::Model(e.to_string());
+        let n = audio.len().max(SWIFT_HOP);
+        let mut samples = audio.to_vec();
+        samples.resize(n, 0.0);
+        let input = Tensor::from_array(([1usize, n], samples)).map_err(err)?;
+        let fmin = Tensor::from_array(([0usize; 0], vec![F0_MIN])).map_err(err)?;
+        let fmax = Tensor::from_array(([0usize; 0], vec![F0_MAX])).map_err(err)?;
+        self.watched.begin();
+        let result = self.session.run_with_options(
+            ort::inputs!["audio" => input, "fmin" => fmin, "fmax" => fmax],
+            self.watched.run_options(),
+        );
+        if self.watched.end() {
+            return Err(PitchError::Model("a call ran over 10 s and was stopped".into()));
+        }
+        let outputs = result.map_err(err)?;
+        let (_, pitch) = outputs["pitch"]
+            .try_extract_tensor::<f64>()
+            .map_err(err)?;
+        let (_, confidence) = outputs["confidence"]
+            .try_extract_tensor::<f32>()
+            .map_err(err)?;
+        let frames = (n / SWIFT_HOP).max(1);
+        if pitch.len() != frames || confidence.len() != frames {
+            return Err(PitchError::Model(format!(
+                "SwiftF0 returned {} pitch and {} confidence values for {n} samples, expected {frames}",
+                pitch.len(),
+                confidence.len()
+            )));
+        }
+        self.frames.clear();
+        for i in 0..frames {
+            let lo = (i * SWIFT_HOP).saturating_sub(SWIFT_HOP / 2);
+            let hi = (i * SWIFT_HOP + SWIFT_HOP / 2).min(audio.len());
+            let peak = audio
+                .get(lo..hi)
+                .map_or(0.0, |h| h.iter().fold(0.0f32, |m, x| m.max(x.abs())));
+            let voiced = confidence[i] >= SWIFT_VOICED && peak >= SILENCE_PEAK;
+            self.frames
+                .push(if voiced { pitch[i] as f32 } else { 0.0 });
+        }
+        Ok(&self.frames)
+    }
+}
+
+impl PitchModel for SwiftF0 {
+    fn track(&mut self, audio: &[f32], f0: &mut Vec<f32>) -> Result<(), PitchError> {
+        self.raw(audio)?;
+        regrid(&self.frames, SWIFT_HOP, audio.len() / FRAME, f0);
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "SwiftF0"
+    }
+}
+
+/// Reads a track with frames every `hop` samples onto the 10 ms grid (`count` frames):
+/// between two voiced frames, interpolated in log frequency; next to one, that one; else 0.
+pub fn regrid(frames: &[f32], hop: usize, count: usize, out: &mut Vec<f32>) {
+    for j in 0..count {
+        let pos = (j * FRAME) as f32 / hop as f32;
+        let i = pos.floor() as usize;
+        let t = pos - i as f32;
+        let a = frames.get(i).copied().unwrap_or(0.0);
+        let b = frames.get(i + 1).copied().unwrap_or(0.0);
+        out.push(match (a > 0.0, b > 0.0) {
+            (true, true) => (a.ln() * (1.0 - t) + b.ln() * t).exp(),
+            (true, false) if t <= 0.5 => a,
+            (false, true) if t >= 0.5 => b,
+            _ => 0.0,
+        });
+    }
+}
+
+/// Cleans a raw f0 track in place, causally (each frame only looks back, so Live can use it
+/// on the frames it has): a frame an octave (or a fifth-octave: x1.5) away from the pitch it
+/// follows is folded back onto it; a voiced frame alone between unvoiced ones is dropped; a
+/// one-frame gap inside a phrase is bridged; then a 3-frame median smooths the rest.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    /// The pitch the track has been following (0 when none), in Hz.
+    running: f32,
+    /// The last frames seen, raw, for the median and the glitch checks.
+    recent: [f32; 3],
+}
+
+impl Tracker {
+    /// Cleans `f0` in place, continuing from the frames seen before.
+    pub fn clean(&mut self, f0: &mut [f32]) {
+        for f in f0.iter_mut() {
+            let mut x = *f;
+            if x > 0.0 && self.running > 0.0 {
+                // Octave errors: the model jumped to a harmonic or a subharmonic.
+                for k in [2.0f32, 0.5, 3.0, 1.0 / 3.0] {
+                    if (1200.0 * (x / (self.running * k)).log2()).abs() < 80.0 {
+                        x /= k;
+                        break;
+                    }
+                }
+            }
+            let [a, b, _] = self.recent;
+            self.recent = [x, a, b];
+            // Median of the last three voiced values; unvoiced when most are.
+            let (mut v, mut n) = ([0.0f32; 3], 0);
+            for r in self.recent.into_iter().filter(|r| *r > 0.0) {
+                v[n] = r;
+                n += 1;
+            }
+            let out = match n {
+                0 | 1 => 0.0,
+                2 => (v[0] + v[1]) / 2.0,
+                _ => {
+                    v.sort_by(f32::total_cmp);
+                    v[1]
+                }
+            };
+            if out > 0.0 {
+                // Follows slowly, so one wrong frame cannot drag the reference.
+                self.running = if self.running > 0.0 {
+                    (self.running.ln() * 0.7 + out.ln() * 0.3).exp()
+                } else {
+                    out
+                };
+            } else if x == 0.0 && a == 0.0 {
+                self.running = 0.0;
+            }
+            *f = out;
+        }
+    }
+
+    /// Forgets the pitch followed.
+    pub fn reset(&mut self) {
+        *self = Tracker::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regrid_interpolates_between_voiced_frames_and_stops_at_unvoiced_ones() {
+        let frames = [200.0, 400.0, 0.0, 0.0, 300.0];
+        let mut out = Vec::new();
+        regrid(&frames, 256, 8, &mut out);
+        // Frame 1 (160) lies 0.625 of the way from 200 to 400 Hz, in log frequency.
+        assert!((out[1] - 200.0 * 2f32.powf(0.625)).abs() < 0.5, "{out:?}");
+        // 480 = 1.875 frames: past frame 1 (voiced), frame 2 unvoiced -> 0.
+        assert_eq!(out[3], 0.0);
+        assert!((out[0] - 200.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn the_tracker_folds_octave_jumps_and_drops_lone_frames() {
+        let mut t = Tracker::default();
+        let mut f0 = vec![
+            220.0, 220.0, 221.0, 442.0, 222.0, 223.0, 0.0, 0.0, 0.0, 500.0, 0.0, 0.0,
+        ];
+        t.clean(&mut f0);
+        // The octave error came back to ~221 Hz.
+        assert!((f0[3] - 221.0).abs() < 2.0, "{f0:?}");
+        assert!(f0[4..6].iter().all(|&f| (f - 222.0).abs() < 2.0), "{f0:?}");
+        // The lone 500 Hz frame among unvoiced ones is gone.
+        assert!(f0[9..].iter().all(|&f| f == 0.0), "{f0:?}");
+    }
+}
