@@ -295,6 +295,130 @@ overlap = 0.25
     save_separator(model_dir, "demucs_band.onnx", graph, meta, stems, [1, 2, segment], [1, 4, 2, segment])
 
 
+def rvc_voice(model_dir, version="v2", rate=40000, encoder_channels=None, speakers=4, manifest_rate=True,
+              model_id=None, index_rows=0):
+    """An RVC v1/v2 voice with the exact tensor contracts of RVC's ONNX exports (shared/MODELS.md
+    §2), and behaviour a test can measure: the content encoder's every channel is the RMS of its
+    400-sample frame (hop 320) times a fixed per-channel weight, so the features follow the
+    input's loudness; the generator sings a sine at `pitchf` (what RVC's neural source-filter
+    does), phase-continuous within a call, at the features' level (mean over channels, undone
+    weights, times sqrt 2: the input's RMS), times (1 + ds / 4) so the speaker id is audible,
+    plus 1e-3 times the mean of `rnd` so the noise seed shows in the output."""
+    channels = 256 if version == "v1" else 768
+    enc_channels = encoder_channels or channels
+    upp = rate // 100
+    weights = (1.0 + 0.5 * np.sin(np.arange(enc_channels) * 0.37)).astype(np.float32)
+
+    # Content encoder: source [1, 1, N] -> embed [1, F, C], F = floor((N - 400) / 320) + 1.
+    enc_nodes = [
+        helper.make_node("Mul", ["source", "source"], ["sq"]),
+        helper.make_node("Conv", ["sq", "box"], ["ms"], strides=[320], kernel_shape=[400]),
+        helper.make_node("Sqrt", ["ms"], ["rms"]),
+        helper.make_node("Transpose", ["rms"], ["rms_t"], perm=[0, 2, 1]),
+        helper.make_node("Mul", ["rms_t", "weights"], ["embed"]),
+    ]
+    enc_inits = [const("box", np.full((1, 1, 400), 1.0 / 400, np.float32)), const("weights", weights)]
+    enc = helper.make_graph(enc_nodes, "content_encoder", [io("source", [1, 1, "N"])],
+                            [io("embed", [1, "F", enc_channels])], enc_inits)
+    enc_data, enc_digest = write_graph(model_dir, "content_encoder.onnx", enc)
+
+    # Generator: phone, phone_lengths, pitch, pitchf, ds, rnd -> audio [1, 1, T * upp].
+    g = []
+    g.append(helper.make_node("ReduceMean", ["phone"], ["level"], axes=[2], keepdims=0))  # [1, T]
+    g.append(helper.make_node("Mul", ["level", "unweight"], ["amp"]))
+    g.append(helper.make_node("Cast", ["ds"], ["ds_f"], to=TensorProto.FLOAT))
+    g.append(helper.make_node("Mul", ["ds_f", "quarter"], ["ds_q"]))
+    g.append(helper.make_node("Add", ["ds_q", "one"], ["spk"]))
+    g.append(helper.make_node("Mul", ["amp", "spk"], ["amp_s"]))
+    g.append(helper.make_node("ReduceMean", ["rnd"], ["noise"], axes=[1], keepdims=0))  # [1, T]
+    for src, dst in [("pitchf", "f_up"), ("amp_s", "a_up"), ("noise", "n_up")]:
+        g.append(helper.make_node("Unsqueeze", [src, "axis2"], [src + "_u"]))
+        g.append(helper.make_node("Mul", [src + "_u", "ones_upp"], [src + "_e"]))  # [1, T, upp]
+        g.append(helper.make_node("Reshape", [src + "_e", "flat"], [dst]))  # [1, T * upp]
+    g.append(helper.make_node("Mul", ["f_up", "step"], ["inc"]))
+    g.append(helper.make_node("CumSum", ["inc", "axis1"], ["phase"]))
+    g.append(helper.make_node("Sin", ["phase"], ["sine"]))
+    g.append(helper.make_node("Mul", ["sine", "a_up"], ["voice"]))
+    g.append(helper.make_node("Mul", ["n_up", "milli"], ["hiss"]))
+    g.append(helper.make_node("Add", ["voice", "hiss"], ["mono"]))
+    g.append(helper.make_node("Unsqueeze", ["mono", "axis1"], ["audio"]))
+    inits = [
+        const("unweight", np.array(np.sqrt(2.0) / weights.mean(), np.float32)),
+        const("quarter", np.array(0.25, np.float32)),
+        const("one", np.array(1.0, np.float32)),
+        const("axis1", np.array([1], np.int64)),
+        const("axis2", np.array([2], np.int64)),
+        const("ones_upp", np.ones(upp, np.float32)),
+        const("flat", np.array([1, -1], np.int64)),
+        const("step", np.array(2 * np.pi / rate, np.float32)),
+        const("milli", np.array(1e-3, np.float32)),
+    ]
+    gen = helper.make_graph(g, "generator", [
+        io("phone", [1, "T", channels]),
+        io("phone_lengths", [1], TensorProto.INT64),
+        io("pitch", [1, "T"], TensorProto.INT64),
+        io("pitchf", [1, "T"]),
+        io("ds", [1], TensorProto.INT64),
+        io("rnd", [1, 192, "T"]),
+    ], [io("audio", [1, 1, "S"])], inits)
+    gen_data, gen_digest = write_graph(model_dir, "generator.onnx", gen)
+
+    files = [("content_encoder.onnx", enc_digest, "content-encoder")]
+    index_line = ""
+    if index_rows:
+        # Training features: rows of the same per-channel shape, at a range of levels.
+        rng = np.random.default_rng(7)
+        levels = rng.uniform(0.01, 0.3, size=(index_rows, 1)).astype(np.float32)
+        feats = (levels * weights[None, :]).astype(np.float32)
+        path = os.path.join(model_dir, "features.npy")
+        np.save(path, feats)
+        with open(path, "rb") as f:
+            files.append(("features.npy", hashlib.sha256(f.read()).hexdigest(), "index"))
+        index_line = 'index = "features.npy"\n'
+    rate_line = f"sample_rate = {rate}\n" if manifest_rate else ""
+    mid = model_id or f"test-rvc-{version}"
+    toml = f'''# Written by models/generate.py; edit the generator, not this file.
+format = 1
+
+[model]
+id = "{mid}"
+name = "Sine voice RVC {version} (test)"
+version = "1.0.0"
+kind = "rvc"
+file = "generator.onnx"
+sha256 = "{gen_digest}"
+description = "RVC {version} tensor contract: a generator that sings a sine at pitchf, at the input's level"
+
+[stream]
+{rate_line}channels = 1
+
+[input]
+name = "phone"
+dtype = "float32"
+shape = [1, -1, {channels}]
+
+[output]
+name = "audio"
+dtype = "float32"
+shape = [1, 1, -1]
+
+[voice]
+version = "{version}"
+encoder = "content_encoder.onnx"
+speakers = {speakers}
+{index_line}'''
+    for path, digest, role in files:
+        toml += f'''
+[[files]]
+path = "{path}"
+sha256 = "{digest}"
+role = "{role}"
+'''
+    with open(os.path.join(model_dir, "model.toml"), "w") as f:
+        f.write(toml)
+    print(f"{model_dir}: generator {len(gen_data)} bytes, encoder {len(enc_data)} bytes")
+
+
 def main():
     t = os.path.join(ROOT, "test")
     tone_shaper(os.path.join(ROOT, "tone-shaper"))
@@ -315,6 +439,12 @@ def main():
     # Separators in the formats users bring, with answers a test can check.
     mdx_band(os.path.join(t, "mdx-band"))
     demucs_band(os.path.join(t, "demucs-band"))
+    # Voices in RVC's own ONNX contracts (v1: 256 channels, v2: 768), and broken ones.
+    rvc_voice(os.path.join(t, "rvc-v1"), version="v1", rate=40000, index_rows=0)
+    rvc_voice(os.path.join(t, "rvc-v2"), version="v2", rate=48000, index_rows=64)
+    rvc_voice(os.path.join(t, "rvc-bad-channels"), version="v2", encoder_channels=256,
+              model_id="test-rvc-bad-channels")
+    rvc_voice(os.path.join(t, "rvc-no-rate"), version="v2", manifest_rate=False, model_id="test-rvc-no-rate")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ pub enum ModelError {
     Tensor { role: &'static str, reason: String },
     #[error("a test run of the model failed: {0}")]
     Probe(String),
-    #[error("{id} is a stem separator (`{kind}`): the plugin runs it through its stem processor, every stem on its own output, and `refrain separate` on files; it is not an audio-to-audio model")]
+    #[error("{id} is a `{kind}` model, not an audio-to-audio one: the plugin runs it through its own processor (a separator's stems on their outputs and `refrain separate` on files; a voice through the voice pipeline and `refrain render`)")]
     NotStreaming { id: String, kind: String },
     #[error("{id} is built into Refrain (signal processing, no ONNX model to load)")]
     BuiltIn { id: String },

@@ -31,12 +31,19 @@ pub const KIND_MDX_NET: &str = "mdx-net";
 /// in (`[1, channels, samples]`), each stem's out (`[1, stems, channels, samples]`).
 pub const KIND_DEMUCS: &str = "demucs";
 
+/// An RVC v1/v2 voice exported to ONNX (shared/MODELS.md §2): the generator is `model.file`
+/// (`phone`, `phone_lengths`, `pitch`, `pitchf`, `ds`, `rnd` -> `audio`), the content encoder
+/// and any training features are listed in `files` and named in `[voice]`; see
+/// [`crate::voice::rvc`].
+pub const KIND_RVC: &str = "rvc";
+
 /// The kinds this build reads.
-pub const KINDS: [&str; 4] = [
+pub const KINDS: [&str; 5] = [
     KIND_AUDIO_TO_AUDIO,
     KIND_STEM_MASKS,
     KIND_MDX_NET,
     KIND_DEMUCS,
+    KIND_RVC,
 ];
 
 /// The separator kinds (everything but the streaming contract).
@@ -61,6 +68,42 @@ pub struct Manifest {
     /// The spectrogram framing and the stems of a `stem-masks` model (absent for other kinds).
     #[serde(default)]
     pub stems: Option<StemsInfo>,
+    /// An `rvc` voice's version, content encoder, speakers and training features.
+    #[serde(default)]
+    pub voice: Option<VoiceInfo>,
+}
+
+/// What an RVC voice is made of, besides its generator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceInfo {
+    /// `v1` (256-channel features: HuBERT layer 9 + final projection) or `v2` (768: layer 12).
+    pub version: String,
+    /// The content encoder's ONNX file (HuBERT / ContentVec), listed in `files`.
+    pub encoder: String,
+    /// Speakers the generator knows (`ds` is 0..speakers).
+    #[serde(default = "one")]
+    pub speakers: u32,
+    /// The voice's training features (`[rows, channels]` float32 `.npy`, RVC's index
+    /// exported), listed in `files`; with it the index rate blends each frame with its nearest
+    /// training features.
+    #[serde(default)]
+    pub index: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl VoiceInfo {
+    /// Feature channels of the version: 256 for v1, 768 for v2.
+    pub fn channels(&self) -> usize {
+        if self.version == "v1" {
+            256
+        } else {
+            768
+        }
+    }
 }
 
 /// How a separator sees audio and what it gives back. Spectrogram kinds (`stem-masks`,
@@ -166,6 +209,8 @@ pub struct ModelInfo {
 pub struct StreamInfo {
     pub sample_rate: u32,
     pub channels: usize,
+    /// Samples per run (an `rvc` voice has none of its own: the mode sets it).
+    #[serde(default)]
     pub hop: usize,
     #[serde(default)]
     pub context: usize,
@@ -303,7 +348,10 @@ impl Manifest {
             return Err(invalid(
                 "model.kind",
                 &m.kind,
-                format!("this Refrain runs `{KIND_AUDIO_TO_AUDIO}` and `{KIND_STEM_MASKS}` models"),
+                format!(
+                    "this Refrain runs {}",
+                    KINDS.map(|k| format!("`{k}`")).join(", ")
+                ),
             ));
         }
         check_relative_path("model.file", &m.file)?;
@@ -325,6 +373,16 @@ impl Manifest {
         }
         if m.sha256.len() != 64 || !m.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(invalid("model.sha256", &m.sha256, "expected 64 hex digits"));
+        }
+        if m.kind == KIND_RVC {
+            return self.validate_voice();
+        }
+        if self.voice.is_some() {
+            return Err(invalid(
+                "voice",
+                "a table",
+                "only voices (`rvc`) have a [voice] table",
+            ));
         }
         let s = &self.stream;
         if !(8_000..=192_000).contains(&s.sample_rate) {
@@ -417,6 +475,74 @@ impl Manifest {
                     },
                     format!("{:?}", t.shape),
                     format!("the stream section implies {want:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of an RVC voice: its rate, the files its `[voice]` table names, and the
+    /// generator tensors the manifest declares.
+    fn validate_voice(&self) -> Result<(), ManifestError> {
+        let Some(v) = &self.voice else {
+            return Err(invalid(
+                "voice",
+                "nothing",
+                "an `rvc` model needs a [voice] table (version, encoder)",
+            ));
+        };
+        let s = &self.stream;
+        if ![32_000, 40_000, 48_000].contains(&s.sample_rate) {
+            return Err(invalid(
+                "stream.sample_rate",
+                s.sample_rate,
+                "an RVC generator runs at 32000, 40000 or 48000 Hz",
+            ));
+        }
+        if s.channels != 1 {
+            return Err(invalid(
+                "stream.channels",
+                s.channels,
+                "an RVC voice is mono (1)",
+            ));
+        }
+        if v.version != "v1" && v.version != "v2" {
+            return Err(invalid(
+                "voice.version",
+                format!("{:?}", v.version),
+                "\"v1\" (256-channel features) or \"v2\" (768)",
+            ));
+        }
+        if !(1..=1024).contains(&v.speakers) {
+            return Err(invalid("voice.speakers", v.speakers, "1 to 1024"));
+        }
+        for (field, path) in [
+            ("voice.encoder", Some(&v.encoder)),
+            ("voice.index", v.index.as_ref()),
+        ] {
+            let Some(path) = path else { continue };
+            check_relative_path(field, path)?;
+            if !self.files.iter().any(|f| &f.path == path) {
+                return Err(invalid(
+                    field,
+                    format!("{path:?}"),
+                    "list it under [[files]] with its sha256",
+                ));
+            }
+        }
+        let c = v.channels() as i64;
+        for (field, t, name, want) in [
+            ("input", &self.input, "phone", vec![1, -1, c]),
+            ("output", &self.output, "audio", vec![1, 1, -1]),
+        ] {
+            if t.name != name || t.dtype != "float32" || t.shape != want {
+                return Err(invalid(
+                    field,
+                    format!("{} {} {:?}", t.name, t.dtype, t.shape),
+                    format!(
+                        "an RVC {} generator's {field} is `{name}` float32 {want:?}",
+                        v.version
+                    ),
                 ));
             }
         }

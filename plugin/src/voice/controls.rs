@@ -4,7 +4,7 @@
 //! worker. [`VoiceControls`] is a handful of atomics between the two: the audio thread stores
 //! (real-time safe), the worker loads once per hop and smooths what is continuous itself.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The voice settings, as the plugin's parameters hold them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,9 +55,12 @@ impl VoiceSettings {
     }
 }
 
-/// [`VoiceSettings`] shared between the audio thread (stores) and the worker (loads).
+/// [`VoiceSettings`] shared between the audio thread (stores) and the worker (loads), and what
+/// the voice reports back for the editor (the pitch it hears, whether the gate is open).
 #[derive(Debug)]
 pub struct VoiceControls {
+    heard_pitch: AtomicU32,
+    gate_open: AtomicBool,
     pitch: AtomicU32,
     formant: AtomicU32,
     index_rate: AtomicU32,
@@ -75,6 +78,8 @@ impl Default for VoiceControls {
 impl VoiceControls {
     pub fn new(s: VoiceSettings) -> VoiceControls {
         let c = VoiceControls {
+            heard_pitch: AtomicU32::new(0),
+            gate_open: AtomicBool::new(false),
             pitch: AtomicU32::new(0),
             formant: AtomicU32::new(0),
             index_rate: AtomicU32::new(0),
@@ -95,6 +100,25 @@ impl VoiceControls {
         self.speaker.store(s.speaker, Ordering::Relaxed);
         put(&self.gain, s.output_gain_db);
         put(&self.gate, s.gate_threshold_db);
+    }
+
+    /// The voice reports the singer's pitch (Hz, 0 when unvoiced). Real-time safe.
+    pub fn report_pitch(&self, hz: f32) {
+        self.heard_pitch.store(hz.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The voice reports whether its gate is open. Real-time safe.
+    pub fn report_gate(&self, open: bool) {
+        self.gate_open.store(open, Ordering::Relaxed);
+    }
+
+    /// The singer's pitch the voice last heard (Hz, 0 when unvoiced) and whether its gate is
+    /// open.
+    pub fn heard(&self) -> (f32, bool) {
+        (
+            f32::from_bits(self.heard_pitch.load(Ordering::Relaxed)),
+            self.gate_open.load(Ordering::Relaxed),
+        )
     }
 
     /// The settings now. Real-time safe.

@@ -3,11 +3,18 @@
 //! - [`controls`]: the performer's settings, from the audio thread to the worker (atomics).
 //! - [`transform`]: the built-in voice transform (pitch and formant shift, no model): the
 //!   default voice and the reference the tests measure.
+//! - [`rvc`]: RVC v1/v2 voices streamed on the worker (content encoder, pitch, generator),
+//!   joined by [`sola`], blended with their training features by [`index`], quiet between
+//!   phrases by [`gate`] (Silero VAD).
 //! - [`pitch`]: the pitch model (SwiftF0 by default) and the track cleaner.
 //! - [`yin`]: the careful offline f0 the pitch model is checked against.
 
 pub mod controls;
+pub mod gate;
+pub mod index;
 pub mod pitch;
+pub mod rvc;
+pub mod sola;
 pub mod transform;
 pub mod yin;
 
@@ -32,7 +39,7 @@ use std::sync::Arc;
 pub fn stream_spec(manifest: &Manifest, mode: Mode) -> Option<StreamSpec> {
     match manifest.model.kind.as_str() {
         KIND_VOICE_TRANSFORM => Some(transform::stream_spec(mode)),
-        _ => None,
+        _ => rvc::stream_spec(manifest, mode),
     }
 }
 
@@ -48,6 +55,24 @@ pub fn load_processor(
             mode,
             controls.clone(),
         )))),
+        crate::models::manifest::KIND_RVC => Some(load_rvc(package, mode, controls)),
         _ => None,
     }
+}
+
+/// An RVC voice with SwiftF0 as its pitch and Silero VAD in its gate, both from the models
+/// folder.
+fn load_rvc(
+    package: &ModelPackage,
+    mode: Mode,
+    controls: &Arc<VoiceControls>,
+) -> Result<Box<dyn HopProcessor>, String> {
+    let pitch = pitch::SwiftF0::find().map_err(|e| e.to_string())?;
+    let (gate, note) = gate::VoiceGate::find();
+    if let Some(note) = note {
+        eprintln!("Refrain voice: {note}");
+    }
+    rvc::RvcVoice::load(package, mode, controls.clone(), Box::new(pitch), gate)
+        .map(|v| Box::new(v) as Box<dyn HopProcessor>)
+        .map_err(|e| e.to_string())
 }

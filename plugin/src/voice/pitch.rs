@@ -42,8 +42,8 @@ pub enum PitchError {
 
 /// An f0 estimator on 16 kHz mono audio.
 pub trait PitchModel: Send {
-    /// Appends to `f0` one value per [`FRAME`] samples of `audio` (frame `j` centred on sample
-    /// `j * FRAME`, `audio.len() / FRAME` frames), in Hz, 0 where unvoiced.
+    /// Appends to `f0` one value per [`FRAME`] samples of `audio` (frame `j` is samples
+    /// `j * FRAME .. (j + 1) * FRAME`, `audio.len() / FRAME` frames), in Hz, 0 where unvoiced.
     fn track(&mut self, audio: &[f32], f0: &mut Vec<f32>) -> Result<(), PitchError>;
     /// The model's name, for the editor and logs.
     fn name(&self) -> &str;
@@ -75,8 +75,13 @@ pub struct SwiftF0 {
     watched: Arc<watchdog::Watched>,
     /// Which device runs it.
     pub device: String,
-    /// Per-SwiftF0-frame pitch and voicing of the last call (reused).
+    /// Per-SwiftF0-frame pitch (0 where unvoiced) of the last call (reused).
     frames: Vec<f32>,
+    /// The model's own pitch and confidence per frame of the last call, before voicing.
+    pub pitch: Vec<f32>,
+    pub confidence: Vec<f32>,
+    /// Each frame's peak level (its hop of audio).
+    peaks: Vec<f32>,
 }
 
 impl SwiftF0 {
@@ -102,6 +107,9 @@ impl SwiftF0 {
             watched: watchdog::watch(Duration::from_secs(10)).map_err(PitchError::Model)?,
             device,
             frames: Vec::new(),
+            pitch: Vec::new(),
+            confidence: Vec::new(),
+            peaks: Vec::new(),
         })
     }
 
@@ -126,12 +134,12 @@ impl SwiftF0 {
             self.watched.run_options(),
         );
         if self.watched.end() {
-            return Err(PitchError::Model("a call ran over 10 s and was stopped".into()));
+            return Err(PitchError::Model(
+                "a call ran over 10 s and was stopped".into(),
+            ));
         }
         let outputs = result.map_err(err)?;
-        let (_, pitch) = outputs["pitch"]
-            .try_extract_tensor::<f64>()
-            .map_err(err)?;
+        let (_, pitch) = outputs["pitch"].try_extract_tensor::<f64>().map_err(err)?;
         let (_, confidence) = outputs["confidence"]
             .try_extract_tensor::<f32>()
             .map_err(err)?;
@@ -144,6 +152,9 @@ impl SwiftF0 {
             )));
         }
         self.frames.clear();
+        self.pitch.clear();
+        self.confidence.clear();
+        self.peaks.clear();
         for i in 0..frames {
             let lo = (i * SWIFT_HOP).saturating_sub(SWIFT_HOP / 2);
             let hi = (i * SWIFT_HOP + SWIFT_HOP / 2).min(audio.len());
@@ -151,12 +162,99 @@ impl SwiftF0 {
                 .get(lo..hi)
                 .map_or(0.0, |h| h.iter().fold(0.0f32, |m, x| m.max(x.abs())));
             let voiced = confidence[i] >= SWIFT_VOICED && peak >= SILENCE_PEAK;
-            self.frames
-                .push(if voiced { pitch[i] as f32 } else { 0.0 });
+            self.frames.push(if voiced { pitch[i] as f32 } else { 0.0 });
+            self.pitch.push(pitch[i] as f32);
+            self.peaks.push(peak);
+            self.confidence.push(if peak >= SILENCE_PEAK {
+                confidence[i]
+            } else {
+                0.0
+            });
         }
+        drop(outputs);
+        self.continue_to_edge();
         Ok(&self.frames)
     }
 }
+
+impl SwiftF0 {
+    /// SwiftF0 is sure of a frame once it has heard ~160 ms after it; a window's newest frames
+    /// come back with low confidence even in a steady note, though their pitch is right
+    /// (measured: a 200 -> 300 Hz step read 297-300 Hz at confidence 0-0.19 in the last three
+    /// frames). A frame after the last sure one is voiced at the model's pitch while the audio
+    /// stays within 10 dB of the sure frame's peak and either the model gives it some
+    /// confidence ([`EDGE_CONFIDENCE`]) or it is one of the last [`EDGE_FRAMES`], and its pitch
+    /// is within [`EDGE_STEP_CENTS`] of the frame before (a wild value at the very edge, seen
+    /// at 967 Hz in a 250 Hz note, ends the continuation): the note goes on to the window's
+    /// edge. A new note there is heard one run later, when it is sure.
+    fn continue_to_edge(&mut self) {
+        self.bridge_gaps();
+        let Some(last) = self.frames.iter().rposition(|f| *f > 0.0) else {
+            return;
+        };
+        let n = self.frames.len();
+        let level = self.peaks[last];
+        for i in last + 1..n {
+            let sure_enough = self.confidence[i] >= EDGE_CONFIDENCE || i + EDGE_FRAMES >= n;
+            let reference = self.frames[i - 1];
+            let near = (1200.0 * (self.pitch[i] / reference).log2()).abs() <= EDGE_STEP_CENTS;
+            if !sure_enough || !near || self.peaks[i] < 0.316 * level || self.pitch[i] <= 0.0 {
+                break;
+            }
+            self.frames[i] = self.pitch[i];
+        }
+    }
+}
+
+impl SwiftF0 {
+    /// A change of note makes SwiftF0 unsure for a few frames in the middle of a phrase too
+    /// (its pitch there is still right). A gap of at most [`MAX_GAP`] frames between voiced
+    /// ones, with the audio within 10 dB of both sides, takes the model's pitch where it lies
+    /// between the two notes (two semitones of slack), else the line between them.
+    fn bridge_gaps(&mut self) {
+        let n = self.frames.len();
+        let mut i = 0;
+        while i < n {
+            if self.frames[i] > 0.0 {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < n && self.frames[i] == 0.0 {
+                i += 1;
+            }
+            if start == 0 || i == n || i - start > MAX_GAP {
+                continue;
+            }
+            let floor = 0.316 * self.peaks[start - 1].min(self.peaks[i]);
+            let (a, b) = (self.frames[start - 1], self.frames[i]);
+            // Between the two notes, give or take two semitones.
+            let (lo, hi) = (a.min(b) / 1.1225, a.max(b) * 1.1225);
+            if (start..i).all(|j| self.peaks[j] >= floor) {
+                for j in start..i {
+                    let p = self.pitch[j];
+                    self.frames[j] = if p >= lo && p <= hi {
+                        p
+                    } else {
+                        // A wild value: the line between the two notes instead.
+                        let t = (j + 1 - start) as f32 / (i + 1 - start) as f32;
+                        (a.ln() * (1.0 - t) + b.ln() * t).exp()
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The longest unsure stretch inside a phrase that is bridged: 6 frames, 96 ms.
+const MAX_GAP: usize = 6;
+
+/// The confidence a window's newest frames need to continue a sure note.
+const EDGE_CONFIDENCE: f32 = 0.15;
+/// The newest frames (16 ms each) whose pitch counts on its own when it continues a note.
+const EDGE_FRAMES: usize = 3;
+/// How far one edge frame may move from the one before and still continue the note.
+const EDGE_STEP_CENTS: f32 = 100.0;
 
 impl PitchModel for SwiftF0 {
     fn track(&mut self, audio: &[f32], f0: &mut Vec<f32>) -> Result<(), PitchError> {
@@ -172,13 +270,17 @@ impl PitchModel for SwiftF0 {
 
 /// Reads a track with frames every `hop` samples onto the 10 ms grid (`count` frames):
 /// between two voiced frames, interpolated in log frequency; next to one, that one; else 0.
+/// Past the last frame (the newest audio of a window) the last frame holds.
 pub fn regrid(frames: &[f32], hop: usize, count: usize, out: &mut Vec<f32>) {
+    let last = frames.len().saturating_sub(1);
     for j in 0..count {
-        let pos = (j * FRAME) as f32 / hop as f32;
-        let i = pos.floor() as usize;
-        let t = pos - i as f32;
+        // Frame j's pitch is the pitch in the middle of its 10 ms: the generator sings it over
+        // samples [j, j + 1) x its frame length.
+        let pos = (j * FRAME + FRAME / 2) as f32 / hop as f32;
+        let i = (pos.floor() as usize).min(last);
+        let t = (pos - i as f32).min(1.0);
         let a = frames.get(i).copied().unwrap_or(0.0);
-        let b = frames.get(i + 1).copied().unwrap_or(0.0);
+        let b = frames.get(i + 1).copied().unwrap_or(a);
         out.push(match (a > 0.0, b > 0.0) {
             (true, true) => (a.ln() * (1.0 - t) + b.ln() * t).exp(),
             (true, false) if t <= 0.5 => a,
@@ -244,6 +346,48 @@ impl Tracker {
         }
     }
 
+    /// Cleans a whole window in place (a voice's run sees its window at once, so the median
+    /// can look both ways and a phrase's first voiced frame is not held back one frame): the
+    /// octave folding as in [`Self::clean`], then a centred 3-frame median.
+    pub fn clean_window(f0: &mut [f32]) {
+        let mut running = 0.0f32;
+        for f in f0.iter_mut() {
+            if *f > 0.0 {
+                if running > 0.0 {
+                    for k in [2.0f32, 0.5, 3.0, 1.0 / 3.0] {
+                        if (1200.0 * (*f / (running * k)).log2()).abs() < 80.0 {
+                            *f /= k;
+                            break;
+                        }
+                    }
+                    running = (running.ln() * 0.7 + f.ln() * 0.3).exp();
+                } else {
+                    running = *f;
+                }
+            }
+        }
+        let raw: [f32; 2] = [0.0; 2];
+        let (mut before, mut here) = (raw[0], f0.first().copied().unwrap_or(0.0));
+        for i in 0..f0.len() {
+            let after = f0.get(i + 1).copied().unwrap_or(here);
+            let (mut v, mut n) = ([0.0f32; 3], 0);
+            for x in [before, here, after].into_iter().filter(|x| *x > 0.0) {
+                v[n] = x;
+                n += 1;
+            }
+            before = here;
+            here = after;
+            f0[i] = match n {
+                0 | 1 => 0.0,
+                2 => (v[0] + v[1]) / 2.0,
+                _ => {
+                    v.sort_by(f32::total_cmp);
+                    v[1]
+                }
+            };
+        }
+    }
+
     /// Forgets the pitch followed.
     pub fn reset(&mut self) {
         *self = Tracker::default();
@@ -259,11 +403,16 @@ mod tests {
         let frames = [200.0, 400.0, 0.0, 0.0, 300.0];
         let mut out = Vec::new();
         regrid(&frames, 256, 8, &mut out);
-        // Frame 1 (160) lies 0.625 of the way from 200 to 400 Hz, in log frequency.
-        assert!((out[1] - 200.0 * 2f32.powf(0.625)).abs() < 0.5, "{out:?}");
-        // 480 = 1.875 frames: past frame 1 (voiced), frame 2 unvoiced -> 0.
+        // Frame 1's middle (240) lies 15/16 of the way from 200 to 400 Hz, in log frequency.
+        assert!(
+            (out[1] - 200.0 * 2f32.powf(15.0 / 16.0)).abs() < 0.5,
+            "{out:?}"
+        );
+        // 560 = 2.19 frames: frame 2 unvoiced, frame 3 too -> 0.
         assert_eq!(out[3], 0.0);
-        assert!((out[0] - 200.0).abs() < 1e-3);
+        assert!((out[0] - 200.0 * 2f32.powf(80.0 / 256.0)).abs() < 0.5);
+        // Past the last frame (1200 / 256 = 4.7), the last frame holds.
+        assert!((out[7] - 300.0).abs() < 1e-3, "{out:?}");
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn manifest() -> Manifest {
         rights: RightsInfo::default(),
         files: Vec::new(),
         stems: None,
+        voice: None,
     }
 }
 
