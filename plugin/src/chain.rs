@@ -83,6 +83,9 @@ pub struct Chain {
     pub notes: Option<NoteTracker>,
     /// Where a voice model on the worker reads the performer's settings each hop.
     pub voice: Arc<VoiceControls>,
+    /// `Some` when the model is a voice: `true` for the built-in transform, `false` for a
+    /// voice model.
+    pub voice_kind: Option<bool>,
 }
 
 /// Where notes out find Basic Pitch: `basic-pitch/nmp.onnx` in the models folder or in a folder
@@ -224,6 +227,20 @@ impl Chain {
                     // Not even loaded, until the licence allows it.
                     Some(reason) => Box::new(move || Err(reason)),
                     None => {
+                        // A voice in Live is measured first (once per process): its block and
+                        // context are the shortest this machine keeps up with, so the latency
+                        // planned below is that one.
+                        if key.mode == Mode::Live
+                            && package.manifest.model.kind == crate::models::manifest::KIND_RVC
+                        {
+                            match crate::voice::rvc::calibrate_live(&package) {
+                                Ok((_, note)) if !note.is_empty() => {
+                                    log(&format!("Refrain voice: {note}"))
+                                }
+                                Ok(_) => {}
+                                Err(e) => log(&format!("Refrain voice: {e}")),
+                            }
+                        }
                         let identity = timing_identity(&package);
                         options.timing = fixed_timing().or_else(|| cached_timing(&identity));
                         // A measurement that finishes after the wait below is kept too.
@@ -255,6 +272,8 @@ impl Chain {
             }
         };
         let spec = crate::models::stream_spec(&manifest, key.mode);
+        let voice_kind = crate::voice::stream_spec(&manifest, key.mode)
+            .map(|_| manifest.model.kind == crate::voice::KIND_VOICE_TRANSFORM);
         let mut notes = None;
         if let Some(source) = key.notes {
             match start_notes(
@@ -298,6 +317,7 @@ impl Chain {
             stems_may_leave,
             notes: tracker,
             voice,
+            voice_kind,
         })
     }
 

@@ -44,6 +44,9 @@ pub struct EditorShared {
     pub gate: Mutex<Option<Arc<LicenceGate>>>,
     /// The note tracker, when notes are out.
     pub notes: Mutex<Option<Arc<crate::notes::tracker::TrackerShared>>>,
+    /// A voice's controls (what it hears: pitch, gate), when the model is a voice, and
+    /// whether it is the built-in transform (no gate, no index, no speakers).
+    pub voice: Mutex<Option<(Arc<crate::voice::controls::VoiceControls>, bool)>>,
 }
 
 impl EditorShared {
@@ -54,6 +57,9 @@ impl EditorShared {
         *self.model_name.lock() = chain.model_name.clone();
         *self.gate.lock() = chain.licensing.as_ref().map(|l| l.gate.clone());
         *self.notes.lock() = chain.engine.notes_status().cloned();
+        *self.voice.lock() = chain
+            .voice_kind
+            .map(|built_in| (chain.voice.clone(), built_in));
     }
 
     /// Nothing runs.
@@ -62,6 +68,7 @@ impl EditorShared {
         *self.plan.lock() = None;
         *self.gate.lock() = None;
         *self.notes.lock() = None;
+        *self.voice.lock() = None;
     }
 }
 
@@ -216,6 +223,9 @@ impl RefrainEditor {
                 }
                 if ui.button("Built-in").clicked() {
                     self.load_model(crate::models::BUILTIN_ID);
+                }
+                if ui.button("Voice").on_hover_text("the built-in voice: pitch and formant shift, no model").clicked() {
+                    self.load_model(crate::voice::BUILTIN_VOICE_ID);
                 }
             });
             ui.end_row();
@@ -412,8 +422,67 @@ impl RefrainEditor {
             ui.separator();
             self.stems_section(ui);
         }
+        let voice = self.shared.voice.lock().clone();
+        if let Some((voice, built_in)) = voice {
+            ui.separator();
+            self.voice_section(ui, &voice, built_in);
+        }
         ui.separator();
         self.licence_section(ui);
+    }
+
+    /// The voice: its controls, the pitch it hears and whether its gate is open.
+    fn voice_section(
+        &mut self,
+        ui: &mut egui::Ui,
+        voice: &crate::voice::controls::VoiceControls,
+        built_in: bool,
+    ) {
+        let Some(gui) = self.gui.clone() else {
+            return;
+        };
+        let setter = gui.param_setter();
+        let v = &self.params.voice;
+        let (hz, open) = voice.heard();
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new("Voice").strong());
+            ui.label(if hz > 0.0 {
+                format!("hears {hz:.1} Hz ({})", note_name(hz))
+            } else {
+                "hears no pitch".to_owned()
+            });
+            if !built_in {
+                let (colour, word) = if open {
+                    (egui::Color32::from_rgb(90, 190, 110), "singing")
+                } else {
+                    (egui::Color32::from_gray(140), "gate closed")
+                };
+                ui.label(egui::RichText::new(word).color(colour))
+                    .on_hover_text("between phrases the converted voice fades out");
+            }
+        });
+        egui::Grid::new("voice").num_columns(4).show(ui, |ui| {
+            ui.label("Pitch");
+            ui.add(ParamSlider::for_param(&v.pitch, &setter).with_width(150.0));
+            if built_in {
+                ui.label("Formant");
+                ui.add(ParamSlider::for_param(&v.formant, &setter).with_width(150.0));
+            } else {
+                ui.label("Index rate");
+                ui.add(ParamSlider::for_param(&v.index_rate, &setter).with_width(150.0));
+            }
+            ui.end_row();
+            ui.label("Gain");
+            ui.add(ParamSlider::for_param(&v.gain, &setter).with_width(150.0));
+            if !built_in {
+                ui.label("Gate");
+                ui.add(ParamSlider::for_param(&v.gate, &setter).with_width(150.0));
+                ui.end_row();
+                ui.label("Speaker");
+                ui.add(ParamSlider::for_param(&v.speaker, &setter).with_width(150.0));
+            }
+            ui.end_row();
+        });
     }
 
     /// The stems: gain, mute and solo in the remix, and each stem output's level.
@@ -517,4 +586,15 @@ mod tests {
         );
         assert_eq!(LoadedTrack::from_cache(&store, "missing").title, "");
     }
+}
+
+/// A frequency as the nearest note and its distance in cents (A4 = 440 Hz).
+fn note_name(hz: f32) -> String {
+    let midi = 69.0 + 12.0 * (hz / 440.0).log2();
+    let key = midi.round();
+    let cents = ((midi - key) * 100.0).round() as i32;
+    format!(
+        "{} {cents:+} ct",
+        crate::notes::tracker::key_name(key.clamp(0.0, 127.0) as u8)
+    )
 }

@@ -89,6 +89,123 @@ impl Schedule {
     pub fn window(&self) -> usize {
         self.context + self.hop + self.crossfade + self.search + self.lookahead
     }
+
+    /// The Live schedule with the lowest latency a voice that costs `ms_per_frame` per 10 ms
+    /// frame of window can keep up with: the shortest hop (40 ms up) whose run takes at most
+    /// [`LIVE_LOAD`] of the hop, with as much context as that allows (300, 200, then 100 ms).
+    /// `None` when even a 500 ms hop over 100 ms of context is too slow.
+    pub fn live_for(ms_per_frame: f64) -> Option<Schedule> {
+        let base = Schedule::of(Mode::Live);
+        (4..=50).step_by(2).find_map(|hop| {
+            [30, 20, 10].into_iter().find_map(|context| {
+                let s = Schedule {
+                    hop,
+                    context,
+                    ..base
+                };
+                (ms_per_frame * s.window() as f64 <= LIVE_LOAD * hop as f64 * 10.0).then_some(s)
+            })
+        })
+    }
+}
+
+/// The share of a hop a Live voice's run may take: the rest is for the host, the DAW's own
+/// plugins and the spread of run times.
+pub const LIVE_LOAD: f64 = 0.6;
+
+/// Live schedules chosen for voices in this process, by the voice's files and the runtime's
+/// settings: every later chain with the same voice reports the same latency.
+static LIVE_SCHEDULES: parking_lot::Mutex<Option<std::collections::HashMap<String, Schedule>>> =
+    parking_lot::Mutex::new(None);
+
+/// What a Live schedule is cached under: the generator's and the encoder's hashes and the
+/// runtime's threads and device.
+fn schedule_key(manifest: &Manifest) -> String {
+    let encoder = manifest
+        .voice
+        .as_ref()
+        .and_then(|v| manifest.files.iter().find(|f| f.path == v.encoder))
+        .map_or("", |f| f.sha256.as_str());
+    format!(
+        "{}:{encoder}#{}",
+        manifest.model.sha256,
+        runtime::settings_identity()
+    )
+}
+
+/// The schedule a voice streams with in `mode`: Studio's, or the Live one measured for this
+/// voice on this machine ([`calibrate_live`]), else the default Live one.
+pub fn schedule_for(manifest: &Manifest, mode: Mode) -> Schedule {
+    if mode == Mode::Studio {
+        return Schedule::of(mode);
+    }
+    LIVE_SCHEDULES
+        .lock()
+        .as_ref()
+        .and_then(|m| m.get(&schedule_key(manifest)).copied())
+        .unwrap_or(Schedule::of(mode))
+}
+
+/// Measures the voice in `package` on this machine (once per process and voice) and picks the
+/// Live schedule with the lowest latency it keeps up with ([`Schedule::live_for`]); a voice
+/// too slow for any keeps the default one, and the engine then says it is not real time here.
+/// Returns the schedule and a sentence for the log. With `REFRAIN_INFERENCE_MS` set (a fixed
+/// latency for tests and performers), nothing is measured: the default schedule stays.
+pub fn calibrate_live(package: &ModelPackage) -> Result<(Schedule, String), RvcError> {
+    let m = &package.manifest;
+    let key = schedule_key(m);
+    if let Some(s) = LIVE_SCHEDULES.lock().as_ref().and_then(|c| c.get(&key).copied()) {
+        return Ok((s, String::new()));
+    }
+    let default = Schedule::of(Mode::Live);
+    if std::env::var_os(crate::chain::ENV_INFERENCE_MS).is_some() {
+        return Ok((default, String::new()));
+    }
+    let pitch = super::pitch::SwiftF0::find()?;
+    let controls = Arc::new(VoiceControls::default());
+    let mut voice = RvcVoice::load(package, Mode::Live, controls, Box::new(pitch), VoiceGate::new(None))?;
+    let hop = voice.spec.hop;
+    let mut window = vec![0.0f32; 2 * hop];
+    let mut out = vec![0.0f32; 2 * hop];
+    let mut times = Vec::new();
+    for run in 0..7 {
+        for (i, w) in window.iter_mut().enumerate() {
+            *w = 0.1 * ((i as f32 * 0.0628 * (1.0 + run as f32 * 0.01)).sin());
+        }
+        let t = std::time::Instant::now();
+        voice
+            .process(&window, &mut out)
+            .map_err(|e| RvcError::Session {
+                file: m.model.file.clone(),
+                reason: e.to_string(),
+            })?;
+        if run >= 2 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let per_frame = times[times.len() / 2] / default.window() as f64;
+    let (schedule, note) = match Schedule::live_for(per_frame) {
+        Some(s) => (
+            s,
+            format!(
+                "Live voice on this machine: {} ms blocks over {} ms of context ({per_frame:.2} ms of inference per 10 ms of window)",
+                s.hop * 10,
+                s.context * 10
+            ),
+        ),
+        None => (
+            default,
+            format!(
+                "this voice is not real time on this machine in Live ({per_frame:.2} ms of inference per 10 ms of window): use Studio, a bounce or a faster device"
+            ),
+        ),
+    };
+    LIVE_SCHEDULES
+        .lock()
+        .get_or_insert_with(Default::default)
+        .insert(key, schedule);
+    Ok((schedule, note))
 }
 
 /// The streaming resampler to 16 kHz for a voice at `rate`, and the fixed lag (model samples)
@@ -110,7 +227,7 @@ pub fn stream_spec(manifest: &Manifest, mode: Mode) -> Option<StreamSpec> {
     }
     let rate = manifest.stream.sample_rate;
     let upp = (rate / 100) as usize;
-    let s = Schedule::of(mode);
+    let s = schedule_for(manifest, mode);
     let hop = s.hop * upp;
     let lag = to_16k(rate, mode, hop).map_or(0, |(_, _, lag)| lag);
     Some(StreamSpec {
@@ -227,6 +344,9 @@ pub struct RvcVoice {
     gain: f32,
     seed: u64,
     identity: String,
+    /// The last run's time in each stage, ns: content encoder, pitch, generator (the voice
+    /// benchmark reads them).
+    pub stage_ns: [u64; 3],
 }
 
 /// The noise seed every voice starts from: the same input gives the same bounce.
@@ -309,7 +429,7 @@ impl RvcVoice {
         };
         let rate = m.stream.sample_rate;
         let upp = (rate / 100) as usize;
-        let schedule = Schedule::of(mode);
+        let schedule = schedule_for(m, mode);
         let spec = stream_spec(m, mode).ok_or(RvcError::NotAVoice)?;
         let (resampler, geometry, lag) =
             to_16k(rate, mode, spec.hop).map_err(|e| RvcError::Session {
@@ -351,6 +471,7 @@ impl RvcVoice {
             gain: 0.0,
             seed: SEED,
             identity: package.identity.clone(),
+            stage_ns: [0; 3],
             controls,
         };
         voice.probe(&m.model.file)?;
@@ -599,7 +720,9 @@ impl HopProcessor for RvcVoice {
         // Pitch and gain glide over about three runs.
         self.ratio += (settings.pitch_ratio() - self.ratio) * 0.5;
         let fail = |e: String| ProcessError::Inference(e);
+        let t0 = std::time::Instant::now();
         let (_, width) = self.encode().map_err(fail)?;
+        let t1 = std::time::Instant::now();
         if width != self.channels {
             return Err(fail(format!("the content encoder gave {width} channels")));
         }
@@ -609,6 +732,7 @@ impl HopProcessor for RvcVoice {
             .map_err(|e| fail(e.to_string()))?;
         self.f0.resize(self.schedule.window(), 0.0);
         Tracker::clean_window(&mut self.f0);
+        let t2 = std::time::Instant::now();
         self.controls.report_pitch(self.newest_f0());
         if let Some(index) = &self.index {
             blend_features(
@@ -623,7 +747,13 @@ impl HopProcessor for RvcVoice {
         }
         let ratio = self.ratio;
         self.f0.iter_mut().for_each(|f| *f *= ratio);
+        let t3 = std::time::Instant::now();
         self.generate().map_err(fail)?;
+        self.stage_ns = [
+            (t1 - t0).as_nanos() as u64,
+            (t2 - t1).as_nanos() as u64,
+            t3.elapsed().as_nanos() as u64,
+        ];
         self.sola.join(&self.voice_run, &mut self.voice);
         // The gate: the converted voice fades out between phrases (over the block) and comes
         // back at the next (over the crossfade, from the frame before the first voiced one,
@@ -747,5 +877,23 @@ mod tests {
         for mode in [Mode::Live, Mode::Studio] {
             assert_eq!(Schedule::of(mode).window() % 2, 0, "{mode:?}");
         }
+        for cost in [0.01, 0.5, 1.0, 2.0, 3.4, 4.5] {
+            let s = Schedule::live_for(cost).unwrap();
+            assert_eq!(s.window() % 2, 0, "{cost}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn the_live_schedule_is_the_shortest_block_the_voice_keeps_up_with() {
+        // A small voice: the shortest block, the most context.
+        let s = Schedule::live_for(0.05).unwrap();
+        assert_eq!((s.hop, s.context), (4, 30));
+        // RVC v2 at its real sizes on two threads here (3.4 ms per 10 ms of window): a
+        // 200 ms block over 100 ms of context (115.6 ms of 120 allowed).
+        let s = Schedule::live_for(3.4).unwrap();
+        assert_eq!((s.hop, s.context), (20, 10));
+        assert!(3.4 * s.window() as f64 <= LIVE_LOAD * s.hop as f64 * 10.0);
+        // One thread (6.2 ms): nothing keeps up.
+        assert_eq!(Schedule::live_for(6.2), None);
     }
 }

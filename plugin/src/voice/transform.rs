@@ -237,6 +237,7 @@ impl VoiceTransform {
         let energy: f32 = self.frame.iter().map(|x| x * x).sum();
         if energy < 1e-12 {
             // Silence: nothing to shift; keep the phases from running wild on noise floors.
+            self.controls.report_pitch(0.0);
             self.last_phase.fill(0.0);
             self.sum_phase.fill(0.0);
             return;
@@ -375,15 +376,18 @@ impl VoiceTransform {
         // within 10% of the best (longer lags repeat it: sub-octaves score as high).
         let score = |lag: usize| ac[lag] / ac[0] * self.window_ac[0] / self.window_ac[lag];
         let best = (lo..hi).map(score).fold(0.0f32, f32::max);
-        let f0 = if best > 0.5 {
+        let heard = if best > 0.5 {
             let mut lag = (lo..hi).find(|&l| score(l) >= 0.9 * best).unwrap_or(lo);
             while lag + 1 < hi && score(lag + 1) > score(lag) {
                 lag += 1;
             }
             RATE as f32 / lag as f32
         } else {
-            200.0
+            0.0
         };
+        // The editor shows the pitch the singer is singing.
+        self.controls.report_pitch(heard);
+        let f0 = if heard > 0.0 { heard } else { 200.0 };
         ((RATE as f32 / (1.6 * f0)) as usize).clamp(16, n / 4)
     }
 
