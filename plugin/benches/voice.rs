@@ -27,7 +27,10 @@ fn root() -> PathBuf {
 fn stats(mut v: Vec<u64>) -> (f64, f64) {
     v.sort_unstable();
     let n = v.len();
-    (v[n / 2] as f64 / 1e6, v[(n * 99 / 100).min(n - 1)] as f64 / 1e6)
+    (
+        v[n / 2] as f64 / 1e6,
+        v[(n * 99 / 100).min(n - 1)] as f64 / 1e6,
+    )
 }
 
 /// A sung vowel at 220 Hz with 20% vibrato-free noise, at `rate`, `seconds` long.
@@ -96,7 +99,9 @@ fn main() {
         times.push(t.elapsed().as_nanos() as u64);
     }
     let (m, p) = stats(times);
-    println!("SwiftF0 on a Live window ({window} samples at 16 kHz): median {m:.2} ms, p99 {p:.2} ms");
+    println!(
+        "SwiftF0 on a Live window ({window} samples at 16 kHz): median {m:.2} ms, p99 {p:.2} ms"
+    );
     // The real-size RVC voice.
     let manifest = root().join("target/model-sizes/rvc-v2-size/model.toml");
     if !manifest.exists() {
@@ -105,7 +110,10 @@ fn main() {
     }
     let t = Instant::now();
     let package = Arc::new(ModelPackage::read(&manifest, Limits::from_env()).expect("reads"));
-    println!("rvc-v2-size read and hashed in {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "rvc-v2-size read and hashed in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     for mode in [Mode::Live, Mode::Studio] {
         let controls = Arc::new(VoiceControls::default());
         let t = Instant::now();
@@ -123,7 +131,13 @@ fn main() {
         let x = voice_input(spec.sample_rate, 4.0);
         let mut out = vec![0.0; 2 * spec.hop];
         let (mut stages, mut whole) = ([Vec::new(), Vec::new(), Vec::new()], Vec::new());
-        let runs = if quick { 3 } else if mode == Mode::Live { 200 } else { 40 };
+        let runs = if quick {
+            3
+        } else if mode == Mode::Live {
+            200
+        } else {
+            40
+        };
         for (i, hop) in x.chunks_exact(spec.hop).cycle().take(runs + 3).enumerate() {
             let mut w = hop.to_vec();
             w.extend_from_slice(hop);

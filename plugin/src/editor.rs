@@ -224,7 +224,11 @@ impl RefrainEditor {
                 if ui.button("Built-in").clicked() {
                     self.load_model(crate::models::BUILTIN_ID);
                 }
-                if ui.button("Voice").on_hover_text("the built-in voice: pitch and formant shift, no model").clicked() {
+                if ui
+                    .button("Voice")
+                    .on_hover_text("the built-in voice: pitch and formant shift, no model")
+                    .clicked()
+                {
                     self.load_model(crate::voice::BUILTIN_VOICE_ID);
                 }
             });
@@ -532,6 +536,17 @@ impl RefrainEditor {
     }
 }
 
+/// A frequency as the nearest note and its distance in cents (A4 = 440 Hz).
+fn note_name(hz: f32) -> String {
+    let midi = 69.0 + 12.0 * (hz / 440.0).log2();
+    let key = midi.round();
+    let cents = ((midi - key) * 100.0).round() as i32;
+    format!(
+        "{} {cents:+} ct",
+        crate::notes::tracker::key_name(key.clamp(0.0, 127.0) as u8)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,15 +601,4 @@ mod tests {
         );
         assert_eq!(LoadedTrack::from_cache(&store, "missing").title, "");
     }
-}
-
-/// A frequency as the nearest note and its distance in cents (A4 = 440 Hz).
-fn note_name(hz: f32) -> String {
-    let midi = 69.0 + 12.0 * (hz / 440.0).log2();
-    let key = midi.round();
-    let cents = ((midi - key) * 100.0).round() as i32;
-    format!(
-        "{} {cents:+} ct",
-        crate::notes::tracker::key_name(key.clamp(0.0, 127.0) as u8)
-    )
 }

@@ -474,7 +474,8 @@ fn the_generic_model_loader_refuses_a_separator_by_name_instead_of_running_it_wr
         .expect("a separator is not an audio-to-audio model");
     let text = err.to_string();
     assert!(
-        text.contains("deezer.spleeter-2stems") && text.contains("stem processor"),
+        text.contains("deezer.spleeter-2stems")
+            && text.contains("a separator's stems on their outputs"),
         "{text}"
     );
 }

@@ -9,36 +9,86 @@ use std::sync::OnceLock;
 const RATE: u32 = 48_000;
 const BLOCK: usize = 256;
 
+/// A private licence folder with a trusted issuer, and a copy of the RVC v2 test voice whose
+/// manifest says it carries an artist's voice.
+struct Env {
+    store: refrain::licence::store::Store,
+    key: refrain::licence::token::SigningKey,
+    artist_voice: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
 /// SwiftF0 and Silero VAD are found in `REFRAIN_MODEL_PATH` (set-up fetches them into
-/// `models/real`).
-fn env() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
+/// `models/real`); the licence folder is private to this binary.
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
         let real = models_dir().join("real");
         assert!(
             real.join("swift-f0/model.onnx").is_file(),
             "`cargo xtask fetch-models` fetches SwiftF0"
         );
+        let data = std::env::temp_dir().join(format!("refrain-voice-tests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
         // SAFETY: set once, before any plugin instance (or thread of one) exists.
-        unsafe { std::env::set_var(refrain::models::library::ENV_MODEL_PATH, &real) };
-    });
+        unsafe {
+            std::env::set_var(refrain::models::library::ENV_MODEL_PATH, &real);
+            std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &data);
+        }
+        let store = refrain::licence::store::Store::at(&data);
+        let key = refrain::licence::token::SigningKey::generate("Northern Records").unwrap();
+        store.trust(&key.issuer_key()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let from = models_dir().join("test/rvc-v2");
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        let manifest = dir.path().join("model.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(
+            &manifest,
+            format!("{text}\n[rights]\nlicensed_voice = true\n"),
+        )
+        .unwrap();
+        Env {
+            store,
+            key,
+            artist_voice: manifest,
+            _dir: dir,
+        }
+    })
 }
 
 /// The plugin running `model` (`builtin:voice` or a folder under models/) with the voice
 /// raised `semitones`, bounced over `input` (mono, on both channels); the output, aligned by
 /// the latency the plugin reported.
 fn bounce(model: &str, semitones: f32, input: &[f32]) -> (Vec<f32>, u32) {
+    bounce_with(model, "", semitones, input)
+}
+
+/// [`bounce`] with a loaded track (a licence), `model` a `builtin:` name, a folder under
+/// models/ or a manifest path.
+fn bounce_with(model: &str, track: &str, semitones: f32, input: &[f32]) -> (Vec<f32>, u32) {
     env();
     let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
-    let state = if model.starts_with("builtin:") {
+    let state = if model.starts_with("builtin:") || model.ends_with("model.toml") {
         model.to_owned()
     } else {
-        models_dir().join(model).join("model.toml").display().to_string()
+        models_dir()
+            .join(model)
+            .join("model.toml")
+            .display()
+            .to_string()
     };
     h.set_state_field("model", &state).unwrap();
+    if !track.is_empty() {
+        h.set_state_field("track", track).unwrap();
+    }
     h.set_state_param("voice_pitch", serde_json::json!({ "f32": semitones }))
         .unwrap();
-    h.activate(Setup::offline(RATE as f64, BLOCK as u32)).unwrap();
+    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
+        .unwrap();
     let latency = h.latency() as usize;
     let mut padded = input.to_vec();
     padded.extend(vec![0.0; latency]);
@@ -63,4 +113,53 @@ fn the_built_plugin_sings_a_vowel_at_220_hz_seven_semitones_up_at_329_6_hz_withi
         eprintln!("{model}: {f:.2} Hz, latency {latency} samples");
         assert!(cents(f, 329.63).abs() < 10.0, "{model}: {f} Hz");
     }
+}
+
+#[test]
+fn an_artists_voice_sings_only_under_a_cover_licence_for_it() {
+    use refrain::licence::claims::Use;
+    let e = env();
+    let vowel = refrain::testkit::vowel(
+        RATE,
+        220.0,
+        &[(500.0, 120.0), (1500.0, 150.0), (2500.0, 200.0)],
+        2.0,
+    );
+    let model = e.artist_voice.display().to_string();
+    let sung = |y: &[f32]| {
+        median_voiced(&yin(
+            &y[RATE as usize / 2..],
+            RATE,
+            YinSettings::voice(RATE),
+        ))
+    };
+    // No licence: the voice is never loaded; the dry vowel passes, at 220 Hz.
+    let (y, _) = bounce_with(&model, "", 7.0, &vowel);
+    assert!(
+        y.iter()
+            .zip(&vowel)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "not the dry input"
+    );
+    // A remix licence for it is not a cover licence.
+    let remix = refrain_tests::issue_licence(&e.store, &e.key, &e.artist_voice, "V-REMIX", |c| {
+        c.uses = vec![Use::Remix];
+    });
+    let (y, _) = bounce_with(&model, &remix, 7.0, &vowel);
+    assert!(
+        y.iter()
+            .zip(&vowel)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "sang under a remix licence"
+    );
+    // A cover licence for this voice: it sings, 7 semitones up.
+    let cover = refrain_tests::issue_licence(&e.store, &e.key, &e.artist_voice, "V-COVER", |c| {
+        c.uses = vec![Use::Cover];
+    });
+    let (y, _) = bounce_with(&model, &cover, 7.0, &vowel);
+    let f = sung(&y);
+    assert!(
+        cents(f, 329.63).abs() < 10.0,
+        "under a cover licence: {f} Hz"
+    );
 }

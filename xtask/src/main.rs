@@ -419,7 +419,26 @@ fn demo() -> Result<()> {
         .arg("--out")
         .arg(out_dir.join("notes.mid"))
         .arg("--model")
-        .arg(root().join("models/real/basic-pitch/nmp.onnx")))
+        .arg(root().join("models/real/basic-pitch/nmp.onnx")))?;
+    // The voice on a person speaking (alsa-utils' prompt): the built-in voice five semitones
+    // up with the formants kept, and an RVC v2 voice (the generated test voice: RVC's exact
+    // contracts, a sine where an artist's timbre would be) with SwiftF0 and Silero VAD.
+    let speech = root().join("models/real/recordings/Front_Center.wav");
+    for (model, out) in [
+        ("builtin:voice".to_owned(), "voice-builtin.wav"),
+        (
+            root().join("models/test/rvc-v2").display().to_string(),
+            "voice-rvc.wav",
+        ),
+    ] {
+        run(cli()
+            .env("REFRAIN_MODEL_PATH", root().join("models/real"))
+            .args(["render", "--model", &model, "--pitch", "5", "--in"])
+            .arg(&speech)
+            .arg("--out")
+            .arg(out_dir.join(out)))?;
+    }
+    Ok(())
 }
 
 fn test(extra: &[String]) -> Result<()> {

@@ -765,8 +765,11 @@ shape = [1, 1, 256]
         assert!(err("kind = \"audio-to-audio\"", "kind = \"vocoder\"").contains("model.kind"));
         // A voice needs its [voice] table, and only a voice has one.
         assert!(err("kind = \"audio-to-audio\"", "kind = \"rvc\"").contains("[voice] table"));
-        assert!(err("format = 1", "format = 1\n[voice]\nversion = \"v2\"\nencoder = \"e.onnx\"")
-            .contains("`voice`"));
+        assert!(err(
+            "format = 1",
+            "format = 1\n[voice]\nversion = \"v2\"\nencoder = \"e.onnx\""
+        )
+        .contains("`voice`"));
         assert!(err("sha256 = \"0000", "sha256 = \"zz00").contains("model.sha256"));
         assert!(err("sample_rate = 48000", "sample_rate = 100").contains("stream.sample_rate"));
         assert!(err("channels = 1", "channels = 0").contains("stream.channels"));

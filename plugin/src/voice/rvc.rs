@@ -154,7 +154,11 @@ pub fn schedule_for(manifest: &Manifest, mode: Mode) -> Schedule {
 pub fn calibrate_live(package: &ModelPackage) -> Result<(Schedule, String), RvcError> {
     let m = &package.manifest;
     let key = schedule_key(m);
-    if let Some(s) = LIVE_SCHEDULES.lock().as_ref().and_then(|c| c.get(&key).copied()) {
+    if let Some(s) = LIVE_SCHEDULES
+        .lock()
+        .as_ref()
+        .and_then(|c| c.get(&key).copied())
+    {
         return Ok((s, String::new()));
     }
     let default = Schedule::of(Mode::Live);
@@ -163,12 +167,19 @@ pub fn calibrate_live(package: &ModelPackage) -> Result<(Schedule, String), RvcE
     }
     let pitch = super::pitch::SwiftF0::find()?;
     let controls = Arc::new(VoiceControls::default());
-    let mut voice = RvcVoice::load(package, Mode::Live, controls, Box::new(pitch), VoiceGate::new(None))?;
+    let mut voice = RvcVoice::load(
+        package,
+        Mode::Live,
+        controls,
+        Box::new(pitch),
+        VoiceGate::new(None),
+    )?;
     let hop = voice.spec.hop;
     let mut window = vec![0.0f32; 2 * hop];
     let mut out = vec![0.0f32; 2 * hop];
     let mut times = Vec::new();
-    for run in 0..7 {
+    // The first runs pay for allocation and cold caches: four untimed, seven timed.
+    for run in 0..11 {
         for (i, w) in window.iter_mut().enumerate() {
             *w = 0.1 * ((i as f32 * 0.0628 * (1.0 + run as f32 * 0.01)).sin());
         }
@@ -179,7 +190,7 @@ pub fn calibrate_live(package: &ModelPackage) -> Result<(Schedule, String), RvcE
                 file: m.model.file.clone(),
                 reason: e.to_string(),
             })?;
-        if run >= 2 {
+        if run >= 4 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -812,11 +823,11 @@ impl HopProcessor for RvcVoice {
 }
 
 impl RvcVoice {
-    /// The pitch the singer is singing now: the last voiced f0 of the emitted block.
+    /// The pitch the singer is singing now: the last voiced f0 from the emitted block on (the
+    /// frames the gate goes by).
     fn newest_f0(&self) -> f32 {
         let s = self.schedule;
-        let end = s.context + s.hop;
-        self.f0[s.context..end]
+        self.f0[s.context..]
             .iter()
             .rev()
             .find(|f| **f > 0.0)

@@ -5,13 +5,18 @@
 //! A phase vocoder on realfft with spectral-envelope correction. Each analysis frame's
 //! magnitude spectrum is split into its envelope (the vocal tract: a "true envelope", the
 //! cepstrally smoothed spectrum iterated until it rides on the harmonic peaks) and the flat
-//! excitation (the harmonics). The excitation's bins move by the pitch ratio, with their
-//! instantaneous frequencies scaled to match, so the harmonics land on the new f0; the
-//! envelope is then laid back on, read at `bin / formant_ratio`: at ratio 1 the formants stay
-//! where the singer's were (no chipmunk), above 1 they rise (a smaller head), below 1 they fall.
+//! excitation (the harmonics). The partials move by the pitch ratio as Laroche and Dolson
+//! shift them: each spectral peak carries its region of bins, whole, so every lobe keeps its
+//! shape, and its phase runs on at the shifted frequency. The envelope is then laid back on,
+//! read at `bin / formant_ratio`: at ratio 1 the formants stay where the singer's were (no
+//! chipmunk), above 1 they rise (a smaller head), below 1 they fall.
 //!
-//! Streaming: one frame per hop, overlap-added; the output lags the input by exactly
-//! `fft - hop` samples, which is the latency the spec reports.
+//! Streaming: one frame per hop, overlap-added. Studio uses periodic Hann windows both ways
+//! and lags by `fft - hop`. Live keeps the long analysis frame (its frequency resolution
+//! separates a low voice's harmonics) but synthesises with Mauler and Martin's asymmetric pair:
+//! the synthesis window covers only the frame's last 1024 samples, so the output lags by
+//! `1024 - hop` (16 ms) instead of 37 ms. Because the shifted lobes keep their shape, the
+//! frames keep their time envelope and the short synthesis window still sums to one.
 
 use super::controls::{VoiceControls, VoiceSettings};
 use crate::engine::latency::Mode;
@@ -48,10 +53,56 @@ pub fn stream_spec(mode: Mode) -> StreamSpec {
         channels: 2,
         hop,
         context: 0,
-        latency: fft - hop,
+        latency: synthesis_span(mode, fft) - hop,
         tail: fft,
         stems: 1,
     }
+}
+
+/// How much of each frame's end the synthesis window covers: the whole frame in Studio; in
+/// Live the last `2 * LOW_LATENCY_HALF` samples (Mauler and Martin's asymmetric windows: a long
+/// analysis window for the frequency resolution, a short synthesis window for the latency).
+fn synthesis_span(mode: Mode, fft: usize) -> usize {
+    match mode {
+        Mode::Live => (2 * LOW_LATENCY_HALF).min(fft),
+        Mode::Studio => fft,
+    }
+}
+
+/// Half the Live synthesis window: 512 samples (10.7 ms) at 48 kHz.
+pub const LOW_LATENCY_HALF: usize = 512;
+
+/// The analysis and synthesis windows for frames of `fft` samples whose synthesis covers the
+/// last `span`: with `span == fft`, periodic Hann both ways; shorter, Mauler and Martin's pair
+/// (the analysis window rises as the square root of a long Hann and falls as the square root
+/// of a short one; analysis times synthesis is a Hann of `span` at the frame's end).
+fn windows(fft: usize, span: usize) -> (Vec<f32>, Vec<f32>) {
+    if span >= fft {
+        let w = crate::separation::stft::hann(fft);
+        return (w.clone(), w);
+    }
+    let m = span / 2;
+    let hann = |n: usize, len: usize| {
+        (0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / len as f64).cos()) as f32
+    };
+    let mut analysis = vec![0.0f32; fft];
+    let mut synthesis = vec![0.0f32; fft];
+    for n in 0..fft {
+        analysis[n] = if n < fft - m {
+            hann(n, 2 * (fft - m)).sqrt()
+        } else {
+            hann(n - (fft - span), span).sqrt()
+        };
+        if n >= fft - span {
+            let product = hann(n - (fft - span), span);
+            synthesis[n] = if n < fft - m {
+                product / analysis[n].max(1e-6)
+            } else {
+                product.sqrt()
+            };
+        }
+    }
+    (analysis, synthesis)
 }
 
 /// The built-in voice transform described as a model, so the chain, the editor and the CLI
@@ -124,16 +175,26 @@ pub struct VoiceTransform {
     mode: Mode,
     controls: Arc<VoiceControls>,
     window: Vec<f32>,
+    /// The synthesis window (the analysis one in Studio; short, at the frame's end, in Live).
+    synthesis: Vec<f32>,
+    /// Where in the overlap-add buffer the next finished hop starts (`fft - span`).
+    emit_from: usize,
     forward: Arc<dyn RealToComplex<f32>>,
     inverse: Arc<dyn ComplexToReal<f32>>,
     /// The last `fft_len` input samples, oldest first.
     input: Vec<f32>,
     /// Overlap-add accumulator: `fft_len` samples, the first `hop` are complete each frame.
     ola: Vec<f32>,
-    /// Each bin's phase in the previous analysis frame.
+    /// Each bin's phase in the previous analysis frame (kept for the next frame's frequency
+    /// estimate, and as `last_phase_of` for this frame's partials), and in this one.
     last_phase: Vec<f32>,
-    /// Each output bin's running synthesis phase.
-    sum_phase: Vec<f32>,
+    last_phase_of: Vec<f32>,
+    phase: Vec<f32>,
+    /// This frame's spectral peaks (bins), and each partial's (source bin, synthesis phase)
+    /// in the previous frame and this one.
+    peaks: Vec<usize>,
+    previous: Vec<(usize, f32)>,
+    current: Vec<(usize, f32)>,
     // Scratch, sized once.
     frame: Vec<f32>,
     spectrum: Vec<Complex32>,
@@ -141,7 +202,6 @@ pub struct VoiceTransform {
     frequency: Vec<f32>,
     envelope: Vec<f32>,
     out_magnitude: Vec<f32>,
-    out_frequency: Vec<f32>,
     cepstrum: Vec<f32>,
     log_spectrum: Vec<Complex32>,
     fft_scratch: Vec<Complex32>,
@@ -165,9 +225,15 @@ impl VoiceTransform {
         let forward = planner.plan_fft_forward(fft_len);
         let inverse = planner.plan_fft_inverse(fft_len);
         let bins = fft_len / 2 + 1;
-        let window = crate::separation::stft::hann(fft_len);
-        // Sum of w^2 over the overlapping frames at any sample (constant for Hann at fft/8).
-        let w2: f32 = window.iter().map(|w| w * w).sum::<f32>() / hop as f32;
+        let span = synthesis_span(mode, fft_len);
+        let (window, synthesis) = windows(fft_len, span);
+        // Analysis x synthesis summed over the overlapping frames: the same at every sample.
+        let w2: f32 = window
+            .iter()
+            .zip(&synthesis)
+            .map(|(a, b)| a * b)
+            .sum::<f32>()
+            / hop as f32;
         let scratch = forward
             .get_scratch_len()
             .max(inverse.get_scratch_len())
@@ -184,19 +250,24 @@ impl VoiceTransform {
             mode,
             controls,
             window,
+            synthesis,
+            emit_from: fft_len - span,
             forward,
             inverse,
             input: vec![0.0; fft_len],
             ola: vec![0.0; fft_len],
             last_phase: vec![0.0; bins],
-            sum_phase: vec![0.0; bins],
+            last_phase_of: vec![0.0; bins],
+            phase: vec![0.0; bins],
+            peaks: Vec::with_capacity(bins),
+            previous: Vec::with_capacity(bins),
+            current: Vec::with_capacity(bins),
             frame: vec![0.0; fft_len],
             spectrum: vec![Complex32::default(); bins],
             magnitude: vec![0.0; bins],
             frequency: vec![0.0; bins],
             envelope: vec![0.0; bins],
             out_magnitude: vec![0.0; bins],
-            out_frequency: vec![0.0; bins],
             cepstrum: vec![0.0; fft_len],
             log_spectrum: vec![Complex32::default(); bins],
             fft_scratch: vec![Complex32::default(); scratch],
@@ -209,7 +280,7 @@ impl VoiceTransform {
 
     /// Latency in samples at [`RATE`].
     pub fn latency(&self) -> usize {
-        self.fft_len - self.hop
+        self.fft_len - self.emit_from - self.hop
     }
 
     /// Feeds one hop of mono input and writes one hop of output. Allocation-free.
@@ -222,7 +293,9 @@ impl VoiceTransform {
         let n = self.fft_len;
         self.input[n - self.hop..].copy_from_slice(input);
         self.frame_step();
-        out.copy_from_slice(&self.ola[..self.hop]);
+        // The samples no later frame reaches: the first `hop` the synthesis window covers.
+        let from = self.emit_from;
+        out.copy_from_slice(&self.ola[from..from + self.hop]);
         self.ola.copy_within(self.hop.., 0);
         self.ola[n - self.hop..].fill(0.0);
     }
@@ -239,7 +312,7 @@ impl VoiceTransform {
             // Silence: nothing to shift; keep the phases from running wild on noise floors.
             self.controls.report_pitch(0.0);
             self.last_phase.fill(0.0);
-            self.sum_phase.fill(0.0);
+            self.previous.clear();
             return;
         }
         let _ = self.forward.process_with_scratch(
@@ -249,6 +322,7 @@ impl VoiceTransform {
         );
         // Analysis: magnitude and each bin's true frequency (in bins) from the phase advance.
         let expected = TAU * self.hop as f32 / n as f32;
+        self.last_phase_of.copy_from_slice(&self.last_phase);
         for k in 0..bins {
             let c = self.spectrum[k];
             let phase = c.arg();
@@ -256,35 +330,11 @@ impl VoiceTransform {
             self.last_phase[k] = phase;
             delta -= TAU * (delta / TAU).round();
             self.magnitude[k] = c.norm();
+            self.phase[k] = phase;
             self.frequency[k] = k as f32 + delta / expected;
         }
         self.true_envelope();
-        // Move the flattened harmonics by the pitch ratio.
-        let r = self.pitch_ratio;
-        self.out_magnitude.fill(0.0);
-        self.out_frequency.fill(0.0);
-        for k in 0..bins {
-            let target = (k as f32 * r).round() as usize;
-            if target >= bins {
-                break;
-            }
-            let flat = self.magnitude[k] / self.envelope[k].max(1e-9);
-            // Several source bins may land on one target (shifting down): keep the strongest's
-            // frequency, sum the magnitudes.
-            if flat > self.out_magnitude[target] {
-                self.out_frequency[target] = self.frequency[k] * r;
-            }
-            self.out_magnitude[target] += flat;
-        }
-        // Lay the envelope back on, read at bin / formant ratio, and synthesise.
-        let f = self.formant_ratio;
-        for k in 0..bins {
-            let env = interpolate(&self.envelope, k as f32 / f);
-            let mag = self.out_magnitude[k] * env;
-            self.sum_phase[k] += expected * self.out_frequency[k];
-            self.sum_phase[k] -= TAU * (self.sum_phase[k] / TAU).floor();
-            self.spectrum[k] = Complex32::from_polar(mag, self.sum_phase[k]);
-        }
+        self.shift_peaks(expected);
         // The DC and Nyquist bins of a real signal have no imaginary part.
         self.spectrum[0].im = 0.0;
         self.spectrum[bins - 1].im = 0.0;
@@ -294,8 +344,84 @@ impl VoiceTransform {
             &mut self.fft_scratch,
         );
         let g = self.ola_gain;
-        for ((o, x), w) in self.ola.iter_mut().zip(&self.frame).zip(&self.window) {
+        for ((o, x), w) in self.ola.iter_mut().zip(&self.frame).zip(&self.synthesis) {
             *o += x * w * g;
+        }
+    }
+
+    /// Moves each partial by the pitch ratio as Laroche and Dolson do: every spectral peak
+    /// takes its region (the bins down to the minima on either side) with it, shifted whole by
+    /// a whole number of bins, so the lobe keeps its shape and the frame its time envelope
+    /// (the asymmetric Live windows need that); its phase runs on at the shifted frequency from
+    /// the previous frame's nearest peak, and the region's bins keep their phases relative to
+    /// the peak. The flattened magnitudes move; the envelope, read at `bin / formant ratio`, is
+    /// laid back on after. Writes the synthesis spectrum into `self.spectrum`.
+    fn shift_peaks(&mut self, expected: f32) {
+        let bins = self.magnitude.len();
+        let r = self.pitch_ratio;
+        let loudest = self.magnitude.iter().copied().fold(0.0f32, f32::max);
+        self.peaks.clear();
+        for k in 1..bins - 1 {
+            let m = self.magnitude[k];
+            if m > self.magnitude[k - 1] && m >= self.magnitude[k + 1] && m > loudest * 1e-5 {
+                self.peaks.push(k);
+            }
+        }
+        for c in self.spectrum.iter_mut() {
+            *c = Complex32::default();
+        }
+        self.current.clear();
+        let mut lower = 0;
+        for (i, &p) in self.peaks.iter().enumerate() {
+            // The region ends at the lowest bin between this peak and the next.
+            let upper = match self.peaks.get(i + 1) {
+                Some(&q) => (p..q)
+                    .min_by(|&a, &b| self.magnitude[a].total_cmp(&self.magnitude[b]))
+                    .map_or(q, |m| m + 1),
+                None => bins,
+            };
+            let target = self.frequency[p] * r;
+            let shift = (target - self.frequency[p]).round() as isize;
+            let to = p as isize + shift;
+            if to <= 0 || to >= bins as isize - 1 {
+                lower = upper;
+                continue;
+            }
+            // The partial's phase: on from the previous frame's peak nearest this one.
+            let previous = self
+                .previous
+                .iter()
+                .filter(|(q, _)| q.abs_diff(p) <= 2)
+                .min_by_key(|(q, _)| q.abs_diff(p));
+            let mut theta = match previous {
+                // The partial moved from bin q to p: its phase advanced by the phase
+                // difference across the two bins, unwrapped around the expected advance of
+                // their mean frequency; the shifted partial advances r times that.
+                Some(&(q, before)) => {
+                    let mean = expected * (p + q) as f32 / 2.0;
+                    let mut advance = self.phase[p] - self.last_phase_of[q] - mean;
+                    advance -= TAU * (advance / TAU).round();
+                    before + r * (advance + mean)
+                }
+                None => self.phase[p],
+            };
+            theta -= TAU * (theta / TAU).floor();
+            self.current.push((p, theta));
+            let rotate = theta - self.phase[p];
+            for k in lower..upper {
+                let t = k as isize + shift;
+                if t <= 0 || t >= bins as isize - 1 {
+                    continue;
+                }
+                let flat = self.magnitude[k] / self.envelope[k].max(1e-9);
+                self.spectrum[t as usize] += Complex32::from_polar(flat, self.phase[k] + rotate);
+            }
+            lower = upper;
+        }
+        std::mem::swap(&mut self.previous, &mut self.current);
+        let f = self.formant_ratio;
+        for (k, c) in self.spectrum.iter_mut().enumerate() {
+            *c *= interpolate(&self.envelope, k as f32 / f);
         }
     }
 
@@ -396,7 +522,7 @@ impl VoiceTransform {
         self.input.fill(0.0);
         self.ola.fill(0.0);
         self.last_phase.fill(0.0);
-        self.sum_phase.fill(0.0);
+        self.previous.clear();
         let s = self.controls.load();
         self.pitch_ratio = s.pitch_ratio();
         self.formant_ratio = s.formant_ratio();
@@ -644,6 +770,41 @@ mod tests {
             YinSettings::voice(RATE),
         ));
         assert!(cents(f, 110.0).abs() < 10.0, "f0 {f}");
+    }
+
+    #[test]
+    fn a_shifted_voice_keeps_its_level_and_has_no_hop_rate_flutter() {
+        // The same envelope sampled by harmonics r times as far apart carries 1/r of the
+        // energy: that, within 1 dB, and an output whose 20 ms level varies no more than
+        // 2.5 dB (the input's own: 1.1 dB).
+        let x = vowel(110.0, &AH, 2.0);
+        let rms = |s: &[f32]| (s.iter().map(|v| v * v).sum::<f32>() / s.len() as f32).sqrt();
+        let steady = |s: &[f32]| s[RATE as usize / 2..RATE as usize * 3 / 2].to_vec();
+        let level_in = rms(&steady(&x));
+        for mode in [Mode::Live, Mode::Studio] {
+            for semitones in [5.0f32, 12.0, -7.0] {
+                let settings = VoiceSettings {
+                    pitch_semitones: semitones,
+                    ..VoiceSettings::default()
+                };
+                let y = steady(&run(mode, settings, &x));
+                let r = 2f32.powf(semitones / 12.0);
+                let db = 20.0 * (rms(&y) / (level_in / r.sqrt())).log10();
+                assert!(
+                    db.abs() < 1.0,
+                    "{mode:?} {semitones} st: level {db:+.2} dB off"
+                );
+                let blocks: Vec<f32> = y.chunks_exact(960).map(rms).collect();
+                let (lo, hi) = blocks
+                    .iter()
+                    .fold((f32::MAX, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
+                let spread = 20.0 * (hi / lo).log10();
+                assert!(
+                    spread < 2.5,
+                    "{mode:?} {semitones} st: 20 ms level spread {spread:.2} dB"
+                );
+            }
+        }
     }
 
     #[test]
