@@ -937,6 +937,22 @@ pub fn capture_window(display: &str, window: u32) -> Result<(u32, u32, Vec<u8>)>
     Ok((w as u32, h as u32, rgb))
 }
 
+/// A copy of the model folder `from` in a new temporary folder, its manifest declaring
+/// `rights` (`licensed_track`, `licensed_voice`): a protected model for licence tests. Returns
+/// the folder (kept while it lives) and the copy's `model.toml`.
+pub fn protected_copy(from: &Path, rights: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    for entry in std::fs::read_dir(from).expect("the model folder") {
+        let entry = entry.expect("an entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copies");
+    }
+    let manifest = dir.path().join("model.toml");
+    let text = std::fs::read_to_string(&manifest).expect("the manifest");
+    std::fs::write(&manifest, format!("{text}\n[rights]\n{rights} = true\n"))
+        .expect("writes the manifest");
+    (dir, manifest)
+}
+
 /// Issues a licence for the model at `model` (a `model.toml`), signed by `key`, as
 /// [`refrain::licence::claims::Claims::example`] (valid for a year) with `edit` applied, caches
 /// it in `store` and loads it as the editor does; returns the plugin's persisted track.

@@ -13,18 +13,7 @@ use std::time::Duration;
 #[test]
 #[ignore = "writes README's screenshot"]
 fn screenshot_of_the_editor_running_spleeter_with_notes_out() {
-    let display = XDisplay::start();
-    let data = tempfile::tempdir().unwrap();
-    // SAFETY: the only test in this process, before any plugin thread starts.
-    unsafe {
-        std::env::set_var(refrain::licence::store::ENV_DATA_DIR, data.path());
-        std::env::set_var(
-            refrain::models::library::ENV_MODEL_PATH,
-            models_dir().join("real"),
-        );
-        std::env::set_var("DISPLAY", &display.name);
-        std::env::set_var("LIBGL_ALWAYS_SOFTWARE", "1");
-    }
+    let (display, _data) = virtual_display();
     let mut h = refrain_tests::host_with_model("real/spleeter-2stems");
     h.set_state_param("notes", serde_json::json!({ "string": "other" }))
         .unwrap();
@@ -66,6 +55,23 @@ fn screenshot_of_the_editor_running_spleeter_with_notes_out() {
     save(h, window, display, "editor.png", w, hgt, &rgb);
 }
 
+/// A virtual display for the plugin's editor, a private licence folder, and the real models.
+fn virtual_display() -> (XDisplay, tempfile::TempDir) {
+    let display = XDisplay::start();
+    let data = tempfile::tempdir().unwrap();
+    // SAFETY: before any plugin thread starts (the tests run one at a time).
+    unsafe {
+        std::env::set_var(refrain::licence::store::ENV_DATA_DIR, data.path());
+        std::env::set_var(
+            refrain::models::library::ENV_MODEL_PATH,
+            models_dir().join("real"),
+        );
+        std::env::set_var("DISPLAY", &display.name);
+        std::env::set_var("LIBGL_ALWAYS_SOFTWARE", "1");
+    }
+    (display, data)
+}
+
 /// Writes the capture to plugin/docs/`name` and closes everything.
 fn save(
     mut h: refrain_tests::Host,
@@ -94,18 +100,7 @@ fn save(
 #[test]
 #[ignore = "writes README's screenshot"]
 fn screenshot_of_the_editor_running_a_voice() {
-    let display = XDisplay::start();
-    let data = tempfile::tempdir().unwrap();
-    // SAFETY: the only test in this process, before any plugin thread starts.
-    unsafe {
-        std::env::set_var(refrain::licence::store::ENV_DATA_DIR, data.path());
-        std::env::set_var(
-            refrain::models::library::ENV_MODEL_PATH,
-            models_dir().join("real"),
-        );
-        std::env::set_var("DISPLAY", &display.name);
-        std::env::set_var("LIBGL_ALWAYS_SOFTWARE", "1");
-    }
+    let (display, _data) = virtual_display();
     let mut h = refrain_tests::host_with_model("test/rvc-v2");
     h.set_state_param("voice_pitch", serde_json::json!({ "f32": 5.0 }))
         .unwrap();

@@ -42,19 +42,8 @@ fn env() -> &'static Env {
         let store = Store::at(&data);
         let key = SigningKey::generate("Northern Records").unwrap();
         store.trust(&key.issuer_key()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let from = spleeter().parent().unwrap().to_owned();
-        for entry in std::fs::read_dir(&from).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-        let manifest = dir.path().join("model.toml");
-        let text = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(
-            &manifest,
-            format!("{text}\n[rights]\nlicensed_track = true\n"),
-        )
-        .unwrap();
+        let (dir, manifest) =
+            refrain_tests::protected_copy(spleeter().parent().unwrap(), "licensed_track");
         Env {
             store,
             key,

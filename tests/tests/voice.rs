@@ -38,19 +38,8 @@ fn env() -> &'static Env {
         let store = refrain::licence::store::Store::at(&data);
         let key = refrain::licence::token::SigningKey::generate("Northern Records").unwrap();
         store.trust(&key.issuer_key()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let from = models_dir().join("test/rvc-v2");
-        for entry in std::fs::read_dir(&from).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-        let manifest = dir.path().join("model.toml");
-        let text = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(
-            &manifest,
-            format!("{text}\n[rights]\nlicensed_voice = true\n"),
-        )
-        .unwrap();
+        let (dir, manifest) =
+            refrain_tests::protected_copy(&models_dir().join("test/rvc-v2"), "licensed_voice");
         Env {
             store,
             key,

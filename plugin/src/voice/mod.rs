@@ -34,6 +34,29 @@ use crate::models::processor::{HopProcessor, StreamSpec};
 use controls::VoiceControls;
 use std::sync::Arc;
 
+/// Ramps `gain` to `target` over `voice[start..start + len]` (held before, at the target
+/// after), scaling `voice` by it, and writes the voice to both channels of `out`
+/// (`[channel][hop]`). Allocation-free.
+fn ramp_and_write(
+    voice: &mut [f32],
+    gain: &mut f32,
+    target: f32,
+    (start, len): (usize, usize),
+    out: &mut [f32],
+) {
+    let step = (target - *gain) / len.max(1) as f32;
+    for (i, v) in voice.iter_mut().enumerate() {
+        if i >= start && i < start + len {
+            *gain += step;
+        }
+        *v *= *gain;
+    }
+    *gain = target;
+    let hop = voice.len();
+    out[..hop].copy_from_slice(voice);
+    out[hop..2 * hop].copy_from_slice(voice);
+}
+
 /// How the engine streams a voice in `mode`: the built-in transform's framing. `None` when the
 /// manifest is not a voice.
 pub fn stream_spec(manifest: &Manifest, mode: Mode) -> Option<StreamSpec> {

@@ -786,16 +786,7 @@ impl HopProcessor for RvcVoice {
         } else {
             (0, hop)
         };
-        let step = (target - self.gain) / len as f32;
-        for (i, v) in self.voice.iter_mut().enumerate() {
-            if i >= start && i < start + len {
-                self.gain += step;
-            }
-            *v *= self.gain;
-        }
-        self.gain = target;
-        out[..hop].copy_from_slice(&self.voice);
-        out[hop..2 * hop].copy_from_slice(&self.voice);
+        super::ramp_and_write(&mut self.voice, &mut self.gain, target, (start, len), out);
         Ok(())
     }
 

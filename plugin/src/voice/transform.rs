@@ -580,14 +580,7 @@ impl HopProcessor for VoiceTransformProcessor {
         }
         self.transform.process_hop(&self.mono, &mut self.voice);
         let target = self.transform.controls.load().output_gain();
-        let step = (target - self.gain) / hop as f32;
-        for v in self.voice.iter_mut() {
-            self.gain += step;
-            *v *= self.gain;
-        }
-        self.gain = target;
-        out[..hop].copy_from_slice(&self.voice);
-        out[hop..2 * hop].copy_from_slice(&self.voice);
+        super::ramp_and_write(&mut self.voice, &mut self.gain, target, (0, hop), out);
         Ok(())
     }
 
