@@ -295,6 +295,55 @@ overlap = 0.25
     save_separator(model_dir, "demucs_band.onnx", graph, meta, stems, [1, 2, segment], [1, 4, 2, segment])
 
 
+def write_rvc_manifest(model_dir, header, model_id, name, description, version, rate, gen_digest, speakers,
+                       files, index=None):
+    """The model.toml of an RVC voice (kind `rvc`): generator.onnx and content_encoder.onnx
+    with `files` ((path, sha256, role)); `rate` None leaves the sample rate out (a broken
+    manifest on purpose)."""
+    channels = 256 if version == "v1" else 768
+    rate_line = f"sample_rate = {rate}\n" if rate else ""
+    index_line = f'index = "{index}"\n' if index else ""
+    toml = f'''{header}
+format = 1
+
+[model]
+id = "{model_id}"
+name = "{name}"
+version = "1.0.0"
+kind = "rvc"
+file = "generator.onnx"
+sha256 = "{gen_digest}"
+description = "{description}"
+
+[stream]
+{rate_line}channels = 1
+
+[input]
+name = "phone"
+dtype = "float32"
+shape = [1, -1, {channels}]
+
+[output]
+name = "audio"
+dtype = "float32"
+shape = [1, 1, -1]
+
+[voice]
+version = "{version}"
+encoder = "content_encoder.onnx"
+speakers = {speakers}
+{index_line}'''
+    for path, digest, role in files:
+        toml += f'''
+[[files]]
+path = "{path}"
+sha256 = "{digest}"
+role = "{role}"
+'''
+    with open(os.path.join(model_dir, "model.toml"), "w") as f:
+        f.write(toml)
+
+
 def rvc_voice(model_dir, version="v2", rate=40000, encoder_channels=None, speakers=4, manifest_rate=True,
               model_id=None, index_rows=0):
     """An RVC v1/v2 voice with the exact tensor contracts of RVC's ONNX exports (shared/MODELS.md
@@ -364,7 +413,6 @@ def rvc_voice(model_dir, version="v2", rate=40000, encoder_channels=None, speake
     gen_data, gen_digest = write_graph(model_dir, "generator.onnx", gen)
 
     files = [("content_encoder.onnx", enc_digest, "content-encoder")]
-    index_line = ""
     if index_rows:
         # Training features: rows of the same per-channel shape, at a range of levels.
         rng = np.random.default_rng(7)
@@ -374,48 +422,11 @@ def rvc_voice(model_dir, version="v2", rate=40000, encoder_channels=None, speake
         np.save(path, feats)
         with open(path, "rb") as f:
             files.append(("features.npy", hashlib.sha256(f.read()).hexdigest(), "index"))
-        index_line = 'index = "features.npy"\n'
-    rate_line = f"sample_rate = {rate}\n" if manifest_rate else ""
-    mid = model_id or f"test-rvc-{version}"
-    toml = f'''# Written by models/generate.py; edit the generator, not this file.
-format = 1
-
-[model]
-id = "{mid}"
-name = "Sine voice RVC {version} (test)"
-version = "1.0.0"
-kind = "rvc"
-file = "generator.onnx"
-sha256 = "{gen_digest}"
-description = "RVC {version} tensor contract: a generator that sings a sine at pitchf, at the input's level"
-
-[stream]
-{rate_line}channels = 1
-
-[input]
-name = "phone"
-dtype = "float32"
-shape = [1, -1, {channels}]
-
-[output]
-name = "audio"
-dtype = "float32"
-shape = [1, 1, -1]
-
-[voice]
-version = "{version}"
-encoder = "content_encoder.onnx"
-speakers = {speakers}
-{index_line}'''
-    for path, digest, role in files:
-        toml += f'''
-[[files]]
-path = "{path}"
-sha256 = "{digest}"
-role = "{role}"
-'''
-    with open(os.path.join(model_dir, "model.toml"), "w") as f:
-        f.write(toml)
+    write_rvc_manifest(model_dir, "# Written by models/generate.py; edit the generator, not this file.",
+                       model_id or f"test-rvc-{version}", f"Sine voice RVC {version} (test)",
+                       f"RVC {version} tensor contract: a generator that sings a sine at pitchf, at the input's level",
+                       version, rate if manifest_rate else None, gen_digest, speakers, files,
+                       index="features.npy" if index_rows else None)
     print(f"{model_dir}: generator {len(gen_data)} bytes, encoder {len(enc_data)} bytes")
 
 

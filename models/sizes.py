@@ -38,7 +38,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import io, mdx_stems, save_separator, write_graph  # noqa: E402
+from generate import io, mdx_stems, save_separator, write_graph, write_rvc_manifest  # noqa: E402
 
 RNG = np.random.default_rng(7)
 
@@ -350,44 +350,10 @@ def rvc_generator(out_dir, rate=40000, ups=(10, 10, 2, 2), kernels=(16, 16, 4, 4
 def rvc_v2(out_dir, rate=40000):
     _, gen_digest = rvc_generator(out_dir, rate)
     _, enc_digest = hubert_base(out_dir)
-    toml = f'''# Written by models/sizes.py: timing only (random weights).
-format = 1
-
-[model]
-id = "size-rvc-v2-40k"
-name = "RVC v2 40 kHz at its real sizes (timing only)"
-version = "1.0.0"
-kind = "rvc"
-file = "generator.onnx"
-sha256 = "{gen_digest}"
-description = "HuBERT-base content encoder and an RVC v2 40 kHz generator at their layer sizes, random weights"
-
-[stream]
-sample_rate = {rate}
-channels = 1
-
-[input]
-name = "phone"
-dtype = "float32"
-shape = [1, -1, 768]
-
-[output]
-name = "audio"
-dtype = "float32"
-shape = [1, 1, -1]
-
-[voice]
-version = "v2"
-encoder = "content_encoder.onnx"
-speakers = 4
-
-[[files]]
-path = "content_encoder.onnx"
-sha256 = "{enc_digest}"
-role = "content-encoder"
-'''
-    with open(os.path.join(out_dir, "model.toml"), "w") as fh:
-        fh.write(toml)
+    write_rvc_manifest(out_dir, "# Written by models/sizes.py: timing only (random weights).",
+                       "size-rvc-v2-40k", "RVC v2 40 kHz at its real sizes (timing only)",
+                       "HuBERT-base content encoder and an RVC v2 40 kHz generator at their layer sizes, random weights",
+                       "v2", rate, gen_digest, 4, [("content_encoder.onnx", enc_digest, "content-encoder")])
     print(f"{out_dir}: RVC v2 {rate} Hz generator and HuBERT-base encoder")
 
 

@@ -122,7 +122,7 @@ fn main() {
             mode,
             controls,
             Box::new(SwiftF0::find().unwrap()),
-            VoiceGate::find().0,
+            VoiceGate::find(),
         )
         .expect("the voice loads");
         let loaded = t.elapsed();

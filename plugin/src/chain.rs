@@ -91,10 +91,7 @@ pub struct Chain {
 /// Where notes out find Basic Pitch: `basic-pitch/nmp.onnx` in the models folder or in a folder
 /// of `REFRAIN_MODEL_PATH` (set-up fetches it into `models/real/basic-pitch/`).
 pub fn find_basic_pitch() -> Option<std::path::PathBuf> {
-    crate::models::library::search_folders()
-        .into_iter()
-        .map(|f| f.join("basic-pitch/nmp.onnx"))
-        .find(|p| p.is_file())
+    crate::models::library::find_file("basic-pitch/nmp.onnx")
 }
 
 /// Loads Basic Pitch and starts the note tracker for notes from `source` (a stem needs a model
@@ -234,10 +231,8 @@ impl Chain {
                             && package.manifest.model.kind == crate::models::manifest::KIND_RVC
                         {
                             match crate::voice::rvc::calibrate_live(&package) {
-                                Ok((_, note)) if !note.is_empty() => {
-                                    log(&format!("Refrain voice: {note}"))
-                                }
-                                Ok(_) => {}
+                                Ok(Some(note)) => log(&format!("Refrain voice: {note}")),
+                                Ok(None) => {}
                                 Err(e) => log(&format!("Refrain voice: {e}")),
                             }
                         }

@@ -142,6 +142,26 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// Why a pinned file (a model set-up fetched, known by its sha256) could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinnedError {
+    /// It could not be read.
+    Read(ReadError),
+    /// It is another file: its sha256.
+    Other { sha256: String },
+}
+
+/// [`read_bounded`] for a file known by its hex `sha256`: another file is refused.
+pub fn read_pinned(path: &Path, limit: u64, sha256: &str) -> Result<Vec<u8>, PinnedError> {
+    use sha2::{Digest, Sha256};
+    let bytes = read_bounded(path, limit).map_err(PinnedError::Read)?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != sha256 {
+        return Err(PinnedError::Other { sha256: actual });
+    }
+    Ok(bytes)
+}
+
 /// [`read_bounded`] for a text file.
 pub fn read_text_bounded(path: &Path, limit: u64) -> Result<String, ReadError> {
     let bytes = read_bounded(path, limit)?;

@@ -93,6 +93,15 @@ pub fn search_folders() -> Vec<PathBuf> {
     out
 }
 
+/// The file at `relative` in the first folder of [`search_folders`] that has it: where the
+/// real models set-up fetches (Basic Pitch, SwiftF0, Silero VAD) are found.
+pub fn find_file(relative: &str) -> Option<PathBuf> {
+    search_folders()
+        .into_iter()
+        .map(|f| f.join(relative))
+        .find(|p| p.is_file())
+}
+
 /// Manifests of the models in `folder`: `<folder>/<model>/model.toml`, one level down.
 fn manifests_in(folder: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(folder) else {

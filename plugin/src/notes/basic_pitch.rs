@@ -9,7 +9,6 @@ use crate::files;
 use crate::models::{runtime, watchdog};
 use ort::session::Session;
 use ort::value::Tensor;
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,18 +95,17 @@ impl BasicPitch {
     /// Reads `path` (bounded, a regular file), checks it is Basic Pitch 0.4.0 by its sha256 (the
     /// decoder is for that model's outputs) and builds the session.
     pub fn load(path: &Path) -> Result<BasicPitch, NotesError> {
-        let bytes = files::read_bounded(path, MAX_BYTES).map_err(|e| NotesError::ModelRead {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let sha = hex::encode(Sha256::digest(&bytes));
-        if sha != SHA256 {
-            return Err(NotesError::NotBasicPitch {
+        let bytes = files::read_pinned(path, MAX_BYTES, SHA256).map_err(|e| match e {
+            files::PinnedError::Read(e) => NotesError::ModelRead {
                 path: path.display().to_string(),
-                sha256: sha,
+                reason: e.to_string(),
+            },
+            files::PinnedError::Other { sha256 } => NotesError::NotBasicPitch {
+                path: path.display().to_string(),
+                sha256,
                 expected: SHA256,
-            });
-        }
+            },
+        })?;
         runtime::environment().map_err(|e| NotesError::Model(e.to_string()))?;
         let runtime::DeviceSession { session, device } =
             runtime::session_from_memory(&bytes).map_err(NotesError::Model)?;

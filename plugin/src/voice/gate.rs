@@ -11,7 +11,6 @@ use crate::files;
 use crate::models::runtime;
 use ort::session::Session;
 use ort::value::Tensor;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Silero VAD 6.2.3's `silero_vad.onnx`, by its sha256.
@@ -28,10 +27,7 @@ const HOLD_CHUNKS: u32 = 3;
 /// Where Silero VAD is looked for: `silero-vad/silero_vad.onnx` in the models folder or a
 /// folder of `REFRAIN_MODEL_PATH` (set-up fetches it into `models/real/silero-vad/`).
 pub fn find_silero() -> Option<PathBuf> {
-    crate::models::library::search_folders()
-        .into_iter()
-        .map(|f| f.join("silero-vad/silero_vad.onnx"))
-        .find(|p| p.is_file())
+    crate::models::library::find_file("silero-vad/silero_vad.onnx")
 }
 
 /// Silero VAD on ONNX Runtime, streaming with its state.
@@ -44,15 +40,13 @@ pub struct Silero {
 impl Silero {
     /// Loads Silero VAD from `path` (checked by sha256).
     pub fn load(path: &Path) -> Result<Silero, String> {
-        let bytes = files::read_bounded(path, 8 << 20)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let sha = hex::encode(Sha256::digest(&bytes));
-        if sha != SILERO_SHA256 {
-            return Err(format!(
-                "{} is not Silero VAD 6.2.3's silero_vad.onnx (sha256 {sha}, expected {SILERO_SHA256})",
+        let bytes = files::read_pinned(path, 8 << 20, SILERO_SHA256).map_err(|e| match e {
+            files::PinnedError::Read(e) => format!("cannot read {}: {e}", path.display()),
+            files::PinnedError::Other { sha256 } => format!(
+                "{} is not Silero VAD 6.2.3's silero_vad.onnx (sha256 {sha256}, expected {SILERO_SHA256})",
                 path.display()
-            ));
-        }
+            ),
+        })?;
         runtime::environment().map_err(|e| e.to_string())?;
         let session = runtime::session_from_memory(&bytes)?.session;
         Ok(Silero {
@@ -101,8 +95,8 @@ pub struct VoiceGate {
     below: u32,
     /// The loudest chunk level (dBFS, RMS) of the last few chunks.
     levels: [f32; 4],
-    /// A failure of the model, once: the gate then goes by level and pitch alone.
-    pub failed: Option<String>,
+    /// Why Silero VAD is not there, when it was looked for and not found.
+    without_vad: Option<String>,
 }
 
 impl VoiceGate {
@@ -114,20 +108,30 @@ impl VoiceGate {
             speech: false,
             below: 0,
             levels: [-120.0; 4],
-            failed: None,
+            without_vad: None,
         }
     }
 
     /// A gate with Silero VAD from the models folder (level and pitch alone when it is not
-    /// there, with the reason).
-    pub fn find() -> (VoiceGate, Option<String>) {
-        match find_silero().map(|p| Silero::load(&p)) {
-            Some(Ok(vad)) => (VoiceGate::new(Some(vad)), None),
-            Some(Err(e)) => (VoiceGate::new(None), Some(e)),
-            None => (
-                VoiceGate::new(None),
-                Some("Silero VAD is not in the models folder (silero-vad/silero_vad.onnx; `cargo xtask fetch-models`): the voice gate goes by level and pitch".into()),
-            ),
+    /// there, with the reason in [`Self::describe`]).
+    pub fn find() -> VoiceGate {
+        let (vad, why) = match find_silero().map(|p| Silero::load(&p)) {
+            Some(Ok(vad)) => (Some(vad), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, Some("Silero VAD is not in the models folder (silero-vad/silero_vad.onnx; `cargo xtask fetch-models`)".to_owned())),
+        };
+        VoiceGate {
+            without_vad: why,
+            ..VoiceGate::new(vad)
+        }
+    }
+
+    /// What the gate goes by, in words (for the device line the worker logs).
+    pub fn describe(&self) -> String {
+        match (&self.vad, &self.without_vad) {
+            (Some(_), _) => "gate Silero VAD".to_owned(),
+            (None, Some(why)) => format!("gate by level and pitch: {why}"),
+            (None, None) => "gate by level and pitch".to_owned(),
         }
     }
 
@@ -152,10 +156,8 @@ impl VoiceGate {
                             }
                         }
                     }
-                    Err(e) => {
-                        self.failed.get_or_insert(e);
-                        self.vad = None;
-                    }
+                    // A failed model is dropped: the gate goes by level and pitch alone.
+                    Err(_) => self.vad = None,
                 }
             }
             self.pending.drain(..CHUNK);
@@ -167,11 +169,6 @@ impl VoiceGate {
     pub fn open(&self, threshold_db: f32, pitched: bool) -> bool {
         let loud = self.levels.iter().copied().fold(f32::MIN, f32::max) > threshold_db;
         loud && (self.speech || pitched)
-    }
-
-    /// Whether Silero runs.
-    pub fn has_vad(&self) -> bool {
-        self.vad.is_some()
     }
 
     /// Forgets the stream.

@@ -91,10 +91,7 @@ fn load_rvc(
     controls: &Arc<VoiceControls>,
 ) -> Result<Box<dyn HopProcessor>, String> {
     let pitch = pitch::SwiftF0::find().map_err(|e| e.to_string())?;
-    let (gate, note) = gate::VoiceGate::find();
-    if let Some(note) = note {
-        eprintln!("Refrain voice: {note}");
-    }
+    let gate = gate::VoiceGate::find();
     rvc::RvcVoice::load(package, mode, controls.clone(), Box::new(pitch), gate)
         .map(|v| Box::new(v) as Box<dyn HopProcessor>)
         .map_err(|e| e.to_string())

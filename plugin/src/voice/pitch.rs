@@ -3,14 +3,13 @@
 //! [`PitchModel`] is the interface: 16 kHz mono in, one f0 per 10 ms out (RVC's frame grid,
 //! frame `j` at sample `j * 160`), 0 where unvoiced. [`SwiftF0`] is the default (real weights,
 //! MIT, from PyPI's `swift-f0==0.3.0`, shared/MODELS.md §8); an RMVPE or CREPE export a user
-//! brings fits the same interface. [`Tracker`] cleans any model's raw track: octave errors
-//! folded back onto the running pitch, single-frame glitches removed, short gaps bridged.
+//! brings fits the same interface. [`clean`] cleans any model's raw track: octave errors folded
+//! back onto the running pitch, single-frame glitches removed.
 
 use crate::files;
 use crate::models::{runtime, watchdog};
 use ort::session::Session;
 use ort::value::Tensor;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,10 +62,7 @@ const SILENCE_PEAK: f32 = 1e-3;
 /// Where SwiftF0 is looked for: `swift-f0/model.onnx` in the models folder or a folder of
 /// `REFRAIN_MODEL_PATH` (set-up fetches it into `models/real/swift-f0/`).
 pub fn find_swift_f0() -> Option<PathBuf> {
-    crate::models::library::search_folders()
-        .into_iter()
-        .map(|f| f.join("swift-f0/model.onnx"))
-        .find(|p| p.is_file())
+    crate::models::library::find_file("swift-f0/model.onnx")
 }
 
 /// SwiftF0 on ONNX Runtime.
@@ -87,18 +83,18 @@ pub struct SwiftF0 {
 impl SwiftF0 {
     /// Loads SwiftF0 from `path` (checked by sha256: another file is refused).
     pub fn load(path: &Path) -> Result<SwiftF0, PitchError> {
-        let bytes = files::read_bounded(path, 4 << 20).map_err(|e| PitchError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let sha = hex::encode(Sha256::digest(&bytes));
-        if sha != SWIFT_F0_SHA256 {
-            return Err(PitchError::NotSwiftF0 {
-                path: path.display().to_string(),
-                sha256: sha,
+        let path_text = path.display().to_string();
+        let bytes = files::read_pinned(path, 4 << 20, SWIFT_F0_SHA256).map_err(|e| match e {
+            files::PinnedError::Read(e) => PitchError::Read {
+                path: path_text.clone(),
+                reason: e.to_string(),
+            },
+            files::PinnedError::Other { sha256 } => PitchError::NotSwiftF0 {
+                path: path_text.clone(),
+                sha256,
                 expected: SWIFT_F0_SHA256,
-            });
-        }
+            },
+        })?;
         runtime::environment().map_err(|e| PitchError::Model(e.to_string()))?;
         let runtime::DeviceSession { session, device } =
             runtime::session_from_memory(&bytes).map_err(PitchError::Model)?;
@@ -290,107 +286,46 @@ pub fn regrid(frames: &[f32], hop: usize, count: usize, out: &mut Vec<f32>) {
     }
 }
 
-/// Cleans a raw f0 track in place, causally (each frame only looks back, so Live can use it
-/// on the frames it has): a frame an octave (or a fifth-octave: x1.5) away from the pitch it
-/// follows is folded back onto it; a voiced frame alone between unvoiced ones is dropped; a
-/// one-frame gap inside a phrase is bridged; then a 3-frame median smooths the rest.
-#[derive(Debug, Clone, Default)]
-pub struct Tracker {
-    /// The pitch the track has been following (0 when none), in Hz.
-    running: f32,
-    /// The last frames seen, raw, for the median and the glitch checks.
-    recent: [f32; 3],
-}
-
-impl Tracker {
-    /// Cleans `f0` in place, continuing from the frames seen before.
-    pub fn clean(&mut self, f0: &mut [f32]) {
-        for f in f0.iter_mut() {
-            let mut x = *f;
-            if x > 0.0 && self.running > 0.0 {
-                // Octave errors: the model jumped to a harmonic or a subharmonic.
-                for k in [2.0f32, 0.5, 3.0, 1.0 / 3.0] {
-                    if (1200.0 * (x / (self.running * k)).log2()).abs() < 80.0 {
-                        x /= k;
-                        break;
-                    }
+/// Cleans a window's f0 track in place (a voice's run sees its window at once, so the median
+/// can look both ways and a phrase's first voiced frame is not held back a frame): a frame an
+/// octave (or a twelfth) away from the pitch the track has been following is folded back onto
+/// it, then a centred 3-frame median smooths the rest, dropping a voiced frame alone between
+/// unvoiced ones.
+pub fn clean(f0: &mut [f32]) {
+    // The pitch followed, slowly, so one wrong frame cannot drag the reference.
+    let mut running = 0.0f32;
+    for f in f0.iter_mut().filter(|f| **f > 0.0) {
+        if running > 0.0 {
+            for k in [2.0f32, 0.5, 3.0, 1.0 / 3.0] {
+                if (1200.0 * (*f / (running * k)).log2()).abs() < 80.0 {
+                    *f /= k;
+                    break;
                 }
             }
-            let [a, b, _] = self.recent;
-            self.recent = [x, a, b];
-            // Median of the last three voiced values; unvoiced when most are.
-            let (mut v, mut n) = ([0.0f32; 3], 0);
-            for r in self.recent.into_iter().filter(|r| *r > 0.0) {
-                v[n] = r;
-                n += 1;
-            }
-            let out = match n {
-                0 | 1 => 0.0,
-                2 => (v[0] + v[1]) / 2.0,
-                _ => {
-                    v.sort_by(f32::total_cmp);
-                    v[1]
-                }
-            };
-            if out > 0.0 {
-                // Follows slowly, so one wrong frame cannot drag the reference.
-                self.running = if self.running > 0.0 {
-                    (self.running.ln() * 0.7 + out.ln() * 0.3).exp()
-                } else {
-                    out
-                };
-            } else if x == 0.0 && a == 0.0 {
-                self.running = 0.0;
-            }
-            *f = out;
+            running = (running.ln() * 0.7 + f.ln() * 0.3).exp();
+        } else {
+            running = *f;
         }
     }
-
-    /// Cleans a whole window in place (a voice's run sees its window at once, so the median
-    /// can look both ways and a phrase's first voiced frame is not held back one frame): the
-    /// octave folding as in [`Self::clean`], then a centred 3-frame median.
-    pub fn clean_window(f0: &mut [f32]) {
-        let mut running = 0.0f32;
-        for f in f0.iter_mut() {
-            if *f > 0.0 {
-                if running > 0.0 {
-                    for k in [2.0f32, 0.5, 3.0, 1.0 / 3.0] {
-                        if (1200.0 * (*f / (running * k)).log2()).abs() < 80.0 {
-                            *f /= k;
-                            break;
-                        }
-                    }
-                    running = (running.ln() * 0.7 + f.ln() * 0.3).exp();
-                } else {
-                    running = *f;
-                }
-            }
+    let (mut before, mut here) = (0.0f32, f0.first().copied().unwrap_or(0.0));
+    for i in 0..f0.len() {
+        let after = f0.get(i + 1).copied().unwrap_or(here);
+        // The median of the voiced values among the three; unvoiced when most are not.
+        let (mut v, mut n) = ([0.0f32; 3], 0);
+        for x in [before, here, after].into_iter().filter(|x| *x > 0.0) {
+            v[n] = x;
+            n += 1;
         }
-        let raw: [f32; 2] = [0.0; 2];
-        let (mut before, mut here) = (raw[0], f0.first().copied().unwrap_or(0.0));
-        for i in 0..f0.len() {
-            let after = f0.get(i + 1).copied().unwrap_or(here);
-            let (mut v, mut n) = ([0.0f32; 3], 0);
-            for x in [before, here, after].into_iter().filter(|x| *x > 0.0) {
-                v[n] = x;
-                n += 1;
+        before = here;
+        here = after;
+        f0[i] = match n {
+            0 | 1 => 0.0,
+            2 => (v[0] + v[1]) / 2.0,
+            _ => {
+                v.sort_by(f32::total_cmp);
+                v[1]
             }
-            before = here;
-            here = after;
-            f0[i] = match n {
-                0 | 1 => 0.0,
-                2 => (v[0] + v[1]) / 2.0,
-                _ => {
-                    v.sort_by(f32::total_cmp);
-                    v[1]
-                }
-            };
-        }
-    }
-
-    /// Forgets the pitch followed.
-    pub fn reset(&mut self) {
-        *self = Tracker::default();
+        };
     }
 }
 
@@ -416,12 +351,11 @@ mod tests {
     }
 
     #[test]
-    fn the_tracker_folds_octave_jumps_and_drops_lone_frames() {
-        let mut t = Tracker::default();
+    fn the_cleaner_folds_octave_jumps_and_drops_lone_frames() {
         let mut f0 = vec![
             220.0, 220.0, 221.0, 442.0, 222.0, 223.0, 0.0, 0.0, 0.0, 500.0, 0.0, 0.0,
         ];
-        t.clean(&mut f0);
+        clean(&mut f0);
         // The octave error came back to ~221 Hz.
         assert!((f0[3] - 221.0).abs() < 2.0, "{f0:?}");
         assert!(f0[4..6].iter().all(|&f| (f - 222.0).abs() < 2.0), "{f0:?}");

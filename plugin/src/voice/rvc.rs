@@ -16,7 +16,7 @@
 use super::controls::VoiceControls;
 use super::gate::VoiceGate;
 use super::index::FeatureIndex;
-use super::pitch::{PitchModel, Tracker};
+use super::pitch::{PitchModel, FRAME as FRAME_16K, RATE as RATE_16K};
 use super::sola::Sola;
 use crate::engine::latency::Mode;
 use crate::engine::resample::{Geometry, Resampler};
@@ -29,10 +29,6 @@ use ort::value::Tensor;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The rate the content encoder and the pitch model listen at.
-pub const RATE_16K: u32 = 16_000;
-/// 16 kHz samples per 10 ms frame.
-const FRAME_16K: usize = 160;
 /// Noise channels of the generator's `rnd` input.
 const NOISE_CHANNELS: usize = 192;
 /// The scale of `rnd`: what RVC's PyTorch inference uses.
@@ -149,22 +145,19 @@ pub fn schedule_for(manifest: &Manifest, mode: Mode) -> Schedule {
 /// Measures the voice in `package` on this machine (once per process and voice) and picks the
 /// Live schedule with the lowest latency it keeps up with ([`Schedule::live_for`]); a voice
 /// too slow for any keeps the default one, and the engine then says it is not real time here.
-/// Returns the schedule and a sentence for the log. With `REFRAIN_INFERENCE_MS` set (a fixed
+/// Returns a sentence for the log when it measured. With `REFRAIN_INFERENCE_MS` set (a fixed
 /// latency for tests and performers), nothing is measured: the default schedule stays.
-pub fn calibrate_live(package: &ModelPackage) -> Result<(Schedule, String), RvcError> {
+pub fn calibrate_live(package: &ModelPackage) -> Result<Option<String>, RvcError> {
     let m = &package.manifest;
     let key = schedule_key(m);
-    if let Some(s) = LIVE_SCHEDULES
+    let known = LIVE_SCHEDULES
         .lock()
         .as_ref()
-        .and_then(|c| c.get(&key).copied())
-    {
-        return Ok((s, String::new()));
+        .is_some_and(|c| c.contains_key(&key));
+    if known || std::env::var_os(crate::chain::ENV_INFERENCE_MS).is_some() {
+        return Ok(None);
     }
     let default = Schedule::of(Mode::Live);
-    if std::env::var_os(crate::chain::ENV_INFERENCE_MS).is_some() {
-        return Ok((default, String::new()));
-    }
     let pitch = super::pitch::SwiftF0::find()?;
     let controls = Arc::new(VoiceControls::default());
     let mut voice = RvcVoice::load(
@@ -216,7 +209,7 @@ pub fn calibrate_live(package: &ModelPackage) -> Result<(Schedule, String), RvcE
         .lock()
         .get_or_insert_with(Default::default)
         .insert(key, schedule);
-    Ok((schedule, note))
+    Ok(Some(note))
 }
 
 /// The streaming resampler to 16 kHz for a voice at `rate`, and the fixed lag (model samples)
@@ -282,9 +275,10 @@ pub enum RvcError {
     Index(#[from] super::index::IndexError),
     #[error(transparent)]
     Pitch(#[from] super::pitch::PitchError),
-    #[error("{0}")]
-    Gate(String),
 }
+
+/// The longest one run of the encoder or the generator may take before the watchdog stops it.
+const MAX_RUN: Duration = Duration::from_secs(30);
 
 /// One ONNX session with the watchdog that stops a run gone wrong.
 struct Net {
@@ -307,7 +301,7 @@ impl Net {
         let ds = made().map_err(err)?;
         Ok(Net {
             session: ds.session,
-            watched: watchdog::watch(Duration::from_secs(30)).map_err(err)?,
+            watched: watchdog::watch(MAX_RUN).map_err(err)?,
             device: ds.device,
         })
     }
@@ -325,7 +319,6 @@ pub struct RvcVoice {
     gate: VoiceGate,
     spec: StreamSpec,
     schedule: Schedule,
-    mode: Mode,
     /// Generator samples per 10 ms frame.
     upp: usize,
     /// Feature channels (256 or 768).
@@ -460,7 +453,6 @@ impl RvcVoice {
             gate,
             spec,
             schedule,
-            mode,
             upp,
             resampler,
             geometry,
@@ -555,7 +547,10 @@ impl RvcVoice {
             net.watched.run_options(),
         );
         if net.watched.end() {
-            return Err("the content encoder ran over 30 s and was stopped".into());
+            return Err(format!(
+                "the content encoder ran over {} s and was stopped",
+                MAX_RUN.as_secs()
+            ));
         }
         let outputs = result.map_err(|e| e.to_string())?;
         let (shape, data) = outputs[self.encoder_io.1.as_str()]
@@ -579,7 +574,8 @@ impl RvcVoice {
     }
 
     /// Runs the generator on `self.features` (repeated to 100 frames a second) and
-    /// `self.f0` (Hz, already shifted) into `self.generated`; returns the samples out.
+    /// `self.f0` (Hz, already shifted); keeps the heard part in `self.voice_run` and returns
+    /// the samples the generator gave.
     fn generate(&mut self) -> Result<usize, String> {
         let frames = self.schedule.window();
         let c = self.channels;
@@ -609,7 +605,10 @@ impl RvcVoice {
             .session
             .run_with_options(inputs, net.watched.run_options());
         if net.watched.end() {
-            return Err("the generator ran over 30 s and was stopped".into());
+            return Err(format!(
+                "the generator ran over {} s and was stopped",
+                MAX_RUN.as_secs()
+            ));
         }
         let outputs = result.map_err(|e| e.to_string())?;
         let (_, audio) = outputs[0]
@@ -742,7 +741,7 @@ impl HopProcessor for RvcVoice {
             .track(&self.window, &mut self.f0)
             .map_err(|e| fail(e.to_string()))?;
         self.f0.resize(self.schedule.window(), 0.0);
-        Tracker::clean_window(&mut self.f0);
+        super::pitch::clean(&mut self.f0);
         let t2 = std::time::Instant::now();
         self.controls.report_pitch(self.newest_f0());
         if let Some(index) = &self.index {
@@ -801,10 +800,11 @@ impl HopProcessor for RvcVoice {
 
     fn device(&self) -> Option<String> {
         Some(format!(
-            "{} (content encoder {}, pitch {})",
+            "{} (content encoder {}, pitch {}, {})",
             self.generator.device,
             self.encoder.device,
-            self.pitch.name()
+            self.pitch.name(),
+            self.gate.describe()
         ))
     }
 
@@ -824,11 +824,6 @@ impl RvcVoice {
             .find(|f| **f > 0.0)
             .copied()
             .unwrap_or(0.0)
-    }
-
-    /// The mode the voice was loaded for.
-    pub fn mode(&self) -> Mode {
-        self.mode
     }
 }
 

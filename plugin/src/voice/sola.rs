@@ -16,8 +16,6 @@ pub struct Sola {
     /// in over it.
     tail: Vec<f32>,
     fade_in: Vec<f32>,
-    /// The offset the last join chose, in samples (0..=search).
-    pub last_offset: usize,
 }
 
 impl Sola {
@@ -37,7 +35,6 @@ impl Sola {
             search,
             tail: vec![0.0; crossfade],
             fade_in,
-            last_offset: search / 2,
         }
     }
 
@@ -49,12 +46,6 @@ impl Sola {
     /// Samples of a run's end one join needs: the block, the crossfade and the search range.
     pub fn needed(&self) -> usize {
         self.hop + self.crossfade + self.search
-    }
-
-    /// The nominal delay the join adds, in samples: the run's newest `crossfade + search`
-    /// samples are held back, and the offset averages half the search range.
-    pub fn latency(&self) -> usize {
-        self.crossfade + self.search / 2
     }
 
     /// Joins the newest run: `run` is its last [`Self::needed`] samples; writes one block of
@@ -91,7 +82,6 @@ impl Sola {
                 .min_by_key(|&o| o.abs_diff(nominal))
                 .unwrap_or(nominal)
         };
-        self.last_offset = offset;
         let block = &run[offset..offset + self.hop];
         out.copy_from_slice(block);
         for ((o, w), t) in out.iter_mut().zip(&self.fade_in).zip(&self.tail) {
@@ -104,7 +94,6 @@ impl Sola {
     /// Forgets the tail: the next block fades in from silence.
     pub fn reset(&mut self) {
         self.tail.fill(0.0);
-        self.last_offset = self.search / 2;
     }
 }
 

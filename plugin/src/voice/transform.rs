@@ -278,11 +278,6 @@ impl VoiceTransform {
         }
     }
 
-    /// Latency in samples at [`RATE`].
-    pub fn latency(&self) -> usize {
-        self.fft_len - self.emit_from - self.hop
-    }
-
     /// Feeds one hop of mono input and writes one hop of output. Allocation-free.
     pub fn process_hop(&mut self, input: &[f32], out: &mut [f32]) {
         debug_assert_eq!(input.len(), self.hop);

@@ -56,8 +56,11 @@ pub fn yin(x: &[f32], rate: u32, s: YinSettings) -> Vec<f32> {
         d[0] = 1.0;
         let mut running = 0.0f32;
         for tau in 1..=max_lag + 1 {
+            // The two stretches compared are centred on the frame's centre for every lag (a
+            // fixed start would centre long lags earlier than short ones: up to 10 ms here).
+            let o = (max_lag + 1 - tau) / 2;
             let mut sum = 0.0f32;
-            for j in 0..w {
+            for j in o..o + w {
                 let v = seg[j] - seg[j + tau];
                 sum += v * v;
             }
