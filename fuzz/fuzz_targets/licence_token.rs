@@ -1,6 +1,7 @@
 //! A licence or revocation token as it arrives from a file, the data folder or the host's
 //! saved state: its structure and footer, the claims read without trusting them (the labels the
-//! editor shows, `refrain licence show`), signature verification against a trusted key, claim
+//! editor shows, `refrain licence show`), certificate and signature verification against the
+//! roots, claim
 //! validation and the terms. Text that starts like JSON is also signed with the trusted key as a
 //! payload, so claims the fuzzer writes go through verification, validation and the terms whole.
 #![no_main]
@@ -9,9 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use refrain::licence::claims::{Claims, Use};
 use refrain::licence::gate::LoadedTrack;
 use refrain::licence::policy::{self, Requirement};
-use refrain::licence::store::{self, Revoked};
+use refrain::licence::revocation::{self, Revoked};
 use refrain::licence::token::{self, Kind};
-use refrain_fuzz::{signing_key, trusted_keys, NOW};
+use refrain_fuzz::{roots, signing_key, NOW};
 use std::sync::OnceLock;
 
 /// What the seeds' model needs: the `test-half` model, for remix and live use.
@@ -45,7 +46,7 @@ fn check_verified(claims: &Claims) {
 }
 
 fuzz_target!(|text: &str| {
-    let keys = trusted_keys();
+    let keys = roots();
     // Unverified: what `refrain licence show` and the editor's labels read.
     if let Ok(unverified) = token::parse(text) {
         if let Ok(claims) = serde_json::from_slice::<Claims>(unverified.untrusted_payload()) {
@@ -61,7 +62,7 @@ fuzz_target!(|text: &str| {
             let _ = e.to_string();
         }
     }
-    if let Ok(signed) = store::verify_revocations(text, keys) {
+    if let Ok(signed) = revocation::verify_revocations(text, keys) {
         Revoked::default().add(&signed);
     }
 
@@ -80,11 +81,11 @@ fuzz_target!(|text: &str| {
         }
     }
     // The kinds are bound into the signature: a licence never passes for a revocation list.
-    assert!(store::verify_revocations(&licence, keys).is_err());
+    assert!(revocation::verify_revocations(&licence, keys).is_err());
     let list = key
         .sign(Kind::Revocations, text.as_bytes())
         .expect("any payload signs");
-    if let Ok(signed) = store::verify_revocations(&list, keys) {
+    if let Ok(signed) = revocation::verify_revocations(&list, keys) {
         assert_eq!(signed.kid, key.kid);
         Revoked::default().add(&signed);
     }

@@ -551,7 +551,6 @@ fn note_name(hz: f32) -> String {
 mod tests {
     use super::*;
     use crate::licence::claims::{Claims, ModelGrant};
-    use crate::licence::token::SigningKey;
 
     fn claims(id: &str, title: &str) -> Claims {
         let now = 1_795_219_200 + 86_400;
@@ -573,26 +572,48 @@ mod tests {
     #[test]
     fn the_editor_lists_cached_licences_and_marks_unusable_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path());
-        let trusted = SigningKey::generate("Northern Records").unwrap();
-        store.trust(&trusted.issuer_key()).unwrap();
-        let stranger = SigningKey::generate("Northern Records").unwrap();
-        let good =
-            crate::licence::issue::sign_licence(&trusted, &claims("a-good", "Song A")).unwrap();
-        let bad =
-            crate::licence::issue::sign_licence(&stranger, &claims("b-bad", "Song B")).unwrap();
-        store.install_licence(&good).unwrap();
-        store.install_licence(&bad).unwrap();
-        let rows = policy::cached_licences(&store);
+        let (store, registry) = crate::testkit::development_store(dir.path());
+        let now = 1_795_219_200 + 86_400;
+        let key = crate::testkit::certified_issuer(&registry, "Northern Records", "GBAYE", now);
+        let device = store.device().unwrap().id;
+        let sign = |id: &str, title: &str| {
+            let mut c = claims(id, title);
+            c.devices = vec![device.clone()];
+            crate::licence::issue::sign_licence(&key, &c).unwrap()
+        };
+        store.install_licence(&sign("a-good", "Song A")).unwrap();
+        store.install_licence(&sign("b-bad", "Song B")).unwrap();
+        // The registry withdraws the second after it was cached.
+        let (_, list) = registry
+            .revoke(
+                &[],
+                &[],
+                &[crate::licence::revocation::RevokedLicence {
+                    key: key.kid.clone(),
+                    id: "b-bad".into(),
+                }],
+                now,
+            )
+            .unwrap();
+        store.install_revocations(&list).unwrap();
+        let rows = policy::listing_at(&store, now).licences;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].id, "a-good");
         assert!(rows[0].usable);
-        assert_eq!(
-            rows[0].text,
-            "Aurora Vale - Song A (GBAYE2600001), until 2026-12-21, uses remix, live"
+        assert!(
+            rows[0].text.starts_with(
+                "Aurora Vale - Song A (GBAYE2600001), until 2026-12-21 (29 days left), uses \
+                 remix, live; issued by Northern Records: ISRC prefixes GBAYE"
+            ),
+            "{}",
+            rows[0].text
         );
         assert!(!rows[1].usable);
-        assert!(rows[1].text.contains("does not trust"), "{}", rows[1].text);
+        assert!(
+            rows[1].text.contains("has been revoked"),
+            "{}",
+            rows[1].text
+        );
 
         let t = LoadedTrack::from_cache(&store, "a-good");
         assert_eq!(

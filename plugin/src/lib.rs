@@ -75,8 +75,23 @@ fn log_line(line: &str) {
     nice_log!("{line}");
 }
 
+/// Builds that trust the development root (`dev-root`: tests and the demo) have their own name
+/// and plugin ids, so a DAW never mistakes one for the release or loads it in its place.
+#[cfg(not(feature = "dev-root"))]
+mod identity {
+    pub const NAME: &str = "Refrain";
+    pub const CLAP_ID: &str = "audio.refrain.refrain";
+    pub const VST3_CLASS_ID: [u8; 16] = *b"RefrainAIPlugin1";
+}
+#[cfg(feature = "dev-root")]
+mod identity {
+    pub const NAME: &str = "Refrain (development root)";
+    pub const CLAP_ID: &str = "audio.refrain.refrain-development-root";
+    pub const VST3_CLASS_ID: [u8; 16] = *b"RefrainDevRoot01";
+}
+
 impl Plugin for Refrain {
-    const NAME: &'static str = "Refrain";
+    const NAME: &'static str = identity::NAME;
     const VENDOR: &'static str = "Refrain";
     const URL: &'static str = "https://refrain.audio";
     const EMAIL: &'static str = "support@refrain.audio";
@@ -312,7 +327,7 @@ impl Plugin for Refrain {
 }
 
 impl ClapPlugin for Refrain {
-    const CLAP_ID: &'static str = "audio.refrain.refrain";
+    const CLAP_ID: &'static str = identity::CLAP_ID;
     const CLAP_DESCRIPTION: Option<&'static str> =
         Some("Licensed AI covers and remixes in real time");
     const CLAP_MANUAL_URL: Option<&'static str> = Some(Self::URL);
@@ -325,7 +340,7 @@ impl ClapPlugin for Refrain {
 }
 
 impl Vst3Plugin for Refrain {
-    const VST3_CLASS_ID: [u8; 16] = *b"RefrainAIPlugin1";
+    const VST3_CLASS_ID: [u8; 16] = identity::VST3_CLASS_ID;
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
         &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
 }

@@ -639,3 +639,48 @@ pub fn vowel(rate: u32, f0: f32, formants: &[(f32, f32)], seconds: f32) -> Vec<f
         })
         .collect()
 }
+
+/// A rights holder's key named `name`, certified by `registry` (the development registry in
+/// tests and the demo) for the ISRC registrant prefix `prefix` (`GBAYE`), valid from 60 days
+/// before `now` for 800 days.
+pub fn certified_issuer(
+    registry: &crate::licence::registry::Registry,
+    name: &str,
+    prefix: &str,
+    now: i64,
+) -> crate::licence::token::SigningKey {
+    use crate::licence::certificate::{Party, Scope};
+    let key = crate::licence::token::SigningKey::generate(name).expect("a key");
+    let (_, cert) = registry
+        .certify(
+            &key.issuer_key(),
+            Party {
+                name: name.into(),
+                ipi: vec![],
+                isni: vec![],
+            },
+            Scope {
+                isrc_prefixes: vec![prefix.into()],
+                ..Scope::default()
+            },
+            now - 60 * 86_400,
+            800,
+        )
+        .expect("the registry certifies");
+    key.with_certificate(&cert)
+}
+
+/// A licence folder at `dir` that trusts the development root (whatever this build's
+/// features), and the development registry beside it (`dir/registry`).
+pub fn development_store(
+    dir: &Path,
+) -> (
+    crate::licence::store::Store,
+    crate::licence::registry::Registry,
+) {
+    let registry =
+        crate::licence::registry::development(&dir.join("registry")).expect("the registry");
+    let store = crate::licence::store::Store::at(dir.join("data"))
+        .with_roots(crate::licence::roots::Roots::with(vec![registry.root()]));
+    (store, registry)
+}

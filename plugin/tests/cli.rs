@@ -1,6 +1,8 @@
-//! The `refrain licence` tools and `refrain render --licence`, as a rights holder and a user run
-//! them: keygen, issue (fingerprint from a WAV), inspect, verify, a licensed render, an
-//! unlicensed render refused, revoke, and verify refusing the revoked licence.
+//! The `refrain licence`, `registry` and `device` tools and `refrain render --licence`, as the
+//! registry, a rights holder and a user run them: keygen, certify, device export, issue
+//! (fingerprint from a WAV), inspect, verify, a licensed render, an unlicensed render refused,
+//! revoke, and verify refusing the revoked licence. The registry is the development root's,
+//! which only `dev-root` builds trust (this test binary needs the feature: `cargo xtask test`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -29,21 +31,8 @@ fn rights_holder_and_user_tools_work_end_to_end() {
     let data = d.join("data");
     let p = |name: &str| d.join(name).display().to_string();
 
-    // The rights holder's key, trusted on this machine.
-    let o = refrain(
-        &data,
-        &[
-            "licence",
-            "keygen",
-            "--issuer",
-            "Northern Records",
-            "--out",
-            &p("keys"),
-            "--trust",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("k4.pid."));
+    // The rights holder's key, certified by the registry; the user's device.
+    rights_holder(d, &data);
     let o = refrain(
         &data,
         &[
@@ -78,6 +67,10 @@ fn rights_holder_and_user_tools_work_end_to_end() {
             "issue",
             "--key",
             &p("keys/northern-records.secret.toml"),
+            "--cert",
+            &p("northern.cert"),
+            "--device",
+            &p("device.paseto"),
             "--spec",
             &p("licence.toml"),
             "--out",
@@ -91,7 +84,9 @@ fn rights_holder_and_user_tools_work_end_to_end() {
     assert!(o.status.success());
     let t = text(&o);
     assert!(
-        t.contains("75.00%  Aurora Vale (artist)") && t.contains("signature:   verifies"),
+        t.contains("75.00%  Aurora Vale (artist)")
+            && t.contains("signature:   verifies")
+            && t.contains("certified:   Northern Records: ISRC prefixes GBAYE"),
         "{t}"
     );
 
@@ -161,7 +156,13 @@ fn rights_holder_and_user_tools_work_end_to_end() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(data.join("licences/cli-test-licence.paseto").is_file());
+    assert_eq!(
+        refrain::licence::store::Store::at(&data)
+            .licence_tokens("cli-test-licence", None)
+            .unwrap()
+            .len(),
+        1
+    );
     let (out, _) = refrain::media::read_wav(&d.join("out.wav")).unwrap();
     let diff: f32 = out[0]
         .iter()
@@ -201,6 +202,8 @@ fn rights_holder_and_user_tools_work_end_to_end() {
             "revoke",
             "--key",
             &p("keys/northern-records.secret.toml"),
+            "--cert",
+            &p("northern.cert"),
             "--licence",
             "cli-test-licence",
             "--out",
@@ -245,9 +248,15 @@ fn refrain_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run refrain")
 }
 
-/// A trusted issuer key and the licensed recording in `d`.
+/// The parties' files in `d`: Northern Records' key (`keys/`) and its certificate from the
+/// development registry (`northern.cert`, for the prefix GBAYE), this machine's device export
+/// (`device.paseto`), and the licensed recording (`track.wav`).
 fn rights_holder(d: &Path, data: &Path) {
-    let keys = d.join("keys").display().to_string();
+    assert!(
+        refrain::licence::roots::development_root_trusted(),
+        "these tests need the development root: cargo test --features refrain/dev-root"
+    );
+    let p = |name: &str| d.join(name).display().to_string();
     let o = refrain(
         data,
         &[
@@ -256,10 +265,29 @@ fn rights_holder(d: &Path, data: &Path) {
             "--issuer",
             "Northern Records",
             "--out",
-            &keys,
-            "--trust",
+            &p("keys"),
         ],
     );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("k4.pid."));
+    refrain::licence::registry::development(&d.join("registry")).unwrap();
+    let o = refrain(
+        data,
+        &[
+            "registry",
+            "certify",
+            "--dir",
+            &p("registry"),
+            "--key",
+            &p("keys/northern-records.public.toml"),
+            "--isrc-prefix",
+            "GB-AYE",
+            "--out",
+            &p("northern.cert"),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = refrain(data, &["device", "export", "--out", &p("device.paseto")]);
     assert!(o.status.success(), "{}", text(&o));
     let song = refrain::synth::song(1, 6.0, 48_000);
     refrain::media::write_wav(&d.join("track.wav"), &song, 48_000).unwrap();
@@ -276,6 +304,10 @@ fn issue(d: &Path, data: &Path, name: &str, spec: &str) -> Output {
             "issue",
             "--key",
             &p("keys/northern-records.secret.toml".into()),
+            "--cert",
+            &p("northern.cert".into()),
+            "--device",
+            &p("device.paseto".into()),
             "--spec",
             &p(format!("{name}.toml")),
             "--out",
@@ -450,9 +482,24 @@ fn huge(path: &Path) {
         .unwrap();
 }
 
+/// `refrain licence issue` with these files.
+fn issue_args<'a>(
+    key: &'a str,
+    cert: &'a str,
+    device: &'a str,
+    spec: &'a str,
+    out: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "licence", "issue", "--key", key, "--cert", cert, "--device", device, "--spec", spec,
+        "--out", out,
+    ]
+}
+
 /// A named pipe, `/dev/zero` and a huge file given as a licence (`install`, `verify`, `inspect`,
-/// `render --licence`), as a key file (`trust`, `issue --key`) and as a licence description
-/// (`issue --spec`) are refused at once, with what is wrong and what would do.
+/// `render --licence`), as a key file (`issue --key`, `registry certify --key`), a certificate
+/// (`issue --cert`), a device (`issue --device`, `registry refresh --device`) and as a licence
+/// description (`issue --spec`) are refused at once, with what is wrong and what would do.
 #[cfg(target_os = "linux")]
 #[test]
 fn pipes_devices_and_huge_files_are_refused_as_licences_keys_and_descriptions() {
@@ -471,6 +518,9 @@ fn pipes_devices_and_huge_files_are_refused_as_licences_keys_and_descriptions() 
         .display()
         .to_string();
     let spec = d.join("licence.toml").display().to_string();
+    let cert = d.join("northern.cert").display().to_string();
+    let device = d.join("device.paseto").display().to_string();
+    let registry = d.join("registry").display().to_string();
     let out = d.join("out.paseto").display().to_string();
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models/demo-remix/model.toml")
@@ -491,16 +541,20 @@ fn pipes_devices_and_huge_files_are_refused_as_licences_keys_and_descriptions() 
     ];
     for (bad, says) in &cases {
         let bad = bad.as_str();
-        let commands: [Vec<&str>; 7] = [
+        let issue = |key, cert, device, spec| issue_args(key, cert, device, spec, &out);
+        let commands: [Vec<&str>; 10] = [
             vec!["licence", "install", bad],
             vec!["licence", "verify", bad],
             vec!["licence", "inspect", bad],
-            vec!["licence", "trust", bad],
+            issue(bad, &cert, &device, &spec),
+            issue(&key, bad, &device, &spec),
+            issue(&key, &cert, bad, &spec),
+            issue(&key, &cert, &device, bad),
             vec![
-                "licence", "issue", "--key", bad, "--spec", &spec, "--out", &out,
+                "registry", "certify", "--dir", &registry, "--key", bad, "--out", &out,
             ],
             vec![
-                "licence", "issue", "--key", &key, "--spec", bad, "--out", &out,
+                "registry", "refresh", "--dir", &registry, "--device", bad, "--out", &out,
             ],
             vec![
                 "render",
@@ -535,8 +589,8 @@ fn pipes_devices_and_huge_files_are_refused_as_licences_keys_and_descriptions() 
     assert!(!d.join("out.paseto").exists() && !d.join("render.wav").exists());
 }
 
-/// A named pipe, a link to `/dev/zero` and a huge file among the trusted keys, the cached
-/// licences and the revocation lists (and a pipe for the clock): `licence list` names each and
+/// A named pipe, a link to `/dev/zero` and a huge file among the cached licences and the
+/// revocation lists (and a pipe for the clock and the receipt): `licence list` names each and
 /// lists the good licence, and `licence verify` still finds it valid.
 #[cfg(target_os = "linux")]
 #[test]
@@ -558,13 +612,17 @@ fn pipes_devices_and_huge_files_in_the_licence_folder_do_not_stop_the_rest() {
     );
     assert!(o.status.success(), "{}", text(&o));
     std::fs::create_dir_all(data.join("revocations")).unwrap();
-    for folder in ["keys", "licences", "revocations"] {
-        let ext = if folder == "keys" { "toml" } else { "paseto" };
-        mkfifo(&data.join(format!("{folder}/pipe.{ext}")));
-        std::os::unix::fs::symlink("/dev/zero", data.join(format!("{folder}/zero.{ext}"))).unwrap();
-        huge(&data.join(format!("{folder}/huge.{ext}")));
+    let store = refrain::licence::store::Store::at(&data);
+    let kid = &store.licence_tokens("good-licence", None).unwrap()[0].kid;
+    let licences = format!("licences/{}", refrain::licence::store::key_tag(kid));
+    for folder in [licences.as_str(), "revocations"] {
+        mkfifo(&data.join(format!("{folder}/pipe.paseto")));
+        std::os::unix::fs::symlink("/dev/zero", data.join(format!("{folder}/zero.paseto")))
+            .unwrap();
+        huge(&data.join(format!("{folder}/huge.paseto")));
     }
     mkfifo(&data.join("clock"));
+    mkfifo(&data.join("receipt.paseto"));
 
     let (o, finished) = refrain_bounded(&data, &["licence", "list"]);
     assert!(finished, "`licence list` did not return");
@@ -588,7 +646,7 @@ fn pipes_devices_and_huge_files_in_the_licence_folder_do_not_stop_the_rest() {
         );
     }
     let stderr = String::from_utf8_lossy(&o.stderr);
-    for folder in ["keys", "revocations"] {
+    for folder in ["revocations"] {
         for (name, says) in [
             ("pipe", "a named pipe, not a regular file"),
             ("zero", "a character device, not a regular file"),
@@ -642,6 +700,10 @@ fn a_licence_write_that_fails_midway_leaves_the_earlier_file_whole() {
         d.join("keys/northern-records.secret.toml")
             .display()
             .to_string(),
+        "--cert".to_owned(),
+        d.join("northern.cert").display().to_string(),
+        "--device".to_owned(),
+        d.join("device.paseto").display().to_string(),
         "--spec".to_owned(),
         d.join("licence.toml").display().to_string(),
         "--out".to_owned(),

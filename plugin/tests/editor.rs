@@ -31,9 +31,14 @@ fn issue_licence(data: &Path, dir: &Path) -> PathBuf {
     use refrain::licence::issue::{self, LicenceSpec};
     use refrain::licence::policy::{Clock, SystemClock};
     use refrain::licence::store::Store;
+    assert!(
+        refrain::licence::roots::development_root_trusted(),
+        "this test needs the development root: cargo test --features refrain/dev-root"
+    );
     let store = Store::at(data);
-    let key = refrain::licence::token::SigningKey::generate("Northern Records").unwrap();
-    store.trust(&key.issuer_key()).unwrap();
+    let registry = refrain::licence::registry::development(&dir.join("registry")).unwrap();
+    let key = testkit::certified_issuer(&registry, "Northern Records", "GBAYE", SystemClock.now());
+    let device = store.device().unwrap().id;
     // A remix licence carries the licensed recording's fingerprint (the dummy backend feeds
     // silence, which never counts as a mismatch).
     let audio = dir.join("licensed-track.wav");
@@ -41,7 +46,7 @@ fn issue_licence(data: &Path, dir: &Path) -> PathBuf {
     let spec = testkit::licence_spec("editor-test-licence", &["remix", "live"], Some(&audio));
     let claims = LicenceSpec::from_toml(&spec)
         .unwrap()
-        .to_claims(&key.issuer, dir, None, SystemClock.now())
+        .to_claims(&key.issuer, &[device], dir, None, SystemClock.now())
         .unwrap();
     let path = dir.join("editor-test.paseto");
     std::fs::write(&path, issue::sign_licence(&key, &claims).unwrap()).unwrap();
@@ -137,7 +142,13 @@ fn the_editor_loads_a_model_and_a_licence_file() {
         "{line}"
     );
     // The licence was cached in the licence folder on the way.
-    assert!(data.join("licences/editor-test-licence.paseto").is_file());
+    assert_eq!(
+        refrain::licence::store::Store::at(&data)
+            .licence_tokens("editor-test-licence", None)
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(
         !log.iter().any(|l| l.contains("panicked")),
         "{}",

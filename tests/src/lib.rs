@@ -225,12 +225,48 @@ pub fn host_with_model(name: &str) -> Host {
     h
 }
 
-/// Where the built plugin is: `REFRAIN_CLAP`, else `target/bundled/Refrain.clap`.
+/// Where the built plugin is: `REFRAIN_CLAP`, else the development-root build
+/// `target/bundled-dev/Refrain-dev.clap` (`cargo xtask bundle refrain --dev-root`), which trusts
+/// the development registry the tests issue licences from.
 pub fn default_plugin_path() -> PathBuf {
     if let Some(p) = std::env::var_os("REFRAIN_CLAP") {
         return PathBuf::from(p);
     }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bundled-dev/Refrain-dev.clap")
+}
+
+/// The release build (`cargo xtask bundle refrain`): it trusts the registry root only.
+pub fn release_plugin_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("REFRAIN_RELEASE_CLAP") {
+        return PathBuf::from(p);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bundled/Refrain.clap")
+}
+
+/// A rights holder for the host tests: "Northern Records", certified by the development
+/// registry (kept in `data/.registry`) for the prefix GBAYE, with the licence folder `data`.
+/// Licences it issues (through [`issue_licence`]) are bound to this machine's device.
+pub fn licence_issuer(
+    data: &Path,
+) -> (
+    refrain::licence::store::Store,
+    refrain::licence::token::SigningKey,
+) {
+    use refrain::licence::policy::{Clock, SystemClock};
+    assert!(
+        refrain::licence::roots::development_root_trusted(),
+        "the licence tests need the development root: cargo test --features refrain/dev-root \
+         (cargo xtask test does)"
+    );
+    let registry = refrain::licence::registry::development(&data.join(".registry"))
+        .expect("the development registry");
+    let key = refrain::testkit::certified_issuer(
+        &registry,
+        "Northern Records",
+        "GBAYE",
+        SystemClock.now(),
+    );
+    (refrain::licence::store::Store::at(data), key)
 }
 
 impl Host {
@@ -979,6 +1015,7 @@ pub fn issue_licence(
         now,
         now + 365 * 86_400,
     );
+    c.devices = vec![store.device().expect("this machine's device").id];
     edit(&mut c);
     let token = refrain::licence::issue::sign_licence(key, &c).expect("signs");
     let path = store.root().join(format!("{id}.paseto"));

@@ -88,12 +88,12 @@ pub fn vst3_binary(bundle: &Path) -> PathBuf {
         .join(format!("{stem}.so"))
 }
 
-/// `REFRAIN_VST3`, else `target/bundled/Refrain.vst3`.
+/// `REFRAIN_VST3`, else the development-root build `target/bundled-dev/Refrain-dev.vst3`.
 pub fn default_vst3_path() -> PathBuf {
     std::env::var_os("REFRAIN_VST3")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bundled/Refrain.vst3")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bundled-dev/Refrain-dev.vst3")
         })
 }
 

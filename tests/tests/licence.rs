@@ -35,9 +35,7 @@ fn env() -> &'static Env {
             std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &dir);
             std::env::set_var(refrain::licence::gate::ENV_RECHECK_MS, "200");
         }
-        let store = Store::at(&dir);
-        let key = SigningKey::generate("Northern Records").unwrap();
-        store.trust(&key.issuer_key()).unwrap();
+        let (store, key) = refrain_tests::licence_issuer(&dir);
         Env { store, key }
     })
 }
@@ -73,8 +71,12 @@ fn licence_with(id: &str, edit: impl FnOnce(&mut Claims)) -> String {
 }
 
 fn host(track: &str) -> Host {
+    host_of(&default_plugin_path(), track)
+}
+
+fn host_of(plugin: &Path, track: &str) -> Host {
     env();
-    let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
+    let mut h = Host::load(plugin).expect("load the plugin");
     h.set_state_field("model", remix_model().to_str().unwrap())
         .unwrap();
     h.set_state_field("track", track).unwrap();
@@ -143,6 +145,35 @@ fn a_valid_licence_lets_the_model_be_heard() {
             "the model was not heard: rms difference {diff}"
         );
     }
+}
+
+/// The release bundle trusts the registry root only: the same licence (issued under the
+/// development registry) that lets the model be heard in the development build gives the
+/// latency-aligned dry signal, bit for bit, in the release build.
+#[test]
+fn the_release_bundle_refuses_a_development_root_licence() {
+    let track = licence(
+        "host-release",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + YEAR,
+        None,
+    );
+    let input = song(1, 3.0);
+    let len = input[0].len();
+    let mut dev = host(&track);
+    dev.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let latency = dev.latency() as usize;
+    let heard = bounce(&mut dev, &input, false);
+    assert!(rms_difference(&heard, &input, latency, latency + 9_600..len) > 0.05);
+    let mut release = host_of(&refrain_tests::release_plugin_path(), &track);
+    release.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    // Each build measures its own inference budget, so its latency is its own.
+    let latency = release.latency() as usize;
+    let out = bounce(&mut release, &input, false);
+    assert!(
+        is_aligned_dry(&out, &input, latency, 0..len),
+        "the release build ran the model under a development-root licence"
+    );
 }
 
 #[test]

@@ -39,9 +39,7 @@ fn env() -> &'static Env {
             std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &data);
             std::env::set_var(refrain::chain::ENV_INFERENCE_MS, "50");
         }
-        let store = Store::at(&data);
-        let key = SigningKey::generate("Northern Records").unwrap();
-        store.trust(&key.issuer_key()).unwrap();
+        let (store, key) = refrain_tests::licence_issuer(&data);
         let (dir, manifest) =
             refrain_tests::protected_copy(spleeter().parent().unwrap(), "licensed_track");
         Env {

@@ -35,9 +35,7 @@ fn env() -> &'static Env {
             std::env::set_var(refrain::models::library::ENV_MODEL_PATH, &real);
             std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &data);
         }
-        let store = refrain::licence::store::Store::at(&data);
-        let key = refrain::licence::token::SigningKey::generate("Northern Records").unwrap();
-        store.trust(&key.issuer_key()).unwrap();
+        let (store, key) = refrain_tests::licence_issuer(&data);
         let (dir, manifest) =
             refrain_tests::protected_copy(&models_dir().join("test/rvc-v2"), "licensed_voice");
         Env {

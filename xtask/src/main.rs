@@ -266,10 +266,10 @@ fn fetch_models() -> Result<()> {
 }
 
 /// Copies `build`'s ONNX Runtime where the bundled plugin looks for it: beside the `.clap`
-/// and inside the `.vst3` next to its binary.
-fn place_runtime_in_bundles(build: &RuntimeBuild) -> Result<()> {
-    let bundled = root().join("target/bundled");
-    let vst3_bin = bundled.join(VST3_BINARY_DIR);
+/// and inside the `.vst3` next to its binary (`target/bundled`, or `target/bundled-dev`).
+fn place_runtime_in_bundles(build: &RuntimeBuild, flavour: &Flavour) -> Result<()> {
+    let bundled = root().join(flavour.dir);
+    let vst3_bin = bundled.join(flavour.vst3_binary_dir());
     for dir in [bundled.clone(), vst3_bin] {
         if dir.exists() {
             // Providers of the other build must not linger beside this runtime.
@@ -285,18 +285,76 @@ fn place_runtime_in_bundles(build: &RuntimeBuild) -> Result<()> {
     Ok(())
 }
 
-/// The VST3 bundle's binary folder on this platform.
-const VST3_BINARY_DIR: &str = "Refrain.vst3/Contents/x86_64-linux";
+/// The VST3 bundle's binary folder on this platform, inside the bundle.
+const VST3_PLATFORM_DIR: &str = "Contents/x86_64-linux";
 
-fn bundle(release: bool, gpu: bool) -> Result<()> {
+/// Which build of the plugin: the release (trusting the registry root only) or the
+/// development-root build that tests and the demo use (`dev-root`), which has its own name and
+/// plugin ids and lives in its own folder so the two are never confused.
+struct Flavour {
+    dir: &'static str,
+    stem: &'static str,
+    features: Option<&'static str>,
+}
+
+const RELEASE: Flavour = Flavour {
+    dir: "target/bundled",
+    stem: "Refrain",
+    features: None,
+};
+
+const DEVELOPMENT: Flavour = Flavour {
+    dir: "target/bundled-dev",
+    stem: "Refrain-dev",
+    features: Some("dev-root"),
+};
+
+impl Flavour {
+    fn clap(&self) -> PathBuf {
+        root().join(self.dir).join(format!("{}.clap", self.stem))
+    }
+
+    fn vst3(&self) -> PathBuf {
+        root().join(self.dir).join(format!("{}.vst3", self.stem))
+    }
+
+    fn vst3_binary_dir(&self) -> PathBuf {
+        PathBuf::from(format!("{}.vst3", self.stem)).join(VST3_PLATFORM_DIR)
+    }
+}
+
+fn bundle(release: bool, gpu: bool, flavour: &Flavour) -> Result<()> {
     let build = if gpu { &GPU } else { &CPU };
     setup_runtime(build)?;
     let mut args = vec!["bundle", "refrain"];
     if release {
         args.push("--release");
     }
+    if let Some(features) = flavour.features {
+        args.extend(["--features", features]);
+    }
     nice_plug_xtask::main_with_args("cargo xtask", args.iter().map(|s| s.to_string()))?;
-    place_runtime_in_bundles(build)
+    if flavour.dir != RELEASE.dir {
+        // nice-plug-xtask writes target/bundled/Refrain.*: move this build to its own folder
+        // and names (a VST3 bundle's binary is named after the bundle).
+        let out = root().join(flavour.dir);
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out)?;
+        std::fs::rename(RELEASE.clap(), flavour.clap()).context("moving the .clap")?;
+        let standalone = root().join(RELEASE.dir).join(RELEASE.stem);
+        if standalone.is_file() {
+            std::fs::rename(&standalone, out.join(flavour.stem))
+                .context("moving the standalone")?;
+        }
+        std::fs::rename(RELEASE.vst3(), flavour.vst3()).context("moving the .vst3")?;
+        let bin = flavour.vst3().join(VST3_PLATFORM_DIR);
+        std::fs::rename(
+            bin.join(format!("{}.so", RELEASE.stem)),
+            bin.join(format!("{}.so", flavour.stem)),
+        )
+        .context("renaming the VST3 binary")?;
+    }
+    place_runtime_in_bundles(build, flavour)
 }
 
 /// The per-user plugin folders: `(CLAP, VST3)`.
@@ -342,7 +400,8 @@ fn install(args: &[String]) -> Result<()> {
     };
     let gpu = flag("--gpu");
     if !flag("--no-build") {
-        bundle(!flag("--debug"), gpu)?;
+        // Always the release flavour: an installed Refrain trusts the registry root only.
+        bundle(!flag("--debug"), gpu, &RELEASE)?;
     }
     let home = match value("--home") {
         Some(h) => PathBuf::from(h),
@@ -381,7 +440,11 @@ fn dirs_home() -> Option<PathBuf> {
 
 fn demo() -> Result<()> {
     let lib = setup(false)?;
-    bundle(true, false)?;
+    // The demo issues its licence from the development registry, which only the development
+    // build trusts (target/bundled-dev/Refrain-dev.clap, "Refrain (development root)"); the
+    // release bundle beside it refuses that licence, and the demo shows it.
+    bundle(true, false, &DEVELOPMENT)?;
+    bundle(true, false, &RELEASE)?;
     run(cargo().args([
         "build",
         "--release",
@@ -395,7 +458,9 @@ fn demo() -> Result<()> {
     run(Command::new(root().join("target/release/refrain-host"))
         .arg("demo")
         .arg("--plugin")
-        .arg(root().join("target/bundled/Refrain.clap"))
+        .arg(DEVELOPMENT.clap())
+        .arg("--release-plugin")
+        .arg(RELEASE.clap())
         .arg("--out-dir")
         .arg(&out_dir))?;
     // The remix tools on the same song, with the real models set-up fetched: its four stems
@@ -444,9 +509,12 @@ fn demo() -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     // The GPU build too: the fallback test loads it on this machine without a GPU.
     let lib = setup(true)?;
-    // The host-level tests load the debug bundle, where nice-plug aborts on any allocation
-    // inside process(); it is also installed into a scratch home, as a user installs it.
-    bundle(false, false)?;
+    // The host-level tests load the debug bundles, where nice-plug aborts on any allocation
+    // inside process(): the development-root build (the licences they issue come from the
+    // development registry), and the release build, which must refuse those licences and is
+    // installed into a scratch home, as a user installs it.
+    bundle(false, false, &DEVELOPMENT)?;
+    bundle(false, false, &RELEASE)?;
     let home = root().join("target/install-check");
     let _ = std::fs::remove_dir_all(&home);
     install(&[
@@ -455,7 +523,7 @@ fn test(extra: &[String]) -> Result<()> {
         home.display().to_string(),
     ])?;
     run(cargo()
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--features", "refrain/dev-root"])
         .args(extra)
         .env("ORT_DYLIB_PATH", lib)
         .env("REFRAIN_INSTALL_CHECK_HOME", &home)
@@ -583,7 +651,12 @@ fn main() -> Result<()> {
                 // Anything else goes to nice-plug-xtask as it is.
                 return nice_plug_xtask::main_with_args("cargo xtask", args.iter().cloned());
             }
-            bundle(flag("--release"), flag("--gpu"))
+            let flavour = if flag("--dev-root") {
+                &DEVELOPMENT
+            } else {
+                &RELEASE
+            };
+            bundle(flag("--release"), flag("--gpu"), flavour)
         }
         Some("install") => install(&args[1..]),
         Some("demo") => demo(),
@@ -593,7 +666,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--gpu] | bundle refrain [--release] [--gpu] | install [--gpu] [--home DIR] \
+                "usage: cargo xtask <setup [--gpu] | bundle refrain [--release] [--gpu] [--dev-root] | install [--gpu] [--home DIR] \
                  | demo | test [cargo test args] | models | fetch-models | fuzz [--seconds N | --runs N [--seed S]] [TARGET...]>"
             );
             std::process::exit(2)

@@ -153,7 +153,21 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licensee_territory: Option<String>,
     pub split: Vec<Share>,
+    /// The devices the licence is bound to (ids from `refrain device export`: a performer's
+    /// main and backup rigs). It counts on no other machine.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// When set, the licence needs a registry freshness receipt no older than this many days
+    /// (and the revocation state the receipt names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_offline_days: Option<u32>,
 }
+
+/// Most devices one licence binds.
+pub const MAX_DEVICES: usize = 16;
+
+/// Longest `max_offline_days`.
+pub const MAX_OFFLINE_DAYS: u32 = 365;
 
 /// Why claims are not acceptable. Each message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +177,7 @@ pub struct ClaimError {
     pub problem: String,
 }
 
-fn bad(field: impl Into<String>, problem: impl Into<String>) -> ClaimError {
+pub(crate) fn bad(field: impl Into<String>, problem: impl Into<String>) -> ClaimError {
     ClaimError {
         field: field.into(),
         problem: problem.into(),
@@ -253,7 +267,7 @@ impl fmt::Display for HiddenChar {
 
 /// A human-readable text field: not blank, at most `max` characters, and nothing that hides
 /// how it displays ([`HiddenChar`]).
-fn text(field: &str, s: &str, max: usize) -> Result<(), ClaimError> {
+pub(crate) fn text(field: &str, s: &str, max: usize) -> Result<(), ClaimError> {
     if s.trim().is_empty() {
         return Err(bad(field, "is empty"));
     }
@@ -411,6 +425,8 @@ impl Claims {
                 ipi: None,
                 share_bp: SPLIT_TOTAL_BP,
             }],
+            devices: Vec::new(),
+            max_offline_days: None,
         }
     }
 
@@ -547,6 +563,31 @@ impl Claims {
                 format!("shares add up to {total} basis points, not {SPLIT_TOTAL_BP}"),
             ));
         }
+        if self.devices.is_empty() || self.devices.len() > MAX_DEVICES {
+            return Err(bad(
+                "devices",
+                format!(
+                    "must name 1 to {MAX_DEVICES} devices: a licence is bound to the licensee's \
+                     devices (refrain device export)"
+                ),
+            ));
+        }
+        for d in &self.devices {
+            if d.len() != 32 || !d.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(bad(
+                    "devices",
+                    format!("`{d}` is not a device id (32 lower-case hex digits)"),
+                ));
+            }
+        }
+        if let Some(days) = self.max_offline_days {
+            if days == 0 || days > MAX_OFFLINE_DAYS {
+                return Err(bad(
+                    "max_offline_days",
+                    format!("{days} is not 1 to {MAX_OFFLINE_DAYS}"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -622,6 +663,22 @@ impl Claims {
         line(&mut s, "territories:", &self.territories.join(", "));
         if let Some(t) = &self.licensee_territory {
             line(&mut s, "licensee in:", t);
+        }
+        line(&mut s, "devices:", &self.devices.join(", "));
+        if let Some(d) = self.max_offline_days {
+            line(
+                &mut s,
+                "offline:",
+                &format!("at most {d} days without a fresh receipt"),
+            );
+        }
+        if self.uses.contains(&Use::Cover) {
+            // DECISIONS 5: Refrain cannot tell which words a person sings.
+            line(
+                &mut s,
+                "cover:",
+                "voice unlocked for any material while this licence lasts",
+            );
         }
         for p in &self.split {
             line(

@@ -67,6 +67,7 @@ pub fn check(
     let verdict = policy::evaluate(
         &store,
         track.map(|t| t.licence.as_str()),
+        track.map(|t| t.key.as_str()),
         &req,
         &SystemClock,
     );
@@ -102,6 +103,7 @@ impl Licensing {
         };
         let spec = MonitorSpec {
             store,
+            licence_key: track.as_ref().map(|t| t.key.clone()),
             licence_id: track.map(|t| t.licence),
             requirement,
             clock: Arc::new(SystemClock),

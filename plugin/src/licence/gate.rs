@@ -21,6 +21,10 @@ const DEFAULT_RECHECK: Duration = Duration::from_secs(60);
 pub struct LoadedTrack {
     /// The licence id (`jti`), looked up in the licence folder.
     pub licence: String,
+    /// The id of the issuer key that signed it (empty in projects saved before keys were
+    /// recorded: then each cached licence with the id is tried).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
     #[serde(default)]
     pub isrc: String,
     #[serde(default)]
@@ -57,6 +61,9 @@ impl LoadedTrack {
             .filter(|c: &super::claims::Claims| c.validate().is_ok());
         LoadedTrack {
             licence: id.to_owned(),
+            key: super::token::parse(token_text)
+                .map(|u| u.kid)
+                .unwrap_or_default(),
             isrc: claims
                 .as_ref()
                 .map(|c| c.track.isrc.clone())
@@ -74,8 +81,8 @@ impl LoadedTrack {
     /// Loads a licence file: caches it in `store` and names it.
     pub fn load_file(store: &Store, path: &std::path::Path) -> Result<LoadedTrack, String> {
         let text = super::store::read_token_file(path).map_err(|e| e.to_string())?;
-        let id = store.install_licence(&text).map_err(|e| e.to_string())?;
-        Ok(LoadedTrack::from_token(&id, &text))
+        let cached = store.install_licence(&text).map_err(|e| e.to_string())?;
+        Ok(LoadedTrack::from_token(&cached.id, &cached.text))
     }
 }
 
@@ -167,6 +174,8 @@ impl Latch {
 pub struct MonitorSpec {
     pub store: Store,
     pub licence_id: Option<String>,
+    /// The key that signed the loaded licence (several keys may issue the same id).
+    pub licence_key: Option<String>,
     pub requirement: Requirement,
     pub clock: Arc<dyn Clock>,
     /// Time between periodic checks.
@@ -187,6 +196,7 @@ impl MonitorSpec {
         policy::evaluate(
             &self.store,
             self.licence_id.as_deref(),
+            self.licence_key.as_deref(),
             &self.requirement,
             self.clock.as_ref(),
         )

@@ -9,6 +9,7 @@
 //! uses = ["remix", "live"]
 //! territories = ["GB", "IE"]  # default ["WORLD"]
 //! licensee_territory = "GB"   # where the licensee is; needed unless worldwide
+//! # max_offline_days = 30     (needs a registry freshness receipt this recent)
 //!
 //! [track]
 //! isrc = "GB-AYE-26-00001"
@@ -27,12 +28,15 @@
 //! share_percent = 60.0          # or share_bp = 6000
 //! ```
 //!
-//! Relative paths are relative to the description file.
+//! Relative paths are relative to the description file. The devices the licence is bound to
+//! come from `refrain device export` files (`--device`), and the issuer's key must carry its
+//! registry certificate (`--cert`): the certificate names the issuer.
 
+use super::certificate::Certificate;
 use super::claims::{self, ClaimError, Claims, ModelGrant, Share, Track, Use, AUDIENCE};
 use super::fingerprint;
-use super::store::{RevocationList, Store, StoreError};
-use super::token::{KeyFile, KeyFileError, Kind, SigningKey};
+use super::revocation::RevocationList;
+use super::token::{self, KeyFile, KeyFileError, Kind, SigningKey};
 use crate::models::manifest::ManifestError;
 use crate::models::package::{Limits, ModelPackage};
 use serde::Deserialize;
@@ -92,6 +96,27 @@ pub enum SignError {
     Encode { reason: String },
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    #[error(
+        "the issuer key {kid} has no registry certificate: no build accepts what it signs \
+         (send its public key file to the registry: refrain registry certify; then sign with \
+         --cert)"
+    )]
+    NoCertificate { kid: String },
+    #[error(
+        "the certificate does not belong to this key: it certifies {certified}, the key is {kid}"
+    )]
+    CertificateForOtherKey { certified: String, kid: String },
+    #[error("the certificate is unreadable: {reason}")]
+    Certificate { reason: String },
+    #[error(
+        "`{party}` is not certified for track {isrc}: its certificate covers {scope} (ask the \
+         registry to extend the scope)"
+    )]
+    OutOfScope {
+        party: String,
+        isrc: String,
+        scope: String,
+    },
 }
 
 /// A licence description, as a rights holder writes it.
@@ -116,6 +141,9 @@ pub struct LicenceSpec {
     /// worldwide needs it.
     #[serde(default)]
     pub licensee_territory: Option<String>,
+    /// Days the licence works without a fresh registry receipt (none: no freshness needed).
+    #[serde(default)]
+    pub max_offline_days: Option<u32>,
     pub track: TrackSpec,
     pub models: Vec<ModelSpec>,
     pub split: Vec<ShareSpec>,
@@ -182,6 +210,7 @@ impl LicenceSpec {
     pub fn to_claims(
         &self,
         issuer: &str,
+        devices: &[String],
         base: &Path,
         audio: Option<&Path>,
         now: i64,
@@ -291,19 +320,56 @@ impl LicenceSpec {
                 .as_ref()
                 .map(|t| t.trim().to_ascii_uppercase()),
             split,
+            devices: devices.to_vec(),
+            max_offline_days: self.max_offline_days,
         };
         claims.validate()?;
         Ok(claims)
     }
 }
 
-/// Signs validated claims as a licence.
+/// The certificate `key` carries, read without verifying it (verifiers check it against
+/// their roots; this only catches an issuer's mistakes before a licence goes out).
+fn carried_certificate(key: &SigningKey) -> Result<Certificate, SignError> {
+    let text = key
+        .certificate
+        .as_deref()
+        .ok_or_else(|| SignError::NoCertificate {
+            kid: key.kid.clone(),
+        })?;
+    let untrusted = token::parse(text).map_err(|e| SignError::Certificate {
+        reason: e.to_string(),
+    })?;
+    let cert: Certificate = serde_json::from_slice(untrusted.untrusted_payload()).map_err(|e| {
+        SignError::Certificate {
+            reason: e.to_string(),
+        }
+    })?;
+    if cert.key != key.issuer_key().to_file().public {
+        return Err(SignError::CertificateForOtherKey {
+            certified: cert.key,
+            kid: key.kid.clone(),
+        });
+    }
+    Ok(cert)
+}
+
+/// Signs validated claims as a licence, with the key's certificate in the footer. The issuer
+/// named is the certified party, and the track must be in the certificate's scope.
 pub fn sign_licence(key: &SigningKey, claims: &Claims) -> Result<String, SignError> {
     claims.validate()?;
-    if claims.iss != key.issuer {
+    let cert = carried_certificate(key)?;
+    if claims.iss != cert.party.name {
         return Err(SignError::IssuerMismatch {
             claimed: claims.iss.clone(),
-            key_issuer: key.issuer.clone(),
+            key_issuer: cert.party.name.clone(),
+        });
+    }
+    if !cert.covers(claims) {
+        return Err(SignError::OutOfScope {
+            party: cert.party.name.clone(),
+            isrc: claims.track.isrc.clone(),
+            scope: cert.describe(),
         });
     }
     let payload = serde_json::to_vec(claims).map_err(|e| SignError::Encode {
@@ -315,10 +381,11 @@ pub fn sign_licence(key: &SigningKey, claims: &Claims) -> Result<String, SignErr
 /// Signs a revocation list. It may withdraw `key` itself and licences `key` signed; naming
 /// another key is refused (it would not count).
 pub fn sign_revocations(key: &SigningKey, list: &RevocationList) -> Result<String, SignError> {
-    if list.iss != key.issuer {
+    let cert = carried_certificate(key)?;
+    if list.iss != cert.party.name {
         return Err(SignError::IssuerMismatch {
             claimed: list.iss.clone(),
-            key_issuer: key.issuer.clone(),
+            key_issuer: cert.party.name.clone(),
         });
     }
     if let Some(kid) = list.revoked_keys.iter().find(|k| **k != key.kid) {
@@ -363,9 +430,4 @@ pub fn write_key_file(path: &Path, key: &KeyFile) -> Result<(), KeyFileError> {
         WriteError::Exists { path } => KeyFileError::Exists { path },
         e => KeyFileError::Write(e),
     })
-}
-
-/// A store convenience for demos and tests: trust `key`'s public half.
-pub fn trust(store: &Store, key: &SigningKey) -> Result<(), StoreError> {
-    store.trust(&key.issuer_key()).map(|_| ())
 }

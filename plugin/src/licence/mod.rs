@@ -2,7 +2,14 @@
 //!
 //! - [`claims`]: what a licence says, and the validation of every field.
 //! - [`token`]: PASETO v4.public signing and verification, keys and key ids.
-//! - [`store`]: the user's data folder (trusted keys, cached licences, revocations, clock).
+//! - [`roots`]: the registry roots compiled into the build (the only trust there is).
+//! - [`certificate`]: the registry's certificates of rights holders' keys, and their scope.
+//! - [`revocation`]: the registry's and the issuers' revocation lists, with sequences.
+//! - [`freshness`]: the registry's signed receipts that keep deletable state honest.
+//! - [`device`]: this machine's key pairs; licences are bound to devices.
+//! - [`registry`]: what the registry runs: its root, certifying, revoking, receipts.
+//! - [`store`]: the user's data folder (device keys, cached licences, revocations, receipt,
+//!   clock).
 //! - [`policy`]: the decision, with its reason in words.
 //! - [`gate`]: enforcement: a background monitor writes one atomic the audio thread reads,
 //!   latched so a lapse only takes effect at a transport stop or reactivation.
@@ -12,18 +19,28 @@
 //!   thread.)
 //! - [`issue`]: what rights holders run: key generation, issuing, revocation.
 
+pub mod certificate;
 pub mod claims;
+pub mod device;
 pub mod enforce;
 pub mod fingerprint;
+pub mod freshness;
 pub mod gate;
 pub mod issue;
 pub mod policy;
+pub mod registry;
+pub mod revocation;
+pub mod roots;
 pub mod store;
 pub mod token;
 
+pub use certificate::CertificateError;
+pub use device::DeviceError;
+pub use freshness::{FreshnessError, ReceiptError};
 pub use issue::{SignError, SpecError};
 pub use policy::{TermsError, VerifyError};
-pub use store::{FileProblem, RevocationError, StoreError, UnreadableFile};
+pub use revocation::RevocationError;
+pub use store::{FileProblem, StoreError, UnreadableFile};
 pub use token::{KeyFileError, TokenError};
 
 /// Why a licence does not let a model run, in words a user can act on: the policy decision
@@ -48,3 +65,5 @@ pub enum LicenceError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

@@ -5,9 +5,13 @@
 //! figure in README's performance table); [`evaluate`] adds the data folder and the clock and
 //! turns every outcome into a [`Verdict`] with the reason in words.
 
+use super::certificate::{self, CertificateError, CertifiedKey};
 use super::claims::{self, format_date, ClaimError, Claims, Use, AUDIENCE};
-use super::store::{IgnoredRevocation, Revoked, Store, UnreadableFile};
-use super::token::{self, IssuerKey, Kind, TokenError};
+use super::freshness::{self, FreshnessError};
+use super::revocation::{IgnoredRevocation, Revoked};
+use super::roots::Roots;
+use super::store::{Store, UnreadableFile};
+use super::token::{Kind, TokenError};
 use super::LicenceError;
 
 /// Why a licence token does not verify: its signature, its key, its claims or a revocation
@@ -16,8 +20,22 @@ use super::LicenceError;
 pub enum VerifyError {
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The chain to a root: a missing, unknown-root, altered or invalid certificate.
+    #[error(transparent)]
+    Certificate(CertificateError),
+    #[error("the registry has withdrawn the certificate of `{party}` ({cid})")]
+    CertificateRevoked { party: String, cid: String },
     #[error("the issuer's signing key {kid} has been revoked")]
     KeyRevoked { kid: String },
+    #[error(
+        "`{party}` is not certified for this track ({isrc}{iswc}): its certificate covers {scope}"
+    )]
+    OutOfScope {
+        party: String,
+        isrc: String,
+        iswc: String,
+        scope: String,
+    },
     #[error("the licence's contents are unreadable: {reason}")]
     Payload { reason: String },
     #[error("the licence is for `{aud}`, not for Refrain")]
@@ -51,6 +69,17 @@ pub enum TermsError {
     NoLicenseeTerritory { allowed: String },
     #[error("the licence is limited to {allowed}; its licensee is in {licensee}")]
     Territory { licensee: String, allowed: String },
+    #[error("the issuer's certificate ({party}) expired on {}: the issuer must renew it with the registry", format_date(*on))]
+    CertificateExpired { party: String, on: i64 },
+    #[error("the issuer's certificate ({party}) is not valid until {}", format_date(*from))]
+    CertificateNotYetValid { party: String, from: i64 },
+    #[error(
+        "the licence is bound to device(s) {devices}; this machine is device {this} (send \
+         `refrain device export` to the issuer for a licence bound to it)"
+    )]
+    OtherDevice { devices: String, this: String },
+    #[error(transparent)]
+    Freshness(FreshnessError),
 }
 
 /// Where the time comes from (tests control it).
@@ -158,28 +187,36 @@ impl Verdict {
     }
 }
 
-/// Verifies a licence token's signature and claims: the key must be trusted and must not have
-/// withdrawn itself, the payload must parse and every claim must validate, the audience must
-/// be Refrain's, the issuer must be the key's owner, and the key that signed the licence must
-/// not have withdrawn it. No clock, no use.
-pub fn verify(
-    token_text: &str,
-    keys: &[IssuerKey],
-    revoked: &Revoked,
-) -> Result<Claims, VerifyError> {
-    verify_signed_by(token_text, keys, revoked).map(|(claims, _)| claims)
+/// Verifies a licence token: the issuer's certificate in its footer chains to one of `roots`
+/// and has not been withdrawn; the licence is signed by the certified key, which has not been
+/// withdrawn; the payload parses and every claim validates; the audience is Refrain's; the
+/// issuer is the certified party; the certificate's scope covers the licensed track; and no
+/// revocation withdraws the licence. No clock, no device, no use.
+pub fn verify(token_text: &str, roots: &Roots, revoked: &Revoked) -> Result<Claims, VerifyError> {
+    verify_signed_by(token_text, roots, revoked).map(|(claims, _)| claims)
 }
 
-/// [`verify`], with the key that signed the licence.
-pub fn verify_signed_by<'k>(
+/// [`verify`], with the certified key that signed the licence.
+pub fn verify_signed_by(
     token_text: &str,
-    keys: &'k [IssuerKey],
+    roots: &Roots,
     revoked: &Revoked,
-) -> Result<(Claims, &'k IssuerKey), VerifyError> {
-    let (key, payload) = token::verify_signed(token_text, keys, Kind::Licence)?;
-    if revoked.key(&key.kid) {
+) -> Result<(Claims, CertifiedKey), VerifyError> {
+    let (certified, payload) = certificate::verify_issued(token_text, roots, Kind::Licence)
+        .map_err(|e| match e {
+            CertificateError::Token(t) => VerifyError::Token(t),
+            e => VerifyError::Certificate(e),
+        })?;
+    let cert = &certified.certificate;
+    if revoked.certificate(&cert.cid) {
+        return Err(VerifyError::CertificateRevoked {
+            party: cert.party.name.clone(),
+            cid: cert.cid.clone(),
+        });
+    }
+    if revoked.key(&certified.key.kid) {
         return Err(VerifyError::KeyRevoked {
-            kid: key.kid.clone(),
+            kid: certified.key.kid.clone(),
         });
     }
     let claims: Claims = serde_json::from_slice(&payload).map_err(|e| VerifyError::Payload {
@@ -188,17 +225,33 @@ pub fn verify_signed_by<'k>(
     if claims.aud != AUDIENCE {
         return Err(VerifyError::WrongAudience { aud: claims.aud });
     }
-    if claims.iss != key.issuer {
+    if claims.iss != certified.key.issuer {
         return Err(VerifyError::IssuerMismatch {
             claimed: claims.iss,
-            key_issuer: key.issuer.clone(),
+            key_issuer: certified.key.issuer.clone(),
         });
     }
     claims.validate()?;
-    if revoked.licence(&key.kid, &claims.jti) {
+    if !cert.covers(&claims) {
+        let scope = cert.describe();
+        return Err(VerifyError::OutOfScope {
+            party: cert.party.name.clone(),
+            isrc: claims.track.isrc.clone(),
+            iswc: claims
+                .track
+                .iswc
+                .as_deref()
+                .map(|w| format!(", {w}"))
+                .unwrap_or_default(),
+            scope: scope
+                .split_once(": ")
+                .map_or(scope.clone(), |(_, s)| s.to_owned()),
+        });
+    }
+    if revoked.licence(&certified.key.kid, &claims.jti) {
         return Err(VerifyError::LicenceRevoked { id: claims.jti });
     }
-    Ok((claims, key))
+    Ok((claims, certified))
 }
 
 /// Time, model, use and territory against verified claims; the expiry and the end of the
@@ -284,42 +337,102 @@ pub fn check_terms(claims: &Claims, req: &Requirement, now: i64) -> Verdict {
 
 /// The whole check, as the plugin runs it: licence `licence_id` from the store, verified with
 /// the store's keys and revocations, the clock checked against the last time seen, then the
-/// terms.
+/// The whole check, as the plugin runs it: licence `licence_id` from the store (of the key
+/// `kid` when the project names it; otherwise each cached licence with that id, the first that
+/// allows the model winning), then [`evaluate_token`].
 pub fn evaluate(
     store: &Store,
     licence_id: Option<&str>,
+    kid: Option<&str>,
     req: &Requirement,
     clock: &dyn Clock,
 ) -> Verdict {
     let Some(id) = licence_id.filter(|s| !s.is_empty()) else {
         return Verdict::invalid(LicenceError::NoTrackLoaded, None);
     };
-    let token_text = match store.licence_token(id) {
+    let candidates = match store.licence_tokens(id, kid.filter(|k| !k.is_empty())) {
         Ok(t) => t,
         Err(e) => return Verdict::invalid(e, None),
     };
-    evaluate_token(store, &token_text, req, clock)
+    let mut first = None;
+    for token in candidates {
+        let verdict = evaluate_token(store, &token.text, req, clock);
+        if verdict.state.allows() {
+            return verdict;
+        }
+        first.get_or_insert(verdict);
+    }
+    first.unwrap_or_else(|| Verdict::invalid(LicenceError::NoTrackLoaded, None))
 }
 
-/// [`evaluate`] for a token in hand (the `refrain licence verify` command).
+/// [`evaluate`] for a token in hand (the `refrain licence verify` command): [`verify`] with the
+/// store's roots and revocations, the clock against the last time seen, the issuer's
+/// certificate dates, the device binding, freshness (for a licence that asks for it), then the
+/// terms.
 pub fn evaluate_token(
     store: &Store,
     token_text: &str,
     req: &Requirement,
     clock: &dyn Clock,
 ) -> Verdict {
-    // Skipped files only mean fewer keys or revocations; `refrain licence list` names them.
-    let (keys, _) = store.trusted_keys();
-    let (revoked, _) = store.revoked(&keys);
-    let claims = match verify(token_text, &keys, &revoked) {
+    // Skipped files only mean fewer revocations; `refrain licence list` names them. A licence
+    // that asks for freshness notices missing lists through its receipt.
+    let (revoked, _) = store.revoked();
+    let (claims, certified) = match verify_signed_by(token_text, store.roots(), &revoked) {
         Ok(c) => c,
         Err(e) => return Verdict::invalid(e, None),
     };
     let now = clock.now();
+    // Read before the check writes it: a deleted clock file must be seen as deleted.
+    let clock_present = store.last_seen().is_some();
     if let Err(e) = store.check_clock(now) {
         return Verdict::invalid(e, Some(claims));
     }
+    if let Err(e) = chain_and_device(store, &claims, &certified, &revoked, clock_present, now) {
+        return Verdict::invalid(e, Some(claims));
+    }
     check_terms(&claims, req, now)
+}
+
+/// The certificate's dates, the device binding and freshness.
+fn chain_and_device(
+    store: &Store,
+    claims: &Claims,
+    certified: &CertifiedKey,
+    revoked: &Revoked,
+    clock_present: bool,
+    now: i64,
+) -> Result<(), LicenceError> {
+    let cert = &certified.certificate;
+    let party = cert.party.name.clone();
+    let dates = cert.not_before().and_then(|n| Ok((n, cert.expires()?)));
+    let (nbf, exp) = dates.map_err(TermsError::Dates)?;
+    if now < nbf {
+        return Err(TermsError::CertificateNotYetValid { party, from: nbf }.into());
+    }
+    if now >= exp {
+        return Err(TermsError::CertificateExpired { party, on: exp }.into());
+    }
+    let device = store.device()?;
+    if !claims.devices.contains(&device.id) {
+        return Err(TermsError::OtherDevice {
+            devices: claims.devices.join(", "),
+            this: device.id,
+        }
+        .into());
+    }
+    if let Some(days) = claims.max_offline_days {
+        freshness::check(
+            days,
+            &certified.root,
+            store.receipt().as_ref(),
+            revoked.registry_seq(&certified.root),
+            clock_present,
+            now,
+        )
+        .map_err(TermsError::Freshness)?;
+    }
+    Ok(())
 }
 
 /// One cached licence, as the editor and `refrain licence list` show it.
@@ -352,24 +465,41 @@ pub fn cached_licences(store: &Store) -> Vec<CachedLicence> {
 
 /// [`cached_licences`], with the files of the licence folder that could not be used.
 pub fn listing(store: &Store) -> Listing {
-    let (keys, mut unreadable) = store.trusted_keys();
-    let (revoked, unreadable_lists) = store.revoked(&keys);
-    unreadable.extend(unreadable_lists);
+    listing_at(store, SystemClock.now())
+}
+
+/// [`listing`], with the days left counted from `now`.
+pub fn listing_at(store: &Store, now: i64) -> Listing {
+    let (revoked, unreadable) = store.revoked();
     let mut ignored = revoked.ignored.clone();
-    let licences = store
-        .licence_ids()
-        .into_iter()
-        .map(|id| {
-            let verified = store
-                .licence_token(&id)
-                .map_err(LicenceError::from)
-                .and_then(|t| Ok(verify_signed_by(&t, &keys, &revoked)?));
-            match verified {
-                Ok((c, key)) => {
-                    ignored.extend(revoked.ignored_for_licence(&key.kid, &c.jti));
+    let mut ids = store.licence_ids();
+    ids.dedup();
+    let mut licences = Vec::new();
+    for id in ids {
+        let tokens = match store.licence_tokens(&id, None) {
+            Ok(t) => t,
+            Err(e) => {
+                licences.push(CachedLicence {
+                    text: format!("unusable: {e}"),
+                    id,
+                    usable: false,
+                });
+                continue;
+            }
+        };
+        for token in tokens {
+            let entry = match verify_signed_by(&token.text, store.roots(), &revoked) {
+                Ok((c, certified)) => {
+                    ignored.extend(revoked.ignored_for_licence(&certified.key.kid, &c.jti));
+                    let days = c.expires().map_or(0, |exp| (exp - now).div_euclid(86_400));
+                    let left = match days {
+                        d if d < 0 => " (expired)".to_owned(),
+                        d if d <= 7 => format!(" ({d} days left: renew it)"),
+                        d => format!(" ({d} days left)"),
+                    };
                     CachedLicence {
                         text: format!(
-                            "{} - {} ({}), until {}, uses {}",
+                            "{} - {} ({}), until {}{left}, uses {}; issued by {}",
                             c.track.artists.join(", "),
                             c.track.title,
                             c.track.isrc,
@@ -378,20 +508,22 @@ pub fn listing(store: &Store) -> Listing {
                                 .iter()
                                 .map(|u| u.as_str())
                                 .collect::<Vec<_>>()
-                                .join(", ")
+                                .join(", "),
+                            certified.certificate.describe()
                         ),
-                        id,
+                        id: id.clone(),
                         usable: true,
                     }
                 }
                 Err(e) => CachedLicence {
                     text: format!("unusable: {e}"),
-                    id,
+                    id: id.clone(),
                     usable: false,
                 },
-            }
-        })
-        .collect();
+            };
+            licences.push(entry);
+        }
+    }
     Listing {
         licences,
         unreadable,

@@ -1,24 +1,26 @@
-//! The user's licence folder: trusted issuer keys, cached licences, revocation lists, the
-//! last time Refrain saw the clock, and settings. Nothing here touches the network.
+//! The user's licence folder: this device's keys, cached licences, revocation lists, the
+//! freshness receipt and the last time Refrain saw the clock. Nothing here touches the network,
+//! and nothing here decides whom to trust: the roots are compiled in ([`super::roots`]).
 //!
 //! ```text
-//! <data dir>/Refrain/            ($REFRAIN_DATA_DIR overrides)
-//!   keys/<kid>.toml              trusted issuer public keys
-//!   licences/<licence id>.paseto cached licences
-//!   revocations/<kid>.paseto     signed revocation lists, one per signing key
-//!   clock                        the latest time seen (clock-rollback check)
+//! <data dir>/Refrain/                  ($REFRAIN_DATA_DIR overrides)
+//!   device/device.toml                 this device's key pairs (mode 0600; made on first use)
+//!   licences/<key tag>/<id>.paseto     cached licences, verified before caching, keyed by
+//!                                      (issuer key, licence id)
+//!   revocations/registry-<tag>.paseto  the registry's list (highest sequence kept)
+//!   revocations/issuer-<tag>.paseto    each issuer's own list (highest sequence kept)
+//!   receipt.paseto                     the registry's freshness receipt for this device
+//!   clock                              the latest time seen (clock-rollback check)
 //! ```
-//!
-//! A revocation counts only when the key that signs the list has the standing to make it: a
-//! key withdraws itself, and a licence is withdrawn by the key that signed it. Matching by the
-//! issuer's *name* would let any key that carries the same name (trusted for another catalogue,
-//! or made by anyone who can get a key trusted) withdraw another key's licences.
 
-use super::claims::{self, ClaimError, Claims};
-use super::token::{self, IssuerKey, KeyFile, KeyFileError, Kind, TokenError};
+use super::claims::{self, ClaimError};
+use super::device::{Device, DeviceError};
+use super::freshness::{self, ReceiptError, SignedReceipt};
+use super::policy::{self, VerifyError};
+use super::revocation::{self, AnyRevocations, IgnoredRevocation, RevocationError, Revoked};
+use super::roots::Roots;
+use super::token::{self, KeyFileError, TokenError};
 use crate::files::{self, ReadError, WriteError};
-use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -30,9 +32,6 @@ pub const CLOCK_TOLERANCE_S: i64 = 600;
 
 /// Largest revocation list Refrain reads: a signed list is a token like a licence.
 pub const MAX_REVOCATION_LIST_BYTES: u64 = token::MAX_TOKEN_BYTES as u64;
-
-/// Largest trusted key (`keys/<kid>.toml`, an issuer's public key file) Refrain reads.
-pub const MAX_TRUST_ENTRY_BYTES: u64 = token::MAX_KEY_FILE_BYTES;
 
 /// Largest clock file Refrain reads: it holds one number.
 pub const MAX_CLOCK_BYTES: u64 = 64;
@@ -65,33 +64,42 @@ pub enum StoreError {
     NotFound { id: String },
     #[error(transparent)]
     Token(#[from] TokenError),
-    #[error("the licence's contents are unreadable: {reason}")]
-    Payload { reason: String },
     #[error("the licence has an invalid field: {0}")]
     Claims(#[from] ClaimError),
+    /// A licence offered for caching that does not verify (not cached).
+    #[error(transparent)]
+    Verify(VerifyError),
+    #[error(
+        "licence {id} is bound to device(s) {devices}; this machine is device {this} (send \
+         `refrain device export` to the issuer for a licence bound to it)"
+    )]
+    OtherDevice {
+        id: String,
+        devices: String,
+        this: String,
+    },
+    #[error(transparent)]
+    Device(DeviceError),
     #[error(transparent)]
     Key(#[from] KeyFileError),
     #[error(transparent)]
     Revocations(#[from] RevocationError),
     #[error(
-        "licence folder: a newer revocation list from this key is already installed ({installed})"
+        "licence folder: list {installed} from this signer is already installed; list \
+         {offered} is older and is not installed"
     )]
-    NewerRevocations { installed: String },
-    #[error("the clock has been turned back (Refrain last saw {}); set it right to use licences", claims::format_time(*last_seen))]
-    ClockTurnedBack { last_seen: i64 },
-}
-
-/// Why a revocation list does not verify.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RevocationError {
+    NewerRevocations { installed: u64, offered: u64 },
+    #[error(
+        "licence folder: another list with sequence {seq} from this signer is installed; a \
+         signer never reuses a sequence, so this one is refused"
+    )]
+    SameSequence { seq: u64 },
     #[error(transparent)]
-    Token(#[from] TokenError),
-    #[error("the licence's contents are unreadable: {reason}")]
-    Payload { reason: String },
-    #[error("the licence names issuer `{claimed}` but is signed by the key of `{key_issuer}`")]
-    IssuerMismatch { claimed: String, key_issuer: String },
-    #[error("the licence has an invalid field: {0}")]
-    Claims(#[from] ClaimError),
+    Receipt(#[from] ReceiptError),
+    #[error("the clock has been turned back (Refrain last saw {}); set it right to use licences, or install a fresh receipt", claims::format_time(*last_seen))]
+    ClockTurnedBack { last_seen: i64 },
+    #[error("licence folder: cannot record the time in {}: {reason}; Refrain must be able to write it to use licences", path.display())]
+    ClockUnwritable { path: PathBuf, reason: String },
 }
 
 /// A file in the licence folder that was skipped, and why: the folder is still used without
@@ -113,8 +121,6 @@ pub enum FileProblem {
     TooLarge { bytes: u64, max: u64 },
     #[error("it is {what}, not a regular file; Refrain reads regular files only")]
     NotAFile { what: &'static str },
-    #[error("not a key file: {reason}")]
-    NotKeyFile { reason: String },
     #[error(transparent)]
     Key(#[from] KeyFileError),
     #[error(transparent)]
@@ -151,85 +157,11 @@ impl From<ReadError> for FileProblem {
     }
 }
 
-/// A signed revocation list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevocationList {
-    /// The issuer; it must be the name of the key that signs the list.
-    pub iss: String,
-    /// When the list was signed (RFC 3339); a newer list from the same key replaces an older
-    /// one.
-    pub iat: String,
-    /// Key ids to withdraw: only the signing key's own id counts (a key withdraws itself).
-    #[serde(default)]
-    pub revoked_keys: Vec<String>,
-    /// Licence ids to withdraw: each counts only for a licence the signing key signed.
-    #[serde(default)]
-    pub revoked_licences: Vec<String>,
-}
-
-/// A revocation list whose signature verified, with the key that signed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedRevocations {
-    /// The id of the key that signed the list (the only key it can withdraw, and the key whose
-    /// licences it can withdraw).
-    pub kid: String,
-    pub list: RevocationList,
-}
-
-/// An entry of a verified revocation list that does not count, because the key that signed the
-/// list has no standing over it. Not an error: the rest of the list still counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IgnoredRevocation {
-    /// The list names another key.
-    Key { signed_by: String, kid: String },
-    /// The list names a licence that another key signed.
-    Licence {
-        signed_by: String,
-        id: String,
-        licence_key: String,
-    },
-}
-
-impl std::fmt::Display for IgnoredRevocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IgnoredRevocation::Key { signed_by, kid } => write!(
-                f,
-                "ignored: the revocation list signed by {signed_by} names key {kid}; \
-                 a key can only withdraw itself"
-            ),
-            IgnoredRevocation::Licence {
-                signed_by,
-                id,
-                licence_key,
-            } => write!(
-                f,
-                "ignored: the revocation list signed by {signed_by} names licence {id}, \
-                 which {licence_key} signed; only the key that signed a licence can withdraw it"
-            ),
-        }
-    }
-}
-
-/// What the verified revocation lists withdraw.
-#[derive(Debug, Clone, Default)]
-pub struct Revoked {
-    /// Ids of keys that signed their own withdrawal.
-    pub keys: HashSet<String>,
-    /// (id of the signing key, licence id): withdraws the licence with that id only if that
-    /// key signed it.
-    pub licences: HashSet<(String, String)>,
-    /// Key entries that do not count (a list naming another key).
-    pub ignored: Vec<IgnoredRevocation>,
-}
-
 /// A verified revocation list as installed, with the entries that do not count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledRevocations {
-    pub signed: SignedRevocations,
-    /// Key entries naming another key, and licence entries naming a cached licence that
-    /// another key signed (a licence not cached here is checked when it is used).
+    pub signed: AnyRevocations,
+    /// Issuer-list entries naming another key, or a cached licence another key signed.
     pub ignored: Vec<IgnoredRevocation>,
 }
 
@@ -237,6 +169,7 @@ pub struct InstalledRevocations {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    roots: Roots,
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> StoreError {
@@ -276,7 +209,7 @@ fn token_read_error(e: ReadError) -> StoreError {
     }
 }
 
-/// Reads a token file (a licence or a revocation list): a regular file of at most
+/// Reads a token file (a licence, a revocation list, a receipt): a regular file of at most
 /// [`token::MAX_TOKEN_BYTES`].
 pub fn read_token_file(path: &Path) -> Result<String, StoreError> {
     read_text(path, token::MAX_TOKEN_BYTES as u64).map_err(token_read_error)
@@ -295,10 +228,53 @@ fn file_stem_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// A key id as a file name: the first 16 hex digits of its SHA-256.
+pub fn key_tag(kid: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(kid.as_bytes())[..8])
+}
+
+/// An exclusive lock on `<dir>/.lock`, held until dropped: installs of revocation lists and
+/// receipts read, compare and write under it, so two at once never keep the older one.
+struct FolderLock(#[allow(dead_code)] std::fs::File);
+
+impl FolderLock {
+    fn take(dir: &Path) -> Result<FolderLock, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let path = dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        file.lock().map_err(|e| io_err(&path, e))?;
+        Ok(FolderLock(file))
+    }
+}
+
+/// A cached licence: the key that signed it and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedToken {
+    pub kid: String,
+    pub id: String,
+    pub text: String,
+}
+
 impl Store {
-    /// The store at `root` (created on first write).
+    /// The store at `root` (created on first write), trusting the roots compiled into this
+    /// build.
     pub fn at(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            roots: Roots::built_in().clone(),
+        }
+    }
+
+    /// This store, trusting exactly `roots` (the registry's tools and tests).
+    pub fn with_roots(mut self, roots: Roots) -> Store {
+        self.roots = roots;
+        self
     }
 
     /// `$REFRAIN_DATA_DIR`, else the platform's data folder (`~/.local/share/Refrain`,
@@ -316,8 +292,9 @@ impl Store {
         &self.root
     }
 
-    fn keys_dir(&self) -> PathBuf {
-        self.root.join("keys")
+    /// The registry roots this store trusts.
+    pub fn roots(&self) -> &Roots {
+        &self.roots
     }
 
     fn licences_dir(&self) -> PathBuf {
@@ -328,233 +305,266 @@ impl Store {
         self.root.join("revocations")
     }
 
-    /// Trusts an issuer's public key.
-    pub fn trust(&self, key: &IssuerKey) -> Result<PathBuf, StoreError> {
-        let name = key.kid.replace('.', "_");
-        let path = self.keys_dir().join(format!("{name}.toml"));
-        let text = key.to_file().to_toml()?;
-        write_atomic(&path, text.as_bytes())?;
-        Ok(path)
+    fn clock_path(&self) -> PathBuf {
+        self.root.join("clock")
     }
 
-    /// Every trusted key, and the key files that could not be read (skipped, not fatal: one
-    /// damaged file must not stop the licences of every other issuer).
-    pub fn trusted_keys(&self) -> (Vec<IssuerKey>, Vec<UnreadableFile>) {
-        let mut keys = Vec::new();
-        let mut unreadable = Vec::new();
-        for path in list(&self.keys_dir(), "toml") {
-            let parsed = read_text(&path, MAX_TRUST_ENTRY_BYTES)
-                .map_err(FileProblem::from)
-                .and_then(|t| {
-                    toml::from_str::<KeyFile>(&t).map_err(|e| FileProblem::NotKeyFile {
-                        reason: e.message().to_owned(),
-                    })
-                })
-                .and_then(|f| Ok(IssuerKey::from_file(&f)?));
-            match parsed {
-                Ok(k) => keys.push(k),
-                Err(problem) => unreadable.push(UnreadableFile { path, problem }),
-            }
+    fn receipt_path(&self) -> PathBuf {
+        self.root.join("receipt.paseto")
+    }
+
+    /// This machine's device keys (made on first use).
+    pub fn device(&self) -> Result<Device, StoreError> {
+        Device::open_or_create(&self.root.join("device")).map_err(StoreError::Device)
+    }
+
+    /// Caches a licence after verifying it: its certificate chain, its signature and claims,
+    /// revocation, and its binding to this device. Cached under (issuer key, licence id), so
+    /// a token of another key with the same id never replaces it. Returns the cached entry.
+    pub fn install_licence(&self, token_text: &str) -> Result<CachedToken, StoreError> {
+        let (revoked, _) = self.revoked();
+        let (claims, certified) = policy::verify_signed_by(token_text, &self.roots, &revoked)
+            .map_err(StoreError::Verify)?;
+        let device = self.device()?;
+        if !claims.devices.contains(&device.id) {
+            return Err(StoreError::OtherDevice {
+                id: claims.jti,
+                devices: claims.devices.join(", "),
+                this: device.id,
+            });
         }
-        (keys, unreadable)
-    }
-
-    /// Caches a licence token under its id (read from the token without trusting it; the
-    /// plugin verifies it each time it is used). Returns the licence id.
-    pub fn install_licence(&self, token_text: &str) -> Result<String, StoreError> {
-        let untrusted = token::parse(token_text)?;
-        let claims: Claims =
-            serde_json::from_slice(untrusted.untrusted_payload()).map_err(|e| {
-                StoreError::Payload {
-                    reason: e.to_string(),
-                }
-            })?;
-        claims::check_licence_id(&claims.jti)?;
-        let path = self.licence_path(&claims.jti)?;
+        let kid = certified.key.kid;
+        let path = self.licence_path(&kid, &claims.jti)?;
         write_atomic(&path, token_text.trim().as_bytes())?;
-        Ok(claims.jti)
-    }
-
-    fn licence_path(&self, id: &str) -> Result<PathBuf, StoreError> {
-        if !file_stem_safe(id) {
-            return Err(StoreError::NotFound { id: id.to_owned() });
-        }
-        Ok(self.licences_dir().join(format!("{id}.paseto")))
-    }
-
-    /// The cached token of licence `id`.
-    pub fn licence_token(&self, id: &str) -> Result<String, StoreError> {
-        let path = self.licence_path(id)?;
-        read_text(&path, token::MAX_TOKEN_BYTES as u64).map_err(|e| match e {
-            ReadError::Missing { .. } => StoreError::NotFound { id: id.to_owned() },
-            e => token_read_error(e),
+        Ok(CachedToken {
+            kid,
+            id: claims.jti,
+            text: token_text.trim().to_owned(),
         })
     }
 
-    /// Ids of every cached licence.
-    pub fn licence_ids(&self) -> Vec<String> {
-        list(&self.licences_dir(), "paseto")
+    fn licence_path(&self, kid: &str, id: &str) -> Result<PathBuf, StoreError> {
+        if !file_stem_safe(id) {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        }
+        Ok(self
+            .licences_dir()
+            .join(key_tag(kid))
+            .join(format!("{id}.paseto")))
+    }
+
+    /// The cached tokens with licence id `id` (one per issuer key that issued that id), or
+    /// only the one of key `kid` when it is given.
+    pub fn licence_tokens(
+        &self,
+        id: &str,
+        kid: Option<&str>,
+    ) -> Result<Vec<CachedToken>, StoreError> {
+        if !file_stem_safe(id) {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        }
+        let mut out = Vec::new();
+        for entry in self.cached_files() {
+            if entry.1 != id {
+                continue;
+            }
+            let text =
+                read_text(&entry.0, token::MAX_TOKEN_BYTES as u64).map_err(token_read_error)?;
+            let Ok(untrusted) = token::parse(&text) else {
+                continue;
+            };
+            if kid.is_some_and(|k| k != untrusted.kid) || key_tag(&untrusted.kid) != entry.2 {
+                continue;
+            }
+            out.push(CachedToken {
+                kid: untrusted.kid,
+                id: id.to_owned(),
+                text,
+            });
+        }
+        if out.is_empty() {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        }
+        Ok(out)
+    }
+
+    /// The cached token of licence `id` (the first, if several keys issued that id).
+    pub fn licence_token(&self, id: &str) -> Result<String, StoreError> {
+        Ok(self.licence_tokens(id, None)?.remove(0).text)
+    }
+
+    /// (path, licence id, key tag) of every cached licence file.
+    fn cached_files(&self) -> Vec<(PathBuf, String, String)> {
+        let mut out = Vec::new();
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.licences_dir())
             .into_iter()
-            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let tag = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for path in list(&dir, "paseto") {
+                if let Some(id) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) {
+                    out.push((path, id, tag.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Ids of every cached licence (an id issued by two keys is listed twice).
+    pub fn licence_ids(&self) -> Vec<String> {
+        self.cached_files()
+            .into_iter()
+            .map(|(_, id, _)| id)
             .collect()
     }
 
-    /// Installs a revocation list (verified first; an older list from the same key is
-    /// replaced, a newer one is kept). Entries the signing key has no standing over are
-    /// reported as ignored.
+    /// Installs a revocation list, the registry's or an issuer's (verified first). Under the
+    /// folder's lock, a list replaces the installed one of the same signer only if its
+    /// sequence is higher; an older one is refused, the same one changes nothing. Issuer-list
+    /// entries the signing key has no standing over are reported as ignored.
     pub fn install_revocations(
         &self,
         token_text: &str,
     ) -> Result<InstalledRevocations, StoreError> {
-        // Unreadable key files only mean fewer trusted keys; `refrain licence list` names them.
-        let (keys, _) = self.trusted_keys();
-        let signed = verify_revocations(token_text, &keys)?;
-        let path = self
-            .revocations_dir()
-            .join(format!("{}.paseto", signed.kid.replace('.', "_")));
-        let installed = read_revocations(&path)
-            .ok()
-            .and_then(|t| verify_revocations(&t, &keys).ok());
-        if let Some(old) = installed {
-            let newer = claims::parse_time("iat", &old.list.iat)?.unix_timestamp()
-                > claims::parse_time("iat", &signed.list.iat)?.unix_timestamp();
-            if newer {
-                return Err(StoreError::NewerRevocations {
-                    installed: old.list.iat,
-                });
+        let signed = revocation::verify_any(token_text, &self.roots)?;
+        let dir = self.revocations_dir();
+        let name = match &signed {
+            AnyRevocations::Registry(r) => format!("registry-{}.paseto", key_tag(&r.root)),
+            AnyRevocations::Issuer(r) => format!("issuer-{}.paseto", key_tag(&r.kid)),
+        };
+        let path = dir.join(name);
+        {
+            let _lock = FolderLock::take(&dir)?;
+            let installed = read_revocations(&path)
+                .ok()
+                .and_then(|t| revocation::verify_any(&t, &self.roots).ok());
+            match installed {
+                Some(old) if old.seq() > signed.seq() => {
+                    return Err(StoreError::NewerRevocations {
+                        installed: old.seq(),
+                        offered: signed.seq(),
+                    });
+                }
+                Some(old) if old.seq() == signed.seq() && old != signed => {
+                    return Err(StoreError::SameSequence { seq: old.seq() });
+                }
+                _ => write_atomic(&path, token_text.trim().as_bytes())?,
             }
         }
-        write_atomic(&path, token_text.trim().as_bytes())?;
-        let mut revoked = Revoked::default();
-        revoked.add(&signed);
-        let mut ignored = revoked.ignored;
-        for id in &signed.list.revoked_licences {
-            // The footer's key id, unverified: the cached licence is verified where it is used;
-            // this only reports an entry that cannot count for it.
-            let licence_key = self
-                .licence_token(id)
-                .ok()
-                .and_then(|t| token::parse(&t).ok())
-                .map(|u| u.kid);
-            if let Some(licence_key) = licence_key.filter(|k| *k != signed.kid) {
-                ignored.push(IgnoredRevocation::Licence {
-                    signed_by: signed.kid.clone(),
-                    id: id.clone(),
-                    licence_key,
-                });
+        let mut ignored = Vec::new();
+        if let AnyRevocations::Issuer(list) = &signed {
+            let mut revoked = Revoked::default();
+            revoked.add(list);
+            ignored = revoked.ignored;
+            for id in &list.list.revoked_licences {
+                // The cached licences with that id that another key signed: the entry cannot
+                // count for them.
+                for other in self.licence_tokens(id, None).unwrap_or_default() {
+                    if other.kid != list.kid {
+                        ignored.push(IgnoredRevocation::Licence {
+                            signed_by: list.kid.clone(),
+                            id: id.clone(),
+                            licence_key: other.kid,
+                        });
+                    }
+                }
             }
         }
         Ok(InstalledRevocations { signed, ignored })
     }
 
     /// What the installed, verifiable revocation lists withdraw, and the lists that could not
-    /// be read or verified with `keys` (skipped).
-    pub fn revoked(&self, keys: &[IssuerKey]) -> (Revoked, Vec<UnreadableFile>) {
+    /// be read or verified (skipped).
+    pub fn revoked(&self) -> (Revoked, Vec<UnreadableFile>) {
         let mut revoked = Revoked::default();
         let mut unreadable = Vec::new();
         for path in list(&self.revocations_dir(), "paseto") {
-            match read_revocations(&path).and_then(|t| Ok(verify_revocations(&t, keys)?)) {
-                Ok(signed) => revoked.add(&signed),
+            match read_revocations(&path).and_then(|t| Ok(revocation::verify_any(&t, &self.roots)?))
+            {
+                Ok(signed) => revoked.add_any(&signed),
                 Err(problem) => unreadable.push(UnreadableFile { path, problem }),
             }
         }
         (revoked, unreadable)
     }
 
-    /// The clock-rollback check: `now` must not be earlier than the latest time seen (less
-    /// [`CLOCK_TOLERANCE_S`]); the latest time seen moves forward with `now`.
-    pub fn check_clock(&self, now: i64) -> Result<(), StoreError> {
-        let path = self.root.join("clock");
-        // A clock file that is not a small regular file counts as none (as if deleted), and
-        // is replaced below.
-        let last = read_text(&path, MAX_CLOCK_BYTES)
+    /// Installs a freshness receipt made for this device (verified first; under the lock, a
+    /// receipt older than the installed one is refused). Its signed time becomes the latest
+    /// time seen, which also repairs a clock check stuck in the future.
+    pub fn install_receipt(&self, token_text: &str) -> Result<SignedReceipt, StoreError> {
+        let signed = freshness::verify_receipt(token_text, &self.roots)?;
+        let device = self.device()?;
+        if signed.receipt.device != device.id {
+            return Err(ReceiptError::OtherDevice {
+                receipt: signed.receipt.device,
+                this: device.id,
+            }
+            .into());
+        }
+        let _lock = FolderLock::take(&self.root)?;
+        let old = self.receipt();
+        if let Some(old) = &old {
+            if old.time > signed.time {
+                return Err(ReceiptError::Older {
+                    installed: old.receipt.iat.clone(),
+                }
+                .into());
+            }
+        }
+        write_atomic(&self.receipt_path(), token_text.trim().as_bytes())?;
+        // A newer receipt's signed time replaces the latest time seen (repairing a clock check
+        // stuck in the future); the same receipt again only restores a missing record.
+        let newer = old.is_none_or(|o| signed.time > o.time);
+        let clock = match self.last_seen() {
+            Some(last) if !newer => last.max(signed.time),
+            _ => signed.time,
+        };
+        write_atomic(&self.clock_path(), clock.to_string().as_bytes())?;
+        Ok(signed)
+    }
+
+    /// The installed receipt, if one is there and verifies.
+    pub fn receipt(&self) -> Option<SignedReceipt> {
+        let text = read_text(&self.receipt_path(), freshness::MAX_RECEIPT_BYTES).ok()?;
+        freshness::verify_receipt(&text, &self.roots).ok()
+    }
+
+    /// The latest time seen, if the clock file is there and readable.
+    pub fn last_seen(&self) -> Option<i64> {
+        read_text(&self.clock_path(), MAX_CLOCK_BYTES)
             .ok()
-            .and_then(|s| s.parse::<i64>().ok());
-        if let Some(last) = last {
-            if now + CLOCK_TOLERANCE_S < last {
-                return Err(StoreError::ClockTurnedBack { last_seen: last });
-            }
-            if now <= last + 60 {
-                return Ok(());
-            }
-        }
-        // A folder that cannot be written only weakens the next check; it never stops a
-        // licence that is otherwise valid.
-        let _ = write_atomic(&path, now.to_string().as_bytes());
-        Ok(())
+            .and_then(|s| s.parse::<i64>().ok())
     }
-}
 
-impl Revoked {
-    /// Adds a verified list: its signing key, if the list names it, and the licence ids as
-    /// withdrawn for licences of that key. Other keys it names are recorded as ignored.
-    pub fn add(&mut self, signed: &SignedRevocations) {
-        for kid in &signed.list.revoked_keys {
-            if *kid == signed.kid {
-                self.keys.insert(kid.clone());
-            } else {
-                self.ignored.push(IgnoredRevocation::Key {
-                    signed_by: signed.kid.clone(),
-                    kid: kid.clone(),
-                });
+    /// The clock-rollback check: `now` must not be earlier than the latest time seen (or the
+    /// installed receipt's signed time), less [`CLOCK_TOLERANCE_S`]; the latest time seen
+    /// moves forward with `now`. A clock file that cannot be written is an error: a frozen
+    /// clock would let the clock be turned back unseen.
+    pub fn check_clock(&self, now: i64) -> Result<(), StoreError> {
+        let last = self.last_seen();
+        let floor = last.max(self.receipt().map(|r| r.time));
+        if let Some(floor) = floor {
+            if now + CLOCK_TOLERANCE_S < floor {
+                return Err(StoreError::ClockTurnedBack { last_seen: floor });
             }
         }
-        for id in &signed.list.revoked_licences {
-            self.licences.insert((signed.kid.clone(), id.clone()));
+        if last.is_some_and(|l| now <= l + 60) {
+            return Ok(());
         }
-    }
-
-    /// Whether key `kid` has withdrawn itself.
-    pub fn key(&self, kid: &str) -> bool {
-        self.keys.contains(kid)
-    }
-
-    /// Whether licence `id`, signed by key `kid`, has been withdrawn by that key.
-    pub fn licence(&self, kid: &str, id: &str) -> bool {
-        self.licences.contains(&(kid.to_owned(), id.to_owned()))
-    }
-
-    /// The entries naming licence `id` that do not count for the one key `kid` signed (other
-    /// keys' lists).
-    pub fn ignored_for_licence(&self, kid: &str, id: &str) -> Vec<IgnoredRevocation> {
-        let mut out: Vec<IgnoredRevocation> = self
-            .licences
-            .iter()
-            .filter(|(by, lid)| lid == id && by != kid)
-            .map(|(by, _)| IgnoredRevocation::Licence {
-                signed_by: by.clone(),
-                id: id.to_owned(),
-                licence_key: kid.to_owned(),
-            })
-            .collect();
-        out.sort_by_key(|a| a.to_string());
-        out
-    }
-}
-
-/// Verifies a revocation list against the trusted keys and returns it with the key that
-/// signed it. A list may be signed by the key it revokes (an issuer withdrawing a compromised
-/// key); which entries count is [`Revoked::add`]'s rule.
-pub fn verify_revocations(
-    token_text: &str,
-    keys: &[IssuerKey],
-) -> Result<SignedRevocations, RevocationError> {
-    let (key, payload) = token::verify_signed(token_text, keys, Kind::Revocations)?;
-    let list: RevocationList =
-        serde_json::from_slice(&payload).map_err(|e| RevocationError::Payload {
+        let path = self.clock_path();
+        write_atomic(&path, now.to_string().as_bytes()).map_err(|e| StoreError::ClockUnwritable {
+            path,
             reason: e.to_string(),
-        })?;
-    if list.iss != key.issuer {
-        return Err(RevocationError::IssuerMismatch {
-            claimed: list.iss,
-            key_issuer: key.issuer.clone(),
-        });
+        })
     }
-    claims::parse_time("iat", &list.iat)?;
-    Ok(SignedRevocations {
-        kid: key.kid.clone(),
-        list,
-    })
 }
 
 fn list(dir: &Path, ext: &str) -> Vec<PathBuf> {

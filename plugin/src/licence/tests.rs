@@ -5,9 +5,9 @@ use super::fingerprint::{self, LiveMatcher, TrackMatch};
 use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
 use super::issue::{self, LicenceSpec};
 use super::policy::{self, LicenceState, ManualClock, Requirement, Verdict};
-use super::store::{
-    FileProblem, IgnoredRevocation, RevocationError, RevocationList, Store, StoreError,
-};
+use super::registry::Registry;
+use super::revocation::{IgnoredRevocation, RevocationError, RevocationList};
+use super::store::{FileProblem, Store, StoreError};
 use super::token::{self, KeyFileError, Kind, SigningKey, TokenError};
 use super::{LicenceError, UnreadableFile, VerifyError};
 use base64::Engine as _;
@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// 2026-11-21T00:00:00Z
-const NOW: i64 = 1_795_219_200;
-const DAY: i64 = 86_400;
+pub(super) const NOW: i64 = 1_795_219_200;
+pub(super) const DAY: i64 = 86_400;
 const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn claims_for(issuer: &str) -> Claims {
+pub(super) fn claims_for(issuer: &str) -> Claims {
     Claims {
         iss: issuer.into(),
         sub: "DJ Example".into(),
@@ -58,10 +58,20 @@ fn claims_for(issuer: &str) -> Claims {
                 share_bp: 4_000,
             },
         ],
+        devices: vec![DEVICE.into()],
+        max_offline_days: None,
     }
 }
 
-fn requirement() -> Requirement {
+/// The fixture's device (its key file is written into every fixture's store, so licences can
+/// be bound to it before the store exists).
+pub(super) const DEVICE: &str = "43078701e18fef369f7294920d0ef6e2";
+const DEVICE_FILE: &str = r#"id = "43078701e18fef369f7294920d0ef6e2"
+ed25519_secret = "k4.secret.jjRq01CG3QtFY0lz0JFGLB7tuP22VdJ_9irlQ26rQLMAXLSPUDVhWy49qPUnNhej4Jwr8FiGPu4AaydWrusIJQ"
+x25519_secret = "f47857388a29d04b5ba1cc4bd5784d18eaeecc93044528f7a5851e493fd5010d"
+"#;
+
+pub(super) fn requirement() -> Requirement {
     Requirement {
         model_id: "refrain.remix".into(),
         model_sha256: SHA.into(),
@@ -69,33 +79,49 @@ fn requirement() -> Requirement {
     }
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    key: SigningKey,
+/// A licence folder that trusts the development root (whatever this build's feature), the
+/// development registry, and Northern Records certified by it for its prefix GBAYE.
+pub(super) struct Fixture {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) store: Store,
+    pub(super) key: SigningKey,
+    pub(super) registry: Registry,
 }
 
-fn fixture() -> Fixture {
+impl Fixture {
+    /// A key for `name`, certified by the fixture's registry for ISRC prefix `prefix`.
+    pub(super) fn certified(&self, name: &str, prefix: &str) -> SigningKey {
+        certified_with(&self.registry, name, prefix)
+    }
+}
+
+pub(super) fn certified_with(registry: &Registry, name: &str, prefix: &str) -> SigningKey {
+    crate::testkit::certified_issuer(registry, name, prefix, NOW)
+}
+
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::at(dir.path());
-    let key = SigningKey::generate("Northern Records").unwrap();
-    store.trust(&key.issuer_key()).unwrap();
+    let (store, registry) = crate::testkit::development_store(dir.path());
+    std::fs::create_dir_all(store.root().join("device")).unwrap();
+    std::fs::write(store.root().join("device/device.toml"), DEVICE_FILE).unwrap();
+    assert_eq!(store.device().unwrap().id, DEVICE);
+    let key = certified_with(&registry, "Northern Records", "GBAYE");
     Fixture {
         _dir: dir,
         store,
         key,
+        registry,
     }
 }
 
-fn sign(key: &SigningKey, c: &Claims) -> String {
+pub(super) fn sign(key: &SigningKey, c: &Claims) -> String {
     issue::sign_licence(key, c).unwrap()
 }
 
-fn verify_with(f: &Fixture, token: &str) -> Result<Claims, VerifyError> {
-    let (keys, problems) = f.store.trusted_keys();
+pub(super) fn verify_with(f: &Fixture, token: &str) -> Result<Claims, VerifyError> {
+    let (revoked, problems) = f.store.revoked();
     assert!(problems.is_empty(), "{problems:?}");
-    let (revoked, _) = f.store.revoked(&keys);
-    policy::verify(token, &keys, &revoked)
+    policy::verify(token, f.store.roots(), &revoked)
 }
 
 #[test]
@@ -259,20 +285,20 @@ fn a_territory_limit_is_checked_against_the_licensee_territory_the_issuer_signed
 fn the_clock_turned_back_does_not_extend_a_licence() {
     let f = fixture();
     let t = sign(&f.key, &claims_for("Northern Records"));
-    let id = f.store.install_licence(&t).unwrap();
+    let id = f.store.install_licence(&t).unwrap().id;
     let clock = ManualClock::at(NOW + 20 * DAY);
-    let v = policy::evaluate(&f.store, Some(&id), &requirement(), &clock);
+    let v = policy::evaluate(&f.store, Some(&id), None, &requirement(), &clock);
     assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
     // Small corrections are tolerated.
     clock.set(NOW + 20 * DAY - 60);
     assert!(
-        policy::evaluate(&f.store, Some(&id), &requirement(), &clock)
+        policy::evaluate(&f.store, Some(&id), None, &requirement(), &clock)
             .state
             .allows()
     );
     // Turned back ten days: refused, and the last time seen does not move back.
     clock.set(NOW + 10 * DAY);
-    let v = policy::evaluate(&f.store, Some(&id), &requirement(), &clock);
+    let v = policy::evaluate(&f.store, Some(&id), None, &requirement(), &clock);
     assert_eq!(v.state, LicenceState::Invalid);
     assert!(
         v.reason.contains("clock has been turned back"),
@@ -283,7 +309,7 @@ fn the_clock_turned_back_does_not_extend_a_licence() {
     assert!(f.store.check_clock(NOW + 10 * DAY).is_err());
     clock.set(NOW + 21 * DAY);
     assert!(
-        policy::evaluate(&f.store, Some(&id), &requirement(), &clock)
+        policy::evaluate(&f.store, Some(&id), None, &requirement(), &clock)
             .state
             .allows()
     );
@@ -297,6 +323,7 @@ fn revocation_of_a_key_and_of_a_licence() {
 
     let list = RevocationList {
         iss: "Northern Records".into(),
+        seq: 1,
         iat: claims::format_time(NOW),
         revoked_keys: vec![],
         revoked_licences: vec!["lic-0001".into()],
@@ -310,8 +337,9 @@ fn revocation_of_a_key_and_of_a_licence() {
         }
     );
 
-    // A newer list that withdraws the key itself replaces the older one.
+    // A list with a higher sequence that withdraws the key itself replaces the older one.
     let list2 = RevocationList {
+        seq: 2,
         iat: claims::format_time(NOW + 60),
         revoked_keys: vec![f.key.kid.clone()],
         revoked_licences: vec![],
@@ -326,18 +354,34 @@ fn revocation_of_a_key_and_of_a_licence() {
             kid: f.key.kid.clone()
         }
     );
-    // The older list is refused now.
-    assert!(f.store.install_revocations(&signed).is_err());
+    // The older list is refused now, and so is another list reusing sequence 2.
+    assert_eq!(
+        f.store.install_revocations(&signed).unwrap_err(),
+        StoreError::NewerRevocations {
+            installed: 2,
+            offered: 1
+        }
+    );
+    let reuse = RevocationList {
+        revoked_keys: vec![],
+        ..list2
+    };
+    assert_eq!(
+        f.store
+            .install_revocations(&issue::sign_revocations(&f.key, &reuse).unwrap())
+            .unwrap_err(),
+        StoreError::SameSequence { seq: 2 }
+    );
 }
 
 #[test]
 fn an_issuer_cannot_revoke_another_issuers_key_or_licences() {
     let f = fixture();
-    let other = SigningKey::generate("Other Label").unwrap();
-    f.store.trust(&other.issuer_key()).unwrap();
+    let other = f.certified("Other Label", "USXYZ");
     let t = sign(&f.key, &claims_for("Northern Records"));
     let list = RevocationList {
         iss: "Other Label".into(),
+        seq: 1,
         iat: claims::format_time(NOW),
         revoked_keys: vec![f.key.kid.clone()],
         revoked_licences: vec!["lic-0001".into()],
@@ -372,7 +416,7 @@ fn an_issuer_cannot_revoke_another_issuers_key_or_licences() {
 }
 
 #[test]
-fn wrong_audience_unknown_key_and_issuer_mismatch() {
+fn wrong_audience_and_issuer_mismatch() {
     let f = fixture();
     let mut c = claims_for("Northern Records");
     c.aud = "another-plugin".into();
@@ -384,20 +428,13 @@ fn wrong_audience_unknown_key_and_issuer_mismatch() {
         }
     );
 
-    let stranger = SigningKey::generate("Northern Records").unwrap();
-    let t = sign(&stranger, &claims_for("Northern Records"));
-    let e = verify_with(&f, &t).unwrap_err();
-    assert_eq!(
-        e,
-        VerifyError::Token(TokenError::UnknownKey {
-            kid: stranger.kid.clone()
-        })
-    );
-    assert!(e.to_string().contains("does not trust"));
-
-    let other = SigningKey::generate("Other Label").unwrap();
-    f.store.trust(&other.issuer_key()).unwrap();
-    assert!(issue::sign_licence(&other, &claims_for("Northern Records")).is_err());
+    // A certified party signing in another's name: refused by the tool, and where it is
+    // signed anyway, by every verifier.
+    let other = f.certified("Other Label", "GBAYE");
+    assert!(matches!(
+        issue::sign_licence(&other, &claims_for("Northern Records")),
+        Err(issue::SignError::IssuerMismatch { .. })
+    ));
     let payload = serde_json::to_vec(&claims_for("Northern Records")).unwrap();
     let t = other.sign(Kind::Licence, &payload).unwrap();
     assert!(matches!(
@@ -550,10 +587,14 @@ mod fuzz {
 }
 
 #[test]
-fn the_store_caches_licences_by_id() {
+fn the_store_caches_verified_licences_by_key_and_id() {
     let f = fixture();
     let t = sign(&f.key, &claims_for("Northern Records"));
-    assert_eq!(f.store.install_licence(&t).unwrap(), "lic-0001");
+    let cached = f.store.install_licence(&t).unwrap();
+    assert_eq!(
+        (cached.id.as_str(), cached.kid.as_str()),
+        ("lic-0001", f.key.kid.as_str())
+    );
     assert_eq!(f.store.licence_token("lic-0001").unwrap(), t);
     assert_eq!(f.store.licence_ids(), vec!["lic-0001".to_owned()]);
     assert_eq!(
@@ -564,54 +605,97 @@ fn the_store_caches_licences_by_id() {
     );
     assert!(f.store.licence_token("../keys/x").is_err());
     let clock = ManualClock::at(NOW);
-    let v = policy::evaluate(&f.store, None, &requirement(), &clock);
+    let v = policy::evaluate(&f.store, None, None, &requirement(), &clock);
     assert_eq!(v.reason, LicenceError::NoTrackLoaded.to_string());
-    let v = policy::evaluate(&f.store, Some("lic-0001"), &requirement(), &clock);
+    let v = policy::evaluate(&f.store, Some("lic-0001"), None, &requirement(), &clock);
     assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+}
 
-    // A damaged key file in the store is reported, and other keys still work.
-    std::fs::write(f.store.root().join("keys/broken.toml"), "issuer = 3").unwrap();
-    let (keys, problems) = f.store.trusted_keys();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(problems.len(), 1);
+/// Finding 7 of the consent issue: the cache was keyed by licence id alone and cached tokens
+/// before verifying them, so an untrusted token with the same id replaced a valid licence.
+#[test]
+fn a_token_with_the_same_id_never_replaces_a_valid_licence() {
+    let f = fixture();
+    let valid = sign(&f.key, &claims_for("Northern Records"));
+    f.store.install_licence(&valid).unwrap();
+    let clock = ManualClock::at(NOW);
+    let allowed = |kid: Option<&str>| {
+        policy::evaluate(&f.store, Some("lic-0001"), kid, &requirement(), &clock)
+            .state
+            .allows()
+    };
+
+    // An uncertified key's token with the same id is refused before it is cached.
+    let stranger = SigningKey::generate("Northern Records").unwrap();
+    let payload = serde_json::to_vec(&claims_for("Northern Records")).unwrap();
+    let forged = stranger.sign(Kind::Licence, &payload).unwrap();
+    assert!(matches!(
+        f.store.install_licence(&forged),
+        Err(StoreError::Verify(VerifyError::Certificate(_)))
+    ));
+    // A tampered copy of the valid token too.
+    let tampered = format!("{}A", &valid[..valid.len() - 1]);
+    assert!(f.store.install_licence(&tampered).is_err());
+    assert_eq!(f.store.licence_token("lic-0001").unwrap(), valid);
+    assert!(allowed(None));
+
+    // Another certified label may use the same id for its own licence (ids are the issuer's
+    // to choose): both are kept, each under its key, and neither replaces the other.
+    let other = f.certified("Other Label", "GBAYE");
+    let mut c = claims_for("Other Label");
+    c.models[0].sha256 = "f".repeat(64);
+    let theirs = sign(&other, &c);
+    f.store.install_licence(&theirs).unwrap();
+    let cached = f.store.licence_tokens("lic-0001", None).unwrap();
+    assert_eq!(cached.len(), 2);
+    assert_eq!(
+        f.store
+            .licence_tokens("lic-0001", Some(&f.key.kid))
+            .unwrap()[0]
+            .text,
+        valid
+    );
+    // The project names the key: the other label's licence (for another model) is not used.
+    assert!(allowed(Some(&f.key.kid)));
+    assert!(!allowed(Some(&other.kid)));
+    // An old project without the key: the licence that allows the model is found.
+    assert!(allowed(None));
+}
+
+/// Finding 8 for licences installed from a file: the store keeps a licence only if this device
+/// is one it is bound to.
+#[test]
+fn a_licence_bound_to_another_device_is_not_cached_and_not_valid_here() {
+    let f = fixture();
+    let mut c = claims_for("Northern Records");
+    c.devices = vec!["0123456789abcdef0123456789abcdef".into()];
+    let t = sign(&f.key, &c);
+    let e = f.store.install_licence(&t).unwrap_err();
+    assert!(matches!(e, StoreError::OtherDevice { .. }));
+    assert!(e.to_string().contains(DEVICE), "{e}");
+    let v = policy::evaluate_token(&f.store, &t, &requirement(), &ManualClock::at(NOW));
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(v.reason.contains("bound to device"), "{}", v.reason);
+    // A licence bound to this device and a backup rig is valid here.
+    c.devices.push(DEVICE.into());
+    let t = sign(&f.key, &c);
+    f.store.install_licence(&t).unwrap();
+    let v = policy::evaluate_token(&f.store, &t, &requirement(), &ManualClock::at(NOW));
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
 }
 
 #[test]
-fn garbage_key_files_and_revocation_lists_are_reported_with_their_path() {
+fn garbage_revocation_lists_are_reported_with_their_path() {
     let f = fixture();
     f.store
         .install_licence(&sign(&f.key, &claims_for("Northern Records")))
         .unwrap();
     let root = f.store.root();
-    let not_toml = root.join("keys/a-garbage.toml");
-    std::fs::write(&not_toml, "\u{0}\u{7f} not a key file [[").unwrap();
-    let bad_public = root.join("keys/b-bad-public.toml");
-    std::fs::write(
-        &bad_public,
-        "issuer = \"Mallory\"\nkid = \"k4.pid.x\"\npublic = \"k4.public.nope\"\n",
-    )
-    .unwrap();
     std::fs::create_dir_all(root.join("revocations")).unwrap();
     let bad_list = root.join("revocations/garbage.paseto");
     std::fs::write(&bad_list, "v4.public.AAAA").unwrap();
 
-    let (keys, unreadable_keys) = f.store.trusted_keys();
-    assert_eq!(keys.len(), 1, "the good key is still trusted");
-    assert_eq!(unreadable_keys.len(), 2, "{unreadable_keys:?}");
-    assert_eq!(unreadable_keys[0].path, not_toml);
-    assert!(
-        matches!(unreadable_keys[0].problem, FileProblem::NotKeyFile { .. }),
-        "{unreadable_keys:?}"
-    );
-    assert_eq!(
-        unreadable_keys[1],
-        UnreadableFile {
-            path: bad_public.clone(),
-            problem: FileProblem::Key(KeyFileError::NotPublicPaserk),
-        }
-    );
-
-    let (revoked, unreadable_lists) = f.store.revoked(&keys);
+    let (revoked, unreadable_lists) = f.store.revoked();
     assert!(revoked.keys.is_empty() && revoked.licences.is_empty());
     assert_eq!(
         unreadable_lists,
@@ -625,16 +709,24 @@ fn garbage_key_files_and_revocation_lists_are_reported_with_their_path() {
     assert!(line.starts_with(&bad_list.display().to_string()), "{line}");
     assert!(line.contains("damaged or truncated"), "{line}");
 
-    // The listing reports all three; the licence is still usable and the verdict unchanged.
+    // The listing reports it; the licence is still usable and the verdict unchanged.
     let listing = policy::listing(&f.store);
     let paths: Vec<_> = listing.unreadable.iter().map(|u| &u.path).collect();
-    assert_eq!(paths, vec![&not_toml, &bad_public, &bad_list]);
+    assert_eq!(paths, vec![&bad_list]);
     assert_eq!(listing.licences, policy::cached_licences(&f.store));
     assert_eq!(listing.licences.len(), 1);
     assert!(listing.licences[0].usable, "{}", listing.licences[0].text);
+    assert!(
+        listing.licences[0]
+            .text
+            .contains("issued by Northern Records"),
+        "{}",
+        listing.licences[0].text
+    );
     let v = policy::evaluate(
         &f.store,
         Some("lic-0001"),
+        None,
         &requirement(),
         &ManualClock::at(NOW),
     );
@@ -704,7 +796,7 @@ share_bp = 3750
     );
     let s = LicenceSpec::from_toml(&spec).unwrap();
     let c = s
-        .to_claims("Northern Records", dir.path(), None, NOW)
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .unwrap();
     assert_eq!(c.track.isrc, "GBAYE2600001");
     assert_eq!(c.territories, vec!["GB", "IE"]);
@@ -718,18 +810,18 @@ share_bp = 3750
     let bad = spec.replace("share_bp = 3750", "share_bp = 3700");
     let e = LicenceSpec::from_toml(&bad)
         .unwrap()
-        .to_claims("Northern Records", dir.path(), None, NOW)
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .unwrap_err();
     assert!(e.to_string().contains("9950 basis points"), "{e}");
     let bad = spec.replace("\"remix\", \"live\"", "\"remix\", \"karaoke\"");
     assert!(LicenceSpec::from_toml(&bad)
         .unwrap()
-        .to_claims("N", dir.path(), None, NOW)
+        .to_claims("N", &[DEVICE.into()], dir.path(), None, NOW)
         .is_err());
     let missing = spec.replace("track.wav", "nope.wav");
     let e = LicenceSpec::from_toml(&missing)
         .unwrap()
-        .to_claims("N", dir.path(), None, NOW)
+        .to_claims("N", &[DEVICE.into()], dir.path(), None, NOW)
         .unwrap_err();
     assert!(e.to_string().contains("nope.wav"), "{e}");
 }
@@ -737,6 +829,7 @@ share_bp = 3750
 #[test]
 fn loaded_track_state_parses_json_or_a_bare_id() {
     let t = LoadedTrack {
+        key: String::new(),
         licence: "lic-1".into(),
         isrc: "GBAYE2600001".into(),
         title: "T".into(),
@@ -781,9 +874,10 @@ fn the_latch_takes_a_new_state_only_at_a_stop_or_a_reset() {
 fn the_monitor_rechecks_periodically() {
     let f = fixture();
     let t = sign(&f.key, &claims_for("Northern Records"));
-    let id = f.store.install_licence(&t).unwrap();
+    let id = f.store.install_licence(&t).unwrap().id;
     let clock = Arc::new(ManualClock::at(NOW));
     let spec = MonitorSpec {
+        licence_key: None,
         store: f.store.clone(),
         licence_id: Some(id),
         requirement: requirement(),
@@ -949,14 +1043,16 @@ fn fingerprints_encode_and_decode() {
 fn a_revocation_counts_only_from_the_key_it_withdraws_or_that_signed_the_licence() {
     let f = fixture();
     let b = &f.key;
-    let a = SigningKey::generate("Northern Records").unwrap();
-    f.store.trust(&a.issuer_key()).unwrap();
+    // Another key certified under the same name (a label's second key, or an impostor the
+    // registry certified for another catalogue): the name gives it no standing over B.
+    let a = f.certified("Northern Records", "GBAYE");
     let licence = sign(b, &claims_for("Northern Records"));
     f.store.install_licence(&licence).unwrap();
 
     // Key A names key B and B's licence: ignored, and B's licence still verifies.
     let by_a = RevocationList {
         iss: "Northern Records".into(),
+        seq: 1,
         iat: claims::format_time(NOW),
         revoked_keys: vec![b.kid.clone()],
         revoked_licences: vec!["lic-0001".into()],
@@ -965,7 +1061,7 @@ fn a_revocation_counts_only_from_the_key_it_withdraws_or_that_signed_the_licence
         .sign(Kind::Revocations, &serde_json::to_vec(&by_a).unwrap())
         .unwrap();
     let installed = f.store.install_revocations(&signed).unwrap();
-    assert_eq!(installed.signed.kid, a.kid);
+    assert_eq!(installed.signed.signer(), a.kid);
     assert_eq!(
         installed.ignored,
         vec![
@@ -1005,6 +1101,7 @@ fn a_revocation_counts_only_from_the_key_it_withdraws_or_that_signed_the_licence
     );
     // Key B withdraws itself (a newer list from B): it counts.
     let self_withdrawn = RevocationList {
+        seq: 2,
         iat: claims::format_time(NOW + 60),
         revoked_keys: vec![b.kid.clone()],
         revoked_licences: vec![],
@@ -1107,7 +1204,7 @@ share_bp = 10000
     );
     let e = LicenceSpec::from_toml(&spec)
         .unwrap()
-        .to_claims("Northern Records", dir.path(), None, NOW)
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .expect_err("remix without audio");
     assert!(
         e.to_string()
@@ -1117,7 +1214,7 @@ share_bp = 10000
     let cover = spec.replace("[\"remix\"]", "[\"cover\"]");
     LicenceSpec::from_toml(&cover)
         .unwrap()
-        .to_claims("Northern Records", dir.path(), None, NOW)
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .unwrap();
 }
 
@@ -1170,7 +1267,7 @@ fn zero_width_joiners_are_allowed_only_between_two_non_ascii_characters() {
 
 /// Runs `f` on its own thread and fails the test if it does not return within `secs`: a read
 /// that blocks on a named pipe would otherwise hang the whole test run.
-fn returns_within<T: Send + 'static>(
+pub(super) fn returns_within<T: Send + 'static>(
     secs: u64,
     what: &str,
     f: impl FnOnce() -> T + Send + 'static,
@@ -1191,7 +1288,7 @@ fn returns_within<T: Send + 'static>(
 }
 
 #[cfg(unix)]
-fn mkfifo(path: &std::path::Path) {
+pub(super) fn mkfifo(path: &std::path::Path) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
@@ -1220,18 +1317,19 @@ fn pipes_and_devices_in_the_licence_folder_are_reported_and_never_block() {
         .install_licence(&sign(&f.key, &claims_for("Northern Records")))
         .unwrap();
     let root = f.store.root().to_owned();
+    let licences = format!("licences/{}", super::store::key_tag(&f.key.kid));
     for p in [
-        "keys/pipe.toml",
-        "licences/pipe.paseto",
-        "revocations/pipe.paseto",
-        "clock",
+        format!("{licences}/pipe.paseto"),
+        "revocations/pipe.paseto".into(),
+        "receipt.paseto".into(),
+        "device/device.toml.pipe".into(),
+        "clock".into(),
     ] {
         mkfifo(&root.join(p));
     }
     for p in [
-        "keys/zero.toml",
-        "licences/zero.paseto",
-        "revocations/zero.paseto",
+        format!("{licences}/zero.paseto"),
+        "revocations/zero.paseto".into(),
     ] {
         std::os::unix::fs::symlink("/dev/zero", root.join(p)).unwrap();
     }
@@ -1241,6 +1339,7 @@ fn pipes_and_devices_in_the_licence_folder_are_reported_and_never_block() {
         let verdict = policy::evaluate(
             &store,
             Some("lic-0001"),
+            None,
             &requirement(),
             &ManualClock::at(NOW),
         );
@@ -1265,15 +1364,13 @@ fn pipes_and_devices_in_the_licence_folder_are_reported_and_never_block() {
     assert_eq!(
         problems,
         vec![
-            (root.join("keys/pipe.toml"), pipe.clone()),
-            (root.join("keys/zero.toml"), device.clone()),
             (root.join("revocations/pipe.paseto"), pipe),
             (root.join("revocations/zero.paseto"), device),
         ]
     );
     let line = listing.unreadable[0].to_string();
     assert!(
-        line.contains("pipe.toml") && line.contains("not a regular file"),
+        line.contains("pipe.paseto") && line.contains("not a regular file"),
         "{line}"
     );
     let rows: Vec<(&str, bool, &str)> = listing
@@ -1297,7 +1394,13 @@ fn pipes_and_devices_in_the_licence_folder_are_reported_and_never_block() {
     // A licence id that names a pipe is refused with the reason, at once.
     let store = f.store.clone();
     let v = returns_within(20, "a licence that is a pipe", move || {
-        policy::evaluate(&store, Some("pipe"), &requirement(), &ManualClock::at(NOW))
+        policy::evaluate(
+            &store,
+            Some("pipe"),
+            None,
+            &requirement(),
+            &ManualClock::at(NOW),
+        )
     });
     assert_eq!(v.state, LicenceState::Invalid);
     assert!(v.reason.contains("not a regular file"), "{}", v.reason);
@@ -1313,10 +1416,10 @@ fn huge_files_in_the_licence_folder_are_refused_by_their_size() {
         .unwrap();
     let root = f.store.root().to_owned();
     for p in [
-        "keys/huge.toml",
-        "licences/huge.paseto",
-        "revocations/huge.paseto",
-        "clock",
+        format!("licences/{}/huge.paseto", super::store::key_tag(&f.key.kid)),
+        "revocations/huge.paseto".into(),
+        "receipt.paseto".into(),
+        "clock".into(),
     ] {
         sparse(&root.join(p), TWO_GIB);
     }
@@ -1326,6 +1429,7 @@ fn huge_files_in_the_licence_folder_are_refused_by_their_size() {
         let verdict = policy::evaluate(
             &store,
             Some("lic-0001"),
+            None,
             &requirement(),
             &ManualClock::at(NOW),
         );
@@ -1334,26 +1438,17 @@ fn huge_files_in_the_licence_folder_are_refused_by_their_size() {
     assert_eq!(verdict.state, LicenceState::Valid, "{}", verdict.reason);
     assert_eq!(
         listing.unreadable,
-        vec![
-            UnreadableFile {
-                path: root.join("keys/huge.toml"),
-                problem: FileProblem::TooLarge {
-                    bytes: TWO_GIB,
-                    max: token::MAX_KEY_FILE_BYTES,
-                },
+        vec![UnreadableFile {
+            path: root.join("revocations/huge.paseto"),
+            problem: FileProblem::TooLarge {
+                bytes: TWO_GIB,
+                max: super::store::MAX_REVOCATION_LIST_BYTES,
             },
-            UnreadableFile {
-                path: root.join("revocations/huge.paseto"),
-                problem: FileProblem::TooLarge {
-                    bytes: TWO_GIB,
-                    max: super::store::MAX_REVOCATION_LIST_BYTES,
-                },
-            },
-        ]
+        },]
     );
     let line = listing.unreadable[0].to_string();
     assert!(
-        line.contains("2147483648 bytes; the limit for this file is 16384 bytes"),
+        line.contains("2147483648 bytes; the limit for this file is 524288 bytes"),
         "{line}"
     );
     assert_eq!(listing.licences.len(), 2);

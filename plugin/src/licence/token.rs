@@ -75,26 +75,45 @@ pub enum KeyFileError {
     Write(crate::files::WriteError),
 }
 
-/// What a token is.
+/// What a token is. Each kind is bound to its purpose by PASETO's implicit assertion, so no
+/// token can pass for another kind, whoever signed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A licence (signed by a certified issuer).
     Licence,
+    /// An issuer's revocation list (its own key, its own licences).
     Revocations,
+    /// A registry certificate of an issuer's key (signed by a root).
+    Certificate,
+    /// The registry's revocation list (certificates, keys, licences), with its sequence.
+    RegistryRevocations,
+    /// A freshness receipt: the registry's signed time and revocation sequence for a device.
+    Receipt,
+    /// A device's public keys, signed by the device itself.
+    Device,
 }
 
 impl Kind {
     fn implicit(self) -> &'static [u8] {
         match self {
             Kind::Licence => b"refrain-licence-v1",
-            Kind::Revocations => b"refrain-revocations-v1",
+            Kind::Revocations => b"refrain-revocations-v2",
+            Kind::Certificate => b"refrain-certificate-v1",
+            Kind::RegistryRevocations => b"refrain-registry-revocations-v1",
+            Kind::Receipt => b"refrain-receipt-v1",
+            Kind::Device => b"refrain-device-v1",
         }
     }
 }
 
+/// The authenticated footer: the signing key's id and, for tokens an issuer signs, the
+/// registry certificate of that key (so a licence file carries its whole chain).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Footer {
     kid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cert: Option<String>,
 }
 
 /// An issuer's public key, as trusted by this machine.
@@ -107,12 +126,16 @@ pub struct IssuerKey {
     pub public: AsymmetricPublicKey<V4>,
 }
 
-/// An issuer's signing key (kept by the rights holder, never by the plugin).
+/// An issuer's signing key (kept by the rights holder, never by the plugin), or a registry
+/// root's, or a device's.
 pub struct SigningKey {
     pub issuer: String,
     pub kid: String,
     pub secret: AsymmetricSecretKey<V4>,
     pub public: AsymmetricPublicKey<V4>,
+    /// The registry certificate of this key (a token), carried in the footer of everything
+    /// it signs. An issuer without one signs licences that no build accepts.
+    pub certificate: Option<String>,
 }
 
 /// On-disk form of keys (TOML).
@@ -164,6 +187,7 @@ impl SigningKey {
             kid: key_id(&pair.public),
             secret: pair.secret,
             public: pair.public,
+            certificate: None,
         })
     }
 
@@ -199,13 +223,25 @@ impl SigningKey {
             kid: public.kid,
             secret,
             public: public.public,
+            certificate: None,
         })
+    }
+
+    /// This key with its registry certificate, carried by everything it signs from now on.
+    pub fn with_certificate(mut self, certificate: &str) -> SigningKey {
+        self.certificate = Some(certificate.trim().to_owned());
+        self
     }
 
     /// Signs `payload` (JSON) as a token of `kind`.
     pub fn sign(&self, kind: Kind, payload: &[u8]) -> Result<String, KeyFileError> {
+        let cert = match kind {
+            Kind::Licence | Kind::Revocations => self.certificate.clone(),
+            _ => None,
+        };
         let footer = serde_json::to_vec(&Footer {
             kid: self.kid.clone(),
+            cert,
         })
         .map_err(|e| KeyFileError::Sign {
             reason: e.to_string(),
@@ -257,6 +293,8 @@ pub struct Unverified {
     token: UntrustedToken<Public, V4>,
     /// The key id named in the footer.
     pub kid: String,
+    /// The signing key's registry certificate, from the footer (issuer tokens).
+    pub cert: Option<String>,
 }
 
 /// Parses the token's structure and reads the key id. Nothing here is trusted yet.
@@ -275,6 +313,7 @@ pub fn parse(token: &str) -> Result<Unverified, TokenError> {
     Ok(Unverified {
         token: untrusted,
         kid: footer.kid,
+        cert: footer.cert,
     })
 }
 

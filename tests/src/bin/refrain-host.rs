@@ -17,7 +17,6 @@ use refrain::licence::gate::LoadedTrack;
 use refrain::licence::issue::{self, LicenceSpec};
 use refrain::licence::policy::{Clock, SystemClock};
 use refrain::licence::store::Store;
-use refrain::licence::token::SigningKey;
 use refrain_tests::{write_wav, Host, Setup};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,7 +33,7 @@ fn main() -> Result<()> {
             .cloned()
     };
     if args.get(1).map(String::as_str) != Some("demo") {
-        bail!("usage: refrain-host demo --plugin PATH.clap --out-dir DIR [--model MODEL] [--licence FILE]");
+        bail!("usage: refrain-host demo --plugin PATH.clap --out-dir DIR [--model MODEL] [--licence FILE] [--release-plugin PATH.clap]");
     }
     let plugin = get("--plugin")
         .map(PathBuf::from)
@@ -144,7 +143,12 @@ fn main() -> Result<()> {
         bail!("the output equals the input: the model did not run (see the plugin's log above)");
     }
     drop(host);
-    licence_demo(&plugin, &out_dir, &store)
+    licence_demo(
+        &plugin,
+        get("--release-plugin").map(PathBuf::from).as_deref(),
+        &out_dir,
+        &store,
+    )
 }
 
 const REMIX_MODEL: &str = concat!(
@@ -182,12 +186,30 @@ fn rms_per_second(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<f64> {
         .collect()
 }
 
-fn licence_demo(plugin: &Path, out_dir: &Path, store: &Store) -> Result<()> {
+/// The licence demo: a rights holder certified by the development registry issues a licence
+/// for this machine's device; `plugin` (the development-root build) runs the model under it, and
+/// `release` (the release build, trusting the registry root only) refuses it.
+fn licence_demo(
+    plugin: &Path,
+    release: Option<&Path>,
+    out_dir: &Path,
+    store: &Store,
+) -> Result<()> {
     println!();
     println!("Licence demo (licence folder {}):", store.root().display());
-    // A throwaway rights holder: its key is trusted on this machine only for the demo.
-    let key = SigningKey::generate("Demo Rights Holder")?;
-    issue::trust(store, &key)?;
+    // The development registry (its root's secret key is public: only development builds
+    // trust it) certifies a throwaway rights holder for its ISRC prefix.
+    let registry = refrain::licence::registry::development(&out_dir.join("registry"))?;
+    let store = &store
+        .clone()
+        .with_roots(refrain::licence::roots::Roots::with(vec![registry.root()]));
+    let key = refrain::testkit::certified_issuer(
+        &registry,
+        "Demo Rights Holder",
+        "ZZRFN",
+        SystemClock.now(),
+    );
+    let device = store.device()?.id;
     let track = refrain::synth::song(1, 30.0, RATE as u32);
     let track_path = out_dir.join("licensed-track.wav");
     write_wav(&track_path, &track, RATE as u32)?;
@@ -220,8 +242,13 @@ share_percent = 30
 "#,
         track_path.display()
     );
-    let claims =
-        LicenceSpec::from_toml(&spec)?.to_claims(&key.issuer, out_dir, None, SystemClock.now())?;
+    let claims = LicenceSpec::from_toml(&spec)?.to_claims(
+        &key.issuer,
+        &[device],
+        out_dir,
+        None,
+        SystemClock.now(),
+    )?;
     let token = issue::sign_licence(&key, &claims)?;
     let licence_path = out_dir.join("demo-track-one.paseto");
     std::fs::write(&licence_path, &token).context("write the demo licence")?;
@@ -269,7 +296,25 @@ share_percent = 30
         ),
         None => println!("  other track      the model was never switched off"),
     }
-    if mean < 0.01 || !identical || off_at.is_none_or(|s| !(20..=26).contains(&s)) {
+    let mut refused = true;
+    if let Some(release) = release {
+        let out = bounce_remix(release, &loaded.to_state(), &excerpt)?;
+        refused = out
+            .iter()
+            .zip(&excerpt)
+            .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        println!(
+            "  release bundle   {}: the development registry's licence {}",
+            release.display(),
+            if refused {
+                "is refused (the output is the dry track, bit for bit): a release build trusts \
+                 the registry root only"
+            } else {
+                "was ACCEPTED"
+            }
+        );
+    }
+    if mean < 0.01 || !identical || off_at.is_none_or(|s| !(20..=26).contains(&s)) || !refused {
         bail!("the licence demo did not behave as described");
     }
     Ok(())

@@ -3,14 +3,11 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use refrain::engine::latency::Mode;
-use refrain::licence::enforce::{self, Setting};
-use refrain::licence::gate::LoadedTrack;
-use refrain::licence::issue::{self, LicenceSpec};
-use refrain::licence::policy::{self, Clock, LicenceState, Requirement, SystemClock};
-use refrain::licence::store::{self, RevocationList, Store};
-use refrain::licence::token::{self, IssuerKey, SigningKey};
-use refrain::licence::{claims, RevocationError, StoreError, TokenError};
+use refrain::licence::store::Store;
 use refrain::models::ModelSource;
+
+mod rights;
+use rights::{DeviceCommand, LicenceCommand, RegistryCommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -127,9 +124,15 @@ enum Command {
         #[arg(long, default_value = "deezer.spleeter-2stems")]
         separator: String,
     },
-    /// Licences: keys, issuing, checking, revoking.
-    #[command(subcommand)]
+    /// Licences: keys, issuing, checking, revoking, installing.
+    #[command(subcommand, alias = "license")]
     Licence(LicenceCommand),
+    /// The registry's role: its root, certifying rights holders, revoking, freshness receipts.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// This machine's device keys: the id licences are bound to.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Models: what a model folder holds, its identity, and the models folder.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -146,340 +149,6 @@ enum ModelCommand {
     Import { model: PathBuf },
     /// The models in the models folder and on REFRAIN_MODEL_PATH.
     List,
-}
-
-#[derive(Subcommand)]
-enum LicenceCommand {
-    /// Create an issuer key pair (rights holders). Writes NAME.secret.toml (keep it safe) and
-    /// NAME.public.toml (give it to licensees).
-    Keygen {
-        /// The rights holder's name, as licences will name it.
-        #[arg(long)]
-        issuer: String,
-        /// Folder for the two key files.
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        /// File name stem (default: from the issuer's name).
-        #[arg(long)]
-        name: Option<String>,
-        /// Also trust the public key on this machine.
-        #[arg(long)]
-        trust: bool,
-    },
-    /// Trust an issuer's public key on this machine.
-    Trust { public_key: PathBuf },
-    /// Issue a licence from a TOML description (see `licence::issue` for the fields).
-    Issue {
-        /// The issuer's secret key file.
-        #[arg(long)]
-        key: PathBuf,
-        /// The licence description (TOML).
-        #[arg(long)]
-        spec: PathBuf,
-        /// The licensed recording (WAV) for the reference fingerprint; overrides `track.audio`.
-        /// A remix licence needs one or the other.
-        #[arg(long)]
-        audio: Option<PathBuf>,
-        /// Where to write the licence token.
-        #[arg(long)]
-        out: PathBuf,
-        /// Also cache the licence on this machine.
-        #[arg(long)]
-        install: bool,
-    },
-    /// Show what a licence claims, and whether its signature verifies here.
-    Inspect { licence: String },
-    /// Check a licence as the plugin would, and say why it fails if it does (exit status 1).
-    Verify {
-        /// A licence file, or the id of a cached licence.
-        licence: String,
-        /// The model to check it for: a model.toml (or its folder).
-        #[arg(long)]
-        model: Option<String>,
-        /// Check public performance (`live`, as the standalone on stage needs), not only use
-        /// in a DAW.
-        #[arg(long)]
-        live: bool,
-    },
-    /// Sign a revocation list withdrawing licences this key signed and/or the key itself.
-    Revoke {
-        /// The issuer's secret key file.
-        #[arg(long)]
-        key: PathBuf,
-        /// Licence ids to withdraw (only licences this key signed are withdrawn).
-        #[arg(long = "licence")]
-        licences: Vec<String>,
-        /// Key ids (`k4.pid.…`) to withdraw: only this key's own id (a key withdraws itself;
-        /// another key signs its own withdrawal).
-        #[arg(long = "key-id")]
-        key_ids: Vec<String>,
-        /// Where to write the signed list.
-        #[arg(long)]
-        out: PathBuf,
-        /// Also install the list on this machine.
-        #[arg(long)]
-        install: bool,
-    },
-    /// Cache a licence or install a revocation list on this machine.
-    Install { file: PathBuf },
-    /// List the cached licences and what each allows now.
-    List,
-}
-
-/// Whether a licence argument names a file rather than a cached licence's id: anything at that
-/// path but a folder. A pipe or a device is then refused by the reader, saying what it is.
-fn names_file(arg: &str) -> bool {
-    std::fs::metadata(arg).is_ok_and(|m| !m.is_dir())
-}
-
-/// `--licence`: a file (cached on the way) or the id of a cached licence.
-fn resolve_track(store: &Store, arg: &str) -> Result<LoadedTrack> {
-    let path = Path::new(arg);
-    if names_file(arg) {
-        LoadedTrack::load_file(store, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    } else {
-        Ok(LoadedTrack {
-            licence: arg.to_owned(),
-            ..Default::default()
-        })
-    }
-}
-
-/// A licence argument's token: a file, or a cached licence's id.
-fn token_text(store: &Store, arg: &str) -> Result<String> {
-    if names_file(arg) {
-        Ok(store::read_token_file(Path::new(arg))?)
-    } else {
-        Ok(store.licence_token(arg)?)
-    }
-}
-
-fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let s = s.trim_matches('-').to_owned();
-    if s.is_empty() {
-        "issuer".into()
-    } else {
-        s
-    }
-}
-
-fn signing_key(path: &Path) -> Result<SigningKey> {
-    Ok(SigningKey::from_file(&issue::read_key_file(path)?)?)
-}
-
-fn licence(cmd: LicenceCommand) -> Result<()> {
-    let store = Store::open_default()?;
-    match cmd {
-        LicenceCommand::Keygen {
-            issuer,
-            out,
-            name,
-            trust,
-        } => {
-            let key = SigningKey::generate(&issuer)?;
-            let stem = name.unwrap_or_else(|| slug(&issuer));
-            let secret = out.join(format!("{stem}.secret.toml"));
-            let public = out.join(format!("{stem}.public.toml"));
-            issue::write_key_file(&secret, &key.to_file())?;
-            issue::write_key_file(&public, &key.issuer_key().to_file())?;
-            println!("issuer:      {issuer}");
-            println!("key id:      {}", key.kid);
-            println!(
-                "secret key:  {} (keep it safe; never share it)",
-                secret.display()
-            );
-            println!("public key:  {}", public.display());
-            if trust {
-                let p = store.trust(&key.issuer_key())?;
-                println!("trusted:     {}", p.display());
-            }
-        }
-        LicenceCommand::Trust { public_key } => {
-            let key = IssuerKey::from_file(&issue::read_key_file(&public_key)?)?;
-            let p = store.trust(&key)?;
-            println!("trusted {} ({}) in {}", key.issuer, key.kid, p.display());
-        }
-        LicenceCommand::Issue {
-            key,
-            spec,
-            audio,
-            out,
-            install,
-        } => {
-            let key = signing_key(&key)?;
-            let base = spec.parent().unwrap_or(Path::new("."));
-            let claims = LicenceSpec::load(&spec)?.to_claims(
-                &key.issuer,
-                base,
-                audio.as_deref(),
-                SystemClock.now(),
-            )?;
-            let token = issue::sign_licence(&key, &claims)?;
-            // Whole or not at all: an earlier licence at `out` stays if the write fails.
-            refrain::files::write_atomic(&out, token.as_bytes())?;
-            print!("{}", claims.describe());
-            println!("written:     {} ({} bytes)", out.display(), token.len());
-            if install {
-                store.install_licence(&token)?;
-                println!("cached in:   {}", store.root().display());
-            }
-        }
-        LicenceCommand::Inspect { licence } => {
-            let text = token_text(&store, &licence)?;
-            let untrusted = token::parse(&text)?;
-            let (keys, _) = store.trusted_keys();
-            let (revoked, _) = store.revoked(&keys);
-            match policy::verify(&text, &keys, &revoked) {
-                Ok(c) => {
-                    print!("{}", c.describe());
-                    println!("signature:   verifies (key {})", untrusted.kid);
-                }
-                Err(e) => {
-                    // Show what it claims, marked as untrusted.
-                    if let Ok(c) =
-                        serde_json::from_slice::<claims::Claims>(untrusted.untrusted_payload())
-                    {
-                        print!("{}", c.describe());
-                    }
-                    println!("signature:   NOT TRUSTED: {e}");
-                }
-            }
-        }
-        LicenceCommand::Verify {
-            licence,
-            model,
-            live,
-        } => {
-            let text = token_text(&store, &licence)?;
-            let (keys, _) = store.trusted_keys();
-            let (revoked, _) = store.revoked(&keys);
-            let claims = match policy::verify(&text, &keys, &revoked) {
-                Ok(c) => c,
-                Err(e) => bail!("invalid: {e}"),
-            };
-            let requirement = match model {
-                Some(m) => {
-                    let package = ModelSource::parse(&m).package()?;
-                    let setting = if live {
-                        Setting::PublicPerformance
-                    } else {
-                        Setting::Studio
-                    };
-                    match enforce::requirement(&package, setting) {
-                        Some(r) => r,
-                        None => {
-                            println!("model `{}` needs no licence", package.manifest.model.id);
-                            return Ok(());
-                        }
-                    }
-                }
-                // No model: the signature, revocation, clock and dates.
-                None => Requirement {
-                    model_id: claims.models[0].id.clone(),
-                    model_sha256: claims.models[0].sha256.clone(),
-                    uses: if live {
-                        vec![claims::Use::Live]
-                    } else {
-                        vec![]
-                    },
-                },
-            };
-            let v = policy::evaluate_token(&store, &text, &requirement, &SystemClock);
-            match v.state {
-                LicenceState::Valid | LicenceState::NotRequired => println!("valid: {}", v.reason),
-                LicenceState::Grace => println!("valid (grace period): {}", v.reason),
-                LicenceState::Invalid => bail!("invalid: {}", v.reason),
-            }
-        }
-        LicenceCommand::Revoke {
-            key,
-            licences,
-            key_ids,
-            out,
-            install,
-        } => {
-            if licences.is_empty() && key_ids.is_empty() {
-                bail!("nothing to revoke: give --licence ID and/or --key-id KID");
-            }
-            let key = signing_key(&key)?;
-            let list = RevocationList {
-                iss: key.issuer.clone(),
-                iat: claims::format_time(SystemClock.now()),
-                revoked_keys: key_ids,
-                revoked_licences: licences,
-            };
-            let token = issue::sign_revocations(&key, &list)?;
-            refrain::files::write_atomic(&out, token.as_bytes())?;
-            println!(
-                "revocation list of {}: {} licence(s), {} key(s), written to {}",
-                list.iss,
-                list.revoked_licences.len(),
-                list.revoked_keys.len(),
-                out.display()
-            );
-            if install {
-                let installed = store.install_revocations(&token)?;
-                println!("installed in {}", store.root().display());
-                for entry in &installed.ignored {
-                    println!("{entry}");
-                }
-            }
-        }
-        LicenceCommand::Install { file } => {
-            let text = store::read_token_file(&file)?;
-            match store.install_revocations(&text) {
-                Ok(installed) => {
-                    let list = &installed.signed.list;
-                    println!(
-                        "installed the revocation list of {} signed by {} ({} licence(s), {} \
-                         key(s))",
-                        list.iss,
-                        installed.signed.kid,
-                        list.revoked_licences.len(),
-                        list.revoked_keys.len()
-                    );
-                    for entry in &installed.ignored {
-                        println!("{entry}");
-                    }
-                }
-                // Not a revocation list (a licence is signed for another purpose): a licence.
-                Err(StoreError::Revocations(
-                    RevocationError::Token(TokenError::BadSignature)
-                    | RevocationError::Payload { .. },
-                )) => {
-                    let id = store.install_licence(&text)?;
-                    println!("cached licence {id} in {}", store.root().display());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        LicenceCommand::List => {
-            let listing = policy::listing(&store);
-            for file in &listing.unreadable {
-                eprintln!("warning: skipped {file}");
-            }
-            for entry in &listing.ignored {
-                eprintln!("note: {entry}");
-            }
-            if listing.licences.is_empty() {
-                println!("no licences cached in {}", store.root().display());
-            }
-            for row in listing.licences {
-                println!("{}  {}", row.id, row.text);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -509,7 +178,7 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let track = match &licence_arg {
-                Some(arg) => Some(resolve_track(&Store::open_default()?, arg)?),
+                Some(arg) => Some(rights::resolve_track(&Store::open_default()?, arg)?),
                 None => None,
             };
             let bar = indicatif::ProgressBar::new(1000);
@@ -607,7 +276,9 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Command::Licence(cmd) => licence(cmd),
+        Command::Licence(cmd) => rights::licence(cmd),
+        Command::Registry(cmd) => rights::registry(cmd),
+        Command::Device(cmd) => rights::device(cmd),
         Command::Model(cmd) => model(cmd),
     }
 }

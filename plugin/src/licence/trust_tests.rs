@@ -1,0 +1,539 @@
+//! The consent issue's attacks on trust, each tried as a determined user would: a self-made
+//! label, a self-made registry, a label licensing another's catalogue, deleted or rolled-back
+//! state, a frozen clock, concurrent installs, and the cache. Each of these passed on the code
+//! before the registry root (see the issue's findings 1, 6 and 7).
+
+use super::certificate::{self, CertificateError, Party, Scope};
+use super::claims::Use;
+use super::device::{self, Device};
+use super::freshness::FreshnessError;
+use super::policy::{self, LicenceState, ManualClock, Verdict};
+use super::registry::Registry;
+use super::revocation::{RevocationList, RevokedLicence};
+use super::roots::{self, Roots};
+use super::store::{Store, StoreError};
+use super::tests::{claims_for, fixture, requirement, sign, verify_with, Fixture, DAY, NOW};
+use super::token::{Kind, SigningKey};
+use super::{issue, ReceiptError, TermsError, VerifyError};
+
+fn evaluate(f: &Fixture, token: &str, at: i64) -> Verdict {
+    policy::evaluate_token(&f.store, token, &requirement(), &ManualClock::at(at))
+}
+
+/// Finding 1: `licence keygen --issuer "<any famous label>" --trust` made a trusted issuer.
+#[test]
+fn a_self_made_label_is_refused_with_a_message_naming_the_missing_certificate() {
+    let f = fixture();
+    let label = SigningKey::generate("Universal Music Group").unwrap();
+    let claims = claims_for("Universal Music Group");
+    // The issuing tool says what is missing...
+    let e = issue::sign_licence(&label, &claims).unwrap_err();
+    assert!(matches!(e, issue::SignError::NoCertificate { .. }), "{e}");
+    // ...and a licence signed anyway is refused by every verifier, naming the certificate.
+    let token = label
+        .sign(Kind::Licence, &serde_json::to_vec(&claims).unwrap())
+        .unwrap();
+    let e = verify_with(&f, &token).unwrap_err();
+    assert_eq!(
+        e,
+        VerifyError::Certificate(CertificateError::Missing {
+            kid: label.kid.clone()
+        })
+    );
+    let words = e.to_string();
+    assert!(
+        words.contains("not certified") && words.contains("registry certify"),
+        "{words}"
+    );
+    assert!(f.store.install_licence(&token).is_err());
+    assert!(f.store.licence_ids().is_empty(), "nothing was cached");
+
+    // A self-made registry: its own root, certifying itself for everything.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Registry::init(dir.path(), "Refrain Registry").unwrap();
+    let self_certified = super::tests::certified_with(&fake, "Universal Music Group", "GBAYE");
+    let token = sign(&self_certified, &claims);
+    let e = verify_with(&f, &token).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            VerifyError::Certificate(CertificateError::UnknownRoot { kid, .. })
+                if *kid == fake.root().kid
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("does not trust"), "{e}");
+    assert!(e.to_string().contains(&f.registry.root().kid), "{e}");
+    let v = evaluate(&f, &token, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+}
+
+/// A certificate's scope is what its party may license: a label only its own recordings, a
+/// self-releasing artist their own prefix, a publisher covers of its works.
+#[test]
+fn a_certified_party_licenses_only_what_its_certificate_covers() {
+    let f = fixture();
+    // Northern Records (GBAYE) licensing a US recording.
+    let mut c = claims_for("Northern Records");
+    c.track.isrc = "USRC17607839".into();
+    assert!(matches!(
+        issue::sign_licence(&f.key, &c),
+        Err(issue::SignError::OutOfScope { .. })
+    ));
+    let token = f
+        .key
+        .sign(Kind::Licence, &serde_json::to_vec(&c).unwrap())
+        .unwrap();
+    let e = verify_with(&f, &token).unwrap_err();
+    assert!(matches!(e, VerifyError::OutOfScope { .. }), "{e}");
+    let words = e.to_string();
+    assert!(
+        words.contains("`Northern Records` is not certified for this track (USRC17607839")
+            && words.contains("ISRC prefixes GBAYE"),
+        "{words}"
+    );
+
+    // A self-releasing artist with their own registrant prefix licenses their own stems.
+    let artist = f.certified("Aurora Vale", "QZABC");
+    let mut own = claims_for("Aurora Vale");
+    own.track.isrc = "QZABC2600007".into();
+    verify_with(&f, &sign(&artist, &own)).unwrap();
+    own.track.isrc = "GBAYE2600001".into();
+    assert!(issue::sign_licence(&artist, &own).is_err());
+
+    // A publisher certified for one work: a cover licence of it, never a remix of a recording.
+    let publisher = SigningKey::generate("Aurora Songs").unwrap();
+    let (_, cert) = f
+        .registry
+        .certify(
+            &publisher.issuer_key(),
+            Party {
+                name: "Aurora Songs".into(),
+                ipi: vec!["00123456789".into()],
+                isni: vec![],
+            },
+            Scope {
+                iswcs: vec!["T-034.524.680-1".into()],
+                ..Scope::default()
+            },
+            NOW - DAY,
+            365,
+        )
+        .unwrap();
+    let publisher = publisher.with_certificate(&cert);
+    let mut cover = claims_for("Aurora Songs");
+    cover.uses = vec![Use::Cover];
+    verify_with(&f, &sign(&publisher, &cover)).unwrap();
+    cover.uses = vec![Use::Cover, Use::Remix];
+    assert!(issue::sign_licence(&publisher, &cover).is_err());
+    let token = publisher
+        .sign(Kind::Licence, &serde_json::to_vec(&cover).unwrap())
+        .unwrap();
+    assert!(matches!(
+        verify_with(&f, &token),
+        Err(VerifyError::OutOfScope { .. })
+    ));
+}
+
+#[test]
+fn the_registry_withdraws_certificates_and_keys_and_certificates_expire() {
+    let f = fixture();
+    let token = sign(&f.key, &claims_for("Northern Records"));
+    assert_eq!(evaluate(&f, &token, NOW).state, LicenceState::Valid);
+    let cid = certificate::verify_issued(&token, f.store.roots(), Kind::Licence)
+        .unwrap()
+        .0
+        .certificate
+        .cid;
+    let (list, signed) = f
+        .registry
+        .revoke(std::slice::from_ref(&cid), &[], &[], NOW)
+        .unwrap();
+    assert_eq!(list.seq, 1);
+    f.store.install_revocations(&signed).unwrap();
+    assert_eq!(
+        verify_with(&f, &token).unwrap_err(),
+        VerifyError::CertificateRevoked {
+            party: "Northern Records".into(),
+            cid
+        }
+    );
+
+    let other = f.certified("Other Label", "GBAYE");
+    let mut c = claims_for("Other Label");
+    c.jti = "lic-other".into();
+    let token = sign(&other, &c);
+    verify_with(&f, &token).unwrap();
+    let (list, signed) = f
+        .registry
+        .revoke(&[], std::slice::from_ref(&other.kid), &[], NOW)
+        .unwrap();
+    assert_eq!(list.seq, 2, "the registry's list grows");
+    f.store.install_revocations(&signed).unwrap();
+    assert_eq!(
+        verify_with(&f, &token).unwrap_err(),
+        VerifyError::KeyRevoked { kid: other.kid }
+    );
+
+    // A certificate valid for ten days: the licence (valid 30) stops with it.
+    let short = SigningKey::generate("Short Label").unwrap();
+    let (_, cert) = f
+        .registry
+        .certify(
+            &short.issuer_key(),
+            Party {
+                name: "Short Label".into(),
+                ipi: vec![],
+                isni: vec![],
+            },
+            Scope {
+                isrc_prefixes: vec!["GBAYE".into()],
+                ..Scope::default()
+            },
+            NOW - DAY,
+            10,
+        )
+        .unwrap();
+    let mut c = claims_for("Short Label");
+    c.jti = "lic-short".into();
+    let token = sign(&short.with_certificate(&cert), &c);
+    assert_eq!(evaluate(&f, &token, NOW).state, LicenceState::Valid);
+    let v = evaluate(&f, &token, NOW + 10 * DAY);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(
+        v.reason
+            .contains("certificate (Short Label) expired on 2026-11-30"),
+        "{}",
+        v.reason
+    );
+}
+
+/// Release builds trust only the registry; the development root exists only in `dev-root`
+/// builds (tests and the demo).
+#[test]
+fn only_a_development_build_accepts_a_development_root_licence() {
+    let f = fixture();
+    let token = sign(&f.key, &claims_for("Northern Records"));
+    assert_eq!(f.registry.root().kid, roots::DEVELOPMENT_ROOT_KID);
+    let built_in = Store::at(f.store.root());
+    let v = policy::evaluate_token(&built_in, &token, &requirement(), &ManualClock::at(NOW));
+    if roots::development_root_trusted() {
+        assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+    } else {
+        assert_eq!(v.state, LicenceState::Invalid);
+        assert!(v.reason.contains("does not trust"), "{}", v.reason);
+    }
+    // Exactly the registry's key otherwise: nothing the user edits adds a root.
+    let release = Roots::built_in();
+    assert_eq!(
+        release.keys().len(),
+        1 + usize::from(roots::development_root_trusted())
+    );
+}
+
+/// A licence that asks for freshness, with the registry's list 1 and a receipt naming it.
+fn fresh(f: &Fixture) -> (String, String, String) {
+    let mut c = claims_for("Northern Records");
+    c.max_offline_days = Some(7);
+    let token = sign(&f.key, &c);
+    f.store.install_licence(&token).unwrap();
+    let v = evaluate(f, &token, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert_eq!(
+        v.reason,
+        TermsError::Freshness(FreshnessError::NoReceipt { max_days: 7 }).to_string()
+    );
+    assert!(
+        v.reason.contains("refrain registry refresh"),
+        "{}",
+        v.reason
+    );
+    let gone = RevokedLicence {
+        key: f.key.kid.clone(),
+        id: "some-other-licence".into(),
+    };
+    let (_, list) = f.registry.revoke(&[], &[], &[gone], NOW - 60).unwrap();
+    f.store.install_revocations(&list).unwrap();
+    let device = f.store.device().unwrap().public();
+    let receipt = f.registry.refresh(&device, NOW).unwrap();
+    f.store.install_receipt(&receipt).unwrap();
+    let v = evaluate(f, &token, NOW);
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+    (token, list, receipt)
+}
+
+/// Finding 6: deleting `clock` or `revocations/`, or copying an older list over the newer one,
+/// made an expired or revoked licence valid again.
+#[test]
+fn deleted_or_rolled_back_state_fails_closed_for_licences_that_ask_for_freshness() {
+    let f = fixture();
+    let (token, list1, receipt1) = fresh(&f);
+    let root = f.store.root().to_owned();
+
+    // The revocation lists deleted.
+    std::fs::remove_dir_all(root.join("revocations")).unwrap();
+    let v = evaluate(&f, &token, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(
+        v.reason.contains("list 0 is installed") && v.reason.contains("list 1 exists"),
+        "{}",
+        v.reason
+    );
+    f.store.install_revocations(&list1).unwrap();
+    assert_eq!(evaluate(&f, &token, NOW).state, LicenceState::Valid);
+
+    // The registry moves on to list 2 (withdrawing this licence); a receipt names it.
+    let this = RevokedLicence {
+        key: f.key.kid.clone(),
+        id: "lic-0001".into(),
+    };
+    let (_, list2) = f.registry.revoke(&[], &[], &[this], NOW + 60).unwrap();
+    let device = f.store.device().unwrap().public();
+    let receipt2 = f.registry.refresh(&device, NOW + 120).unwrap();
+    f.store.install_receipt(&receipt2).unwrap();
+    f.store.install_revocations(&list2).unwrap();
+    assert!(evaluate(&f, &token, NOW + 180)
+        .reason
+        .contains("has been revoked"));
+    // An older list is never installed over it...
+    assert_eq!(
+        f.store.install_revocations(&list1).unwrap_err(),
+        StoreError::NewerRevocations {
+            installed: 2,
+            offered: 1
+        }
+    );
+    // ...and copied over it by hand, the receipt notices.
+    let file = std::fs::read_dir(root.join("revocations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "paseto"))
+        .unwrap();
+    std::fs::write(&file, &list1).unwrap();
+    let v = evaluate(&f, &token, NOW + 180);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(v.reason.contains("rolled back"), "{}", v.reason);
+    // An older receipt cannot replace the newer one to hide list 2.
+    assert!(matches!(
+        f.store.install_receipt(&receipt1),
+        Err(StoreError::Receipt(ReceiptError::Older { .. }))
+    ));
+
+    // The clock file deleted.
+    let g = fixture();
+    let (token, _, receipt) = fresh(&g);
+    std::fs::remove_file(g.store.root().join("clock")).unwrap();
+    let v = evaluate(&g, &token, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert_eq!(
+        v.reason,
+        TermsError::Freshness(FreshnessError::NoClock).to_string()
+    );
+    g.store.install_receipt(&receipt).unwrap();
+    assert_eq!(evaluate(&g, &token, NOW).state, LicenceState::Valid);
+    // A receipt older than the licence's allowance.
+    let v = evaluate(&g, &token, NOW + 8 * DAY);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(v.reason.contains("8 days old"), "{}", v.reason);
+}
+
+#[test]
+fn a_fresh_receipt_repairs_a_clock_that_once_ran_far_ahead() {
+    let f = fixture();
+    let token = sign(&f.key, &claims_for("Northern Records"));
+    f.store.install_licence(&token).unwrap();
+    // The machine's clock once said next year.
+    f.store.check_clock(NOW + 365 * DAY).unwrap();
+    let v = evaluate(&f, &token, NOW);
+    assert!(
+        v.reason.contains("clock has been turned back"),
+        "{}",
+        v.reason
+    );
+    let device = f.store.device().unwrap().public();
+    f.store
+        .install_receipt(&f.registry.refresh(&device, NOW).unwrap())
+        .unwrap();
+    let v = evaluate(&f, &token, NOW);
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+
+    // A receipt made for another device is refused.
+    let other = tempfile::tempdir().unwrap();
+    let other = Device::open_or_create(other.path()).unwrap().public();
+    let e = f
+        .store
+        .install_receipt(&f.registry.refresh(&other, NOW + 60).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Receipt(ReceiptError::OtherDevice { .. })),
+        "{e}"
+    );
+}
+
+/// Finding 6: write errors on `clock` were ignored, so a clock file that could not be updated
+/// froze the rollback check.
+#[test]
+fn a_clock_that_cannot_be_written_fails_closed() {
+    let f = fixture();
+    let token = sign(&f.key, &claims_for("Northern Records"));
+    // A folder where the clock file goes: it can be neither read nor replaced.
+    std::fs::create_dir_all(f.store.root().join("clock/x")).unwrap();
+    let v = evaluate(&f, &token, NOW);
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(v.reason.contains("cannot record the time"), "{}", v.reason);
+}
+
+/// Finding 7: revocation install was check-then-write; concurrent installs left the older
+/// list in place 4 times in 40.
+#[test]
+fn concurrent_revocation_installs_always_keep_the_newest() {
+    let f = fixture();
+    let lists: Vec<String> = (1..=6u64)
+        .map(|seq| {
+            issue::sign_revocations(
+                &f.key,
+                &RevocationList {
+                    iss: "Northern Records".into(),
+                    seq,
+                    iat: super::claims::format_time(NOW + seq as i64),
+                    revoked_keys: vec![],
+                    revoked_licences: vec![format!("lic-{seq}")],
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    for round in 0..40 {
+        let _ = std::fs::remove_dir_all(f.store.root().join("revocations"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(lists.len()));
+        let handles: Vec<_> = lists
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                // Each round in another order.
+                let store = f.store.clone();
+                let barrier = barrier.clone();
+                let text = lists[(i * 7 + round) % lists.len()].clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let _ = store.install_revocations(&text);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let (revoked, unreadable) = f.store.revoked();
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert!(
+            revoked.licence(&f.key.kid, "lic-6"),
+            "round {round}: an older list was left in place"
+        );
+    }
+}
+
+/// Two plugin instances starting at once on a fresh machine make one device, not two.
+#[test]
+fn instances_starting_at_once_make_one_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let ids: Vec<String> = (0..8)
+        .map(|_| {
+            let d = dir.path().to_owned();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                Device::open_or_create(&d).unwrap().id
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("device.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+}
+
+#[test]
+fn a_device_export_verifies_and_an_edited_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::open_or_create(dir.path()).unwrap();
+    let export = d.export().unwrap();
+    assert_eq!(device::verify_export(&export).unwrap(), d.public());
+    // Another device's id in this device's export (re-signed by a key the id is not from).
+    let mut edited = d.public();
+    edited.id = "0123456789abcdef0123456789abcdef".into();
+    let intruder = SigningKey::generate("device").unwrap();
+    let forged = intruder
+        .sign(Kind::Device, &serde_json::to_vec(&edited).unwrap())
+        .unwrap();
+    assert!(device::verify_export(&forged).is_err());
+    assert!(device::verify_export(&format!("{}x", &export[..export.len() - 1])).is_err());
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn certificate() -> &'static (Fixture, String) {
+        static C: std::sync::OnceLock<(Fixture, String)> = std::sync::OnceLock::new();
+        C.get_or_init(|| {
+            let f = fixture();
+            let cert = f.key.certificate.clone().unwrap();
+            (f, cert)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_mutation_of_a_certificate_is_refused(pos in 0usize..4096, ch in any::<char>()) {
+            let (f, cert) = certificate();
+            let mut chars: Vec<char> = cert.chars().collect();
+            let i = pos % chars.len();
+            prop_assume!(chars[i] != ch);
+            chars[i] = ch;
+            let m: String = chars.into_iter().collect();
+            prop_assert!(certificate::verify_certificate(&m, f.store.roots()).is_err());
+        }
+
+        #[test]
+        fn random_certificates_signed_by_the_root_never_panic(json in "\\PC{0,400}") {
+            let (f, _) = certificate();
+            if let Ok(t) = f.registry.root_key().sign(Kind::Certificate, json.as_bytes()) {
+                prop_assert!(certificate::verify_certificate(&t, f.store.roots()).is_err());
+            }
+        }
+
+        #[test]
+        fn a_prefix_covers_exactly_the_recordings_it_begins(
+            prefix in "[A-Z]{2}[A-Z0-9]{3}",
+            isrc in "[A-Z]{2}[A-Z0-9]{3}[0-9]{7}",
+        ) {
+            let (f, _) = certificate();
+            let cert = certificate::Certificate {
+                cid: "c".into(),
+                party: Party { name: "P".into(), ipi: vec![], isni: vec![] },
+                key: f.key.issuer_key().to_file().public,
+                scope: Scope { isrc_prefixes: vec![prefix.clone()], ..Scope::default() },
+                iat: super::super::claims::format_time(NOW),
+                nbf: super::super::claims::format_time(NOW),
+                exp: super::super::claims::format_time(NOW + DAY),
+            };
+            prop_assert!(cert.validate().is_ok());
+            prop_assert_eq!(cert.covers_recording(&isrc), isrc.starts_with(&prefix));
+            let hyphenated = format!("{}-{}-{}-{}", &isrc[..2], &isrc[2..5], &isrc[5..7], &isrc[7..]);
+            prop_assert_eq!(cert.covers_recording(&hyphenated), isrc.starts_with(&prefix));
+        }
+    }
+}
