@@ -166,8 +166,10 @@ impl Chain {
     /// `log` receives licence messages in words. Not for the audio thread.
     pub fn build(key: ChainKey, log: fn(&str)) -> Result<Chain, EngineError> {
         let source = ModelSource::parse(&key.model);
+        // A protected model opens only under the loaded track's licence.
+        let track = LoadedTrack::parse(&key.track);
         let package = source
-            .package()
+            .package_with(track.as_ref(), key.setting)
             .map_err(|e| (source.to_state(), e.to_string()));
         Chain::with_package(key, package, log)
     }

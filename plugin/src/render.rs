@@ -312,7 +312,7 @@ pub fn render_file(
     }
     // The model's folder is read once: the licence names what runs.
     let package = source
-        .package()
+        .package_with(track, crate::licence::enforce::Setting::Studio)
         .map_err(|e| RenderError::Model(e.to_string()))?;
     if let Some(mut licence) = RenderLicence::check(&package, track, rate)? {
         if licence.needs_input() {
@@ -355,7 +355,7 @@ pub fn render(
 ) -> Result<(Vec<Vec<f32>>, RenderReport), RenderError> {
     let RenderSettings { mode, block, voice } = settings;
     let package = source
-        .package()
+        .package_with(track, crate::licence::enforce::Setting::Studio)
         .map_err(|e| RenderError::Model(e.to_string()))?;
     check_licence(&package, track, input, sample_rate)?;
     let channels = input.len();

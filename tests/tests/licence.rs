@@ -75,10 +75,13 @@ fn host(track: &str) -> Host {
 }
 
 fn host_of(plugin: &Path, track: &str) -> Host {
+    host_with(plugin, &remix_model(), track)
+}
+
+fn host_with(plugin: &Path, model: &Path, track: &str) -> Host {
     env();
     let mut h = Host::load(plugin).expect("load the plugin");
-    h.set_state_field("model", remix_model().to_str().unwrap())
-        .unwrap();
+    h.set_state_field("model", model.to_str().unwrap()).unwrap();
     h.set_state_field("track", track).unwrap();
     h
 }
@@ -174,6 +177,49 @@ fn the_release_bundle_refuses_a_development_root_licence() {
         is_aligned_dry(&out, &input, latency, 0..len),
         "the release build ran the model under a development-root licence"
     );
+}
+
+/// A protected (encrypted) copy of the remix model plays under a licence that carries its key
+/// sealed to this device; with no licence, or a licence for it without the key, the plugin
+/// plays the aligned dry signal: the model is never even loaded.
+#[test]
+fn a_protected_model_plays_only_under_a_licence_that_carries_its_key() {
+    use refrain::models::protection;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("protected");
+    let (header, key) = protection::protect(&remix_model(), &folder).unwrap();
+    let device = env().store.device().unwrap().public();
+    let keyed = licence_with("host-protected", |c| {
+        c.uses = vec![Use::Remix];
+        refrain::licence::issue::seal_keys(
+            c,
+            &[(header.identity.clone(), key)],
+            &[(device.id.clone(), device.x25519.clone())],
+        )
+        .unwrap();
+    });
+    let keyless = licence_with("host-protected-keyless", |c| c.uses = vec![Use::Remix]);
+    let input = song(1, 3.0);
+    let len = input[0].len();
+    for (track, heard) in [
+        (keyed.as_str(), true),
+        ("", false),
+        (keyless.as_str(), false),
+    ] {
+        let mut h = host_with(&default_plugin_path(), &folder, track);
+        h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+        let latency = h.latency() as usize;
+        let out = bounce(&mut h, &input, false);
+        if heard {
+            let diff = rms_difference(&out, &input, latency, latency + 9_600..len);
+            assert!(diff > 0.05, "the protected model was not heard: {diff}");
+        } else {
+            assert!(
+                is_aligned_dry(&out, &input, latency, 0..len),
+                "the protected model ran without its key ({track:?})"
+            );
+        }
+    }
 }
 
 #[test]

@@ -161,6 +161,10 @@ pub struct Claims {
     /// (and the revocation state the receipt names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_offline_days: Option<u32>,
+    /// Content keys of the protected models the licence names, each sealed to one of its
+    /// devices ([`crate::licence::sealing`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed_keys: Vec<crate::licence::sealing::SealedKey>,
 }
 
 /// Most devices one licence binds.
@@ -427,6 +431,7 @@ impl Claims {
             }],
             devices: Vec::new(),
             max_offline_days: None,
+            sealed_keys: Vec::new(),
         }
     }
 
@@ -580,6 +585,36 @@ impl Claims {
                 ));
             }
         }
+        if self.sealed_keys.len() > MAX_DEVICES * 256 {
+            return Err(bad("sealed_keys", "names too many keys"));
+        }
+        for (i, k) in self.sealed_keys.iter().enumerate() {
+            if !self.devices.contains(&k.device) {
+                return Err(bad(
+                    format!("sealed_keys[{i}].device"),
+                    format!("`{}` is not one of the licence's devices", k.device),
+                ));
+            }
+            if !self
+                .models
+                .iter()
+                .any(|m| m.sha256.eq_ignore_ascii_case(&k.model))
+            {
+                return Err(bad(
+                    format!("sealed_keys[{i}].model"),
+                    format!(
+                        "`{}` is not the identity of a model the licence names",
+                        k.model
+                    ),
+                ));
+            }
+            if k.enc.len() != 64 || k.sealed.len() != 96 {
+                return Err(bad(
+                    format!("sealed_keys[{i}]"),
+                    "is not an HPKE encapsulation and a sealed 32-byte key (hex)",
+                ));
+            }
+        }
         if let Some(days) = self.max_offline_days {
             if days == 0 || days > MAX_OFFLINE_DAYS {
                 return Err(bad(
@@ -596,6 +631,13 @@ impl Claims {
         self.models
             .iter()
             .any(|m| m.id == id && m.sha256.eq_ignore_ascii_case(sha256))
+    }
+
+    /// Whether the licence names a model with this identity.
+    pub fn covers_model_identity(&self, identity: &str) -> bool {
+        self.models
+            .iter()
+            .any(|m| m.sha256.eq_ignore_ascii_case(identity))
     }
 
     /// Whether the licence holds everywhere (`territories` names `WORLD`; validation refuses

@@ -86,14 +86,11 @@ pub fn device_id(public: &AsymmetricPublicKey<V4>) -> String {
     hex::encode(&Sha256::digest(public.as_bytes())[..16])
 }
 
+/// The X25519 public key of `secret`, as HPKE (which opens sealed content keys) derives it.
 fn x25519_public(secret: &[u8; 32]) -> Result<[u8; 32], DeviceError> {
-    let sk = x25519::PrivateKey::from(*secret);
-    let pk = x25519::PublicKey::try_from(&sk).map_err(|e| DeviceError::Generate {
+    super::sealing::public_of(secret).map_err(|e| DeviceError::Generate {
         reason: e.to_string(),
-    })?;
-    let mut out = [0u8; 32];
-    out.copy_from_slice(pk.as_ref());
-    Ok(out)
+    })
 }
 
 impl Device {

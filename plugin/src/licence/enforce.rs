@@ -24,18 +24,20 @@ pub enum Setting {
 /// What a licence must allow for `package`'s model, named by its identity (one hash over its
 /// manifest and all its files, so a swapped weight file is another model); `None` when the
 /// model needs none (Refrain's built-in processors and public models). Voice models need
-/// `cover`, remix models `remix`, and public performance needs `live` as well.
+/// `cover`, remix models `remix`, and public performance needs `live` as well. A protected
+/// (decrypted) model always needs a licence, whatever its manifest says: `cover` if it is a
+/// voice, else `remix`.
 pub fn requirement(package: &ModelPackage, setting: Setting) -> Option<Requirement> {
     let manifest = &package.manifest;
     let rights = manifest.rights;
-    if !rights.licensed_voice && !rights.licensed_track {
+    if !rights.licensed_voice && !rights.licensed_track && !package.protected {
         return None;
     }
     let mut uses = Vec::new();
     if rights.licensed_voice {
         uses.push(Use::Cover);
     }
-    if rights.licensed_track {
+    if rights.licensed_track || (package.protected && !rights.licensed_voice) {
         uses.push(Use::Remix);
     }
     if setting == Setting::PublicPerformance {
@@ -46,6 +48,91 @@ pub fn requirement(package: &ModelPackage, setting: Setting) -> Option<Requireme
         model_sha256: package.identity.clone(),
         uses,
     })
+}
+
+/// Opens the protected model in `folder` ([`crate::models::protection`]) under `track`'s
+/// licence: the licence must verify and allow the model (by the identity its header names) for
+/// this use here and now, and carry its content key sealed to this device; the files are then
+/// decrypted in memory and checked. Every refusal says why; nothing is loaded without all of
+/// it.
+pub fn unlock(
+    folder: &std::path::Path,
+    track: Option<&LoadedTrack>,
+    setting: Setting,
+) -> Result<ModelPackage, crate::models::generic::ModelError> {
+    match Store::open_default() {
+        Ok(store) => unlock_with(&store, folder, track, setting),
+        Err(e) => Err(crate::models::generic::ModelError::Protected {
+            id: folder.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// [`unlock`] with the licence folder `store`.
+pub fn unlock_with(
+    store: &Store,
+    folder: &std::path::Path,
+    track: Option<&LoadedTrack>,
+    setting: Setting,
+) -> Result<ModelPackage, crate::models::generic::ModelError> {
+    use crate::models::generic::ModelError;
+    use crate::models::protection;
+    let refused = |id: &str, reason: String| ModelError::Protected {
+        id: id.to_owned(),
+        reason,
+    };
+    let header = protection::header(folder)
+        .map_err(|e| refused(&folder.display().to_string(), e.to_string()))?
+        .ok_or_else(|| refused(&folder.display().to_string(), "it has no header".into()))?;
+    let mut uses = vec![if header.voice { Use::Cover } else { Use::Remix }];
+    if setting == Setting::PublicPerformance {
+        uses.push(Use::Live);
+    }
+    let req = Requirement {
+        model_id: header.id.clone(),
+        model_sha256: header.identity.clone(),
+        uses,
+    };
+    let verdict = policy::evaluate(
+        store,
+        track.map(|t| t.licence.as_str()),
+        track.map(|t| t.key.as_str()),
+        &req,
+        &SystemClock,
+    );
+    if !verdict.state.allows() {
+        return Err(refused(&header.id, verdict.reason));
+    }
+    // A verdict that allows always carries the claims it checked.
+    let Some(claims) = verdict.claims else {
+        return Err(refused(&header.id, verdict.reason));
+    };
+    let device = store
+        .device()
+        .map_err(|e| refused(&header.id, e.to_string()))?;
+    let sealed = claims
+        .sealed_keys
+        .iter()
+        .find(|k| k.device == device.id && k.model == header.identity)
+        .ok_or_else(|| {
+            refused(
+                &header.id,
+                format!(
+                    "licence {} carries no key for this model sealed to this device ({})",
+                    claims.jti, device.id
+                ),
+            )
+        })?;
+    let key = super::sealing::open(sealed, &device.id, device.x25519_secret())
+        .map_err(|e| refused(&header.id, e.to_string()))?;
+    protection::open(
+        folder,
+        &header,
+        &key,
+        crate::models::package::Limits::from_env(),
+    )
+    .map_err(|e| refused(&header.id, e.to_string()))
 }
 
 /// The licence check the plugin and `refrain render` share: `None` when the model needs no

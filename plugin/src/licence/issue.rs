@@ -54,7 +54,11 @@ pub enum SpecError {
         "licence description: unknown use `{value}` (cover, remix, live, stem-export, commercial)"
     )]
     UnknownUse { value: String },
-    #[error("licence description: each [[models]] needs `manifest`, or `id` and `sha256`")]
+    #[error("licence description: a protected model: {reason}")]
+    Protected { reason: String },
+    #[error(
+        "licence description: each [[models]] needs `manifest`, `protected`, or `id` and `sha256`"
+    )]
     ModelEntry,
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -108,6 +112,8 @@ pub enum SignError {
     CertificateForOtherKey { certified: String, kid: String },
     #[error("the certificate is unreadable: {reason}")]
     Certificate { reason: String },
+    #[error("a content key for model {identity}, which the licence does not name: add the protected model to [[models]]")]
+    KeyForOtherModel { identity: String },
     #[error(
         "`{party}` is not certified for track {isrc}: its certificate covers {scope} (ask the \
          registry to extend the scope)"
@@ -172,6 +178,10 @@ pub struct TrackSpec {
 pub struct ModelSpec {
     #[serde(default)]
     pub manifest: Option<String>,
+    /// A protected model's folder (`refrain model protect`): its header names its id and
+    /// identity.
+    #[serde(default)]
+    pub protected: Option<String>,
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
@@ -232,7 +242,7 @@ impl LicenceSpec {
         let mut models = Vec::new();
         for m in &self.models {
             models.push(match (&m.manifest, &m.id, &m.sha256) {
-                (Some(path), None, None) => {
+                (Some(path), None, None) if m.protected.is_none() => {
                     // The model is read whole and checked: the licence names its identity.
                     let package = ModelPackage::read(&base.join(path), Limits::from_env())?;
                     ModelGrant {
@@ -240,7 +250,21 @@ impl LicenceSpec {
                         sha256: package.identity.clone(),
                     }
                 }
-                (None, Some(id), Some(sha)) => ModelGrant {
+                (None, None, None) if m.protected.is_some() => {
+                    let folder = base.join(m.protected.as_deref().unwrap_or_default());
+                    let header = crate::models::protection::header(&folder)
+                        .map_err(|e| SpecError::Protected {
+                            reason: e.to_string(),
+                        })?
+                        .ok_or_else(|| SpecError::Protected {
+                            reason: format!("{} is not a protected model", folder.display()),
+                        })?;
+                    ModelGrant {
+                        id: header.id,
+                        sha256: header.identity,
+                    }
+                }
+                (None, Some(id), Some(sha)) if m.protected.is_none() => ModelGrant {
                     id: id.clone(),
                     sha256: sha.to_ascii_lowercase(),
                 },
@@ -322,10 +346,37 @@ impl LicenceSpec {
             split,
             devices: devices.to_vec(),
             max_offline_days: self.max_offline_days,
+            sealed_keys: Vec::new(),
         };
         claims.validate()?;
         Ok(claims)
     }
+}
+
+/// Seals each protected model's content key (`keys`: the model's identity and key) to each of
+/// `devices` (id and X25519 public key, hex) into `claims`. A key for a model the licence does
+/// not name is refused.
+pub fn seal_keys(
+    claims: &mut Claims,
+    keys: &[(String, [u8; 32])],
+    devices: &[(String, String)],
+) -> Result<(), SignError> {
+    for (identity, key) in keys {
+        if !claims.covers_model_identity(identity) {
+            return Err(SignError::KeyForOtherModel {
+                identity: identity.clone(),
+            });
+        }
+        for (device, x25519) in devices {
+            let sealed = super::sealing::seal(key, identity, device, x25519).map_err(|e| {
+                SignError::Encode {
+                    reason: e.to_string(),
+                }
+            })?;
+            claims.sealed_keys.push(sealed);
+        }
+    }
+    Ok(())
 }
 
 /// The certificate `key` carries, read without verifying it (verifiers check it against

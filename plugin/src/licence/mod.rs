@@ -31,6 +31,7 @@ pub mod policy;
 pub mod registry;
 pub mod revocation;
 pub mod roots;
+pub mod sealing;
 pub mod store;
 pub mod token;
 

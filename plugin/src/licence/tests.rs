@@ -60,6 +60,7 @@ pub(super) fn claims_for(issuer: &str) -> Claims {
         ],
         devices: vec![DEVICE.into()],
         max_offline_days: None,
+        sealed_keys: vec![],
     }
 }
 

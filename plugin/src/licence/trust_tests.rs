@@ -537,3 +537,247 @@ mod fuzz {
         }
     }
 }
+
+// ---- Models bound to licences (findings 2 and 3) ----
+
+mod protected {
+    use super::*;
+    use crate::licence::enforce::{self, Setting};
+    use crate::licence::gate::LoadedTrack;
+    use crate::models::package::{Limits, ModelPackage};
+    use crate::models::protection;
+    use std::path::{Path, PathBuf};
+
+    fn demo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo-remix")
+    }
+
+    /// A copy of the demo remix model in `dir/name`, its manifest passed through `edit`.
+    fn plain_copy(dir: &Path, name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+        let to = dir.join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(demo()).unwrap().flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        let manifest = std::fs::read_to_string(to.join("model.toml")).unwrap();
+        std::fs::write(to.join("model.toml"), edit(&manifest)).unwrap();
+        to
+    }
+
+    /// Protects `plain` into `dir/name`.
+    fn protect(plain: &Path, dir: &Path, name: &str) -> (PathBuf, protection::Header, [u8; 32]) {
+        let out = dir.join(name);
+        let (header, key) = protection::protect(&plain.join("model.toml"), &out).unwrap();
+        (out, header, key)
+    }
+
+    /// A remix licence `id` for the protected model `header`, carrying `key` sealed to the
+    /// fixture's device when given; cached, and named as a project names it.
+    fn licence_for(
+        f: &Fixture,
+        id: &str,
+        header: &protection::Header,
+        key: Option<[u8; 32]>,
+    ) -> LoadedTrack {
+        let mut c = claims_for("Northern Records");
+        c.jti = id.into();
+        c.uses = vec![Use::Remix];
+        c.models[0].id = header.id.clone();
+        c.models[0].sha256 = header.identity.clone();
+        if let Some(key) = key {
+            let device = f.store.device().unwrap().public();
+            issue::seal_keys(
+                &mut c,
+                &[(header.identity.clone(), key)],
+                &[(device.id, device.x25519)],
+            )
+            .unwrap();
+        }
+        let token = sign(&f.key, &c);
+        let cached = f.store.install_licence(&token).unwrap();
+        LoadedTrack::from_token(&cached.id, &cached.text)
+    }
+
+    fn unlock(
+        f: &Fixture,
+        folder: &Path,
+        track: Option<&LoadedTrack>,
+    ) -> Result<ModelPackage, String> {
+        enforce::unlock_with(&f.store, folder, track, Setting::Studio).map_err(|e| e.to_string())
+    }
+
+    /// Finding 2: deleting `[rights]` from the manifest ran the same weights with no licence.
+    #[test]
+    fn a_protected_model_opens_only_under_a_licence_that_carries_its_key() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        // The rights holder's manifest says nothing about rights: protected, it still needs a
+        // licence.
+        let plain = plain_copy(dir.path(), "plain", |m| {
+            let cut = m.find("[rights]").unwrap_or(m.len());
+            m[..cut].to_owned()
+        });
+        let plain_package =
+            ModelPackage::read(&plain.join("model.toml"), Limits::from_env()).unwrap();
+        assert!(!plain_package.manifest.rights.licensed_track);
+        let (folder, header, key) = protect(&plain, dir.path(), "protected");
+        assert_eq!(header.identity, plain_package.identity);
+        // No plaintext is left in the protected folder.
+        let onnx_plain = std::fs::read(plain.join(&plain_package.manifest.model.file)).unwrap();
+        for e in std::fs::read_dir(&folder).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            assert!(
+                !bytes.windows(64).any(|w| w == &onnx_plain[1000..1064]),
+                "{} holds plaintext weights",
+                e.path().display()
+            );
+        }
+
+        // No licence, whatever the manifest says.
+        let e = unlock(&f, &folder, None).unwrap_err();
+        assert!(
+            e.contains("is protected and stays off") && e.contains("no track is loaded"),
+            "{e}"
+        );
+        let source = crate::models::ModelSource::parse(folder.to_str().unwrap());
+        assert!(source.package().is_err());
+        // A licence for the model that does not carry its key.
+        let keyless = licence_for(&f, "lic-keyless", &header, None);
+        let e = unlock(&f, &folder, Some(&keyless)).unwrap_err();
+        assert!(e.contains("carries no key for this model"), "{e}");
+        // The licence with the key: the model opens, byte for byte the rights holder's.
+        let track = licence_for(&f, "lic-keyed", &header, Some(key));
+        let package = unlock(&f, &folder, Some(&track)).unwrap();
+        assert_eq!(package.identity, plain_package.identity);
+        assert_eq!(&package.onnx[..], &plain_package.onnx[..]);
+        assert!(package.protected);
+        // Decrypted, it needs a licence though its manifest names no rights.
+        let req = enforce::requirement(&package, Setting::Studio).expect("a licence is needed");
+        assert_eq!(req.uses, vec![Use::Remix]);
+        assert_eq!(req.model_sha256, header.identity);
+    }
+
+    #[test]
+    fn an_altered_swapped_or_relabelled_protected_model_does_not_open() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let (folder, header, key) = protect(&demo(), dir.path(), "protected");
+        let track = licence_for(&f, "lic-keyed", &header, Some(key));
+        unlock(&f, &folder, Some(&track)).unwrap();
+        let onnx = folder.join(format!("{}.enc", header.files[1]));
+        let manifest = folder.join("model.toml.enc");
+        let original = std::fs::read(&onnx).unwrap();
+
+        // One byte of the weights changed.
+        let mut edited = original.clone();
+        edited[original.len() / 2] ^= 1;
+        std::fs::write(&onnx, &edited).unwrap();
+        let e = unlock(&f, &folder, Some(&track)).unwrap_err();
+        assert!(e.contains("does not decrypt"), "{e}");
+        std::fs::write(&onnx, &original).unwrap();
+
+        // The encrypted manifest and weights swapped by name.
+        let m = std::fs::read(&manifest).unwrap();
+        std::fs::write(&manifest, &original).unwrap();
+        std::fs::write(&onnx, &m).unwrap();
+        assert!(unlock(&f, &folder, Some(&track)).is_err());
+        std::fs::write(&manifest, &m).unwrap();
+        std::fs::write(&onnx, &original).unwrap();
+        unlock(&f, &folder, Some(&track)).unwrap();
+
+        // The header relabelled: another identity (the licence does not cover it), or a
+        // voice (a remix licence does not allow `cover`).
+        let text = std::fs::read_to_string(folder.join(protection::HEADER)).unwrap();
+        let other = text.replace(&header.identity, &"0".repeat(64));
+        std::fs::write(folder.join(protection::HEADER), other).unwrap();
+        let e = unlock(&f, &folder, Some(&track)).unwrap_err();
+        assert!(e.contains("is not covered"), "{e}");
+        std::fs::write(
+            folder.join(protection::HEADER),
+            text.replace("voice = false", "voice = true"),
+        )
+        .unwrap();
+        let e = unlock(&f, &folder, Some(&track)).unwrap_err();
+        assert!(e.contains("does not allow `cover`"), "{e}");
+        // An unreadable header fails closed (no plain fallback).
+        std::fs::remove_file(folder.join(protection::HEADER)).unwrap();
+        std::fs::create_dir(folder.join(protection::HEADER)).unwrap();
+        let source = crate::models::ModelSource::parse(folder.to_str().unwrap());
+        assert!(source.protected_folder().is_some());
+        assert!(source.package().is_err());
+        assert!(unlock(&f, &folder, Some(&track)).is_err());
+
+        // Another model's key (sealed to this device, in a licence for that model) does not
+        // open this one.
+        let (other_folder, other_header, other_key) = protect(
+            &plain_copy(dir.path(), "other-plain", |m| {
+                m.replace("Night Drive", "Day Drive")
+            }),
+            dir.path(),
+            "other",
+        );
+        assert_ne!(other_header.identity, header.identity);
+        let wrong = protection::open(&folder, &other_header, &other_key, Limits::from_env());
+        assert!(wrong.is_err());
+        let _ = other_folder;
+    }
+
+    /// Finding 3: the manifest was read twice, and swapping it between the check and the load
+    /// ran another protected model 9 times in 30. The header is read once and the licence
+    /// checked against it; a folder swapped underneath decrypts to nothing else.
+    #[test]
+    fn swapping_the_folder_during_loads_never_opens_another_model() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, header_a, key_a) = protect(&demo(), dir.path(), "a");
+        let (b, header_b, key_b) = protect(
+            &plain_copy(dir.path(), "b-plain", |m| {
+                m.replace("Night Drive", "Day Drive")
+            }),
+            dir.path(),
+            "b",
+        );
+        // The user holds licences for both, each with its own key.
+        let track_a = licence_for(&f, "lic-a", &header_a, Some(key_a));
+        let _track_b = licence_for(&f, "lic-b", &header_b, Some(key_b));
+        let live = dir.path().join("live");
+        copy_dir(&a, &live);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (live, a, b, stop) = (live.clone(), a.clone(), b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let from = if n % 2 == 0 { &b } else { &a };
+                    for e in std::fs::read_dir(from).unwrap().flatten() {
+                        let _ = std::fs::copy(e.path(), live.join(e.file_name()));
+                    }
+                    n += 1;
+                }
+            })
+        };
+        let (mut opened, mut refused) = (0, 0);
+        for _ in 0..150 {
+            match unlock(&f, &live, Some(&track_a)) {
+                Ok(p) => {
+                    assert_eq!(
+                        p.identity, header_a.identity,
+                        "another model ran under lic-a"
+                    );
+                    opened += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(opened + refused, 150);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

@@ -34,6 +34,10 @@ pub enum ModelError {
     NotStreaming { id: String, kind: String },
     #[error("{id} is built into Refrain (signal processing, no ONNX model to load)")]
     BuiltIn { id: String },
+    /// A protected model that could not be opened: no licence for it, a licence that does
+    /// not allow it here, or files that do not decrypt.
+    #[error("model `{id}` is protected and stays off: {reason}")]
+    Protected { id: String, reason: String },
 }
 
 /// An ONNX model running contract v1, with its input and output tensors preallocated and

@@ -187,10 +187,78 @@ pub fn find_id(id: &str) -> Result<ModelPackage, LibraryError> {
     })
 }
 
+/// The folder of the protected model `reference` names ([`super::protection`]): found by its
+/// header, without decrypting anything. `None` if no protected model with that id and identity
+/// is in the search folders.
+pub fn find_protected(reference: &ModelRef) -> Option<PathBuf> {
+    let matches = |dir: &Path| {
+        super::protection::header(dir)
+            .ok()
+            .flatten()
+            .is_some_and(|h| h.id == reference.id && h.identity == reference.identity)
+    };
+    let folders = search_folders();
+    for folder in &folders {
+        let named = folder.join(reference.folder_name());
+        if matches(&named) {
+            return Some(named);
+        }
+    }
+    for folder in &folders {
+        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+            if matches(&entry.path()) {
+                return Some(entry.path());
+            }
+        }
+    }
+    None
+}
+
+/// Imports the protected model in `folder`: its header and encrypted files, copied as they are
+/// (nothing is decrypted), under its id and identity.
+fn import_protected(
+    folder: &Path,
+    header: super::protection::Header,
+) -> Result<(ModelRef, PathBuf), LibraryError> {
+    let reference = ModelRef {
+        id: header.id.clone(),
+        identity: header.identity.clone(),
+    };
+    if let Some(found) = find_protected(&reference) {
+        return Ok((reference, found));
+    }
+    let library = models_folder()?;
+    let target = library.join(reference.folder_name());
+    let fail = |reason: String| LibraryError::Import {
+        folder: library.clone(),
+        reason,
+    };
+    std::fs::create_dir_all(&library).map_err(|e| fail(e.to_string()))?;
+    let staging = Staging::create(&library, &reference).map_err(|e| fail(e.to_string()))?;
+    let names = std::iter::once(super::protection::HEADER.to_owned())
+        .chain(header.files.iter().map(|f| format!("{f}.enc")));
+    for rel in names {
+        let bytes = files::read_bounded(&folder.join(&rel), Limits::from_env().memory)
+            .map_err(|e| fail(e.to_string()))?;
+        let path = staging.0.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+        }
+        files::write_atomic(&path, &bytes).map_err(|e| fail(e.to_string()))?;
+    }
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(&staging.0, &target).map_err(|e| fail(e.to_string()))?;
+    Ok((reference, target))
+}
+
 /// Imports the model whose manifest is `manifest` into the models folder (unless it already
 /// lives in a folder models are found in) and returns its reference and its folder. What is
 /// copied is what was read and hashed, so the copy is the model the reference names.
 pub fn import(manifest: &Path) -> Result<(ModelRef, PathBuf), LibraryError> {
+    let folder = manifest.parent().unwrap_or(Path::new("."));
+    if let Ok(Some(header)) = super::protection::header(folder) {
+        return import_protected(folder, header);
+    }
     let package = ModelPackage::read(manifest, Limits::from_env())?;
     let reference = ModelRef::of(&package);
     for folder in search_folders() {

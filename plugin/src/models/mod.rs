@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod onnx_scan;
 pub mod package;
 pub mod processor;
+pub mod protection;
 pub mod runtime;
 pub mod watchdog;
 
@@ -88,9 +89,50 @@ impl ModelSource {
             ModelSource::Voice => crate::voice::transform::package(),
             ModelSource::Library(r) => library::find(r)?,
             ModelSource::Manifest(p) => {
+                if let Some(folder) = self.protected_folder() {
+                    let id = protection::header(&folder)
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| folder.display().to_string(), |h| h.id);
+                    return Err(ModelError::Protected {
+                        id,
+                        reason: "it opens only under a licence for it: load the licence".into(),
+                    });
+                }
                 package::ModelPackage::read(p, package::Limits::from_env())?
             }
         }))
+    }
+
+    /// The folder of the protected model this names, if it is one.
+    pub fn protected_folder(&self) -> Option<PathBuf> {
+        match self {
+            ModelSource::Library(r) => library::find_protected(r),
+            // A header of any kind (even an unreadable one) makes the folder protected: it
+            // fails closed rather than falling back to a plain model.
+            ModelSource::Manifest(p) => {
+                let folder = p.parent().unwrap_or(std::path::Path::new("."));
+                std::fs::symlink_metadata(folder.join(protection::HEADER))
+                    .is_ok()
+                    .then(|| folder.to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Self::package`], opening a protected model under `track`'s licence (its content key,
+    /// sealed to this device, is in the licence): no licence, no model.
+    pub fn package_with(
+        &self,
+        track: Option<&crate::licence::gate::LoadedTrack>,
+        setting: crate::licence::enforce::Setting,
+    ) -> Result<Arc<package::ModelPackage>, ModelError> {
+        match self.protected_folder() {
+            Some(folder) => Ok(Arc::new(crate::licence::enforce::unlock(
+                &folder, track, setting,
+            )?)),
+            None => self.package(),
+        }
     }
 
     /// Loads the model fully: folder, hashes, session, tensor checks, probe run.

@@ -98,6 +98,10 @@ pub fn machine_memory() -> u64 {
     8 << 30
 }
 
+/// Where [`ModelPackage::assemble`] gets each listed file: by its manifest path and sha256, the
+/// bytes (hash checked).
+pub(crate) type FileSource<'a> = dyn FnMut(&str, &str) -> Result<Arc<[u8]>, PackageError> + 'a;
+
 /// A model read off disk (or embedded), checked and in memory.
 #[derive(Debug, Clone)]
 pub struct ModelPackage {
@@ -114,6 +118,9 @@ pub struct ModelPackage {
     pub identity: String,
     /// What the graph scan found.
     pub facts: OnnxFacts,
+    /// Decrypted from a protected model ([`super::protection`]): it needs a licence, whatever
+    /// its manifest says.
+    pub protected: bool,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -146,17 +153,7 @@ impl ModelPackage {
         let manifest_bytes =
             files::read_bounded(manifest_path, super::manifest::MAX_MANIFEST_BYTES)
                 .map_err(|e| read_err(manifest_path, e))?;
-        let text = String::from_utf8(manifest_bytes.clone()).map_err(|_| ManifestError::Parse {
-            path: manifest_path.to_owned(),
-            reason: "not UTF-8 text".into(),
-        })?;
-        let manifest = Manifest::parse(&text).map_err(|e| match e {
-            ManifestError::Parse { reason, .. } => ManifestError::Parse {
-                path: manifest_path.to_owned(),
-                reason,
-            },
-            other => other,
-        })?;
+        let manifest = ModelPackage::parse_manifest(&manifest_bytes, manifest_path)?;
         let folder = manifest_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -173,7 +170,9 @@ impl ModelPackage {
 
         // Every file, once, inside the folder, within what is left of the limit.
         let mut budget = limits.memory;
+        let (inside, model_id) = (folder.clone(), manifest.model.id.clone());
         let mut read_file = |rel: &str, sha: &str| -> Result<Arc<[u8]>, PackageError> {
+            let folder = &inside;
             let path = folder.join(rel);
             let real = std::fs::canonicalize(&path).map_err(|e| {
                 read_err(
@@ -188,7 +187,7 @@ impl ModelPackage {
                     },
                 )
             })?;
-            if !real.starts_with(&folder) {
+            if !real.starts_with(folder) {
                 return Err(PackageError::Outside {
                     path,
                     folder: folder.clone(),
@@ -196,7 +195,7 @@ impl ModelPackage {
             }
             let bytes = files::read_bounded(&real, budget).map_err(|e| match e {
                 ReadError::TooLarge { size, .. } => PackageError::TooBig {
-                    model: manifest.model.id.clone(),
+                    model: model_id.clone(),
                     needed: (limits.memory - budget + size) >> 20,
                     limit: limits.memory >> 20,
                     what: "its files",
@@ -214,12 +213,41 @@ impl ModelPackage {
             }
             Ok(bytes.into())
         };
+        ModelPackage::assemble(folder, &manifest_bytes, manifest, limits, &mut read_file)
+    }
+
+    /// The manifest at `path` (for messages) from its bytes.
+    pub(crate) fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest, PackageError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::Parse {
+            path: path.to_owned(),
+            reason: "not UTF-8 text".into(),
+        })?;
+        Ok(Manifest::parse(text).map_err(|e| match e {
+            ManifestError::Parse { reason, .. } => ManifestError::Parse {
+                path: path.to_owned(),
+                reason,
+            },
+            other => other,
+        })?)
+    }
+
+    /// Everything after the manifest: each listed file through `read_file` (by its manifest
+    /// path and sha256; it checks the hash and the memory left), the graph scan, the external
+    /// data, the memory limit and the identity. [`Self::read`] reads from the folder; a
+    /// protected model ([`super::protection`]) decrypts in memory.
+    pub(crate) fn assemble(
+        folder: PathBuf,
+        manifest_bytes: &[u8],
+        manifest: Manifest,
+        limits: Limits,
+        read_file: &mut FileSource<'_>,
+    ) -> Result<ModelPackage, PackageError> {
         let onnx = read_file(&manifest.model.file, &manifest.model.sha256)?;
         let mut listed = Vec::new();
         for f in &manifest.files {
             listed.push((f.path.clone(), read_file(&f.path, &f.sha256)?));
         }
-        let used = limits.memory - budget;
+        let used = onnx.len() as u64 + listed.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
 
         let onnx_path = folder.join(&manifest.model.file);
         let facts = onnx_scan::scan(&onnx).map_err(|e| PackageError::NotOnnx {
@@ -286,13 +314,14 @@ impl ModelPackage {
         )
         .collect();
         Ok(ModelPackage {
-            identity: identity(&manifest_bytes, &hashes),
+            identity: identity(manifest_bytes, &hashes),
             folder,
             manifest,
             onnx,
             external,
             others,
             facts,
+            protected: false,
         })
     }
 
@@ -324,6 +353,7 @@ impl ModelPackage {
             external: Vec::new(),
             others: Vec::new(),
             facts,
+            protected: false,
         })
     }
 }

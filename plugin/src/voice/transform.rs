@@ -156,6 +156,7 @@ pub fn package() -> ModelPackage {
         others: Vec::new(),
         identity: super::BUILTIN_VOICE_IDENTITY.into(),
         facts: Default::default(),
+        protected: false,
     }
 }
 

@@ -149,6 +149,19 @@ enum ModelCommand {
     Import { model: PathBuf },
     /// The models in the models folder and on REFRAIN_MODEL_PATH.
     List,
+    /// Encrypt a model (rights holders): writes the protected folder and the content key file
+    /// that `refrain licence issue --model-key` seals into licences. Without a licence carrying
+    /// its key, the protected model cannot be loaded at all.
+    Protect {
+        /// The plain model (a folder or its model.toml).
+        model: PathBuf,
+        /// The protected folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the content key (default: OUT.content-key.toml beside the folder).
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+    },
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -430,6 +443,50 @@ fn separate(
 fn model(cmd: ModelCommand) -> Result<()> {
     use refrain::models::library;
     match cmd {
+        ModelCommand::Protect {
+            model,
+            out,
+            key_out,
+        } => {
+            use refrain::models::protection;
+            let manifest = if model.is_dir() {
+                model.join("model.toml")
+            } else {
+                model
+            };
+            let key_path = key_out.unwrap_or_else(|| {
+                let name = out
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "model".into());
+                out.with_file_name(format!("{name}.content-key.toml"))
+            });
+            if key_path.exists() {
+                bail!(
+                    "{} exists; refusing to overwrite a content key",
+                    key_path.display()
+                );
+            }
+            let (header, key) = protection::protect(&manifest, &out)?;
+            protection::KeyFile {
+                id: header.id.clone(),
+                identity: header.identity.clone(),
+                key: hex::encode(key),
+            }
+            .write(&key_path)?;
+            println!("protected:   {} ({})", header.id, header.name);
+            println!("identity:    {}", header.identity);
+            println!(
+                "folder:      {} ({} files encrypted)",
+                out.display(),
+                header.files.len()
+            );
+            println!(
+                "content key: {} (keep it safe: licences carry it, sealed to each device)",
+                key_path.display()
+            );
+            Ok(())
+        }
         ModelCommand::Info { model } => {
             let package = ModelSource::parse(&model).package()?;
             let m = &package.manifest;

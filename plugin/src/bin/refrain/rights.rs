@@ -49,6 +49,10 @@ pub enum LicenceCommand {
         /// A licensee device (`refrain device export` file); repeat for backup rigs (1 to 16).
         #[arg(long = "device", required = true)]
         devices: Vec<PathBuf>,
+        /// A protected model's content key (`refrain model protect`), sealed into the licence
+        /// for every device; the model must be one the description names.
+        #[arg(long = "model-key")]
+        model_keys: Vec<PathBuf>,
         /// The licensed recording (WAV) for the reference fingerprint; overrides `track.audio`.
         /// A remix licence needs one or the other.
         #[arg(long)]
@@ -295,17 +299,24 @@ pub fn licence(cmd: LicenceCommand) -> Result<()> {
             cert,
             spec,
             devices,
+            model_keys,
             audio,
             out,
             install,
         } => {
             let key = certified_key(&key, &cert)?;
             let mut ids = Vec::new();
+            let mut publics = Vec::new();
             for d in &devices {
                 let public = device::read_export(d).with_context(|| d.display().to_string())?;
                 if !ids.contains(&public.id) {
-                    ids.push(public.id);
+                    ids.push(public.id.clone());
+                    publics.push((public.id, public.x25519));
                 }
+            }
+            let mut content_keys = Vec::new();
+            for k in &model_keys {
+                content_keys.push(refrain::models::protection::KeyFile::read(k)?);
             }
             let issuer = key
                 .certificate
@@ -317,13 +328,14 @@ pub fn licence(cmd: LicenceCommand) -> Result<()> {
                 .map(|c| c.party.name)
                 .unwrap_or_else(|| key.issuer.clone());
             let base = spec.parent().unwrap_or(Path::new("."));
-            let claims = LicenceSpec::load(&spec)?.to_claims(
+            let mut claims = LicenceSpec::load(&spec)?.to_claims(
                 &issuer,
                 &ids,
                 base,
                 audio.as_deref(),
                 SystemClock.now(),
             )?;
+            issue::seal_keys(&mut claims, &content_keys, &publics)?;
             let token = issue::sign_licence(&key, &claims)?;
             // Whole or not at all: an earlier licence at `out` stays if the write fails.
             refrain::files::write_atomic(&out, token.as_bytes())?;
