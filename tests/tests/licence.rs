@@ -345,6 +345,43 @@ fn a_licence_lapsed_during_playback_is_enforced_at_the_transport_stop() {
     }
 }
 
+/// On stage the transport may never play (a live input, a standalone): a licence that lapses
+/// mid-song keeps the model on through the phrase, and it ends at the next 2 s of silence.
+#[test]
+fn a_licence_lapsed_on_a_live_input_ends_at_the_next_silence() {
+    let track = licence(
+        "host-live-lapse",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + 2,
+        None,
+    );
+    let mut h = host(&track);
+    h.set_transport(Some(false));
+    h.activate(Setup::realtime(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let rate = RATE as usize;
+    // 4 s of the song (the licence lapses at 2 s), 2.5 s of silence, 1.5 s of the song.
+    let song = song(1, 6.0);
+    let input: Vec<Vec<f32>> = song
+        .iter()
+        .map(|c| {
+            let mut v = c[..4 * rate].to_vec();
+            v.extend(std::iter::repeat_n(0.0, 5 * rate / 2));
+            v.extend_from_slice(&c[4 * rate..11 * rate / 2]);
+            v
+        })
+        .collect();
+    let out = bounce(&mut h, &input, true);
+    // Through the lapse, while the music plays: still heard.
+    assert!(rms_difference(&out, &input, latency, 3 * rate..4 * rate) > 0.05);
+    // After the silence: the aligned dry signal, bit for bit.
+    let after = 13 * rate / 2 + 4 * BLOCK as usize..input[0].len();
+    assert!(
+        is_aligned_dry(&out, &input, latency, after),
+        "the model ran on after the lapse and 2 s of silence"
+    );
+}
+
 #[test]
 fn a_different_input_track_switches_the_model_off_after_sustained_mismatch() {
     let licensed = song(1, 40.0);

@@ -142,6 +142,7 @@ fn an_artists_voice_sings_only_under_a_cover_licence_for_it() {
     // A cover licence for this voice: it sings, 7 semitones up.
     let cover = refrain_tests::issue_licence(&e.store, &e.key, &e.artist_voice, "V-COVER", |c| {
         c.uses = vec![Use::Cover];
+        c.track.iswc = Some("T-034.524.680-1".into());
     });
     let (y, _) = bounce_with(&model, &cover, 7.0, &vowel);
     let f = sung(&y);

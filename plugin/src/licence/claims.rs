@@ -510,6 +510,14 @@ impl Claims {
                  fingerprint, or it would match any recording",
             ));
         }
+        // DECISIONS 5: Refrain cannot tell which words a person sings, so a cover licence binds
+        // the work and the voice model, and the ledger records the work.
+        if self.uses.contains(&Use::Cover) && t.iswc.is_none() {
+            return Err(bad(
+                "track.iswc",
+                "is missing: a cover licence must name the work it covers (its ISWC)",
+            ));
+        }
         if self.models.is_empty() || self.models.len() > 256 {
             return Err(bad("models", "must name 1 to 256 models"));
         }

@@ -233,7 +233,7 @@ impl Licensing {
         };
         Some((
             Licensing {
-                latch: Latch::new(&gate),
+                latch: Latch::new(&gate, f64::from(sample_rate)),
                 gate,
                 tap,
                 _monitor: Some(monitor),
@@ -246,7 +246,7 @@ impl Licensing {
     /// Enforcement that never changes (no licence folder to re-check).
     fn fixed(gate: Arc<LicenceGate>) -> Licensing {
         Licensing {
-            latch: Latch::new(&gate),
+            latch: Latch::new(&gate, 48_000.0),
             gate,
             tap: None,
             _monitor: None,
@@ -260,7 +260,11 @@ impl Licensing {
         if let Some(tap) = &mut self.tap {
             tap.push(io, offline);
         }
-        self.latch.allows(&self.gate, playing)
+        let frames = io.first().map_or(0, |c| c.len());
+        let quiet = io
+            .iter()
+            .all(|c| c.iter().all(|x| x.abs() < super::gate::SILENCE_PEAK));
+        self.latch.allows(&self.gate, playing, frames, quiet)
     }
 
     /// A reset (a stop, a jump): a new licence state takes effect here. Real-time safe.

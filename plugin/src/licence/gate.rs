@@ -138,35 +138,81 @@ impl LicenceGate {
     }
 }
 
+/// A licence that lapses while the AI path runs ends at the next stretch of silence this long
+/// (DECISIONS 5)...
+pub const LAPSE_SILENCE_S: f64 = 2.0;
+/// ...and at most this long after the lapse is known (expiry past grace, a revocation), even
+/// on a live input whose transport never stops.
+pub const LAPSE_MAX_S: f64 = 300.0;
+/// Input under this peak (-60 dBFS) counts as silence.
+pub const SILENCE_PEAK: f32 = 0.001;
+
 /// The audio thread's view of the gate.
 #[derive(Debug, Clone, Copy)]
 pub struct Latch {
     state: LicenceState,
     was_playing: bool,
+    rate: f64,
+    /// Frames since the gate stopped allowing what the latch still allows.
+    lapsed_frames: u64,
+    /// Consecutive silent input frames.
+    quiet_frames: u64,
 }
 
 impl Latch {
-    /// Latches the gate's current state (activation).
-    pub fn new(gate: &LicenceGate) -> Latch {
+    /// Latches the gate's current state (activation), for audio at `sample_rate`.
+    pub fn new(gate: &LicenceGate, sample_rate: f64) -> Latch {
         Latch {
             state: gate.state(),
             was_playing: false,
+            rate: sample_rate.max(1.0),
+            lapsed_frames: 0,
+            quiet_frames: 0,
         }
     }
 
     /// Takes the gate's current state now (the host's reset: a stop, a jump).
     pub fn relatch(&mut self, gate: &LicenceGate) {
         self.state = gate.state();
+        self.lapsed_frames = 0;
     }
 
-    /// Whether the AI path runs for this block. A new licence state is taken when the
-    /// transport goes from playing to stopped; a track mismatch applies at once.
-    pub fn allows(&mut self, gate: &LicenceGate, playing: bool) -> bool {
+    /// Whether the AI path runs for this block of `frames` (`quiet`: its input is silent). A
+    /// new licence state is taken when the transport goes from playing to stopped. A lapse
+    /// (the gate no longer allowing what the latch does) is taken at the next
+    /// [`LAPSE_SILENCE_S`] of silence, and at most [`LAPSE_MAX_S`] after it is known, playing
+    /// or not: a performance is never cut mid-phrase, and never runs on for ever either. A
+    /// track mismatch applies at once. Real-time safe.
+    pub fn allows(&mut self, gate: &LicenceGate, playing: bool, frames: usize, quiet: bool) -> bool {
+        let now = gate.state();
         if self.was_playing && !playing {
-            self.state = gate.state();
+            self.state = now;
         }
         self.was_playing = playing;
+        self.quiet_frames = if quiet {
+            self.quiet_frames.saturating_add(frames as u64)
+        } else {
+            0
+        };
+        if self.state.allows() && !now.allows() {
+            self.lapsed_frames = self.lapsed_frames.saturating_add(frames as u64);
+            let quiet_long = self.quiet_frames as f64 >= LAPSE_SILENCE_S * self.rate;
+            let too_long = self.lapsed_frames as f64 >= LAPSE_MAX_S * self.rate;
+            if quiet_long || too_long {
+                self.state = now;
+                self.lapsed_frames = 0;
+            }
+        } else {
+            self.lapsed_frames = 0;
+        }
         self.state.allows() && !gate.track_mismatch()
+    }
+
+    /// Seconds until a known lapse takes effect at the latest (`None`: no lapse pending), for
+    /// the editor's countdown.
+    pub fn lapse_in(&self) -> Option<f64> {
+        (self.lapsed_frames > 0)
+            .then(|| (LAPSE_MAX_S - self.lapsed_frames as f64 / self.rate).max(0.0))
     }
 }
 

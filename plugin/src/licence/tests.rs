@@ -849,26 +849,78 @@ fn verdict(state: LicenceState) -> Verdict {
 }
 
 #[test]
-fn the_latch_takes_a_new_state_only_at_a_stop_or_a_reset() {
+fn the_latch_takes_a_new_state_at_a_stop_or_a_reset() {
     let gate = LicenceGate::new(&verdict(LicenceState::Valid));
-    let mut latch = Latch::new(&gate);
-    assert!(latch.allows(&gate, true));
+    let mut latch = Latch::new(&gate, 48_000.0);
+    let mut allows = |l: &mut Latch, playing| l.allows(&gate, playing, 128, false);
+    assert!(allows(&mut latch, true));
     gate.publish(&verdict(LicenceState::Invalid));
     for _ in 0..10 {
-        assert!(latch.allows(&gate, true), "lapse applied while playing");
+        assert!(allows(&mut latch, true), "lapse applied while playing");
     }
-    assert!(!latch.allows(&gate, false), "not applied at the stop");
+    assert!(!allows(&mut latch, false), "not applied at the stop");
     gate.publish(&verdict(LicenceState::Grace));
-    assert!(!latch.allows(&gate, false));
-    assert!(!latch.allows(&gate, true));
+    assert!(!allows(&mut latch, false));
+    assert!(!allows(&mut latch, true));
     latch.relatch(&gate);
-    assert!(latch.allows(&gate, true));
+    assert!(allows(&mut latch, true));
     // A track mismatch applies at once, and lifts at once.
     gate.set_track_mismatch(true, "input does not match the licensed track");
-    assert!(!latch.allows(&gate, true));
+    assert!(!allows(&mut latch, true));
     assert!(gate.reason().contains("does not match"));
     gate.set_track_mismatch(false, "");
-    assert!(latch.allows(&gate, true));
+    assert!(allows(&mut latch, true));
+}
+
+/// Finding 9: a licence valid at activation ran for ever on a live input whose transport never
+/// plays. A lapse now ends the AI path at the next 2 s of silence, and at most 5 minutes after
+/// it is known; a licence renewed in between changes nothing.
+#[test]
+fn a_lapse_on_a_live_input_ends_at_the_next_silence_or_after_five_minutes() {
+    let rate = 1_000.0;
+    let block = 100;
+    let seconds = |s: f64| (s * rate) as usize / block;
+    let gate = LicenceGate::new(&verdict(LicenceState::Valid));
+
+    // Music, then silence: the lapse waits for 2 s of silence.
+    let mut latch = Latch::new(&gate, rate);
+    gate.publish(&verdict(LicenceState::Invalid));
+    for _ in 0..seconds(60.0) {
+        assert!(latch.allows(&gate, false, block, false), "cut mid-phrase");
+    }
+    assert!((latch.lapse_in().unwrap() - 240.0).abs() < 0.2);
+    // A 1.5 s breath is not the end of the song.
+    for _ in 0..seconds(1.5) {
+        assert!(latch.allows(&gate, false, block, true));
+    }
+    assert!(latch.allows(&gate, false, block, false));
+    for _ in 0..seconds(2.0) - 1 {
+        assert!(latch.allows(&gate, false, block, true));
+    }
+    assert!(!latch.allows(&gate, false, block, true), "2 s of silence ends it");
+    assert!(!latch.allows(&gate, false, block, false), "and it stays off");
+
+    // No silence at all: off 5 minutes after the lapse was known.
+    gate.publish(&verdict(LicenceState::Valid));
+    let mut latch = Latch::new(&gate, rate);
+    gate.publish(&verdict(LicenceState::Invalid));
+    for _ in 0..seconds(300.0) - 1 {
+        assert!(latch.allows(&gate, true, block, false));
+    }
+    assert!(!latch.allows(&gate, true, block, false), "5 minutes is the most");
+
+    // Renewed within the 5 minutes: nothing happens.
+    gate.publish(&verdict(LicenceState::Valid));
+    let mut latch = Latch::new(&gate, rate);
+    gate.publish(&verdict(LicenceState::Invalid));
+    for _ in 0..seconds(200.0) {
+        assert!(latch.allows(&gate, true, block, false));
+    }
+    gate.publish(&verdict(LicenceState::Valid));
+    for _ in 0..seconds(400.0) {
+        assert!(latch.allows(&gate, true, block, true));
+    }
+    assert_eq!(latch.lapse_in(), None);
 }
 
 #[test]
@@ -1212,11 +1264,22 @@ share_bp = 10000
             .contains("a remix licence needs the licensed recording"),
         "{e}"
     );
+    // A cover licence must name the work (finding 5: cover licences bound nothing the plugin
+    // checks).
     let cover = spec.replace("[\"remix\"]", "[\"cover\"]");
-    LicenceSpec::from_toml(&cover)
+    let e = LicenceSpec::from_toml(&cover)
+        .unwrap()
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
+        .expect_err("a cover licence without its work");
+    assert!(e.to_string().contains("must name the work it covers"), "{e}");
+    let cover = cover.replace("release =", "iswc = \"T-034.524.680-1\"\nrelease =");
+    let c = LicenceSpec::from_toml(&cover)
         .unwrap()
         .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .unwrap();
+    assert!(c
+        .describe()
+        .contains("voice unlocked for any material while this licence lasts"));
 }
 
 /// U+200C and U+200D are letters' business in Persian, Arabic and Indic scripts and in emoji
