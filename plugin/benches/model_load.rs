@@ -5,6 +5,9 @@
 //!   manifest, the graph scan and the identity hash. A 256 MB weights file; criterion reports
 //!   the throughput, whose inverse is the load overhead per GB.
 //! - `plain read`: the same bytes read with `std::fs::read` and no hashing, for comparison.
+//! - `open protected`: the same model protected (`refrain model protect`) and opened with its
+//!   content key: XChaCha20-Poly1305 decryption in memory, then the same checks. The difference
+//!   from `read and hash` is what protection adds to a load (issue: under 200 ms per 100 MB).
 //! - `watchdog per run`: what every model run pays for the watchdog (two atomic stores and a
 //!   load, on the worker; nothing on the audio thread).
 
@@ -52,6 +55,11 @@ fn bench_model_load(c: &mut Criterion) {
     });
     g.bench_function("plain read", |b| {
         b.iter(|| std::fs::read(folder.join("weights.bin")).unwrap())
+    });
+    let protected = dir.path().join("protected");
+    let (header, key) = refrain::models::protection::protect(&manifest, &protected).unwrap();
+    g.bench_function("open protected", |b| {
+        b.iter(|| refrain::models::protection::open(&protected, &header, &key, limits).unwrap())
     });
     g.finish();
 

@@ -365,6 +365,22 @@ pub fn write_new(target: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteErro
     Ok(())
 }
 
+/// An exclusive lock on the folder `dir` (made if need be), held until the returned file is
+/// dropped: an OS lock on `dir/.lock`, so threads and other processes (two plugin instances, a
+/// DAW and `refrain`) take turns at a read-compare-write. The error names the path.
+pub fn lock_folder(dir: &Path) -> Result<File, (PathBuf, std::io::Error)> {
+    std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| (path.clone(), e))?;
+    file.lock().map_err(|e| (path, e))?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,9 +56,8 @@ pub struct RenderLicence {
     pub verdict: crate::licence::policy::Verdict,
     model: String,
     matcher: Option<crate::licence::fingerprint::LiveMatcher>,
-    mono: Vec<f32>,
-    fed: u64,
-    rate: u32,
+    mid: Vec<f32>,
+    side: Vec<f32>,
 }
 
 impl RenderLicence {
@@ -82,22 +81,27 @@ impl RenderLicence {
         if !verdict.state.allows() {
             return Err(unlicensed(verdict.reason));
         }
-        let reference = verdict
+        let claims = verdict
             .claims
             .as_ref()
-            .filter(|_| manifest.rights.licensed_track)
-            .and_then(|c| c.reference_fingerprint().ok().flatten());
+            .filter(|_| manifest.rights.licensed_track);
+        let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
+        let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let matcher = match reference {
-            Some(r) => Some(LiveMatcher::new(r, sample_rate).map_err(unlicensed)?),
+            Some(r) => {
+                let m = LiveMatcher::new(r, sample_rate)
+                    .map_err(unlicensed)?
+                    .with_reference_loudness(loudness);
+                Some(m)
+            }
             None => None,
         };
         Ok(Some(RenderLicence {
             verdict,
             model: manifest.model.id.clone(),
             matcher,
-            mono: Vec::new(),
-            fed: 0,
-            rate: sample_rate,
+            mid: Vec::new(),
+            side: Vec::new(),
         }))
     }
 
@@ -106,28 +110,34 @@ impl RenderLicence {
         self.matcher.is_some()
     }
 
-    /// Feeds planar input; an error as soon as the input is known not to be the licensed track.
+    /// Feeds planar input (all of it, before [`Self::finish`] judges it).
     pub fn feed(&mut self, planar: &[&[f32]]) -> Result<(), RenderError> {
-        use crate::licence::fingerprint::TrackMatch;
         let Some(matcher) = &mut self.matcher else {
             return Ok(());
         };
         let n = planar.first().map_or(0, |c| c.len());
-        self.mono.clear();
-        self.mono
+        self.mid.clear();
+        self.mid
             .extend((0..n).map(|i| planar.iter().map(|c| c[i]).sum::<f32>() / planar.len() as f32));
-        if matcher.push(&self.mono) == Some(TrackMatch::Mismatch) {
-            return Err(RenderError::Unlicensed {
-                model: self.model.clone(),
-                reason: format!(
-                    "{} (from {:.0} s on)",
-                    crate::licence::LicenceError::TrackMismatch,
-                    self.fed as f64 / self.rate as f64
-                ),
-            });
+        self.side.clear();
+        if let [l, r] = planar {
+            self.side.extend((0..n).map(|i| (l[i] - r[i]) * 0.5));
         }
-        self.fed += n as u64;
+        // The whole file decides ([`Self::finish`]), not its first minutes.
+        matcher.push_stereo(&self.mid, &self.side);
         Ok(())
+    }
+
+    /// After the whole input was fed: the share of it that matches decides (a file shorter
+    /// than the mismatch time is judged too, whole).
+    pub fn finish(&mut self) -> Result<(), RenderError> {
+        match &mut self.matcher {
+            Some(m) => m.judge_whole().map_err(|reason| RenderError::Unlicensed {
+                model: self.model.clone(),
+                reason,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -148,6 +158,7 @@ pub fn check_licence(
         let block: Vec<&[f32]> = input.iter().map(|c| &c[start..end]).collect();
         licence.feed(&block)?;
     }
+    licence.finish()?;
     Ok(Some(licence.verdict))
 }
 
@@ -321,6 +332,7 @@ pub fn render_file(
                 let planes: Vec<&[f32]> = buf.iter().map(|c| c.as_slice()).collect();
                 licence.feed(&planes)?;
             }
+            licence.finish()?;
             reader = AudioReader::open(input)?;
         }
     }

@@ -189,7 +189,7 @@ fn rights_holder_and_user_tools_work_end_to_end() {
     );
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("input does not match the licensed track"),
+        text(&o).contains("only 0% of the input matches the licensed track; 80% is needed"),
         "{}",
         text(&o)
     );

@@ -84,6 +84,10 @@ pub struct Track {
     /// sub-fingerprints (see [`crate::licence::fingerprint`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The licensed audio's loudness (RMS of its non-silent seconds, dBFS): silence is judged
+    /// against it, so another track played quietly is not taken for silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_dbfs: Option<i16>,
 }
 
 /// A model the licence covers.
@@ -418,6 +422,7 @@ impl Claims {
                 release: "Northern Lights (Single)".into(),
                 iswc: None,
                 fingerprint: Some(example_fingerprint()),
+                loudness_dbfs: None,
             },
             uses: vec![Use::Remix, Use::Live],
             models: vec![model],

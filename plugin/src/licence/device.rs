@@ -101,15 +101,7 @@ impl Device {
             path: path.to_owned(),
             reason: e.to_string(),
         };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let lock_path = dir.join(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io(&lock_path, e))?;
-        lock.lock().map_err(|e| io(&lock_path, e))?;
+        let lock = files::lock_folder(dir).map_err(|(p, e)| io(&p, e))?;
         let path = dir.join("device.toml");
         let device = match files::read_text_bounded(&path, MAX_DEVICE_FILE_BYTES) {
             Ok(text) => Device::parse(&path, &text),

@@ -199,14 +199,16 @@ impl Licensing {
         let monitor = LicenceMonitor::start(spec, gate.clone(), move |v| {
             log(&format!("Refrain licence: {}", v.reason));
         });
-        let reference = verdict
+        let claims = verdict
             .claims
             .as_ref()
-            .filter(|_| package.manifest.rights.licensed_track && verdict.state.allows())
-            .and_then(|c| c.reference_fingerprint().ok().flatten());
+            .filter(|_| package.manifest.rights.licensed_track && verdict.state.allows());
+        let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
+        let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let (fingerprint, tap) = match reference {
             Some(reference) => match FingerprintMonitor::start(
                 reference,
+                loudness,
                 sample_rate,
                 max_block,
                 gate.clone(),

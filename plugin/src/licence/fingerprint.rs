@@ -2,11 +2,19 @@
 //! Hz, 4096-sample frames, 12 chroma bins, 32-bit sub-fingerprints) of the incoming audio is
 //! compared over a rolling window with the reference fingerprint in the licence.
 //!
-//! The audio thread only downmixes into a lock-free ring ([`FingerprintTap`]); a background
-//! thread ([`FingerprintMonitor`]) fingerprints and matches. Decisions are made in audio time:
-//! a match at any offset of the reference (bit error rate under [`MATCH_BER`]) resets the
-//! count; [`MISMATCH_SECONDS`] of non-silent audio without a match switch the AI path off;
-//! silent seconds count neither way.
+//! The audio thread only splits each block into mid and side into a lock-free ring
+//! ([`FingerprintTap`]); a background thread ([`FingerprintMonitor`]) fingerprints the mid and
+//! matches. Decisions are made in audio time, one per second:
+//! - a match at any offset of the reference (bit error rate under [`MATCH_BER`]) resets the
+//!   count; [`MISMATCH_SECONDS`] of non-silent audio without a match switch the AI path off;
+//! - silence is judged on mid *and* side, so anti-phase stereo (L = x, R = -x, whose downmix
+//!   is silent) is loud audio that does not match, not silence;
+//! - silence is relative to the reference's loudness when the licence states it (at most
+//!   -60 dBFS, and 45 dB under the reference): a different track played quietly is not
+//!   silence;
+//! - a bounce (offline) is judged by its share of matching seconds ([`MIN_MATCH_SHARE`]), so
+//!   a few seconds of the licensed track interleaved with another track do not carry it, and
+//!   `refrain render` judges the whole file before writing ([`LiveMatcher::judge_whole`]).
 
 use super::gate::LicenceGate;
 use base64::Engine as _;
@@ -28,8 +36,53 @@ pub const MIN_WINDOW_ITEMS: usize = 24;
 pub const MATCH_BER: f32 = 0.30;
 /// Non-silent seconds without a match before the AI path is switched off.
 pub const MISMATCH_SECONDS: f64 = 20.0;
-/// A second whose RMS is under this (-50 dBFS) is silence.
-pub const SILENCE_RMS: f32 = 0.003_162;
+/// A second whose RMS is under this (-60 dBFS) is silence, unless the reference is so quiet
+/// that [`SILENCE_BELOW_REFERENCE_DB`] under it is lower.
+pub const SILENCE_RMS: f32 = 0.001;
+/// Silence is at least this far under the reference's loudness.
+pub const SILENCE_BELOW_REFERENCE_DB: f32 = 45.0;
+/// A bounce or a render needs at least this share of its judged seconds to match.
+pub const MIN_MATCH_SHARE: f64 = 0.8;
+/// Judged seconds a bounce needs before its share decides.
+pub const BOUNCE_JUDGED_SECONDS: u32 = 5;
+/// The mid at least this far (20 dB) under the side: the downmix of anti-phase stereo.
+const ANTI_PHASE_RATIO: f32 = 0.1;
+
+/// The silence threshold (RMS) for a reference whose non-silent seconds have RMS `dbfs`.
+pub fn silence_rms(reference_dbfs: Option<i16>) -> f32 {
+    match reference_dbfs {
+        Some(db) => {
+            let relative = 10f32.powf((f32::from(db) - SILENCE_BELOW_REFERENCE_DB) / 20.0);
+            relative.min(SILENCE_RMS)
+        }
+        None => SILENCE_RMS,
+    }
+}
+
+/// The loudness of a recording (planar): the RMS of its non-silent seconds, in whole dBFS.
+pub fn loudness_dbfs(channels: &[Vec<f32>], rate: u32) -> Option<i16> {
+    let n = channels.first().map_or(0, Vec::len);
+    let second = rate.max(1) as usize;
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for start in (0..n).step_by(second) {
+        let end = (start + second).min(n);
+        let e: f64 = channels
+            .iter()
+            .flat_map(|c| c[start..end].iter())
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum();
+        let frames = ((end - start) * channels.len()).max(1);
+        if (e / frames as f64).sqrt() >= f64::from(SILENCE_RMS) {
+            sum += e;
+            count += frames;
+        }
+    }
+    (count > 0).then(|| {
+        (20.0 * (sum / count as f64).sqrt().log10())
+            .round()
+            .max(-120.0) as i16
+    })
+}
 
 fn configuration() -> Configuration {
     Configuration::preset_test2()
@@ -135,8 +188,17 @@ pub struct LiveMatcher {
     second: usize,
     in_second: usize,
     energy: f64,
+    side_energy: f64,
+    silence: f32,
     /// Non-silent seconds since the last match.
     unmatched: f64,
+    /// Non-silent seconds seen, judged seconds (a window to compare, or anti-phase), and the
+    /// judged seconds that matched.
+    loud: u32,
+    judged: u32,
+    matched: u32,
+    /// A bounce: the share of matching seconds decides, and a mismatch is for the rest.
+    bounce: bool,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -159,10 +221,57 @@ impl LiveMatcher {
             second: rate.max(1) as usize,
             in_second: 0,
             energy: 0.0,
+            side_energy: 0.0,
+            silence: SILENCE_RMS,
             unmatched: 0.0,
+            loud: 0,
+            judged: 0,
+            matched: 0,
+            bounce: false,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
+    }
+
+    /// Silence is judged against the reference's loudness ([`silence_rms`]).
+    pub fn with_reference_loudness(mut self, dbfs: Option<i16>) -> LiveMatcher {
+        self.silence = silence_rms(dbfs);
+        self
+    }
+
+    /// Judges as a bounce: by the share of matching seconds, once [`BOUNCE_JUDGED_SECONDS`]
+    /// are judged; a bounce that falls under it stays off for the rest.
+    pub fn set_bounce(&mut self, bounce: bool) {
+        self.bounce = bounce;
+    }
+
+    /// The share of judged seconds that matched (`None` before any was judged).
+    pub fn share(&self) -> Option<f64> {
+        (self.judged > 0).then(|| f64::from(self.matched) / f64::from(self.judged))
+    }
+
+    /// The verdict on a whole input (`refrain render`, after feeding all of it): at least
+    /// [`MIN_MATCH_SHARE`] of its judged seconds match; an input with sound but too short to
+    /// judge (under ~3 s) is refused, a silent one passes (there is nothing to remix).
+    pub fn judge_whole(&mut self) -> Result<(), String> {
+        if self.in_second > self.second / 2 {
+            // The last part-second counts as one.
+            self.second_end(self.in_second);
+        }
+        match self.share() {
+            None if self.loud > 0 => Err(
+                "the input is too short to check against the licensed track (a few seconds of \
+                 it are needed)"
+                    .into(),
+            ),
+            None => Ok(()),
+            Some(share) if share >= MIN_MATCH_SHARE => Ok(()),
+            Some(share) => Err(format!(
+                "only {:.0}% of the input matches the licensed track; {:.0}% is needed",
+                share * 100.0,
+                MIN_MATCH_SHARE * 100.0
+            )),
+        }
     }
 
     pub fn state(&self) -> TrackMatch {
@@ -183,27 +292,38 @@ impl LiveMatcher {
 
     /// Feeds mono audio; returns the new state when it changed.
     pub fn push(&mut self, mono: &[f32]) -> Option<TrackMatch> {
+        self.push_stereo(mono, &[])
+    }
+
+    /// Feeds the mid (the downmix, fingerprinted) and the side (`(L - R) / 2`, only its level
+    /// counts; empty for mono input); returns the new state when it changed.
+    pub fn push_stereo(&mut self, mid: &[f32], side: &[f32]) -> Option<TrackMatch> {
         let before = self.state;
-        let mut rest = mono;
-        while !rest.is_empty() {
-            let take = rest.len().min(self.second - self.in_second);
-            let (now, later) = rest.split_at(take);
-            rest = later;
+        let mut at = 0;
+        while at < mid.len() {
+            let take = (mid.len() - at).min(self.second - self.in_second);
+            let now = &mid[at..at + take];
             self.scratch.clear();
             self.scratch.extend(now.iter().map(|&x| to_i16(x)));
             self.fp.consume(&self.scratch);
             self.energy += now.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            if let Some(s) = side.get(at..at + take) {
+                self.side_energy += s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            }
+            at += take;
             self.in_second += take;
             if self.in_second == self.second {
-                self.end_of_second();
+                self.second_end(self.second);
             }
         }
         (self.state != before).then_some(self.state)
     }
 
-    fn end_of_second(&mut self) {
-        let rms = (self.energy / self.second as f64).sqrt() as f32;
+    fn second_end(&mut self, frames: usize) {
+        let rms = (self.energy / frames.max(1) as f64).sqrt() as f32;
+        let side = (self.side_energy / frames.max(1) as f64).sqrt() as f32;
         self.energy = 0.0;
+        self.side_energy = 0.0;
         self.in_second = 0;
         let all = self.fp.fingerprint();
         for &item in &all[self.taken.min(all.len())..] {
@@ -218,18 +338,29 @@ impl LiveMatcher {
             let _ = self.fp.start(self.rate, 1);
             self.taken = 0;
         }
-        if rms < SILENCE_RMS {
+        if rms < self.silence && side < self.silence {
             return;
         }
-        if self.window.len() >= MIN_WINDOW_ITEMS {
+        self.loud += 1;
+        // Anti-phase: loud stereo whose downmix is (nearly) silent matches nothing.
+        let anti_phase = side >= self.silence && rms < side * ANTI_PHASE_RATIO;
+        if anti_phase {
+            self.judged += 1;
+            self.last_ber = 1.0;
+        } else if self.window.len() >= MIN_WINDOW_ITEMS {
             let (a, b) = self.window.as_slices();
             let mut w = Vec::with_capacity(a.len() + b.len());
             w.extend_from_slice(a);
             w.extend_from_slice(b);
             self.last_ber = best_bit_error_rate(&w, &self.reference);
+            self.judged += 1;
             if self.last_ber < MATCH_BER {
+                self.matched += 1;
                 self.unmatched = 0.0;
-                self.state = TrackMatch::Match;
+                if !(self.bounce && self.state == TrackMatch::Mismatch) {
+                    self.state = TrackMatch::Match;
+                }
+                self.bounce_share();
                 return;
             }
         }
@@ -237,20 +368,35 @@ impl LiveMatcher {
         if self.unmatched >= MISMATCH_SECONDS {
             self.state = TrackMatch::Mismatch;
         }
+        self.bounce_share();
+    }
+
+    /// A bounce under [`MIN_MATCH_SHARE`] once judged enough: off for the rest of it.
+    fn bounce_share(&mut self) {
+        if self.bounce
+            && self.judged >= BOUNCE_JUDGED_SECONDS
+            && self.share().is_some_and(|s| s < MIN_MATCH_SHARE)
+        {
+            self.state = TrackMatch::Mismatch;
+        }
     }
 }
 
-/// The audio thread's end: downmixes each block into the ring. Never blocks in real time
-/// (a full ring drops the block and marks a gap); waits in offline bounces.
+/// The audio thread's end: splits each block into mid and side, interleaved into the ring.
+/// Never blocks in real time (a full ring drops the block and marks a gap); waits in offline
+/// bounces.
 pub struct FingerprintTap {
     ring: HeapProd<f32>,
-    mono: Vec<f32>,
+    /// (mid, side) pairs.
+    pairs: Vec<f32>,
     shared: Arc<TapShared>,
 }
 
 #[derive(Debug, Default)]
 struct TapShared {
     gap: AtomicBool,
+    /// The host is bouncing (the latest block was offline).
+    offline: AtomicBool,
     dropped: AtomicU64,
     stop: AtomicBool,
     /// The monitor thread is running (cleared when it ends, however it ends).
@@ -276,25 +422,32 @@ impl FingerprintTap {
     /// waits for room while the monitor runs (at most [`OFFLINE_ROOM_WAIT`]) so nothing is
     /// lost however busy the machine is.
     pub fn push(&mut self, io: &[&mut [f32]], offline: bool) {
+        self.shared.offline.store(offline, Ordering::Relaxed);
         let n = io.first().map_or(0, |c| c.len());
         let scale = 1.0 / io.len().max(1) as f32;
         let mut done = 0;
         while done < n {
-            let k = (n - done).min(self.mono.len());
-            for (i, m) in self.mono[..k].iter_mut().enumerate() {
-                *m = io.iter().map(|c| c[done + i]).sum::<f32>() * scale;
+            let k = (n - done).min(self.pairs.len() / 2);
+            for i in 0..k {
+                let t = done + i;
+                self.pairs[2 * i] = io.iter().map(|c| c[t]).sum::<f32>() * scale;
+                self.pairs[2 * i + 1] = match io {
+                    [l, r] => (l[t] - r[t]) * 0.5,
+                    _ => 0.0,
+                };
             }
+            let need = 2 * k;
             if offline {
                 let t0 = std::time::Instant::now();
-                while self.ring.vacant_len() < k
+                while self.ring.vacant_len() < need
                     && self.shared.alive.load(Ordering::Acquire)
                     && t0.elapsed() < OFFLINE_ROOM_WAIT
                 {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            if self.ring.vacant_len() >= k {
-                self.ring.push_slice(&self.mono[..k]);
+            if self.ring.vacant_len() >= need {
+                self.ring.push_slice(&self.pairs[..need]);
             } else {
                 self.shared.gap.store(true, Ordering::Release);
                 self.shared.dropped.fetch_add(k as u64, Ordering::Relaxed);
@@ -313,8 +466,11 @@ pub struct FingerprintMonitor {
 impl FingerprintMonitor {
     /// Starts matching against `reference` at `rate`; returns the audio thread's tap.
     /// `log` receives each change of decision.
+    /// `loudness` is the reference's, as the licence states it (silence is judged against
+    /// it).
     pub fn start(
         reference: Vec<u32>,
+        loudness: Option<i16>,
         rate: u32,
         max_block: usize,
         gate: Arc<LicenceGate>,
@@ -322,8 +478,9 @@ impl FingerprintMonitor {
     ) -> Result<(FingerprintMonitor, FingerprintTap), String> {
         // The fingerprinter is not `Send`: check the rate here, build it on the thread.
         drop(LiveMatcher::new(Vec::new(), rate)?);
+        // Four seconds of (mid, side) pairs.
         let (prod, mut cons): (HeapProd<f32>, HeapCons<f32>) =
-            HeapRb::<f32>::new(rate as usize * 4).split();
+            HeapRb::<f32>::new(rate as usize * 8).split();
         let shared = Arc::new(TapShared::default());
         shared.alive.store(true, Ordering::Release);
         let thread_shared = shared.clone();
@@ -331,10 +488,12 @@ impl FingerprintMonitor {
             .name("refrain-fingerprint".into())
             .spawn(move || {
                 let _alive = AliveGuard(thread_shared.clone());
-                let Ok(mut matcher) = LiveMatcher::new(reference, rate) else {
+                let Ok(matcher) = LiveMatcher::new(reference, rate) else {
                     return;
                 };
+                let mut matcher = matcher.with_reference_loudness(loudness);
                 let mut buf = vec![0.0f32; 8192];
+                let (mut mid, mut side) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
                 while !thread_shared.stop.load(Ordering::Acquire) {
                     if thread_shared.gap.swap(false, Ordering::AcqRel) {
                         matcher.restart();
@@ -344,7 +503,14 @@ impl FingerprintMonitor {
                         std::thread::park_timeout(Duration::from_millis(50));
                         continue;
                     }
-                    if let Some(state) = matcher.push(&buf[..n]) {
+                    matcher.set_bounce(thread_shared.offline.load(Ordering::Relaxed));
+                    mid.clear();
+                    side.clear();
+                    for pair in buf[..n].chunks_exact(2) {
+                        mid.push(pair[0]);
+                        side.push(pair[1]);
+                    }
+                    if let Some(state) = matcher.push_stereo(&mid, &side) {
                         let mismatch = state == TrackMatch::Mismatch;
                         let reason = match state {
                             TrackMatch::Mismatch => super::LicenceError::TrackMismatch.to_string(),
@@ -370,7 +536,7 @@ impl FingerprintMonitor {
             },
             FingerprintTap {
                 ring: prod,
-                mono: vec![0.0; max_block.clamp(1, 8192)],
+                pairs: vec![0.0; 2 * max_block.clamp(1, 8192)],
                 shared,
             },
         ))

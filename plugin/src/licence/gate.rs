@@ -183,7 +183,13 @@ impl Latch {
     /// [`LAPSE_SILENCE_S`] of silence, and at most [`LAPSE_MAX_S`] after it is known, playing
     /// or not: a performance is never cut mid-phrase, and never runs on for ever either. A
     /// track mismatch applies at once. Real-time safe.
-    pub fn allows(&mut self, gate: &LicenceGate, playing: bool, frames: usize, quiet: bool) -> bool {
+    pub fn allows(
+        &mut self,
+        gate: &LicenceGate,
+        playing: bool,
+        frames: usize,
+        quiet: bool,
+    ) -> bool {
         let now = gate.state();
         if self.was_playing && !playing {
             self.state = now;

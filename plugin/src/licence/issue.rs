@@ -308,9 +308,16 @@ impl LicenceSpec {
                         reason,
                     }
                 })?;
-                Some(fingerprint::encode(&fp))
+                Some((
+                    fingerprint::encode(&fp),
+                    fingerprint::loudness_dbfs(&channels, rate),
+                ))
             }
             None => None,
+        };
+        let (fingerprint, loudness_dbfs) = match fingerprint {
+            Some((f, l)) => (Some(f), l),
+            None => (None, None),
         };
         let claims = Claims {
             iss: issuer.to_owned(),
@@ -331,6 +338,7 @@ impl LicenceSpec {
                 release: self.track.release.clone(),
                 iswc: self.track.iswc.clone(),
                 fingerprint,
+                loudness_dbfs,
             },
             uses,
             models,

@@ -180,14 +180,7 @@ impl Registry {
         if certificates.is_empty() && keys.is_empty() && licences.is_empty() {
             return Err(RegistryError::NothingToRevoke);
         }
-        let lock_path = self.dir.join(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io(&lock_path, e))?;
-        lock.lock().map_err(|e| io(&lock_path, e))?;
+        let lock = files::lock_folder(&self.dir).map_err(|(p, e)| io(&p, e))?;
         let mut list = self.revocations()?.map(|(l, _)| l).unwrap_or_default();
         let add = |to: &mut Vec<String>, items: &[String]| {
             for i in items {

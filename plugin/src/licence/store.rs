@@ -240,16 +240,9 @@ struct FolderLock(#[allow(dead_code)] std::fs::File);
 
 impl FolderLock {
     fn take(dir: &Path) -> Result<FolderLock, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let path = dir.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
-        file.lock().map_err(|e| io_err(&path, e))?;
-        Ok(FolderLock(file))
+        files::lock_folder(dir)
+            .map(FolderLock)
+            .map_err(|(path, e)| io_err(&path, e))
     }
 }
 

@@ -36,6 +36,7 @@ pub(super) fn claims_for(issuer: &str) -> Claims {
             release: "Northern Lights (Single)".into(),
             iswc: Some("T-034.524.680-1".into()),
             fingerprint: Some(fingerprint::encode(&[1, 2, 3])),
+            loudness_dbfs: None,
         },
         uses: vec![Use::Remix, Use::Live],
         models: vec![ModelGrant {
@@ -852,7 +853,7 @@ fn verdict(state: LicenceState) -> Verdict {
 fn the_latch_takes_a_new_state_at_a_stop_or_a_reset() {
     let gate = LicenceGate::new(&verdict(LicenceState::Valid));
     let mut latch = Latch::new(&gate, 48_000.0);
-    let mut allows = |l: &mut Latch, playing| l.allows(&gate, playing, 128, false);
+    let allows = |l: &mut Latch, playing| l.allows(&gate, playing, 128, false);
     assert!(allows(&mut latch, true));
     gate.publish(&verdict(LicenceState::Invalid));
     for _ in 0..10 {
@@ -897,8 +898,14 @@ fn a_lapse_on_a_live_input_ends_at_the_next_silence_or_after_five_minutes() {
     for _ in 0..seconds(2.0) - 1 {
         assert!(latch.allows(&gate, false, block, true));
     }
-    assert!(!latch.allows(&gate, false, block, true), "2 s of silence ends it");
-    assert!(!latch.allows(&gate, false, block, false), "and it stays off");
+    assert!(
+        !latch.allows(&gate, false, block, true),
+        "2 s of silence ends it"
+    );
+    assert!(
+        !latch.allows(&gate, false, block, false),
+        "and it stays off"
+    );
 
     // No silence at all: off 5 minutes after the lapse was known.
     gate.publish(&verdict(LicenceState::Valid));
@@ -907,7 +914,10 @@ fn a_lapse_on_a_live_input_ends_at_the_next_silence_or_after_five_minutes() {
     for _ in 0..seconds(300.0) - 1 {
         assert!(latch.allows(&gate, true, block, false));
     }
-    assert!(!latch.allows(&gate, true, block, false), "5 minutes is the most");
+    assert!(
+        !latch.allows(&gate, true, block, false),
+        "5 minutes is the most"
+    );
 
     // Renewed within the 5 minutes: nothing happens.
     gate.publish(&verdict(LicenceState::Valid));
@@ -1271,7 +1281,10 @@ share_bp = 10000
         .unwrap()
         .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .expect_err("a cover licence without its work");
-    assert!(e.to_string().contains("must name the work it covers"), "{e}");
+    assert!(
+        e.to_string().contains("must name the work it covers"),
+        "{e}"
+    );
     let cover = cover.replace("release =", "iswc = \"T-034.524.680-1\"\nrelease =");
     let c = LicenceSpec::from_toml(&cover)
         .unwrap()
@@ -1601,7 +1614,7 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
     let block = 4096;
     let gate = LicenceGate::new(&verdict(LicenceState::Valid));
     let (monitor, mut tap) =
-        FingerprintMonitor::start(Vec::new(), rate, block, gate.clone(), |_, _| {}).unwrap();
+        FingerprintMonitor::start(Vec::new(), None, rate, block, gate.clone(), |_, _| {}).unwrap();
     let mut left = vec![0.0f32; block];
     let mut right = vec![0.0f32; block];
     // 20 s offline, as fast as the bounce can go: the ring (4 s) fills, the tap waits for the

@@ -16,6 +16,22 @@ use super::tests::{claims_for, fixture, requirement, sign, verify_with, Fixture,
 use super::token::{Kind, SigningKey};
 use super::{issue, ReceiptError, TermsError, VerifyError};
 
+/// A key for `name`, certified by the fixture's registry for `scope`, valid `days` from a day
+/// before NOW.
+fn certify(f: &Fixture, name: &str, scope: Scope, days: u32) -> SigningKey {
+    let key = SigningKey::generate(name).unwrap();
+    let party = Party {
+        name: name.into(),
+        ipi: vec![],
+        isni: vec![],
+    };
+    let (_, cert) = f
+        .registry
+        .certify(&key.issuer_key(), party, scope, NOW - DAY, days)
+        .unwrap();
+    key.with_certificate(&cert)
+}
+
 fn evaluate(f: &Fixture, token: &str, at: i64) -> Verdict {
     policy::evaluate_token(&f.store, token, &requirement(), &ManualClock::at(at))
 }
@@ -102,25 +118,15 @@ fn a_certified_party_licenses_only_what_its_certificate_covers() {
     assert!(issue::sign_licence(&artist, &own).is_err());
 
     // A publisher certified for one work: a cover licence of it, never a remix of a recording.
-    let publisher = SigningKey::generate("Aurora Songs").unwrap();
-    let (_, cert) = f
-        .registry
-        .certify(
-            &publisher.issuer_key(),
-            Party {
-                name: "Aurora Songs".into(),
-                ipi: vec!["00123456789".into()],
-                isni: vec![],
-            },
-            Scope {
-                iswcs: vec!["T-034.524.680-1".into()],
-                ..Scope::default()
-            },
-            NOW - DAY,
-            365,
-        )
-        .unwrap();
-    let publisher = publisher.with_certificate(&cert);
+    let publisher = certify(
+        &f,
+        "Aurora Songs",
+        Scope {
+            iswcs: vec!["T-034.524.680-1".into()],
+            ..Scope::default()
+        },
+        365,
+    );
     let mut cover = claims_for("Aurora Songs");
     cover.uses = vec![Use::Cover];
     verify_with(&f, &sign(&publisher, &cover)).unwrap();
@@ -176,27 +182,18 @@ fn the_registry_withdraws_certificates_and_keys_and_certificates_expire() {
     );
 
     // A certificate valid for ten days: the licence (valid 30) stops with it.
-    let short = SigningKey::generate("Short Label").unwrap();
-    let (_, cert) = f
-        .registry
-        .certify(
-            &short.issuer_key(),
-            Party {
-                name: "Short Label".into(),
-                ipi: vec![],
-                isni: vec![],
-            },
-            Scope {
-                isrc_prefixes: vec!["GBAYE".into()],
-                ..Scope::default()
-            },
-            NOW - DAY,
-            10,
-        )
-        .unwrap();
+    let short = certify(
+        &f,
+        "Short Label",
+        Scope {
+            isrc_prefixes: vec!["GBAYE".into()],
+            ..Scope::default()
+        },
+        10,
+    );
     let mut c = claims_for("Short Label");
     c.jti = "lic-short".into();
-    let token = sign(&short.with_certificate(&cert), &c);
+    let token = sign(&short, &c);
     assert_eq!(evaluate(&f, &token, NOW).state, LicenceState::Valid);
     let v = evaluate(&f, &token, NOW + 10 * DAY);
     assert_eq!(v.state, LicenceState::Invalid);
@@ -779,5 +776,159 @@ mod protected {
         for e in std::fs::read_dir(from).unwrap().flatten() {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
+    }
+}
+
+// ---- The fingerprint gate's leaks (finding 4, in part) ----
+
+mod gate_leaks {
+    use super::super::fingerprint::{self, LiveMatcher, TrackMatch};
+
+    const RATE: u32 = 48_000;
+
+    fn song(seed: u64, seconds: f64) -> Vec<Vec<f32>> {
+        crate::synth::song(seed, seconds, RATE)
+    }
+
+    fn reference() -> (Vec<u32>, Option<i16>) {
+        let s = song(1, 60.0);
+        (
+            fingerprint::compute(&s, RATE).unwrap(),
+            fingerprint::loudness_dbfs(&s, RATE),
+        )
+    }
+
+    fn matcher() -> LiveMatcher {
+        let (r, loudness) = reference();
+        LiveMatcher::new(r, RATE)
+            .unwrap()
+            .with_reference_loudness(loudness)
+    }
+
+    /// Feeds stereo as the tap does (mid and side), a block at a time; the state after each.
+    fn feed(m: &mut LiveMatcher, left: &[f32], right: &[f32]) -> Vec<TrackMatch> {
+        let mut states = Vec::new();
+        for (l, r) in left.chunks(RATE as usize).zip(right.chunks(RATE as usize)) {
+            let mid: Vec<f32> = l.iter().zip(r).map(|(a, b)| (a + b) * 0.5).collect();
+            let side: Vec<f32> = l.iter().zip(r).map(|(a, b)| (a - b) * 0.5).collect();
+            m.push_stereo(&mid, &side);
+            states.push(m.state());
+        }
+        states
+    }
+
+    /// Anti-phase stereo (L = x, R = -x) downmixes to silence: an unrelated track played that
+    /// way rendered in full. Loud side with a silent mid is now audio that does not match.
+    #[test]
+    fn anti_phase_stereo_is_not_silence() {
+        let other = song(2, 30.0);
+        let flipped: Vec<f32> = other[0].iter().map(|x| -x).collect();
+        let mut m = matcher();
+        let states = feed(&mut m, &other[0], &flipped);
+        let off = states.iter().position(|s| *s == TrackMatch::Mismatch);
+        assert_eq!(
+            off,
+            Some(fingerprint::MISMATCH_SECONDS as usize - 1),
+            "{states:?}"
+        );
+        // The licensed track hard-panned (all in one channel) still matches.
+        let licensed = song(1, 20.0);
+        let silent = vec![0.0; licensed[0].len()];
+        let mut m = matcher();
+        let states = feed(&mut m, &licensed[0], &silent);
+        assert!(states.contains(&TrackMatch::Match), "{states:?}");
+        assert!(!states.contains(&TrackMatch::Mismatch));
+    }
+
+    /// A different track at -52 dBFS counted as silence (the threshold was -50 dBFS). Silence
+    /// is now under -60 dBFS, and 45 dB under the reference's loudness.
+    #[test]
+    fn a_quiet_different_track_is_not_silence() {
+        let (_, loudness) = reference();
+        let loudness = loudness.unwrap();
+        assert!((-30..=-3).contains(&loudness), "{loudness}");
+        let other = song(2, 30.0);
+        let rms = (other[0].iter().map(|x| x * x).sum::<f32>() / other[0].len() as f32).sqrt();
+        let gain = 10f32.powf(-52.0 / 20.0) / rms;
+        let quiet: Vec<f32> = other[0].iter().map(|x| x * gain).collect();
+        let mut m = matcher();
+        let states = feed(&mut m, &quiet, &quiet);
+        assert!(
+            states.contains(&TrackMatch::Mismatch),
+            "-52 dBFS counted as silence"
+        );
+        // True silence still counts neither way.
+        let mut m = matcher();
+        let hush = vec![0.0; 30 * RATE as usize];
+        assert!(feed(&mut m, &hush, &hush)
+            .iter()
+            .all(|s| *s == TrackMatch::Unknown));
+    }
+
+    /// 5 s of the licensed track every 26 s kept an unrelated track on (each match reset the
+    /// 20 s count). A bounce is judged by its share of matching seconds.
+    #[test]
+    fn interleaving_the_licensed_track_does_not_carry_a_bounce() {
+        let licensed = song(1, 60.0);
+        let other = song(2, 60.0);
+        let rate = RATE as usize;
+        let mut input = Vec::new();
+        for k in 0..2 {
+            input.extend_from_slice(&licensed[0][k * 5 * rate..(k + 1) * 5 * rate]);
+            input.extend_from_slice(&other[0][k * 21 * rate..(k + 1) * 21 * rate]);
+        }
+        let mut bounce = matcher();
+        bounce.set_bounce(true);
+        let states = feed(&mut bounce, &input, &input);
+        let off = states
+            .iter()
+            .position(|s| *s == TrackMatch::Mismatch)
+            .expect("never off");
+        assert!(off < 26, "off only after {off} s: {states:?}");
+        assert!(
+            states[off..].iter().all(|s| *s == TrackMatch::Mismatch),
+            "a bounce that fell under the share came back on"
+        );
+        let mut whole = matcher();
+        feed(&mut whole, &input, &input);
+        let e = whole.judge_whole().unwrap_err();
+        assert!(
+            e.contains("of the input matches the licensed track; 80% is needed"),
+            "{e}"
+        );
+        // The licensed track itself, bounced: on throughout, and judged whole it passes.
+        let mut m = matcher();
+        m.set_bounce(true);
+        let states = feed(&mut m, &licensed[0][..40 * rate], &licensed[0][..40 * rate]);
+        assert!(!states.contains(&TrackMatch::Mismatch), "{states:?}");
+        assert!(m.judge_whole().is_ok(), "share {:?}", m.share());
+    }
+
+    /// Renders shorter than 20 s were never checked: an unrelated song cut into 18 s pieces
+    /// rendered 7 of 7. A render is judged whole.
+    #[test]
+    fn short_pieces_are_judged_whole() {
+        let rate = RATE as usize;
+        let other = song(2, 130.0);
+        let licensed = song(1, 40.0);
+        for piece in other[0].chunks(18 * rate).take(7) {
+            let mut m = matcher();
+            feed(&mut m, piece, piece);
+            assert!(
+                m.judge_whole().is_err(),
+                "an 18 s piece of another song passed"
+            );
+        }
+        let mut m = matcher();
+        let piece = &licensed[0][10 * rate..28 * rate];
+        feed(&mut m, piece, piece);
+        m.judge_whole()
+            .expect("an 18 s piece of the licensed track");
+        // Too short to judge: refused, not waved through.
+        let mut m = matcher();
+        let blip = &other[0][..2 * rate];
+        feed(&mut m, blip, blip);
+        let e = m.judge_whole().unwrap_err();
+        assert!(e.contains("too short to check"), "{e}");
     }
 }

@@ -127,6 +127,20 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Checks a model file's bytes against the sha256 its manifest pins.
+pub(crate) fn check_sha256(path: &Path, bytes: &[u8], sha: &str) -> Result<(), PackageError> {
+    let actual = sha256_hex(bytes);
+    if actual.eq_ignore_ascii_case(sha) {
+        Ok(())
+    } else {
+        Err(PackageError::HashMismatch {
+            path: path.to_owned(),
+            expected: sha.to_owned(),
+            actual,
+        })
+    }
+}
+
 /// The identity of a model: the manifest's bytes, then each file's path and hash in path order.
 pub fn identity(manifest_bytes: &[u8], files: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = files.iter().collect();
@@ -203,14 +217,7 @@ impl ModelPackage {
                 other => read_err(&path, other),
             })?;
             budget -= bytes.len() as u64;
-            let actual = sha256_hex(&bytes);
-            if !actual.eq_ignore_ascii_case(sha) {
-                return Err(PackageError::HashMismatch {
-                    path,
-                    expected: sha.to_owned(),
-                    actual,
-                });
-            }
+            check_sha256(&path, &bytes, sha)?;
             Ok(bytes.into())
         };
         ModelPackage::assemble(folder, &manifest_bytes, manifest, limits, &mut read_file)

@@ -150,15 +150,20 @@ fn encrypt(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, Protecti
     Ok(out)
 }
 
-fn decrypt(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-    if sealed.len() < NONCE_BYTES + TAG_BYTES {
+/// Decrypts in place (no second buffer the size of the weights), then hands the plaintext over
+/// in the shared form the package keeps.
+fn decrypt(key: &[u8; 32], aad: &[u8], mut sealed: Vec<u8>) -> Option<Arc<[u8]>> {
+    use orion::hazardous::aead::xchacha20poly1305::Tag;
+    let len = sealed.len();
+    if len < NONCE_BYTES + TAG_BYTES {
         return None;
     }
     let sk = SecretKey::try_from(&key[..]).ok()?;
     let nonce = Nonce::try_from(&sealed[..NONCE_BYTES]).ok()?;
-    let mut out = vec![0u8; sealed.len() - NONCE_BYTES - TAG_BYTES];
-    XChaCha20Poly1305::open(&sk, &nonce, &sealed[NONCE_BYTES..], Some(aad), &mut out).ok()?;
-    Some(out)
+    let tag = Tag::try_from(&sealed[len - TAG_BYTES..]).ok()?;
+    let body = &mut sealed[NONCE_BYTES..len - TAG_BYTES];
+    XChaCha20Poly1305::open_inplace(&sk, &nonce, &tag, Some(aad), body).ok()?;
+    Some(Arc::from(&sealed[NONCE_BYTES..len - TAG_BYTES]))
 }
 
 /// The header of the protected model in `folder`, if it is one (`None`: no `protected.toml`).
@@ -267,7 +272,7 @@ pub fn open(
     let mut budget = limits.memory;
     let id = header.id.clone();
     let identity = header.identity.clone();
-    let mut read = |name: &str| -> Result<Vec<u8>, ProtectionError> {
+    let mut read = |name: &str| -> Result<Arc<[u8]>, ProtectionError> {
         let path = folder.join(format!("{name}.enc"));
         let sealed = files::read_bounded(&path, budget.saturating_add(64)).map_err(|source| {
             ProtectionError::Read {
@@ -276,7 +281,7 @@ pub fn open(
             }
         })?;
         budget = budget.saturating_sub(sealed.len() as u64);
-        decrypt(key, &associated_data(&identity, name), &sealed).ok_or(ProtectionError::Decrypt {
+        decrypt(key, &associated_data(&identity, name), sealed).ok_or(ProtectionError::Decrypt {
             id: id.clone(),
             path,
         })
@@ -308,14 +313,7 @@ pub fn open(
                 return Err(shown);
             }
         };
-        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        if !actual.eq_ignore_ascii_case(sha) {
-            return Err(PackageError::HashMismatch {
-                path,
-                expected: sha.to_owned(),
-                actual,
-            });
-        }
+        super::package::check_sha256(&path, &bytes, sha)?;
         Ok(bytes.into())
     };
     let assembled = ModelPackage::assemble(
