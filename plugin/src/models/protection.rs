@@ -314,7 +314,7 @@ pub fn open(
             }
         };
         super::package::check_sha256(&path, &bytes, sha)?;
-        Ok(bytes.into())
+        Ok(bytes)
     };
     let assembled = ModelPackage::assemble(
         folder.clone(),
