@@ -747,3 +747,89 @@ fn a_licence_write_that_fails_midway_leaves_the_earlier_file_whole() {
     );
     assert!(text(&o).contains("signature:   verifies"), "{}", text(&o));
 }
+
+/// DECISIONS 2: stems of a separator that needs a licence leave Refrain as files only under a
+/// licence that allows `remix` and `stem-export`, and only for the licensed track (the whole
+/// input is judged). Before, `refrain separate` ran any separator with no check at all.
+#[test]
+fn refrain_separate_needs_stem_export_and_the_licensed_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, data) = (dir.path(), dir.path().join("data"));
+    rights_holder(d, &data);
+    // A generated MDX-Net separator whose rights holder declared it licensed.
+    let sep = d.join("separator");
+    std::fs::create_dir_all(&sep).unwrap();
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test/mdx-band");
+    for e in std::fs::read_dir(&from).unwrap().flatten() {
+        std::fs::copy(e.path(), sep.join(e.file_name())).unwrap();
+    }
+    let manifest = std::fs::read_to_string(sep.join("model.toml")).unwrap();
+    std::fs::write(
+        sep.join("model.toml"),
+        format!("{manifest}\n[rights]\nlicensed_track = true\n"),
+    )
+    .unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/demo-remix/model.toml")
+        .display()
+        .to_string();
+    let spec = |id: &str, uses: &[&str]| {
+        refrain::testkit::licence_spec(id, uses, Some(Path::new("track.wav")))
+            .replace(&demo, &sep.join("model.toml").display().to_string())
+    };
+    let p = |name: &str| d.join(name).display().to_string();
+    let separate = |input: &str, licence: Option<&str>| {
+        let mut args = vec![
+            "separate".to_owned(),
+            p(input),
+            "--out-dir".into(),
+            p("stems"),
+            "--model".into(),
+            sep.display().to_string(),
+        ];
+        if let Some(l) = licence {
+            args.extend(["--licence".into(), p(l)]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refrain(&data, &args)
+    };
+
+    let o = separate("track.wav", None);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("needs a licence that allows stem export: no track is loaded"),
+        "{}",
+        text(&o)
+    );
+    let o = issue(d, &data, "remix-only", &spec("remix-only", &["remix"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = separate("track.wav", Some("remix-only.paseto"));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("does not allow `stem-export` use"),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join("stems").exists(), "stems were written");
+    let o = issue(d, &data, "stems", &spec("stems", &["remix", "stem-export"]));
+    assert!(o.status.success(), "{}", text(&o));
+    // Another recording under the stem-export licence: refused, nothing written.
+    refrain::media::write_wav(
+        &d.join("other.wav"),
+        &refrain::synth::song(2, 6.0, 48_000),
+        48_000,
+    )
+    .unwrap();
+    let o = separate("other.wav", Some("stems.paseto"));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("of the input matches the licensed track"),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join("stems").exists(), "stems were written");
+    // The licensed track: its stems.
+    let o = separate("track.wav", Some("stems.paseto"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_dir(d.join("stems")).unwrap().count() >= 2);
+}

@@ -32,6 +32,8 @@ pub const ITEM_SECONDS: f64 = 1365.0 / 11025.0;
 pub const WINDOW_SECONDS: f64 = 10.0;
 /// Sub-fingerprints a window needs before it can match.
 pub const MIN_WINDOW_ITEMS: usize = 24;
+/// Sub-fingerprints a short input judged whole needs (about 2 s).
+pub const MIN_WHOLE_ITEMS: usize = 16;
 /// Bit error rate under which a window matches (unrelated audio sits near 0.5).
 pub const MATCH_BER: f32 = 0.30;
 /// Non-silent seconds without a match before the AI path is switched off.
@@ -257,6 +259,17 @@ impl LiveMatcher {
         if self.in_second > self.second / 2 {
             // The last part-second counts as one.
             self.second_end(self.in_second);
+        }
+        if self.judged == 0 && self.loud > 0 {
+            // Shorter than the streaming judgement needs: the fingerprint of all of it, whole.
+            self.fp.finish();
+            let all = self.fp.fingerprint();
+            let items = &all[all.len().saturating_sub(self.window_items)..];
+            if items.len() >= MIN_WHOLE_ITEMS {
+                self.last_ber = best_bit_error_rate(items, &self.reference);
+                self.judged = 1;
+                self.matched = u32::from(self.last_ber < MATCH_BER);
+            }
         }
         match self.share() {
             None if self.loud > 0 => Err(

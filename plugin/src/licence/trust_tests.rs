@@ -924,6 +924,18 @@ mod gate_leaks {
         feed(&mut m, piece, piece);
         m.judge_whole()
             .expect("an 18 s piece of the licensed track");
+        // Six seconds (too few for the streaming judgement) are judged whole.
+        let mut m = matcher();
+        let six = &other[0][..6 * rate];
+        feed(&mut m, six, six);
+        assert!(m
+            .judge_whole()
+            .unwrap_err()
+            .contains("of the input matches"));
+        let mut m = matcher();
+        let six = &licensed[0][20 * rate..26 * rate];
+        feed(&mut m, six, six);
+        m.judge_whole().expect("six seconds of the licensed track");
         // Too short to judge: refused, not waved through.
         let mut m = matcher();
         let blip = &other[0][..2 * rate];

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use refrain::engine::latency::Mode;
+use refrain::licence::enforce::Setting;
 use refrain::licence::store::Store;
 use refrain::models::ModelSource;
 
@@ -88,6 +89,11 @@ enum Command {
         /// the model's own stems (MDX-Net, Demucs).
         #[arg(long, value_parser = clap::value_parser!(u8).range(2..=4))]
         stems: Option<u8>,
+        /// A protected separator's licence (a file, cached on the way, or a cached licence's
+        /// id): it must allow `remix` and `stem-export`, and the input must be the licensed
+        /// track.
+        #[arg(long)]
+        licence: Option<String>,
     },
     /// Find the notes in an audio file with Basic Pitch (Spotify) and write them as a standard
     /// MIDI file (format 0, 120 BPM, 480 ticks per beat: the times are the audio's).
@@ -235,6 +241,7 @@ fn main() -> Result<()> {
             mode,
             lookahead_frames,
             stems,
+            licence,
         } => {
             if stems == Some(3) {
                 bail!("--stems is 2 (the model's stems) or 4 (vocals, drums, bass, other)");
@@ -244,7 +251,14 @@ fn main() -> Result<()> {
                 Mode::Studio => Schedule::studio(),
                 Mode::Live => Schedule::live(lookahead_frames),
             };
-            separate(&input, &out_dir, &model, schedule, stems)
+            separate(
+                &input,
+                &out_dir,
+                &model,
+                schedule,
+                stems,
+                licence.as_deref(),
+            )
         }
         Command::Notes {
             input,
@@ -308,7 +322,15 @@ fn notes_of_stem(
     dir: &Path,
 ) -> Result<()> {
     use refrain::separation::file::{separate_file, SeparateOptions};
-    let package = separator_package(separator)?;
+    let package = separator_package(separator, None)?;
+    if refrain::licence::enforce::requirement(&package, Setting::Studio).is_some() {
+        bail!(
+            "model `{}` needs a licence; `refrain notes --stem` runs public separators only \
+             (separate the licensed track with `refrain separate --licence`, then take the \
+             notes of a stem file)",
+            package.manifest.model.id
+        );
+    }
     let splittable = package
         .manifest
         .stems
@@ -341,6 +363,7 @@ fn notes_of_stem(
 /// A separator by plain id (the models folder), `id@identity`, or a path.
 fn separator_package(
     model: &str,
+    track: Option<&refrain::licence::gate::LoadedTrack>,
 ) -> Result<std::sync::Arc<refrain::models::package::ModelPackage>> {
     let is_plain_id = !model.contains('@')
         && !Path::new(model).exists()
@@ -352,8 +375,41 @@ fn separator_package(
             format!("no separator `{model}` in the models folder: `cargo xtask fetch-models` writes Spleeter to models/real/spleeter-2stems; pass --model models/real/spleeter-2stems or `refrain model import` it")
         })?)
     } else {
-        ModelSource::parse(model).package()?
+        ModelSource::parse(model).package_with(track, Setting::Studio)?
     })
+}
+
+/// `refrain separate` of a separator that needs a licence: the licence must allow `remix` and
+/// `stem-export` (stems leave Refrain as files), and the whole input must be the licensed
+/// track. Public separators need nothing.
+fn check_stem_export(
+    package: &refrain::models::package::ModelPackage,
+    track: Option<&refrain::licence::gate::LoadedTrack>,
+    input: &Path,
+) -> Result<()> {
+    use refrain::licence::{claims::Use, enforce, policy};
+    let Some(mut requirement) = enforce::requirement(package, Setting::Studio) else {
+        return Ok(());
+    };
+    requirement.uses.push(Use::StemExport);
+    let store = Store::open_default()?;
+    let verdict = policy::evaluate(
+        &store,
+        track.map(|t| t.licence.as_str()),
+        track.map(|t| t.key.as_str()),
+        &requirement,
+        &policy::SystemClock,
+    );
+    if !verdict.state.allows() {
+        bail!(
+            "model `{}` needs a licence that allows stem export: {}",
+            package.manifest.model.id,
+            verdict.reason
+        );
+    }
+    let (audio, rate) = refrain::media::read_all(input)?;
+    refrain::render::check_licence(package, track, &audio, rate)?;
+    Ok(())
 }
 
 fn notes(
@@ -398,8 +454,14 @@ fn separate(
     model: &str,
     schedule: refrain::separation::separator::Schedule,
     stems: Option<u8>,
+    licence: Option<&str>,
 ) -> Result<()> {
-    let package = separator_package(model)?;
+    let track = match licence {
+        Some(l) => Some(rights::resolve_track(&Store::open_default()?, l)?),
+        None => None,
+    };
+    let package = separator_package(model, track.as_ref())?;
+    check_stem_export(&package, track.as_ref(), input)?;
     let splittable = package.manifest.model.kind == refrain::models::manifest::KIND_STEM_MASKS
         && package
             .manifest
