@@ -58,6 +58,7 @@ pub struct RenderLicence {
     matcher: Option<crate::licence::fingerprint::LiveMatcher>,
     mid: Vec<f32>,
     side: Vec<f32>,
+    rate: u32,
 }
 
 impl RenderLicence {
@@ -84,7 +85,7 @@ impl RenderLicence {
         let claims = verdict
             .claims
             .as_ref()
-            .filter(|_| manifest.rights.licensed_track);
+            .filter(|_| enforce::checks_the_track(package));
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let matcher = match reference {
@@ -102,7 +103,13 @@ impl RenderLicence {
             matcher,
             mid: Vec::new(),
             side: Vec::new(),
+            rate: sample_rate,
         }))
+    }
+
+    /// The sample rate the input is checked at.
+    pub fn sample_rate(&self) -> u32 {
+        self.rate
     }
 
     /// Whether the input must be fed through (a remix model with a reference fingerprint).

@@ -135,6 +135,14 @@ pub fn unlock_with(
     .map_err(|e| refused(&header.id, e.to_string()))
 }
 
+/// Whether `package`'s model is applied to a licensed recording, so its input must be that
+/// recording: a remix model, and every protected model that is not a voice (a protected
+/// model needs a `remix` licence whatever its manifest says, and so the track check).
+pub fn checks_the_track(package: &ModelPackage) -> bool {
+    let rights = package.manifest.rights;
+    rights.licensed_track || (package.protected && !rights.licensed_voice)
+}
+
 /// The licence check the plugin and `refrain render` share: `None` when the model needs no
 /// licence; otherwise the verdict for `track`'s licence, with the requirement it was checked
 /// against (a missing licence folder is a refusal, with its reason).
@@ -202,7 +210,7 @@ impl Licensing {
         let claims = verdict
             .claims
             .as_ref()
-            .filter(|_| package.manifest.rights.licensed_track && verdict.state.allows());
+            .filter(|_| checks_the_track(package) && verdict.state.allows());
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let (fingerprint, tap) = match reference {
@@ -225,9 +233,11 @@ impl Licensing {
             ) {
                 Ok((m, t)) => (Some(m), Some(t)),
                 Err(e) => {
-                    log(&format!(
-                        "Refrain licence: fingerprint matching is off: {e}"
-                    ));
+                    // No track check, no licensed use: fail closed.
+                    let reason =
+                        format!("the input cannot be checked against the licensed track: {e}");
+                    log(&format!("Refrain licence: the AI path is off: {reason}"));
+                    gate.set_track_mismatch(true, &reason);
                     (None, None)
                 }
             },

@@ -199,6 +199,8 @@ pub struct LiveMatcher {
     loud: u32,
     judged: u32,
     matched: u32,
+    /// Any sample above digital near-silence (-100 dBFS) was seen.
+    any_signal: bool,
     /// A bounce: the share of matching seconds decides, and a mismatch is for the rest.
     bounce: bool,
     state: TrackMatch,
@@ -229,6 +231,7 @@ impl LiveMatcher {
             loud: 0,
             judged: 0,
             matched: 0,
+            any_signal: false,
             bounce: false,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
@@ -244,6 +247,14 @@ impl LiveMatcher {
     /// Judges as a bounce: by the share of matching seconds, once [`BOUNCE_JUDGED_SECONDS`]
     /// are judged; a bounce that falls under it stays off for the rest.
     pub fn set_bounce(&mut self, bounce: bool) {
+        if bounce && !self.bounce {
+            // A bounce is judged on its own seconds, not on what played before it.
+            self.judged = 0;
+            self.matched = 0;
+            if self.state == TrackMatch::Mismatch {
+                self.state = TrackMatch::Unknown;
+            }
+        }
         self.bounce = bounce;
     }
 
@@ -275,6 +286,12 @@ impl LiveMatcher {
             None if self.loud > 0 => Err(
                 "the input is too short to check against the licensed track (a few seconds of \
                  it are needed)"
+                    .into(),
+            ),
+            // Sound kept under the silence threshold throughout (to be turned up afterwards).
+            None if self.any_signal => Err(
+                "the input is too quiet to check against the licensed track (under -60 dBFS \
+                 throughout)"
                     .into(),
             ),
             None => Ok(()),
@@ -320,6 +337,7 @@ impl LiveMatcher {
             self.scratch.extend(now.iter().map(|&x| to_i16(x)));
             self.fp.consume(&self.scratch);
             self.energy += now.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            self.any_signal = self.any_signal || now.iter().any(|x| x.abs() > 1e-5);
             if let Some(s) = side.get(at..at + take) {
                 self.side_energy += s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
             }

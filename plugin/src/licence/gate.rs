@@ -15,6 +15,7 @@ use std::time::Duration;
 /// Environment variable: milliseconds between periodic re-checks (default one minute).
 pub const ENV_RECHECK_MS: &str = "REFRAIN_LICENCE_RECHECK_MS";
 const DEFAULT_RECHECK: Duration = Duration::from_secs(60);
+const MIN_RECHECK: Duration = Duration::from_millis(50);
 
 /// The track loaded into a plugin instance, saved in its state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +243,9 @@ impl MonitorSpec {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_RECHECK)
+            // Never longer than the default: a huge value must not stop the re-checks (a
+            // lapse or a revocation would never take effect).
+            .clamp(MIN_RECHECK, DEFAULT_RECHECK)
     }
 
     pub fn evaluate(&self) -> Verdict {

@@ -896,6 +896,16 @@ mod gate_leaks {
             e.contains("of the input matches the licensed track; 80% is needed"),
             "{e}"
         );
+        // Seconds matched while playing in real time do not count for a bounce that follows.
+        let mut m = matcher();
+        feed(&mut m, &licensed[0], &licensed[0]);
+        m.set_bounce(true);
+        let other_only = &other[0][..30 * rate];
+        let states = feed(&mut m, other_only, other_only);
+        assert!(
+            states.iter().take(16).any(|s| *s == TrackMatch::Mismatch),
+            "the real-time matches carried the bounce: {states:?}"
+        );
         // The licensed track itself, bounced: on throughout, and judged whole it passes.
         let mut m = matcher();
         m.set_bounce(true);

@@ -12,6 +12,7 @@ use crate::engine::resample::RateChange;
 use crate::media::{AudioReader, WavWriter};
 use crate::models::manifest::{KIND_DEMUCS, KIND_MDX_NET};
 use crate::models::package::ModelPackage;
+use crate::render::RenderLicence;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -118,6 +119,20 @@ pub fn separate_file(
     options: SeparateOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<SeparationReport, SeparateError> {
+    separate_file_checked(input, out_dir, package, options, None, progress)
+}
+
+/// [`separate_file`] under a licence check: every block separated is fed to `licence` as it
+/// is read (so the bytes checked are the bytes separated, whatever happens to the file), and
+/// no stem is put in place unless the whole input passes ([`RenderLicence::finish`]).
+pub fn separate_file_checked(
+    input: &Path,
+    out_dir: &Path,
+    package: &ModelPackage,
+    options: SeparateOptions,
+    mut licence: Option<&mut RenderLicence>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<SeparationReport, SeparateError> {
     let started = Instant::now();
     let mut reader = AudioReader::open(input)?;
     let channels = reader.channels();
@@ -125,6 +140,19 @@ pub fn separate_file(
         return Err(SeparateError::Channels { channels });
     }
     let rate = reader.sample_rate();
+    let unlicensed = |e: crate::render::RenderError| SeparateError::Unlicensed {
+        reason: e.to_string(),
+    };
+    if let Some(l) = &licence {
+        if l.sample_rate() != rate {
+            return Err(SeparateError::Unlicensed {
+                reason: format!(
+                    "the input changed while it was being checked ({} Hz, then {rate} Hz)",
+                    l.sample_rate()
+                ),
+            });
+        }
+    }
     let model = SeparatorModel::from_package(package)?;
     let model_rate = package.manifest.stream.sample_rate;
     let device = model.device.clone();
@@ -195,6 +223,9 @@ pub fn separate_file(
             ended = true;
         } else {
             let planes: Vec<&[f32]> = block.iter().map(|c| c.as_slice()).collect();
+            if let Some(l) = licence.as_deref_mut() {
+                l.feed(&planes).map_err(unlicensed)?;
+            }
             to_model.push(&planes, &mut at_model_rate);
         }
         model_in += at_model_rate[0].len() as u64;
@@ -221,8 +252,11 @@ pub fn separate_file(
             });
         }
     }
+    if let Some(l) = licence {
+        l.finish().map_err(unlicensed)?;
+    }
     let writers = outputs.writers;
-    // Every stem is complete: put them in place.
+    // Every stem is complete (and the input licensed): put them in place.
     for w in writers {
         w.finish()?;
     }

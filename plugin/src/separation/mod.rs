@@ -64,6 +64,9 @@ pub fn channel_runs(model_channels: usize, audio_channels: usize) -> Vec<Vec<usi
 /// what is valid.
 #[derive(Debug, thiserror::Error)]
 pub enum SeparateError {
+    /// A separator that needs a licence, on an input the licence does not cover.
+    #[error("{reason}")]
+    Unlicensed { reason: String },
     #[error("{id} is not a stem separator (its kind is `{kind}`; separators are `stem-masks`, `mdx-net` and `demucs`)")]
     NotASeparator { id: String, kind: String },
     #[error("the separator {id} failed: {reason}")]

@@ -381,15 +381,15 @@ fn separator_package(
 
 /// `refrain separate` of a separator that needs a licence: the licence must allow `remix` and
 /// `stem-export` (stems leave Refrain as files), and the whole input must be the licensed
-/// track. Public separators need nothing.
-fn check_stem_export(
+/// track, judged on the very blocks that are separated. `None` for public separators.
+fn stem_export_licence(
     package: &refrain::models::package::ModelPackage,
     track: Option<&refrain::licence::gate::LoadedTrack>,
     input: &Path,
-) -> Result<()> {
+) -> Result<Option<refrain::render::RenderLicence>> {
     use refrain::licence::{claims::Use, enforce, policy};
     let Some(mut requirement) = enforce::requirement(package, Setting::Studio) else {
-        return Ok(());
+        return Ok(None);
     };
     requirement.uses.push(Use::StemExport);
     let store = Store::open_default()?;
@@ -407,9 +407,8 @@ fn check_stem_export(
             verdict.reason
         );
     }
-    let (audio, rate) = refrain::media::read_all(input)?;
-    refrain::render::check_licence(package, track, &audio, rate)?;
-    Ok(())
+    let rate = refrain::media::AudioReader::open(input)?.sample_rate();
+    Ok(refrain::render::RenderLicence::check(package, track, rate)?)
 }
 
 fn notes(
@@ -461,7 +460,7 @@ fn separate(
         None => None,
     };
     let package = separator_package(model, track.as_ref())?;
-    check_stem_export(&package, track.as_ref(), input)?;
+    let mut licence = stem_export_licence(&package, track.as_ref(), input)?;
     let splittable = package.manifest.model.kind == refrain::models::manifest::KIND_STEM_MASKS
         && package
             .manifest
@@ -479,10 +478,14 @@ fn separate(
         )
         .context("progress style")?,
     );
-    let report =
-        refrain::separation::file::separate_file(input, out_dir, &package, options, &mut |f| {
-            bar.set_position((f * 1000.0) as u64)
-        })?;
+    let report = refrain::separation::file::separate_file_checked(
+        input,
+        out_dir,
+        &package,
+        options,
+        licence.as_mut(),
+        &mut |f| bar.set_position((f * 1000.0) as u64),
+    )?;
     bar.finish_and_clear();
     let seconds = report.frames as f64 / report.sample_rate as f64;
     println!(
