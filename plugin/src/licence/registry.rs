@@ -210,6 +210,36 @@ impl Registry {
         Ok((list, token))
     }
 
+    /// The withdrawals of an issuer's own revocation list (`issuer_list`, a token), as the
+    /// registry's list carries them: its licences, under the key that signed them, and the key
+    /// itself if the list withdraws it. The list must verify under this registry's root. Put
+    /// into the registry's list ([`Self::revoke`]), they are named by every receipt, so deleting
+    /// the issuer's list on a licensee's machine no longer revives its licences.
+    pub fn issuer_withdrawals(
+        &self,
+        issuer_list: &str,
+    ) -> Result<(Vec<String>, Vec<RevokedLicence>), RegistryError> {
+        let signed = revocation::verify_revocations(issuer_list.trim(), &self.roots())
+            .map_err(|e| RegistryError::Certificate(e.to_string()))?;
+        let keys = signed
+            .list
+            .revoked_keys
+            .iter()
+            .filter(|k| **k == signed.kid)
+            .cloned()
+            .collect();
+        let licences = signed
+            .list
+            .revoked_licences
+            .iter()
+            .map(|id| RevokedLicence {
+                key: signed.kid.clone(),
+                id: id.clone(),
+            })
+            .collect();
+        Ok((keys, licences))
+    }
+
     /// A freshness receipt for `device`: the registry's time and its list's sequence.
     pub fn refresh(&self, device: &DevicePublic, now: i64) -> Result<String, RegistryError> {
         let seq = self.revocations()?.map_or(0, |(l, _)| l.seq);

@@ -335,6 +335,58 @@ fn deleted_or_rolled_back_state_fails_closed_for_licences_that_ask_for_freshness
     assert!(v.reason.contains("8 days old"), "{}", v.reason);
 }
 
+/// An issuer's own withdrawal, included in the registry's list, survives the licensee deleting
+/// the issuer's list: the receipt names the registry's list, which now carries it.
+#[test]
+fn an_issuer_withdrawal_the_registry_includes_survives_deleting_the_issuer_list() {
+    let f = fixture();
+    let (token, _, _) = fresh(&f);
+    let own = issue::sign_revocations(
+        &f.key,
+        &RevocationList {
+            iss: "Northern Records".into(),
+            seq: 1,
+            iat: super::claims::format_time(NOW),
+            revoked_keys: vec![],
+            revoked_licences: vec!["lic-0001".into()],
+        },
+    )
+    .unwrap();
+    f.store.install_revocations(&own).unwrap();
+    assert!(evaluate(&f, &token, NOW)
+        .reason
+        .contains("has been revoked"));
+    // Deleted by the licensee, the issuer's list alone is not missed...
+    let issuer_file = |f: &Fixture| {
+        std::fs::read_dir(f.store.root().join("revocations"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("issuer-")
+            })
+    };
+    std::fs::remove_file(issuer_file(&f).unwrap()).unwrap();
+    assert_eq!(evaluate(&f, &token, NOW).state, LicenceState::Valid);
+    // ...but once the registry includes it (and a receipt names that list), it is.
+    let (keys, licences) = f.registry.issuer_withdrawals(&own).unwrap();
+    let (_, list) = f.registry.revoke(&[], &keys, &licences, NOW + 60).unwrap();
+    let device = f.store.device().unwrap().public();
+    f.store
+        .install_receipt(&f.registry.refresh(&device, NOW + 120).unwrap())
+        .unwrap();
+    f.store.install_revocations(&list).unwrap();
+    assert!(issuer_file(&f).is_none());
+    let v = evaluate(&f, &token, NOW + 180);
+    assert!(v.reason.contains("has been revoked"), "{}", v.reason);
+    std::fs::remove_dir_all(f.store.root().join("revocations")).unwrap();
+    let v = evaluate(&f, &token, NOW + 180);
+    assert!(v.reason.contains("rolled back"), "{}", v.reason);
+}
+
 #[test]
 fn a_fresh_receipt_repairs_a_clock_that_once_ran_far_ahead() {
     let f = fixture();

@@ -165,6 +165,11 @@ pub enum RegistryCommand {
         /// Licences, as `KEYID=LICENCEID` (the key that signed it, then its id).
         #[arg(long = "licence")]
         licences: Vec<String>,
+        /// An issuer's own revocation list (`refrain licence revoke`): its withdrawals join the
+        /// registry's list, which receipts name, so they survive a licensee deleting the
+        /// issuer's list.
+        #[arg(long = "include")]
+        include: Vec<PathBuf>,
         /// Also write the list here (it is always kept in DIR/revocations.paseto).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -560,12 +565,22 @@ pub fn registry(cmd: RegistryCommand) -> Result<()> {
         RegistryCommand::Revoke {
             dir,
             certificates,
-            key_ids,
+            mut key_ids,
             licences,
+            include,
             out,
         } => {
             let registry = Registry::open(&dir)?;
-            let licences = licences
+            let mut included = Vec::new();
+            for file in &include {
+                let text = store::read_token_file(file)?;
+                let (keys, licences) = registry
+                    .issuer_withdrawals(&text)
+                    .with_context(|| file.display().to_string())?;
+                key_ids.extend(keys);
+                included.extend(licences);
+            }
+            let mut licences = licences
                 .iter()
                 .map(|l| match l.split_once('=') {
                     Some((key, id)) if !key.is_empty() && !id.is_empty() => Ok(RevokedLicence {
@@ -575,6 +590,7 @@ pub fn registry(cmd: RegistryCommand) -> Result<()> {
                     _ => bail!("--licence {l}: give KEYID=LICENCEID"),
                 })
                 .collect::<Result<Vec<_>>>()?;
+            licences.extend(included);
             let (list, token) = registry.revoke(&certificates, &key_ids, &licences, now)?;
             println!(
                 "revocation list {}: {} certificate(s), {} key(s), {} licence(s)",
