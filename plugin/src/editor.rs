@@ -283,10 +283,15 @@ impl RefrainEditor {
                     LicenceState::Grace => egui::Color32::from_rgb(220, 180, 60),
                     LicenceState::Invalid => egui::Color32::from_rgb(230, 90, 80),
                 };
-                let prefix = if gate.state().allows() && !gate.track_mismatch() {
-                    ""
-                } else {
-                    "AI path off, dry signal: "
+                let prefix = match gate.lapse_in() {
+                    // Lapsed while running: it ends at the next silence, or at the latest then.
+                    Some(left) => format!(
+                        "the AI path ends at the next 2 s of silence, at the latest in {}:{:02}: ",
+                        (left / 60.0) as u64,
+                        (left % 60.0) as u64
+                    ),
+                    None if gate.state().allows() && !gate.track_mismatch() => String::new(),
+                    None => "AI path off, dry signal: ".into(),
                 };
                 ui.label(egui::RichText::new(format!("{prefix}{}", gate.reason())).color(colour));
             }

@@ -276,7 +276,9 @@ impl Licensing {
         let quiet = io
             .iter()
             .all(|c| c.iter().all(|x| x.abs() < super::gate::SILENCE_PEAK));
-        self.latch.allows(&self.gate, playing, frames, quiet)
+        let allows = self.latch.allows(&self.gate, playing, frames, quiet);
+        self.gate.set_lapse_in(self.latch.lapse_in());
+        allows
     }
 
     /// A reset (a stop, a jump): a new licence state takes effect here. Real-time safe.

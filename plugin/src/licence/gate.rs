@@ -8,7 +8,7 @@ use super::policy::{self, Clock, LicenceState, Requirement, Verdict};
 use super::store::Store;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +92,9 @@ impl LoadedTrack {
 pub struct LicenceGate {
     state: AtomicU8,
     track_mismatch: AtomicBool,
+    /// Milliseconds until a known lapse takes effect at the latest, as the audio thread's
+    /// latch counts them (`u64::MAX`: none pending); the editor's countdown.
+    lapse_ms: AtomicU64,
     reason: Mutex<String>,
     track_reason: Mutex<String>,
 }
@@ -101,6 +104,7 @@ impl LicenceGate {
         Arc::new(LicenceGate {
             state: AtomicU8::new(verdict.state as u8),
             track_mismatch: AtomicBool::new(false),
+            lapse_ms: AtomicU64::new(u64::MAX),
             reason: Mutex::new(verdict.reason.clone()),
             track_reason: Mutex::new(String::new()),
         })
@@ -110,6 +114,18 @@ impl LicenceGate {
     pub fn publish(&self, verdict: &Verdict) -> bool {
         *self.reason.lock() = verdict.reason.clone();
         self.state.swap(verdict.state as u8, Ordering::AcqRel) != verdict.state as u8
+    }
+
+    /// Publishes the latch's countdown (audio thread; real-time safe).
+    pub fn set_lapse_in(&self, seconds: Option<f64>) {
+        let ms = seconds.map_or(u64::MAX, |s| (s * 1000.0) as u64);
+        self.lapse_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Seconds until a known lapse ends the AI path at the latest (`None`: none pending).
+    pub fn lapse_in(&self) -> Option<f64> {
+        let ms = self.lapse_ms.load(Ordering::Relaxed);
+        (ms != u64::MAX).then(|| ms as f64 / 1000.0)
     }
 
     /// The latest verdict's state (not latched).

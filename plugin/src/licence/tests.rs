@@ -890,6 +890,9 @@ fn a_lapse_on_a_live_input_ends_at_the_next_silence_or_after_five_minutes() {
         assert!(latch.allows(&gate, false, block, false), "cut mid-phrase");
     }
     assert!((latch.lapse_in().unwrap() - 240.0).abs() < 0.2);
+    // The editor's countdown, as the audio thread publishes it.
+    gate.set_lapse_in(latch.lapse_in());
+    assert!((gate.lapse_in().unwrap() - 240.0).abs() < 0.2);
     // A 1.5 s breath is not the end of the song.
     for _ in 0..seconds(1.5) {
         assert!(latch.allows(&gate, false, block, true));
