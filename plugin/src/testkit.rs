@@ -649,7 +649,25 @@ pub fn certified_issuer(
     prefix: &str,
     now: i64,
 ) -> crate::licence::token::SigningKey {
-    use crate::licence::certificate::{Party, Scope};
+    certified_issuer_for(
+        registry,
+        name,
+        crate::licence::certificate::Scope {
+            isrc_prefixes: vec![prefix.into()],
+            ..Default::default()
+        },
+        now,
+    )
+}
+
+/// [`certified_issuer`] for any scope (voices, works).
+pub fn certified_issuer_for(
+    registry: &crate::licence::registry::Registry,
+    name: &str,
+    scope: crate::licence::certificate::Scope,
+    now: i64,
+) -> crate::licence::token::SigningKey {
+    use crate::licence::certificate::Party;
     let key = crate::licence::token::SigningKey::generate(name).expect("a key");
     let (_, cert) = registry
         .certify(
@@ -659,10 +677,7 @@ pub fn certified_issuer(
                 ipi: vec![],
                 isni: vec![],
             },
-            Scope {
-                isrc_prefixes: vec![prefix.into()],
-                ..Scope::default()
-            },
+            scope,
             now - 60 * 86_400,
             800,
         )

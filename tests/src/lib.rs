@@ -252,6 +252,18 @@ pub fn licence_issuer(
     refrain::licence::store::Store,
     refrain::licence::token::SigningKey,
 ) {
+    licence_issuer_with_voices(data, &[])
+}
+
+/// [`licence_issuer`], certified also for the voice models with these identities (so it can
+/// license them unencrypted).
+pub fn licence_issuer_with_voices(
+    data: &Path,
+    voices: &[String],
+) -> (
+    refrain::licence::store::Store,
+    refrain::licence::token::SigningKey,
+) {
     use refrain::licence::policy::{Clock, SystemClock};
     assert!(
         refrain::licence::roots::development_root_trusted(),
@@ -260,10 +272,14 @@ pub fn licence_issuer(
     );
     let registry = refrain::licence::registry::development(&data.join(".registry"))
         .expect("the development registry");
-    let key = refrain::testkit::certified_issuer(
+    let key = refrain::testkit::certified_issuer_for(
         &registry,
         "Northern Records",
-        "GBAYE",
+        refrain::licence::certificate::Scope {
+            isrc_prefixes: vec!["GBAYE".into()],
+            voices: voices.to_vec(),
+            ..Default::default()
+        },
         SystemClock.now(),
     );
     (refrain::licence::store::Store::at(data), key)

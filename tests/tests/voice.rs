@@ -35,9 +35,15 @@ fn env() -> &'static Env {
             std::env::set_var(refrain::models::library::ENV_MODEL_PATH, &real);
             std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &data);
         }
-        let (store, key) = refrain_tests::licence_issuer(&data);
         let (dir, manifest) =
             refrain_tests::protected_copy(&models_dir().join("test/rvc-v2"), "licensed_voice");
+        // The label holds the artist's consent for this voice: the registry certified it.
+        let identity = refrain::models::ModelSource::parse(manifest.to_str().unwrap())
+            .package()
+            .unwrap()
+            .identity
+            .clone();
+        let (store, key) = refrain_tests::licence_issuer_with_voices(&data, &[identity]);
         Env {
             store,
             key,

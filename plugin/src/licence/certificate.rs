@@ -48,6 +48,10 @@ pub struct Scope {
     /// Musical works (ISWC): a publisher's, for cover licences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub iswcs: Vec<String>,
+    /// Voice models (their identities) the party holds the artist's consent for: only they
+    /// can license an unencrypted voice (a protected voice is proven by its sealed key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voices: Vec<String>,
 }
 
 /// A certificate's contents.
@@ -199,7 +203,15 @@ impl Certificate {
                 "names nothing: give ISRC registrant prefixes, ISRCs or ISWCs",
             ));
         }
-        if s.isrc_prefixes.len() + s.isrcs.len() + s.iswcs.len() > 10_000 {
+        for v in &s.voices {
+            if v.len() != 64 || !v.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(claims::bad(
+                    "scope.voices",
+                    format!("`{v}` is not a model identity (64 lower-case hex digits)"),
+                ));
+            }
+        }
+        if s.isrc_prefixes.len() + s.isrcs.len() + s.iswcs.len() + s.voices.len() > 10_000 {
             return Err(claims::bad("scope", "names more than 10,000 entries"));
         }
         for p in &s.isrc_prefixes {
@@ -241,6 +253,14 @@ impl Certificate {
                 .isrc_prefixes
                 .iter()
                 .any(|p| isrc.len() == 12 && isrc.starts_with(p.as_str()))
+    }
+
+    /// Whether the party may license the voice model with identity `identity`.
+    pub fn covers_voice(&self, identity: &str) -> bool {
+        self.scope
+            .voices
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(identity))
     }
 
     /// Whether the scope covers the work `iswc`.
@@ -289,6 +309,9 @@ impl Certificate {
         }
         if !self.scope.iswcs.is_empty() {
             scope.push(format!("{} ISWC(s)", self.scope.iswcs.len()));
+        }
+        if !self.scope.voices.is_empty() {
+            scope.push(format!("{} voice(s)", self.scope.voices.len()));
         }
         let until = self
             .expires()

@@ -80,6 +80,8 @@ pub enum TermsError {
     OtherDevice { devices: String, this: String },
     #[error(transparent)]
     Freshness(FreshnessError),
+    #[error("`{party}` is not certified for the voice `{model}`: only a party the registry certified for a voice (or one that holds a protected voice's key) can license it")]
+    VoiceNotInScope { party: String, model: String },
 }
 
 /// Where the time comes from (tests control it).
@@ -391,7 +393,35 @@ pub fn evaluate_token(
     if let Err(e) = chain_and_device(store, &claims, &certified, &revoked, clock_present, now) {
         return Verdict::invalid(e, Some(claims));
     }
+    if let Err(e) = voice_consent(&claims, &certified, req) {
+        return Verdict::invalid(e, Some(claims));
+    }
     check_terms(&claims, req, now)
+}
+
+/// A voice is the artist's: a cover licence for a voice model counts only from a party the
+/// registry certified for that voice, or one that sealed the protected voice's key into the
+/// licence (it holds the model's key, so the rights holder gave it).
+fn voice_consent(
+    claims: &Claims,
+    certified: &CertifiedKey,
+    req: &Requirement,
+) -> Result<(), TermsError> {
+    if !req.uses.contains(&Use::Cover) {
+        return Ok(());
+    }
+    let sealed = claims
+        .sealed_keys
+        .iter()
+        .any(|k| k.model.eq_ignore_ascii_case(&req.model_sha256));
+    if sealed || certified.certificate.covers_voice(&req.model_sha256) {
+        Ok(())
+    } else {
+        Err(TermsError::VoiceNotInScope {
+            party: certified.certificate.party.name.clone(),
+            model: req.model_id.clone(),
+        })
+    }
 }
 
 /// The certificate's dates, the device binding and freshness.

@@ -125,6 +125,11 @@ impl Registry {
                 .map(|i| claims::normalise_isrc(i))
                 .collect(),
             iswcs: scope.iswcs,
+            voices: scope
+                .voices
+                .iter()
+                .map(|v| v.to_ascii_lowercase())
+                .collect(),
         };
         let cert = Certificate {
             cid: uuid::Uuid::new_v4().to_string(),

@@ -1006,3 +1006,65 @@ mod gate_leaks {
         assert!(e.contains("too short to check"), "{e}");
     }
 }
+
+/// A voice is the artist's: a cover licence for an unencrypted voice model counts only from a
+/// party the registry certified for that voice (a publisher certified for the work is not
+/// enough), or one that sealed a protected voice's key into the licence.
+#[test]
+fn only_a_party_certified_for_a_voice_can_license_it() {
+    use super::policy::Requirement;
+    let f = fixture();
+    let voice = "ab".repeat(32);
+    let req = Requirement {
+        model_id: "artist.voice".into(),
+        model_sha256: voice.clone(),
+        uses: vec![Use::Cover],
+    };
+    let cover = |key: &SigningKey, name: &str| {
+        let mut c = claims_for(name);
+        c.uses = vec![Use::Cover];
+        c.models[0].id = "artist.voice".into();
+        c.models[0].sha256 = voice.clone();
+        sign(key, &c)
+    };
+    // A publisher certified for the work, not the voice.
+    let publisher = certify(
+        &f,
+        "Aurora Songs",
+        Scope {
+            iswcs: vec!["T-034.524.680-1".into()],
+            ..Scope::default()
+        },
+        365,
+    );
+    let v = policy::evaluate_token(
+        &f.store,
+        &cover(&publisher, "Aurora Songs"),
+        &req,
+        &ManualClock::at(NOW),
+    );
+    assert_eq!(v.state, LicenceState::Invalid);
+    assert!(
+        v.reason.contains("is not certified for the voice"),
+        "{}",
+        v.reason
+    );
+    // The artist's label, certified for the voice.
+    let label = certify(
+        &f,
+        "Aurora Vale Music",
+        Scope {
+            isrc_prefixes: vec!["GBAYE".into()],
+            voices: vec![voice.clone()],
+            ..Scope::default()
+        },
+        365,
+    );
+    let v = policy::evaluate_token(
+        &f.store,
+        &cover(&label, "Aurora Vale Music"),
+        &req,
+        &ManualClock::at(NOW),
+    );
+    assert_eq!(v.state, LicenceState::Valid, "{}", v.reason);
+}

@@ -145,6 +145,10 @@ pub enum RegistryCommand {
         /// Musical works (cover licences).
         #[arg(long = "iswc")]
         iswcs: Vec<String>,
+        /// Voice models (a model folder, or its identity) the party holds the artist's consent
+        /// for: only then can it license an unencrypted voice.
+        #[arg(long = "voice")]
+        voices: Vec<String>,
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
         /// Where to write the certificate (sent to the rights holder).
@@ -541,6 +545,7 @@ pub fn registry(cmd: RegistryCommand) -> Result<()> {
             isrc_prefixes,
             isrcs,
             iswcs,
+            voices,
             valid_days,
             out,
         } => {
@@ -551,10 +556,19 @@ pub fn registry(cmd: RegistryCommand) -> Result<()> {
                 ipi,
                 isni,
             };
+            let mut identities = Vec::new();
+            for v in voices {
+                identities.push(if Path::new(&v).exists() {
+                    ModelSource::parse(&v).package()?.identity.clone()
+                } else {
+                    v
+                });
+            }
             let scope = Scope {
                 isrc_prefixes,
                 isrcs,
                 iswcs,
+                voices: identities,
             };
             let (cert, token) = registry.certify(&key, party, scope, now, valid_days)?;
             refrain::files::write_atomic(&out, token.as_bytes())?;
