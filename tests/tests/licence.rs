@@ -57,9 +57,13 @@ fn licence(id: &str, uses: &[Use], exp: i64, reference: Option<&[Vec<f32>]>) -> 
         c.uses = uses.to_vec();
         c.exp = claims::format_time(exp);
         if let Some(a) = reference {
-            c.track.fingerprint = Some(fingerprint::encode(
-                &fingerprint::compute(a, RATE as u32).unwrap(),
-            ));
+            let encode = |channels: &[Vec<f32>]| {
+                fingerprint::encode(&fingerprint::compute(channels, RATE as u32).unwrap())
+            };
+            c.track.fingerprint = Some(encode(a));
+            // A stereo recording's licence: each channel's own reference too.
+            c.track.fingerprint_left = Some(encode(&a[..1]));
+            c.track.fingerprint_right = Some(encode(&a[1..]));
         }
     })
 }

@@ -88,6 +88,13 @@ pub struct Track {
     /// against it, so another track played quietly is not taken for silence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loudness_dbfs: Option<i16>,
+    /// Reference fingerprints of the left and right channels (stereo recordings): each
+    /// non-silent input channel must match its own, so the licensed track on one side cannot
+    /// carry another track on the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_left: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_right: Option<String>,
 }
 
 /// A model the licence covers.
@@ -423,6 +430,8 @@ impl Claims {
                 iswc: None,
                 fingerprint: Some(example_fingerprint()),
                 loudness_dbfs: None,
+                fingerprint_left: None,
+                fingerprint_right: None,
             },
             uses: vec![Use::Remix, Use::Live],
             models: vec![model],
@@ -467,6 +476,21 @@ impl Claims {
             .map_err(|e| bad("track.fingerprint", e))
     }
 
+    /// The left and right channels' reference fingerprints, when the licence has both.
+    pub fn channel_references(
+        &self,
+    ) -> Result<Option<crate::licence::fingerprint::ChannelReferences>, ClaimError> {
+        let decode = |field: &str, v: &Option<String>| -> Result<Option<Vec<u32>>, ClaimError> {
+            v.as_deref()
+                .map(crate::licence::fingerprint::decode)
+                .transpose()
+                .map_err(|e| bad(field, e))
+        };
+        let left = decode("track.fingerprint_left", &self.track.fingerprint_left)?;
+        let right = decode("track.fingerprint_right", &self.track.fingerprint_right)?;
+        Ok(left.zip(right))
+    }
+
     /// Checks every claim (not the audience, the signature or the clock; see
     /// [`crate::licence::policy`]).
     pub fn validate(&self) -> Result<(), ClaimError> {
@@ -503,6 +527,13 @@ impl Claims {
             check_iswc(iswc)?;
         }
         let reference = self.reference_fingerprint()?;
+        if self.track.fingerprint_left.is_some() != self.track.fingerprint_right.is_some() {
+            return Err(bad(
+                "track.fingerprint_left",
+                "and track.fingerprint_right come together (a stereo recording's two channels)",
+            ));
+        }
+        self.channel_references()?;
 
         if self.uses.is_empty() {
             return Err(bad("uses", "allows nothing"));

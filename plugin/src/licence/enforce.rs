@@ -213,9 +213,11 @@ impl Licensing {
             .filter(|_| checks_the_track(package) && verdict.state.allows());
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
+        let channels = claims.and_then(|c| c.channel_references().ok().flatten());
         let (fingerprint, tap) = match reference {
             Some(reference) => match FingerprintMonitor::start(
                 reference,
+                channels,
                 loudness,
                 sample_rate,
                 max_block,

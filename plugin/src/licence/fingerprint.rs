@@ -177,6 +177,91 @@ pub enum TrackMatch {
     Mismatch,
 }
 
+/// A stereo licence's left and right reference fingerprints.
+pub type ChannelReferences = (Vec<u32>, Vec<u32>);
+
+/// One input channel matched against its own reference (stereo licences).
+struct ChannelMatch {
+    reference: Vec<u32>,
+    fp: Fingerprinter,
+    taken: usize,
+    window: VecDeque<u32>,
+    energy: f64,
+    samples: Vec<f32>,
+}
+
+impl ChannelMatch {
+    fn new(reference: Vec<u32>, rate: u32) -> Result<ChannelMatch, String> {
+        let mut fp = Fingerprinter::new(&configuration());
+        fp.start(rate, 1)
+            .map_err(|e| format!("cannot fingerprint at {rate} Hz: {e:?}"))?;
+        Ok(ChannelMatch {
+            reference,
+            fp,
+            taken: 0,
+            window: VecDeque::new(),
+            energy: 0.0,
+            samples: Vec::with_capacity(4096),
+        })
+    }
+
+    fn consume(&mut self, scratch: &mut Vec<i16>) {
+        scratch.clear();
+        scratch.extend(self.samples.iter().map(|&x| to_i16(x)));
+        self.fp.consume(scratch);
+        self.energy += self
+            .samples
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>();
+    }
+
+    /// The second's end: updates the window; whether the channel is loud, and if so whether
+    /// it matches its reference (`None`: not enough of it yet to say).
+    fn second_end(
+        &mut self,
+        frames: usize,
+        silence: f32,
+        window_items: usize,
+        rate: u32,
+    ) -> (bool, Option<bool>) {
+        let rms = (self.energy / frames.max(1) as f64).sqrt() as f32;
+        self.energy = 0.0;
+        let all = self.fp.fingerprint();
+        for &item in &all[self.taken.min(all.len())..] {
+            if self.window.len() == window_items {
+                self.window.pop_front();
+            }
+            self.window.push_back(item);
+        }
+        self.taken = all.len();
+        if self.taken > 20_000 {
+            let _ = self.fp.start(rate, 1);
+            self.taken = 0;
+        }
+        if rms < silence {
+            return (false, None);
+        }
+        if self.window.len() < MIN_WINDOW_ITEMS {
+            return (true, None);
+        }
+        let (a, b) = self.window.as_slices();
+        let mut w = Vec::with_capacity(a.len() + b.len());
+        w.extend_from_slice(a);
+        w.extend_from_slice(b);
+        (
+            true,
+            Some(best_bit_error_rate(&w, &self.reference) < MATCH_BER),
+        )
+    }
+
+    fn restart(&mut self, rate: u32) {
+        let _ = self.fp.start(rate, 1);
+        self.taken = 0;
+        self.window.clear();
+    }
+}
+
 /// The fingerprinting and decision logic, fed mono audio at the host rate. No threads here;
 /// [`FingerprintMonitor`] runs it in the background.
 pub struct LiveMatcher {
@@ -203,6 +288,8 @@ pub struct LiveMatcher {
     any_signal: bool,
     /// A bounce: the share of matching seconds decides, and a mismatch is for the rest.
     bounce: bool,
+    /// Left and right against their own references (a stereo licence).
+    channels: Option<Box<[ChannelMatch; 2]>>,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -233,9 +320,26 @@ impl LiveMatcher {
             matched: 0,
             any_signal: false,
             bounce: false,
+            channels: None,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
+    }
+
+    /// Each non-silent channel must also match its own reference (`(left, right)`, a stereo
+    /// licence's): the licensed track on one side does not carry another on the other.
+    pub fn with_channel_references(
+        mut self,
+        channels: Option<ChannelReferences>,
+    ) -> Result<LiveMatcher, String> {
+        self.channels = match channels {
+            Some((l, r)) => Some(Box::new([
+                ChannelMatch::new(l, self.rate)?,
+                ChannelMatch::new(r, self.rate)?,
+            ])),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// Silence is judged against the reference's loudness ([`silence_rms`]).
@@ -318,6 +422,11 @@ impl LiveMatcher {
         let _ = self.fp.start(self.rate, 1);
         self.taken = 0;
         self.window.clear();
+        if let Some(channels) = &mut self.channels {
+            for c in channels.iter_mut() {
+                c.restart(self.rate);
+            }
+        }
     }
 
     /// Feeds mono audio; returns the new state when it changed.
@@ -340,6 +449,16 @@ impl LiveMatcher {
             self.any_signal = self.any_signal || now.iter().any(|x| x.abs() > 1e-5);
             if let Some(s) = side.get(at..at + take) {
                 self.side_energy += s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+                if let Some(channels) = &mut self.channels {
+                    // L = mid + side, R = mid - side.
+                    let [left, right] = &mut **channels;
+                    left.samples.clear();
+                    left.samples.extend(now.iter().zip(s).map(|(m, d)| m + d));
+                    right.samples.clear();
+                    right.samples.extend(now.iter().zip(s).map(|(m, d)| m - d));
+                    left.consume(&mut self.scratch);
+                    right.consume(&mut self.scratch);
+                }
             }
             at += take;
             self.in_second += take;
@@ -356,6 +475,15 @@ impl LiveMatcher {
         self.energy = 0.0;
         self.side_energy = 0.0;
         self.in_second = 0;
+        // Each loud channel against its own reference: any that does not match (once it can
+        // be judged) makes the second a mismatch, whatever the mid says.
+        let mut channel_mismatch = false;
+        if let Some(channels) = &mut self.channels {
+            for c in channels.iter_mut() {
+                let (_, verdict) = c.second_end(frames, self.silence, self.window_items, self.rate);
+                channel_mismatch |= verdict == Some(false);
+            }
+        }
         let all = self.fp.fingerprint();
         for &item in &all[self.taken.min(all.len())..] {
             if self.window.len() == self.window_items {
@@ -385,7 +513,7 @@ impl LiveMatcher {
             w.extend_from_slice(b);
             self.last_ber = best_bit_error_rate(&w, &self.reference);
             self.judged += 1;
-            if self.last_ber < MATCH_BER {
+            if self.last_ber < MATCH_BER && !channel_mismatch {
                 self.matched += 1;
                 self.unmatched = 0.0;
                 if !(self.bounce && self.state == TrackMatch::Mismatch) {
@@ -501,6 +629,7 @@ impl FingerprintMonitor {
     /// it).
     pub fn start(
         reference: Vec<u32>,
+        channels: Option<ChannelReferences>,
         loudness: Option<i16>,
         rate: u32,
         max_block: usize,
@@ -519,7 +648,9 @@ impl FingerprintMonitor {
             .name("refrain-fingerprint".into())
             .spawn(move || {
                 let _alive = AliveGuard(thread_shared.clone());
-                let Ok(matcher) = LiveMatcher::new(reference, rate) else {
+                let matcher = LiveMatcher::new(reference, rate)
+                    .and_then(|m| m.with_channel_references(channels));
+                let Ok(matcher) = matcher else {
                     return;
                 };
                 let mut matcher = matcher.with_reference_loudness(loudness);

@@ -308,17 +308,34 @@ impl LicenceSpec {
                         reason,
                     }
                 })?;
+                // A stereo recording: each channel's own reference too.
+                let sides = match channels.as_slice() {
+                    [l, r] => {
+                        let one = |c: &Vec<f32>| {
+                            fingerprint::compute(std::slice::from_ref(c), rate)
+                                .map(|f| fingerprint::encode(&f))
+                                .map_err(|reason| SpecError::Fingerprint {
+                                    path: p.clone(),
+                                    reason,
+                                })
+                        };
+                        Some((one(l)?, one(r)?))
+                    }
+                    _ => None,
+                };
                 Some((
                     fingerprint::encode(&fp),
                     fingerprint::loudness_dbfs(&channels, rate),
+                    sides,
                 ))
             }
             None => None,
         };
-        let (fingerprint, loudness_dbfs) = match fingerprint {
-            Some((f, l)) => (Some(f), l),
-            None => (None, None),
+        let (fingerprint, loudness_dbfs, sides) = match fingerprint {
+            Some((f, l, s)) => (Some(f), l, s),
+            None => (None, None, None),
         };
+        let (fingerprint_left, fingerprint_right) = sides.unzip();
         let claims = Claims {
             iss: issuer.to_owned(),
             sub: self.licensee.clone(),
@@ -339,6 +356,8 @@ impl LicenceSpec {
                 iswc: self.track.iswc.clone(),
                 fingerprint,
                 loudness_dbfs,
+                fingerprint_left,
+                fingerprint_right,
             },
             uses,
             models,

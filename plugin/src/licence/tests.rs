@@ -37,6 +37,8 @@ pub(super) fn claims_for(issuer: &str) -> Claims {
             iswc: Some("T-034.524.680-1".into()),
             fingerprint: Some(fingerprint::encode(&[1, 2, 3])),
             loudness_dbfs: None,
+            fingerprint_left: None,
+            fingerprint_right: None,
         },
         uses: vec![Use::Remix, Use::Live],
         models: vec![ModelGrant {
@@ -1617,7 +1619,8 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
     let block = 4096;
     let gate = LicenceGate::new(&verdict(LicenceState::Valid));
     let (monitor, mut tap) =
-        FingerprintMonitor::start(Vec::new(), None, rate, block, gate.clone(), |_, _| {}).unwrap();
+        FingerprintMonitor::start(Vec::new(), None, None, rate, block, gate.clone(), |_, _| {})
+            .unwrap();
     let mut left = vec![0.0f32; block];
     let mut right = vec![0.0f32; block];
     // 20 s offline, as fast as the bounce can go: the ring (4 s) fills, the tap waits for the

@@ -850,9 +850,21 @@ mod gate_leaks {
         )
     }
 
+    /// The licensed track's left and right references, as `licence issue` computes them.
+    fn channel_references() -> (Vec<u32>, Vec<u32>) {
+        let s = song(1, 60.0);
+        (
+            fingerprint::compute(&s[..1], RATE).unwrap(),
+            fingerprint::compute(&s[1..], RATE).unwrap(),
+        )
+    }
+
+    /// A matcher with a stereo licence's references: mid, left and right.
     fn matcher() -> LiveMatcher {
         let (r, loudness) = reference();
         LiveMatcher::new(r, RATE)
+            .unwrap()
+            .with_channel_references(Some(channel_references()))
             .unwrap()
             .with_reference_loudness(loudness)
     }
@@ -890,6 +902,33 @@ mod gate_leaks {
         let states = feed(&mut m, &licensed[0], &silent);
         assert!(states.contains(&TrackMatch::Match), "{states:?}");
         assert!(!states.contains(&TrackMatch::Mismatch));
+    }
+
+    /// The one-sided trick: the licensed track's left channel on the left, another track on
+    /// the right. Their mix still matches the mid reference (bit error rate 0.299, under
+    /// 0.30): each channel must match its own reference too.
+    #[test]
+    fn the_licensed_track_on_one_side_does_not_carry_another_on_the_other() {
+        let licensed = song(1, 40.0);
+        let other = song(2, 40.0);
+        let (mid, _) = reference();
+        let mut mid_only = LiveMatcher::new(mid, RATE).unwrap();
+        let states = feed(&mut mid_only, &licensed[0], &other[0]);
+        assert!(
+            !states.contains(&TrackMatch::Mismatch),
+            "the mid alone is fooled"
+        );
+        let mut m = matcher();
+        let states = feed(&mut m, &licensed[0], &other[0]);
+        assert!(states.contains(&TrackMatch::Mismatch), "{states:?}");
+        let mut whole = matcher();
+        feed(&mut whole, &licensed[0], &other[0]);
+        assert!(whole.judge_whole().is_err());
+        // The licensed track itself, in stereo: every channel matches.
+        let mut m = matcher();
+        let states = feed(&mut m, &licensed[0], &licensed[1]);
+        assert!(!states.contains(&TrackMatch::Mismatch), "{states:?}");
+        assert!(m.judge_whole().is_ok(), "share {:?}", m.share());
     }
 
     /// A different track at -52 dBFS counted as silence (the threshold was -50 dBFS). Silence
