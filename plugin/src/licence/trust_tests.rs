@@ -32,6 +32,19 @@ fn certify(f: &Fixture, name: &str, scope: Scope, days: u32) -> SigningKey {
     key.with_certificate(&cert)
 }
 
+/// "Aurora Songs", a publisher certified for one work (T-034.524.680-1) and nothing else.
+fn publisher(f: &Fixture) -> SigningKey {
+    certify(
+        f,
+        "Aurora Songs",
+        Scope {
+            iswcs: vec!["T-034.524.680-1".into()],
+            ..Scope::default()
+        },
+        365,
+    )
+}
+
 fn evaluate(f: &Fixture, token: &str, at: i64) -> Verdict {
     policy::evaluate_token(&f.store, token, &requirement(), &ManualClock::at(at))
 }
@@ -118,15 +131,7 @@ fn a_certified_party_licenses_only_what_its_certificate_covers() {
     assert!(issue::sign_licence(&artist, &own).is_err());
 
     // A publisher certified for one work: a cover licence of it, never a remix of a recording.
-    let publisher = certify(
-        &f,
-        "Aurora Songs",
-        Scope {
-            iswcs: vec!["T-034.524.680-1".into()],
-            ..Scope::default()
-        },
-        365,
-    );
+    let publisher = publisher(&f);
     let mut cover = claims_for("Aurora Songs");
     cover.uses = vec![Use::Cover];
     verify_with(&f, &sign(&publisher, &cover)).unwrap();
@@ -1067,15 +1072,7 @@ fn only_a_party_certified_for_a_voice_can_license_it() {
         sign(key, &c)
     };
     // A publisher certified for the work, not the voice.
-    let publisher = certify(
-        &f,
-        "Aurora Songs",
-        Scope {
-            iswcs: vec!["T-034.524.680-1".into()],
-            ..Scope::default()
-        },
-        365,
-    );
+    let publisher = publisher(&f);
     let v = policy::evaluate_token(
         &f.store,
         &cover(&publisher, "Aurora Songs"),
