@@ -33,16 +33,7 @@ pub fn requirement(package: &ModelPackage, setting: Setting) -> Option<Requireme
     if !rights.licensed_voice && !rights.licensed_track && !package.protected {
         return None;
     }
-    let mut uses = Vec::new();
-    if rights.licensed_voice {
-        uses.push(Use::Cover);
-    }
-    if rights.licensed_track || (package.protected && !rights.licensed_voice) {
-        uses.push(Use::Remix);
-    }
-    if setting == Setting::PublicPerformance {
-        uses.push(Use::Live);
-    }
+    let uses = uses(rights.licensed_voice, checks_the_track(package), setting);
     Some(Requirement {
         model_id: manifest.model.id.clone(),
         model_sha256: package.identity.clone(),
@@ -85,14 +76,10 @@ pub fn unlock_with(
     let header = protection::header(folder)
         .map_err(|e| refused(&folder.display().to_string(), e.to_string()))?
         .ok_or_else(|| refused(&folder.display().to_string(), "it has no header".into()))?;
-    let mut uses = vec![if header.voice { Use::Cover } else { Use::Remix }];
-    if setting == Setting::PublicPerformance {
-        uses.push(Use::Live);
-    }
     let req = Requirement {
         model_id: header.id.clone(),
         model_sha256: header.identity.clone(),
-        uses,
+        uses: uses(header.voice, !header.voice, setting),
     };
     let verdict = policy::evaluate(
         store,
@@ -133,6 +120,22 @@ pub fn unlock_with(
         crate::models::package::Limits::from_env(),
     )
     .map_err(|e| refused(&header.id, e.to_string()))
+}
+
+/// The uses a licence must allow: `cover` for a voice, `remix` for a model applied to a
+/// licensed recording, and `live` as well for public performance.
+fn uses(voice: bool, track: bool, setting: Setting) -> Vec<Use> {
+    let mut uses = Vec::new();
+    if voice {
+        uses.push(Use::Cover);
+    }
+    if track {
+        uses.push(Use::Remix);
+    }
+    if setting == Setting::PublicPerformance {
+        uses.push(Use::Live);
+    }
+    uses
 }
 
 /// Whether `package`'s model is applied to a licensed recording, so its input must be that

@@ -177,6 +177,39 @@ pub enum TrackMatch {
     Mismatch,
 }
 
+/// Moves the sub-fingerprints `fp` made since the last call (`taken` so far) into the rolling
+/// `window` of `window_items`; restarts `fp` now and then so its own output does not grow
+/// without bound (~8 items a second).
+fn take_new_items(
+    fp: &mut Fingerprinter,
+    taken: &mut usize,
+    window: &mut VecDeque<u32>,
+    window_items: usize,
+    rate: u32,
+) {
+    let all = fp.fingerprint();
+    for &item in &all[(*taken).min(all.len())..] {
+        if window.len() == window_items {
+            window.pop_front();
+        }
+        window.push_back(item);
+    }
+    *taken = all.len();
+    if *taken > 20_000 {
+        let _ = fp.start(rate, 1);
+        *taken = 0;
+    }
+}
+
+/// The rolling window's best bit error rate against `reference`.
+fn window_ber(window: &VecDeque<u32>, reference: &[u32]) -> f32 {
+    let (a, b) = window.as_slices();
+    let mut w = Vec::with_capacity(a.len() + b.len());
+    w.extend_from_slice(a);
+    w.extend_from_slice(b);
+    best_bit_error_rate(&w, reference)
+}
+
 /// A stereo licence's left and right reference fingerprints.
 pub type ChannelReferences = (Vec<u32>, Vec<u32>);
 
@@ -227,31 +260,22 @@ impl ChannelMatch {
     ) -> (bool, Option<bool>) {
         let rms = (self.energy / frames.max(1) as f64).sqrt() as f32;
         self.energy = 0.0;
-        let all = self.fp.fingerprint();
-        for &item in &all[self.taken.min(all.len())..] {
-            if self.window.len() == window_items {
-                self.window.pop_front();
-            }
-            self.window.push_back(item);
-        }
-        self.taken = all.len();
-        if self.taken > 20_000 {
-            let _ = self.fp.start(rate, 1);
-            self.taken = 0;
-        }
+        take_new_items(
+            &mut self.fp,
+            &mut self.taken,
+            &mut self.window,
+            window_items,
+            rate,
+        );
         if rms < silence {
             return (false, None);
         }
         if self.window.len() < MIN_WINDOW_ITEMS {
             return (true, None);
         }
-        let (a, b) = self.window.as_slices();
-        let mut w = Vec::with_capacity(a.len() + b.len());
-        w.extend_from_slice(a);
-        w.extend_from_slice(b);
         (
             true,
-            Some(best_bit_error_rate(&w, &self.reference) < MATCH_BER),
+            Some(window_ber(&self.window, &self.reference) < MATCH_BER),
         )
     }
 
@@ -484,19 +508,13 @@ impl LiveMatcher {
                 channel_mismatch |= verdict == Some(false);
             }
         }
-        let all = self.fp.fingerprint();
-        for &item in &all[self.taken.min(all.len())..] {
-            if self.window.len() == self.window_items {
-                self.window.pop_front();
-            }
-            self.window.push_back(item);
-        }
-        self.taken = all.len();
-        // Keep the fingerprinter's own output from growing without bound (~8 items/s).
-        if self.taken > 20_000 {
-            let _ = self.fp.start(self.rate, 1);
-            self.taken = 0;
-        }
+        take_new_items(
+            &mut self.fp,
+            &mut self.taken,
+            &mut self.window,
+            self.window_items,
+            self.rate,
+        );
         if rms < self.silence && side < self.silence {
             return;
         }
@@ -507,11 +525,7 @@ impl LiveMatcher {
             self.judged += 1;
             self.last_ber = 1.0;
         } else if self.window.len() >= MIN_WINDOW_ITEMS {
-            let (a, b) = self.window.as_slices();
-            let mut w = Vec::with_capacity(a.len() + b.len());
-            w.extend_from_slice(a);
-            w.extend_from_slice(b);
-            self.last_ber = best_bit_error_rate(&w, &self.reference);
+            self.last_ber = window_ber(&self.window, &self.reference);
             self.judged += 1;
             if self.last_ber < MATCH_BER && !channel_mismatch {
                 self.matched += 1;
