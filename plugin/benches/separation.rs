@@ -7,7 +7,7 @@
 
 use realfft::num_complex::Complex32;
 use refrain::models::package::{Limits, ModelPackage};
-use refrain::separation::four_stems::FourStems;
+use refrain::separation::four_stems::{self, FourStems};
 use refrain::separation::model::SeparatorModel;
 use refrain::separation::separator::{LIVE_PASS, LIVE_WINDOW, STUDIO_OVERLAP, STUDIO_SEGMENT};
 use std::path::PathBuf;
@@ -95,7 +95,7 @@ fn main() {
         })
         .collect();
     let (m, _) = time(1, if quick { 1 } else { 10 }, || {
-        let mut split = FourStems::new(2049, 4096, 44_100, 2);
+        let mut split = FourStems::new(2049, 4096, 44_100, 2, four_stems::LIVE);
         let mut sink = |_: usize, _: &[Vec<Complex32>]| {};
         for _ in 0..frames_per_s {
             split.push(spectra.clone(), &mut sink);

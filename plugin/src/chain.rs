@@ -292,7 +292,7 @@ impl Chain {
         }
         let mut engine = Engine::start(key.config, key.mode, spec, loader, options)?;
         let tracker = notes.map(|(tracker, events)| {
-            engine.attach_notes(events);
+            engine.attach_notes(events, key.note_settings.pitch_bends);
             tracker
         });
         engine.wait_for_measurement(MEASUREMENT_WAIT);

@@ -379,6 +379,16 @@ impl RefrainEditor {
             ui.horizontal(|ui| {
                 ui.label("Notes out");
                 ui.add(ParamSlider::for_param(&self.params.notes, &setter).with_width(90.0));
+                let mut bends = self.params.note_bends.value();
+                if ui
+                    .checkbox(&mut bends, "Pitch bends")
+                    .on_hover_text("each note on a MIDI channel of its own, bent to its pitch (2-semitone range)")
+                    .changed()
+                {
+                    setter.begin_set_parameter(&self.params.note_bends);
+                    setter.set_parameter(&self.params.note_bends, bends);
+                    setter.end_set_parameter(&self.params.note_bends);
+                }
                 let mut bypass = self.params.bypass.value();
                 if ui.checkbox(&mut bypass, "Bypass").changed() {
                     setter.begin_set_parameter(&self.params.bypass);

@@ -141,7 +141,8 @@ impl Plugin for Refrain {
     ];
 
     // Notes out (Basic Pitch) as MIDI note events.
-    const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
+    // Notes, and pitch bends on their channels (a bend is a MIDI message, MidiCCs and up).
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::MidiCCs;
 
     type Editor = nice_plug_egui::EguiEditor<editor::RefrainEditor>;
     type SysExMessage = ();
@@ -293,26 +294,35 @@ impl Plugin for Refrain {
         let (shift, notes) = self.slot.notes_sent();
         for note in notes {
             use nice_plug::midi::{Channel, Key, VoiceID};
+            use notes::midi::bend_value;
+            use notes::tracker::NoteChange;
             let timing = (shift + note.offset).min(n.saturating_sub(1) as u32);
-            let (voice_id, channel, key) =
-                (VoiceID::Wildcard, Channel::Number(0), Key::Number(note.key));
+            let (voice_id, channel, key) = (
+                VoiceID::Wildcard,
+                Channel::Number(note.channel),
+                Key::Number(note.key),
+            );
             // A full host buffer drops the message; the audio is never held up for it.
-            let _ = context.try_send_event(if note.on {
-                NoteEvent::NoteOn {
+            let _ = context.try_send_event(match note.change {
+                NoteChange::On { velocity } => NoteEvent::NoteOn {
                     timing,
                     voice_id,
                     channel,
                     key,
-                    velocity: note.velocity as f32 / 127.0,
-                }
-            } else {
-                NoteEvent::NoteOff {
+                    velocity: velocity as f32 / 127.0,
+                },
+                NoteChange::Off => NoteEvent::NoteOff {
                     timing,
                     voice_id,
                     channel,
                     key,
                     velocity: 0.0,
-                }
+                },
+                NoteChange::Bend(thirds) => NoteEvent::MidiPitchBend {
+                    timing,
+                    channel: note.channel,
+                    value: bend_value(thirds) as f32 / 16_383.0,
+                },
             });
         }
         let Some(current) = self.slot.current() else {

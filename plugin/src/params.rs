@@ -231,6 +231,10 @@ pub struct RefrainParams {
     /// Notes must be longer than this, in ms. Not automatable.
     #[id = "note_min_ms"]
     pub note_min_ms: FloatParam,
+    /// Pitch bends follow each note's pitch (thirds of a semitone, 2-semitone range), each
+    /// note on a MIDI channel of its own (MPE-style). Not automatable.
+    #[id = "note_bends"]
+    pub note_bends: BoolParam,
     /// A separator's stems, in the order of the stem outputs.
     #[nested(id_prefix = "vocals", group = "Vocals")]
     pub vocals: StemParams,
@@ -252,6 +256,7 @@ impl RefrainParams {
             onset_threshold: self.note_onset.value(),
             frame_threshold: self.note_frame.value(),
             min_note_ms: self.note_min_ms.value() as f64,
+            pitch_bends: self.note_bends.value(),
             ..Default::default()
         }
     }
@@ -303,6 +308,7 @@ impl Default for RefrainParams {
             )
             .with_unit(" ms")
             .non_automatable(),
+            note_bends: BoolParam::new("Note Pitch Bends", false).non_automatable(),
             vocals: StemParams::new("Vocals"),
             drums: StemParams::new("Drums"),
             bass: StemParams::new("Bass"),

@@ -6,6 +6,7 @@
 use refrain::media::write_wav;
 use refrain::notes::basic_pitch::BasicPitch;
 use refrain::notes::decode::Settings;
+use refrain::notes::tracker::NoteChange;
 use refrain::notes::{midi, notes_of_file, Note, NotesError};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -265,11 +266,10 @@ fn notes_of_the_bass_stem_are_the_bass_line_not_the_melody_above_it() {
     }
 }
 
-#[test]
-fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
-    // C4 in tune, then C4 33 cents sharp (one contour bin), 0.6 s each, a pure-ish tone.
-    let rate = 44_100u32;
-    let r = rate as f64;
+/// C4 in tune, then C4 33 cents sharp (one contour bin), 0.6 s each, a pure-ish tone, at
+/// 44.1 kHz.
+fn in_tune_then_sharp() -> Vec<f32> {
+    let r = 44_100.0;
     let sing = |cents: f64, seconds: f64| -> Vec<f64> {
         let f = 261.625_565 * 2f64.powf(cents / 1200.0);
         (0..(seconds * r) as usize)
@@ -288,7 +288,20 @@ fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
     x.extend(vec![0.0; (0.3 * r) as usize]);
     x.extend(sing(33.3, 0.6));
     x.extend(vec![0.0; (0.3 * r) as usize]);
-    let audio: Vec<f32> = x.iter().map(|v| (v * 0.3) as f32).collect();
+    x.iter().map(|v| (v * 0.3) as f32).collect()
+}
+
+/// The median of a note's bends.
+fn median_bend(n: &Note) -> i8 {
+    let mut b: Vec<i8> = n.bends.iter().map(|b| b.1).collect();
+    b.sort();
+    b[b.len() / 2]
+}
+
+#[test]
+fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
+    let rate = 44_100u32;
+    let audio = in_tune_then_sharp();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sung.wav");
     write_wav(&input, &[audio], rate).unwrap();
@@ -300,14 +313,9 @@ fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
     let found = notes_of_file(&input, &mut model, &settings).unwrap();
     let c4: Vec<&Note> = found.iter().filter(|n| n.key == 60).collect();
     assert_eq!(c4.len(), 2, "{found:?}");
-    let median = |n: &Note| {
-        let mut b: Vec<i8> = n.bends.iter().map(|b| b.1).collect();
-        b.sort();
-        b[b.len() / 2]
-    };
-    assert_eq!(median(c4[0]), 0, "in tune: {:?}", c4[0].bends);
+    assert_eq!(median_bend(c4[0]), 0, "in tune: {:?}", c4[0].bends);
     assert_eq!(
-        median(c4[1]),
+        median_bend(c4[1]),
         1,
         "a third of a semitone sharp: {:?}",
         c4[1].bends
@@ -320,11 +328,15 @@ fn pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp() {
 
 /// Streams `audio` (mono, at `rate`) through the plugin's note tracker in blocks of 512 from
 /// input time `origin`, then 3 s of silence, and collects its events.
-fn track(audio: &[f32], rate: u32, origin: u64) -> Vec<refrain::notes::tracker::NoteEvent> {
+fn track(
+    audio: &[f32],
+    rate: u32,
+    origin: u64,
+    settings: Settings,
+) -> Vec<refrain::notes::tracker::NoteEvent> {
     use refrain::notes::tracker::NoteTracker;
     let model = BasicPitch::load(&model_path()).unwrap();
-    let (tracker, mut feed, mut events) =
-        NoteTracker::start(model, Settings::default(), rate).unwrap();
+    let (tracker, mut feed, mut events) = NoteTracker::start(model, settings, rate).unwrap();
     let mut padded = audio.to_vec();
     padded.extend(vec![0.0; 3 * rate as usize]);
     for (i, block) in padded.chunks(512).enumerate() {
@@ -352,17 +364,35 @@ fn notes_of_events(
     origin: u64,
 ) -> Vec<Note> {
     let mut notes = Vec::new();
-    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.on) {
+    for (i, e) in events.iter().enumerate() {
+        let NoteChange::On { velocity } = e.change else {
+            continue;
+        };
         let off = events[i..]
             .iter()
-            .find(|o| !o.on && o.key == e.key)
-            .map_or(f64::INFINITY, |o| (o.at - origin) as f64 / rate as f64);
+            .position(|o| o.is_off() && o.key == e.key)
+            .map_or(events.len(), |j| i + j);
+        let seconds = |at: u64| (at - origin) as f64 / rate as f64;
+        // Its bends: the one just before it, and those after it until its end.
+        let before = events[..i]
+            .iter()
+            .rev()
+            .take_while(|b| b.at == e.at)
+            .find(|b| b.key == e.key);
+        let bends = before
+            .into_iter()
+            .chain(&events[i..off])
+            .filter_map(|b| match b.change {
+                NoteChange::Bend(t) if b.key == e.key => Some((seconds(b.at), t)),
+                _ => None,
+            })
+            .collect();
         notes.push(Note {
-            start: (e.at - origin) as f64 / rate as f64,
-            end: off,
+            start: seconds(e.at),
+            end: events.get(off).map_or(f64::INFINITY, |o| seconds(o.at)),
             key: e.key,
-            velocity: e.velocity,
-            bends: Vec::new(),
+            velocity,
+            bends,
         });
     }
     notes
@@ -372,7 +402,13 @@ fn notes_of_events(
 fn the_plugins_note_tracker_finds_the_melody_and_chord_as_they_stream_and_ends_every_note() {
     for (rate, origin) in [(48_000u32, 1_000u64), (44_100, 0)] {
         let (audio, expected) = melody(rate);
-        let events = track(&audio, rate, origin);
+        let events = track(&audio, rate, origin, Settings::default());
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e.change, NoteChange::Bend(_))),
+            "no bends unless asked for"
+        );
         let found = notes_of_events(&events, rate, origin);
         eprintln!("{rate} Hz: {found:?}");
         check(&found, &expected);
@@ -397,4 +433,62 @@ fn the_plugins_note_tracker_finds_the_melody_and_chord_as_they_stream_and_ends_e
             );
         }
     }
+}
+
+#[test]
+fn the_plugins_note_tracker_bends_a_sharp_note_and_not_an_in_tune_one() {
+    let rate = 44_100u32;
+    let origin = 500;
+    let settings = Settings {
+        pitch_bends: true,
+        ..Settings::default()
+    };
+    let events = track(&in_tune_then_sharp(), rate, origin, settings);
+    let found = notes_of_events(&events, rate, origin);
+    let c4: Vec<&Note> = found.iter().filter(|n| n.key == 60).collect();
+    assert_eq!(c4.len(), 2, "{found:?}");
+    for n in &c4 {
+        // A bend at the onset, before the note-on, so the note never starts at a stale pitch.
+        assert_eq!(n.bends.first().map(|b| b.0), Some(n.start), "{n:?}");
+        // Bends only while it sounds.
+        assert!(
+            n.bends.iter().all(|b| b.0 >= n.start && b.0 < n.end),
+            "{n:?}"
+        );
+    }
+    // Bends are sent where the pitch moves, so the median over a note's time is what counts:
+    // weight each bend by how long it holds.
+    let held = |n: &Note| -> i8 {
+        let mut spans: Vec<(i8, f64)> = n
+            .bends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.1, n.bends.get(i + 1).map_or(n.end, |c| c.0) - b.0))
+            .collect();
+        spans.sort_by_key(|s| s.0);
+        let total: f64 = spans.iter().map(|s| s.1).sum();
+        let mut run = 0.0;
+        spans
+            .iter()
+            .find(|s| {
+                run += s.1;
+                run >= total / 2.0
+            })
+            .map_or(0, |s| s.0)
+    };
+    assert_eq!(held(c4[0]), 0, "in tune: {:?}", c4[0].bends);
+    assert_eq!(
+        held(c4[1]),
+        1,
+        "a third of a semitone sharp: {:?}",
+        c4[1].bends
+    );
+    // The same bends as the file decoder's, where each frame's bend is kept.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sung.wav");
+    write_wav(&input, &[in_tune_then_sharp()], rate).unwrap();
+    let mut model = BasicPitch::load(&model_path()).unwrap();
+    let file = notes_of_file(&input, &mut model, &settings).unwrap();
+    let file_c4: Vec<&Note> = file.iter().filter(|n| n.key == 60).collect();
+    assert_eq!(median_bend(file_c4[1]), held(c4[1]));
 }

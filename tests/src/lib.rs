@@ -199,6 +199,7 @@ pub struct Host {
     /// its sample since activation.
     processed: u64,
     notes: Vec<SentNote>,
+    bends: Vec<SentBend>,
 }
 
 /// A note message the plugin sent through its note output.
@@ -209,6 +210,19 @@ pub struct SentNote {
     pub key: u8,
     pub on: bool,
     pub velocity: f64,
+    /// MIDI channel, 0-based.
+    pub channel: u8,
+}
+
+/// A MIDI pitch bend the plugin sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SentBend {
+    /// Samples since activation.
+    pub at: u64,
+    /// MIDI channel, 0-based.
+    pub channel: u8,
+    /// 14 bits, 8,192 = none.
+    pub value: u16,
 }
 
 /// The repository's `models/` folder.
@@ -333,6 +347,7 @@ impl Host {
             editor_open: false,
             processed: 0,
             notes: Vec::new(),
+            bends: Vec::new(),
         })
     }
 
@@ -406,26 +421,51 @@ impl Host {
         std::mem::take(&mut self.notes)
     }
 
+    /// The pitch bends the plugin sent since the last call.
+    pub fn take_bends(&mut self) -> Vec<SentBend> {
+        std::mem::take(&mut self.bends)
+    }
+
     /// Reads the note messages of the block just processed (of `n` samples).
     fn collect_notes(&mut self, n: usize) {
         use clack_host::events::spaces::CoreEventSpace;
         use clack_host::events::Match;
         for e in self.events_out.iter() {
-            let (time, key, on, velocity) = match e.as_core_event() {
-                Some(CoreEventSpace::NoteOn(ev)) => {
-                    (ev.header().time(), ev.key(), true, ev.velocity())
-                }
-                Some(CoreEventSpace::NoteOff(ev)) => {
-                    (ev.header().time(), ev.key(), false, ev.velocity())
+            let (time, key, on, velocity, channel) = match e.as_core_event() {
+                Some(CoreEventSpace::NoteOn(ev)) => (
+                    ev.header().time(),
+                    ev.key(),
+                    true,
+                    ev.velocity(),
+                    ev.channel(),
+                ),
+                Some(CoreEventSpace::NoteOff(ev)) => (
+                    ev.header().time(),
+                    ev.key(),
+                    false,
+                    ev.velocity(),
+                    ev.channel(),
+                ),
+                Some(CoreEventSpace::Midi(ev)) => {
+                    let [status, lsb, msb] = ev.data();
+                    if status & 0xF0 == 0xE0 {
+                        self.bends.push(SentBend {
+                            at: self.processed + ev.header().time() as u64,
+                            channel: status & 0x0F,
+                            value: lsb as u16 | (msb as u16) << 7,
+                        });
+                    }
+                    continue;
                 }
                 _ => continue,
             };
-            if let Match::Specific(key) = key {
+            if let (Match::Specific(key), Match::Specific(channel)) = (key, channel) {
                 self.notes.push(SentNote {
                     at: self.processed + time as u64,
                     key: key as u8,
                     on,
                     velocity,
+                    channel: channel as u8,
                 });
             }
         }

@@ -211,3 +211,92 @@ fn a_longer_minimum_note_length_keeps_the_chord_and_drops_the_300_ms_notes() {
         .count();
     assert_eq!(long, 3, "{:?}", notes_of(&sent));
 }
+
+#[test]
+fn with_pitch_bends_each_note_has_a_channel_of_its_own_and_a_sharp_note_is_bent_a_third_of_a_semitone(
+) {
+    // The melody and chord, then C4 33 cents sharp (one contour bin) for 0.6 s.
+    let (mut input, mut expected) = melody();
+    let r = RATE as f64;
+    let sharp_at = input[0].len() as u64;
+    expected.push((60, sharp_at));
+    let f = 261.625_565 * 2f64.powf(33.3 / 1200.0);
+    let n = (0.6 * r) as usize;
+    let sharp: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f64 / r;
+            let env = (t / 0.01).min(1.0) * ((0.6 - t) / 0.01).min(1.0);
+            let x: f64 = (1..=3)
+                .map(|h| (std::f64::consts::TAU * f * h as f64 * t).sin() / h as f64)
+                .sum();
+            (0.3 * x * env) as f32
+        })
+        .chain(std::iter::repeat_n(0.0, 3 * RATE as usize))
+        .collect();
+    for c in &mut input {
+        c.extend_from_slice(&sharp);
+    }
+    let mut h = host("tone-shaper", "studio", "input");
+    h.set_state_param("note_bends", serde_json::json!({ "bool": true }))
+        .unwrap();
+    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
+        .unwrap();
+    let latency = h.latency() as u64;
+    h.render(&input, || BLOCK, false).unwrap();
+    let sent = h.take_notes();
+    let bends = h.take_bends();
+    // The notes are those without bends, at their aligned samples.
+    check(&sent, &expected, latency, 0);
+    let ons: Vec<&SentNote> = sent.iter().filter(|n| n.on).collect();
+    for on in &ons {
+        assert_ne!(on.channel, 9, "a note on the drums' channel: {on:?}");
+        // Its channel's bend is set at its start, before it.
+        assert!(
+            bends
+                .iter()
+                .any(|b| b.channel == on.channel && b.at == on.at),
+            "no bend with {on:?}"
+        );
+    }
+    // The chord's three notes sound together on three channels.
+    let chord: Vec<u8> = ons
+        .iter()
+        .filter(|n| {
+            expected[4..7]
+                .iter()
+                .any(|e| e.0 == n.key && n.at.abs_diff(e.1 + latency) < 2_000)
+        })
+        .map(|n| n.channel)
+        .collect();
+    assert_eq!(chord.len(), 3, "{ons:?}");
+    assert!(chord[0] != chord[1] && chord[1] != chord[2] && chord[0] != chord[2]);
+    // The bend a note holds longest: centred for the in-tune melody, +1/3 semitone (8,192 +
+    // 4,096 / 3 at a 2-semitone range) for the sharp C4.
+    let held = |on: &SentNote| -> u16 {
+        let off = sent
+            .iter()
+            .find(|o| !o.on && o.key == on.key && o.at > on.at)
+            .map_or(u64::MAX, |o| o.at);
+        let mine: Vec<&refrain_tests::SentBend> = bends
+            .iter()
+            .filter(|b| b.channel == on.channel && b.at >= on.at && b.at < off)
+            .collect();
+        let mut spans: Vec<(u16, u64)> = mine
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.value, mine.get(i + 1).map_or(off, |c| c.at) - b.at))
+            .collect();
+        spans.sort_by_key(|s| std::cmp::Reverse(s.1));
+        spans[0].0
+    };
+    for on in &ons {
+        if on.at < sharp_at + latency {
+            assert_eq!(held(on), 8_192, "in tune: {on:?}");
+        }
+    }
+    let sharp_c4 = ons
+        .iter()
+        .find(|n| n.key == 60 && n.at >= sharp_at + latency)
+        .expect("the sharp C4");
+    assert_eq!(held(sharp_c4), 8_192 + 4_096 / 3, "sharp: {bends:?}");
+}

@@ -38,6 +38,11 @@ fn env() -> &'static Env {
         unsafe {
             std::env::set_var(refrain::licence::store::ENV_DATA_DIR, &data);
             std::env::set_var(refrain::chain::ENV_INFERENCE_MS, "50");
+            // Basic Pitch, for the notes of a stem.
+            std::env::set_var(
+                refrain::models::library::ENV_MODEL_PATH,
+                models_dir().join("real"),
+            );
         }
         let (store, key) = refrain_tests::licence_issuer(&data);
         let (dir, manifest) =
@@ -280,6 +285,26 @@ fn an_unlicensed_protected_separator_plays_the_aligned_dry_input_and_silent_stem
                 stems[s][c].iter().all(|&v| v == 0.0),
                 "{name} is not silent"
             );
+        }
+    }
+}
+
+#[test]
+fn an_unlicensed_protected_separator_sends_no_notes_of_its_stems_and_a_licensed_one_does() {
+    let e = env();
+    let input = speech_over_song();
+    let licensed = licence("notes", &[Use::Remix, Use::StemExport], &input);
+    for (track, heard) in [("", false), (licensed.as_str(), true)] {
+        let mut h = clap_with(&e.protected, track);
+        // The notes of Other: the synthesised song's melody and chords.
+        h.set_state_param("notes", serde_json::json!({ "string": "other" }))
+            .unwrap();
+        bounce_ports(&mut h, &input);
+        let ons = h.take_notes().iter().filter(|n| n.on).count();
+        if heard {
+            assert!(ons >= 3, "licensed: only {ons} notes from Other");
+        } else {
+            assert_eq!(ons, 0, "unlicensed, the separator's notes left");
         }
     }
 }

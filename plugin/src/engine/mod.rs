@@ -353,8 +353,12 @@ impl Engine {
     /// Sends notes from the note tracker's `events` (before processing starts). In Studio the
     /// latency covers the detector ([`WorkerOptions::notes_delay`]), so notes leave with
     /// their audio; in Live they leave with it or as soon as they are known.
-    pub fn attach_notes(&mut self, events: crate::notes::tracker::NoteEvents) {
-        self.notes = Some(notes_out::NotesOut::new(events));
+    pub fn attach_notes(
+        &mut self,
+        events: crate::notes::tracker::NoteEvents,
+        per_note_channels: bool,
+    ) {
+        self.notes = Some(notes_out::NotesOut::new(events, per_note_channels));
     }
 
     /// The note messages the last `process()` call sent, each at a sample of its block.

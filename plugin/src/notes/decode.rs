@@ -151,26 +151,32 @@ impl Found {
     /// centre, so the reference bends every in-tune note a third of a semitone sharp (the test
     /// `pitch_bends_follow_a_note_sung_a_third_of_a_semitone_sharp` measures both).
     fn bends(&self, p: &Posteriorgram) -> Vec<(f64, i8)> {
-        let centre = 3 * self.key + 1;
-        let lo = centre.saturating_sub(BEND_REACH);
-        let hi = (centre + BEND_REACH + 1).min(CONTOUR_BINS);
         (self.start..self.end.min(p.contours.len()))
-            .map(|f| {
-                let row = &p.contours[f];
-                let best = (lo..hi)
-                    .max_by(|&a, &b| {
-                        let w = |i: usize| {
-                            let d = (i as f32 - centre as f32) / BEND_SIGMA;
-                            row[i] * (-0.5 * d * d).exp()
-                        };
-                        // The first of equal values, as numpy's argmax.
-                        w(a).total_cmp(&w(b)).then(b.cmp(&a))
-                    })
-                    .unwrap_or(centre);
-                (p.times[f], (best as i64 - centre as i64) as i8)
-            })
+            .map(|f| (p.times[f], bend_at(p, self.key, f)))
             .collect()
     }
+}
+
+/// The bend of a note of key index `key` at frame `f` of `p` ([`Found::bends`]), in thirds of
+/// a semitone.
+pub fn bend_at(p: &Posteriorgram, key: usize, f: usize) -> i8 {
+    let centre = 3 * key + 1;
+    let lo = centre.saturating_sub(BEND_REACH);
+    let hi = (centre + BEND_REACH + 1).min(CONTOUR_BINS);
+    let Some(row) = p.contours.get(f) else {
+        return 0;
+    };
+    let best = (lo..hi)
+        .max_by(|&a, &b| {
+            let w = |i: usize| {
+                let d = (i as f32 - centre as f32) / BEND_SIGMA;
+                row[i] * (-0.5 * d * d).exp()
+            };
+            // The first of equal values, as numpy's argmax.
+            w(a).total_cmp(&w(b)).then(b.cmp(&a))
+        })
+        .unwrap_or(centre);
+    (best as i64 - centre as i64) as i8
 }
 
 /// Notes in `p`, ordered by start time then key.

@@ -30,8 +30,9 @@ enum Event {
     On { channel: u8, key: u8, vel: u8 },
 }
 
-/// A bend in thirds of a semitone as a 14-bit MIDI value (range 2 semitones).
-fn bend_value(thirds: i8) -> u16 {
+/// A bend in thirds of a semitone as a 14-bit MIDI value (8,192 = none; a synthesiser's
+/// default range of 2 semitones). The plugin's note output sends the same.
+pub fn bend_value(thirds: i8) -> u16 {
     (8192 + (thirds as i32 * 4096) / 3).clamp(0, 16_383) as u16
 }
 

@@ -51,14 +51,37 @@ pub enum NoteSource {
     Stem(usize),
 }
 
-/// A note starting or ending, at the input time of the audio it came from.
+/// What happens to a note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteChange {
+    /// It starts, at this velocity (1..127).
+    On { velocity: u8 },
+    /// It ends.
+    Off,
+    /// Its pitch moves to this many thirds of a semitone from its key (with pitch bends on: a
+    /// bend at its onset, then one wherever it moves).
+    Bend(i8),
+}
+
+/// A note starting, ending or bending, at the input time of the audio it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoteEvent {
     /// Host input time, in samples since activation.
     pub at: u64,
     pub key: u8,
-    pub velocity: u8,
-    pub on: bool,
+    pub change: NoteChange,
+}
+
+impl NoteEvent {
+    /// Whether it starts a note.
+    pub fn is_on(&self) -> bool {
+        matches!(self.change, NoteChange::On { .. })
+    }
+
+    /// Whether it ends one.
+    pub fn is_off(&self) -> bool {
+        self.change == NoteChange::Off
+    }
 }
 
 /// How far a note's detection trails its audio at worst, in seconds at the input: the wait for
@@ -166,6 +189,19 @@ pub struct NoteEvents {
 }
 
 impl NoteEvents {
+    /// A ring of `capacity` events and its producing end, for a note source other than the
+    /// tracker (tests feed one by hand).
+    pub fn ring(capacity: usize) -> (HeapProd<NoteEvent>, NoteEvents) {
+        let (tx, rx) = HeapRb::<NoteEvent>::new(capacity).split();
+        (
+            tx,
+            NoteEvents {
+                rx,
+                shared: Arc::new(TrackerShared::default()),
+            },
+        )
+    }
+
     /// The next event, if one is out. Real-time safe.
     pub fn pop(&mut self) -> Option<NoteEvent> {
         self.rx.try_pop()
@@ -243,6 +279,8 @@ struct Sounding {
     key: usize,
     start: u64,
     last_above: u64,
+    /// The last bend sent (with pitch bends on).
+    bend: i8,
 }
 
 /// The tracker's state for one stream.
@@ -311,8 +349,7 @@ impl Tracking {
             self.send(NoteEvent {
                 at: now,
                 key: LOWEST_KEY + s.key as u8,
-                velocity: 0,
-                on: false,
+                change: NoteChange::Off,
             });
         }
         self.origin = at;
@@ -376,13 +413,28 @@ impl Tracking {
     }
 
     fn send(&mut self, e: NoteEvent) {
-        if self.events.try_push(e).is_ok() && e.on {
+        if self.events.try_push(e).is_ok() && e.is_on() {
             self.shared.notes_sent.fetch_add(1, Ordering::Relaxed);
             let mut recent = self.shared.recent.lock();
             if recent.len() == RECENT {
                 recent.pop_front();
             }
             recent.push_back(e.key);
+        }
+    }
+
+    /// Sends a bend of sounding note `i` at absolute frame `f` where its pitch moved.
+    fn follow_bend(&mut self, i: usize, f: u64) {
+        let n = self.sounding[i];
+        let bend = decode::bend_at(&self.frames, n.key, (f - self.base) as usize);
+        if bend != n.bend {
+            self.sounding[i].bend = bend;
+            let at = self.time_of(f);
+            self.send(NoteEvent {
+                at,
+                key: LOWEST_KEY + n.key as u8,
+                change: NoteChange::Bend(bend),
+            });
         }
     }
 
@@ -403,9 +455,9 @@ impl Tracking {
                     i += 1;
                     continue;
                 }
-                if row[n.key] >= threshold {
+                let above = row[n.key] >= threshold;
+                if above {
                     n.last_above = f;
-                    i += 1;
                 } else if f - n.last_above > s.energy_tol as u64 {
                     let n = self.sounding.swap_remove(i);
                     let end = n.last_above + 1;
@@ -413,13 +465,16 @@ impl Tracking {
                     self.send(NoteEvent {
                         at,
                         key: LOWEST_KEY + n.key as u8,
-                        velocity: 0,
-                        on: false,
+                        change: NoteChange::Off,
                     });
                     self.ended.push((n.key, n.start, end));
-                } else {
-                    i += 1;
+                    continue;
                 }
+                // Bends only where it sounds (its end is its last frame above the threshold).
+                if s.pitch_bends && above {
+                    self.follow_bend(i, f);
+                }
+                i += 1;
             }
         }
         self.followed = self.made;
@@ -449,11 +504,25 @@ impl Tracking {
             let note = f.note(&self.frames, false);
             let start = self.base + f.start as u64;
             let at = self.time_of(start);
+            // With pitch bends, the note starts at its onset's bend (a bend before the note-on,
+            // as in a MIDI file), then follows its pitch over the frames already in.
+            let bend = if s.pitch_bends {
+                let bend = decode::bend_at(&self.frames, f.key, f.start);
+                self.send(NoteEvent {
+                    at,
+                    key: note.key,
+                    change: NoteChange::Bend(bend),
+                });
+                bend
+            } else {
+                0
+            };
             self.send(NoteEvent {
                 at,
                 key: note.key,
-                velocity: note.velocity,
-                on: true,
+                change: NoteChange::On {
+                    velocity: note.velocity,
+                },
             });
             // Followed from here on (the frames after its onset that are already in count).
             let last_above = (start..self.made)
@@ -464,7 +533,14 @@ impl Tracking {
                 key: f.key,
                 start,
                 last_above,
+                bend,
             });
+            if s.pitch_bends {
+                let i = self.sounding.len() - 1;
+                for g in start + 1..=last_above {
+                    self.follow_bend(i, g);
+                }
+            }
         }
         self.boundary = self.boundary.max(confirmed + 1);
         // Every event before the confirmed frame is out: a sounding note ends no earlier than

@@ -13,6 +13,7 @@
 //! `other`, so the four ports always sum to what the model separated.
 
 use super::demucs::{DemucsSeparator, DEFAULT_OVERLAP};
+use super::four_stems;
 use super::mdx::MdxSeparator;
 use super::model::SeparatorModel;
 use super::separator::{Schedule, Separator, LIVE_LOOKAHEAD, LIVE_PASS, LIVE_WINDOW};
@@ -37,6 +38,7 @@ pub fn studio_schedule() -> Schedule {
         window: 2 * LIVE_WINDOW,
         pass: 2 * LIVE_PASS,
         lookahead: 8,
+        split: four_stems::CENTRED,
     }
 }
 

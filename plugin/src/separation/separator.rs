@@ -15,7 +15,7 @@
 //! [`Synthesis`] (through [`FourStems`] for drums, bass and other) -> stems out. Memory is one
 //! segment or window, whatever the stream's length.
 
-use super::four_stems::{self, FourStems};
+use super::four_stems::{self, FourStems, TimeMedian};
 use super::model::SeparatorModel;
 use super::overlap::Overlapped;
 use super::stft::{Analysis, Framing, Synthesis};
@@ -40,11 +40,13 @@ pub enum Schedule {
     /// Segments of `segment` frames overlapping by `overlap`, masks cross-faded.
     Segments { segment: usize, overlap: usize },
     /// A run over the newest `window` frames every `pass` frames; a frame is at least
-    /// `lookahead` frames from its run's end.
+    /// `lookahead` frames from its run's end. With four stems, the split's median over time
+    /// is `split` ([`FourStems::new`]).
     Windows {
         window: usize,
         pass: usize,
         lookahead: usize,
+        split: TimeMedian,
     },
 }
 
@@ -57,12 +59,22 @@ impl Schedule {
         }
     }
 
-    /// A 64-frame window every 8 frames with `lookahead` frames of look-ahead.
+    /// A 64-frame window every 8 frames with `lookahead` frames of look-ahead, and the
+    /// four-stem split's Live median ([`four_stems::LIVE`]).
     pub fn live(lookahead: usize) -> Schedule {
         Schedule::Windows {
             window: LIVE_WINDOW,
             pass: LIVE_PASS,
             lookahead,
+            split: four_stems::LIVE,
+        }
+    }
+
+    /// The four-stem split's median over time on this schedule: centred on segments.
+    pub fn split(&self) -> TimeMedian {
+        match *self {
+            Schedule::Segments { .. } => four_stems::CENTRED,
+            Schedule::Windows { split, .. } => split,
         }
     }
 
@@ -87,6 +99,7 @@ impl Schedule {
                 window,
                 pass,
                 lookahead,
+                ..
             } => {
                 window > 0
                     && window.is_multiple_of(multiple)
@@ -201,7 +214,13 @@ impl Separator {
             Some(Split {
                 from,
                 first,
-                dsp: FourStems::new(framing.bins(), framing.fft, rate, channels),
+                dsp: FourStems::new(
+                    framing.bins(),
+                    framing.fft,
+                    rate,
+                    channels,
+                    schedule.split(),
+                ),
             })
         } else {
             None
@@ -238,8 +257,8 @@ impl Separator {
     /// [`StemStream::lag`] for a `stem-masks` stream on `schedule` fed a frame hop at a time:
     /// Live, the worst frame waits `lookahead + pass - 2` frames past the input's end (the
     /// stream's first frame is Spleeter's silent padding) and a frame spans `fft` samples; with
-    /// four stems, the split holds [`FourStems::delay`] frames more. Studio segments wait for
-    /// `segment - 2` frames.
+    /// four stems, the split holds its median's `ahead` frames more. Studio segments
+    /// wait for `segment - 2` frames.
     pub fn lag_of(schedule: Schedule, framing: Framing, four_stems: bool) -> usize {
         let frames = match schedule {
             Schedule::Segments { segment, .. } => segment.saturating_sub(2),
@@ -248,7 +267,7 @@ impl Separator {
             } => (pass + lookahead).saturating_sub(2),
         };
         let split = if four_stems {
-            four_stems::TIME_MEDIAN / 2
+            schedule.split().bounded().ahead
         } else {
             0
         };
@@ -280,6 +299,7 @@ impl Separator {
                 window,
                 pass,
                 lookahead,
+                ..
             } => {
                 // The next run ends `lookahead` frames after the next group of `pass`.
                 while self.made > self.emitted + pass - 1 + lookahead {
@@ -311,6 +331,7 @@ impl Separator {
                 window,
                 pass,
                 lookahead,
+                ..
             } => {
                 while !self.frames.is_empty() {
                     self.run_window(window, pass, lookahead)?;
@@ -550,7 +571,13 @@ impl StemStream for Separator {
             *s = Synthesis::new(framing, channels);
         }
         if let Some(split) = &mut self.split {
-            split.dsp = FourStems::new(framing.bins(), framing.fft, self.rate, channels);
+            split.dsp = FourStems::new(
+                framing.bins(),
+                framing.fft,
+                self.rate,
+                channels,
+                self.schedule.split(),
+            );
         }
         self.frames.clear();
         if let Schedule::Segments { segment, overlap } = self.schedule {
