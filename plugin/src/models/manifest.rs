@@ -74,7 +74,7 @@ pub struct Manifest {
 }
 
 /// What an RVC voice is made of, besides its generator.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceInfo {
     /// `v1` (256-channel features: HuBERT layer 9 + final projection) or `v2` (768: layer 12).
@@ -89,7 +89,27 @@ pub struct VoiceInfo {
     /// training features.
     #[serde(default)]
     pub index: Option<String>,
+    /// The voice's own f0 model instead of SwiftF0 (`[voice.pitch]`), listed in `files`.
+    #[serde(default)]
+    pub pitch: Option<PitchInfo>,
 }
+
+/// An f0 model a voice brings (`[voice.pitch]`): RVC users convert with the pitch model they
+/// trust. See [`crate::voice::crepe`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitchInfo {
+    /// `crepe`: CREPE's contract (any size: tiny to full).
+    pub format: String,
+    /// Its ONNX file, listed in `files`.
+    pub file: String,
+    /// A frame is voiced when its strongest bin is at least this (0..1; CREPE's default 0.3).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+}
+
+/// The pitch model formats a voice may bring.
+pub const PITCH_FORMATS: [&str; 1] = ["crepe"];
 
 fn one() -> u32 {
     1
@@ -516,9 +536,28 @@ impl Manifest {
         if !(1..=1024).contains(&v.speakers) {
             return Err(invalid("voice.speakers", v.speakers, "1 to 1024"));
         }
+        if let Some(p) = &v.pitch {
+            if !PITCH_FORMATS.contains(&p.format.as_str()) {
+                return Err(invalid(
+                    "voice.pitch.format",
+                    format!("{:?}", p.format),
+                    "\"crepe\" (CREPE's [N, 1024] frames in, [N, 360] bins out)",
+                ));
+            }
+            if let Some(t) = p.threshold {
+                if !(t > 0.0 && t < 1.0) {
+                    return Err(invalid(
+                        "voice.pitch.threshold",
+                        t,
+                        "between 0 and 1 (exclusive)",
+                    ));
+                }
+            }
+        }
         for (field, path) in [
             ("voice.encoder", Some(&v.encoder)),
             ("voice.index", v.index.as_ref()),
+            ("voice.pitch.file", v.pitch.as_ref().map(|p| &p.file)),
         ] {
             let Some(path) = path else { continue };
             check_relative_path(field, path)?;
@@ -783,6 +822,38 @@ shape = [1, 1, 256]
         )
         .contains("input.dtype"));
         assert!(err("name = \"audio_in\"", "name = \"\"").contains("input.name"));
+    }
+
+    #[test]
+    fn a_voices_own_pitch_model_is_checked_field_by_field() {
+        let voice = include_str!("../../../models/test/rvc-v2/model.toml");
+        let with = |table: &str| {
+            format!("{voice}\n[[files]]\npath = \"crepe.onnx\"\nsha256 = \"{}\"\n\n[voice.pitch]\n{table}\n", "0".repeat(64))
+        };
+        let ok = Manifest::parse(&with("format = \"crepe\"\nfile = \"crepe.onnx\"")).unwrap();
+        let pitch = ok.voice.unwrap().pitch.unwrap();
+        assert_eq!((pitch.format.as_str(), pitch.threshold), ("crepe", None));
+        for (table, field) in [
+            (
+                "format = \"rmvpe\"\nfile = \"crepe.onnx\"",
+                "voice.pitch.format",
+            ),
+            (
+                "format = \"crepe\"\nfile = \"other.onnx\"",
+                "voice.pitch.file",
+            ),
+            (
+                "format = \"crepe\"\nfile = \"../crepe.onnx\"",
+                "voice.pitch.file",
+            ),
+            (
+                "format = \"crepe\"\nfile = \"crepe.onnx\"\nthreshold = 1.5",
+                "voice.pitch.threshold",
+            ),
+        ] {
+            let e = Manifest::parse(&with(table)).unwrap_err().to_string();
+            assert!(e.contains(field), "{table}: {e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`yin`]: the careful offline f0 the pitch model is checked against.
 
 pub mod controls;
+pub mod crepe;
 pub mod gate;
 pub mod index;
 pub mod pitch;
@@ -83,16 +84,16 @@ pub fn load_processor(
     }
 }
 
-/// An RVC voice with SwiftF0 as its pitch and Silero VAD in its gate, both from the models
-/// folder.
+/// An RVC voice with its own pitch model or SwiftF0 ([`pitch::for_voice`]) and Silero VAD in
+/// its gate.
 fn load_rvc(
     package: &ModelPackage,
     mode: Mode,
     controls: &Arc<VoiceControls>,
 ) -> Result<Box<dyn HopProcessor>, String> {
-    let pitch = pitch::SwiftF0::find().map_err(|e| e.to_string())?;
+    let pitch = pitch::for_voice(package).map_err(|e| e.to_string())?;
     let gate = gate::VoiceGate::find();
-    rvc::RvcVoice::load(package, mode, controls.clone(), Box::new(pitch), gate)
+    rvc::RvcVoice::load(package, mode, controls.clone(), pitch, gate)
         .map(|v| Box::new(v) as Box<dyn HopProcessor>)
         .map_err(|e| e.to_string())
 }

@@ -2,8 +2,8 @@
 //!
 //! [`PitchModel`] is the interface: 16 kHz mono in, one f0 per 10 ms out (RVC's frame grid,
 //! frame `j` at sample `j * 160`), 0 where unvoiced. [`SwiftF0`] is the default (real weights,
-//! MIT, from PyPI's `swift-f0==0.3.0`, shared/MODELS.md §8); an RMVPE or CREPE export a user
-//! brings fits the same interface. [`clean`] cleans any model's raw track: octave errors folded
+//! MIT, from PyPI's `swift-f0==0.3.0`, shared/MODELS.md §8); a voice may bring its own
+//! ([`crate::voice::crepe`], named in its manifest: [`for_voice`]). [`clean`] cleans any model's raw track: octave errors folded
 //! back onto the running pitch, single-frame glitches removed.
 
 use crate::files;
@@ -35,6 +35,8 @@ pub enum PitchError {
     },
     #[error("the pitch model failed: {0}")]
     Model(String),
+    #[error("{file} is not a pitch model of its format: {reason}")]
+    Contract { file: String, reason: String },
     #[error("SwiftF0 is not in the models folder (swift-f0/model.onnx; `cargo xtask fetch-models` fetches it into models/real, which REFRAIN_MODEL_PATH can name)")]
     Missing,
 }
@@ -48,6 +50,36 @@ pub trait PitchModel: Send {
     fn name(&self) -> &str;
 }
 
+/// The pitch model of the voice in `package`: the one its manifest names (`[voice.pitch]`, from
+/// the bytes the package read and checked), else SwiftF0 from the models folder.
+pub fn for_voice(
+    package: &crate::models::package::ModelPackage,
+) -> Result<Box<dyn PitchModel>, PitchError> {
+    let own = package
+        .manifest
+        .voice
+        .as_ref()
+        .and_then(|v| v.pitch.as_ref());
+    let Some(own) = own else {
+        return Ok(Box::new(SwiftF0::find()?));
+    };
+    let bytes = package
+        .others
+        .iter()
+        .find(|(p, _)| *p == own.file)
+        .map(|(_, b)| b)
+        .ok_or_else(|| PitchError::Read {
+            path: own.file.clone(),
+            reason: "it is not among the model's files".into(),
+        })?;
+    // PITCH_FORMATS has one format: CREPE's.
+    Ok(Box::new(super::crepe::Crepe::from_bytes(
+        bytes,
+        &own.file,
+        own.threshold,
+    )?))
+}
+
 /// SwiftF0 0.3.0's `model.onnx`, by its sha256 (shared/MODELS.md §8).
 pub const SWIFT_F0_SHA256: &str =
     "6385e8c2ebc3872e82c9ff5946228de44cd3be77a750ea53698b7dbfe94b0a22";
@@ -57,7 +89,7 @@ const SWIFT_HOP: usize = 256;
 const SWIFT_VOICED: f32 = 0.5;
 /// Hops whose peak is below this are silence, whatever the model says (it calls ~3% of
 /// digital-silence frames voiced).
-const SILENCE_PEAK: f32 = 1e-3;
+pub(crate) const SILENCE_PEAK: f32 = 1e-3;
 
 /// Where SwiftF0 is looked for: `swift-f0/model.onnx` in the models folder or a folder of
 /// `REFRAIN_MODEL_PATH` (set-up fetches it into `models/real/swift-f0/`).

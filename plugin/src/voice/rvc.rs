@@ -158,15 +158,9 @@ pub fn calibrate_live(package: &ModelPackage) -> Result<Option<String>, RvcError
         return Ok(None);
     }
     let default = Schedule::of(Mode::Live);
-    let pitch = super::pitch::SwiftF0::find()?;
+    let pitch = super::pitch::for_voice(package)?;
     let controls = Arc::new(VoiceControls::default());
-    let mut voice = RvcVoice::load(
-        package,
-        Mode::Live,
-        controls,
-        Box::new(pitch),
-        VoiceGate::new(None),
-    )?;
+    let mut voice = RvcVoice::load(package, Mode::Live, controls, pitch, VoiceGate::new(None))?;
     let hop = voice.spec.hop;
     let mut window = vec![0.0f32; 2 * hop];
     let mut out = vec![0.0f32; 2 * hop];
