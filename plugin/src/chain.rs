@@ -86,6 +86,18 @@ pub struct Chain {
     /// `Some` when the model is a voice: `true` for the built-in transform, `false` for a
     /// voice model.
     pub voice_kind: Option<bool>,
+    /// A Live voice planned on the default schedule because it was not yet measured on this
+    /// machine ([`Chain::build_deferring`]): the loader builds it again once measured.
+    pub provisional_schedule: bool,
+}
+
+/// When a Live voice's schedule is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Calibration {
+    /// Before the chain is planned (the loader's thread, renders, tests).
+    Now,
+    /// Later, by the loader: the chain is provisional meanwhile.
+    Defer,
 }
 
 /// Where notes out find Basic Pitch: `basic-pitch/nmp.onnx` in the models folder or in a folder
@@ -165,13 +177,30 @@ impl Chain {
     /// loaded), starts the engine and waits (bounded) for the inference time to be measured.
     /// `log` receives licence messages in words. Not for the audio thread.
     pub fn build(key: ChainKey, log: fn(&str)) -> Result<Chain, EngineError> {
+        Chain::build_opts(key, log, Calibration::Now)
+    }
+
+    /// [`Self::build`] for the host's thread (an activation): a Live voice not yet measured on
+    /// this machine is planned on the default Live schedule and marked
+    /// [`Chain::provisional_schedule`], for the loader to measure it on its own thread and build
+    /// it again (the measurement of a real-size voice takes seconds, which a host's activation
+    /// must not wait for).
+    pub fn build_deferring(key: ChainKey, log: fn(&str)) -> Result<Chain, EngineError> {
+        Chain::build_opts(key, log, Calibration::Defer)
+    }
+
+    fn build_opts(
+        key: ChainKey,
+        log: fn(&str),
+        calibration: Calibration,
+    ) -> Result<Chain, EngineError> {
         let source = ModelSource::parse(&key.model);
         // A protected model opens only under the loaded track's licence.
         let track = LoadedTrack::parse(&key.track);
         let package = source
             .package_with(track.as_ref(), key.setting)
             .map_err(|e| (source.to_state(), e.to_string()));
-        Chain::with_package(key, package, log)
+        Chain::with_package_opts(key, package, log, calibration)
     }
 
     /// [`Self::build`] with the model's folder already read (or why it could not be: the
@@ -181,6 +210,16 @@ impl Chain {
         package: Result<Arc<ModelPackage>, (String, String)>,
         log: fn(&str),
     ) -> Result<Chain, EngineError> {
+        Chain::with_package_opts(key, package, log, Calibration::Now)
+    }
+
+    fn with_package_opts(
+        key: ChainKey,
+        package: Result<Arc<ModelPackage>, (String, String)>,
+        log: fn(&str),
+        calibration: Calibration,
+    ) -> Result<Chain, EngineError> {
+        let mut provisional_schedule = false;
         let voice = Arc::new(VoiceControls::default());
         let mut options = WorkerOptions {
             extra_delay_per_hop: Duration::from_millis(fault_ms(ENV_WORKER_DELAY_MS)),
@@ -232,10 +271,18 @@ impl Chain {
                         if key.mode == Mode::Live
                             && package.manifest.model.kind == crate::models::manifest::KIND_RVC
                         {
-                            match crate::voice::rvc::calibrate_live(&package) {
-                                Ok(Some(note)) => log(&format!("Refrain voice: {note}")),
-                                Ok(None) => {}
-                                Err(e) => log(&format!("Refrain voice: {e}")),
+                            match calibration {
+                                Calibration::Now => {
+                                    match crate::voice::rvc::calibrate_live(&package) {
+                                        Ok(Some(note)) => log(&format!("Refrain voice: {note}")),
+                                        Ok(None) => {}
+                                        Err(e) => log(&format!("Refrain voice: {e}")),
+                                    }
+                                }
+                                Calibration::Defer => {
+                                    provisional_schedule =
+                                        !crate::voice::rvc::is_calibrated(&package);
+                                }
                             }
                         }
                         let identity = timing_identity(&package);
@@ -315,6 +362,7 @@ impl Chain {
             notes: tracker,
             voice,
             voice_kind,
+            provisional_schedule,
         })
     }
 

@@ -201,7 +201,14 @@ impl Plugin for Refrain {
         if keep {
             self.slot.reset();
         } else {
-            let chain = match Chain::build(key, log_line) {
+            // With a loader, a Live voice's measurement (seconds for a real-size voice) is the
+            // loader's to do, not the host's activation's.
+            let built = if self.loader.is_some() {
+                Chain::build_deferring(key, log_line)
+            } else {
+                Chain::build(key, log_line)
+            };
+            let chain = match built {
                 Ok(c) => Some(Box::new(c)),
                 Err(e) => {
                     nice_error!("Refrain passes audio through unprocessed: {e}");

@@ -43,6 +43,9 @@ pub struct LoaderState {
     pub swapper: Option<ModelSwapper>,
     /// Whether the running model needs a licence (then no hot swap).
     pub running_licensed: bool,
+    /// The running chain is a Live voice on a provisional schedule (built at activation before
+    /// the voice was measured): the loader measures it and builds it again.
+    pub running_provisional: bool,
     /// When the licence kept the running model from loading: its gate, so the chain is
     /// rebuilt (and the model loaded) once a renewed licence allows it.
     pub refused: Option<Arc<LicenceGate>>,
@@ -58,6 +61,7 @@ impl LoaderState {
         self.running_plan = Some(*chain.engine.plan());
         self.swapper = Some(chain.engine.swapper());
         self.running_licensed = chain.licensing.is_some();
+        self.running_provisional = chain.provisional_schedule;
         self.refused = chain
             .licensing
             .as_ref()
@@ -69,6 +73,7 @@ impl LoaderState {
     fn is_current(&self, desired: &ChainKey) -> bool {
         self.running.as_ref() == Some(desired)
             && !self.refused.as_ref().is_some_and(|g| g.state().allows())
+            && !self.running_provisional
     }
 }
 
@@ -209,6 +214,7 @@ fn run(
                 if state.generation == generation {
                     state.running = Some(desired);
                     state.refused = None;
+                    state.running_provisional = false;
                 }
                 continue;
             }
@@ -275,4 +281,33 @@ fn hot_swap(
     }
     *editor.model_name.lock() = manifest.model.name.clone();
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provisional_running_chain_is_not_current_so_the_loader_builds_it_again() {
+        let key = ChainKey {
+            model: "voice/model.toml".into(),
+            track: String::new(),
+            mode: crate::engine::latency::Mode::Live,
+            config: EngineConfig {
+                sample_rate: 48_000.0,
+                max_block: 256,
+                channels: 2,
+            },
+            setting: Setting::Studio,
+            notes: None,
+            note_settings: Default::default(),
+        };
+        let mut state = LoaderState {
+            running: Some(key.clone()),
+            ..LoaderState::default()
+        };
+        assert!(state.is_current(&key));
+        state.running_provisional = true;
+        assert!(!state.is_current(&key));
+    }
 }

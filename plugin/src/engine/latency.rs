@@ -163,9 +163,12 @@ pub struct LatencyPlan {
     /// The processed stream's delay relative to the input: processed frame `j` is the model's
     /// response to input frame `j - processing_delay`.
     pub processing_delay: usize,
-    /// The model's own latency, in whole host samples (rounded down; the rest is in
-    /// `resampling`).
+    /// The model's own latency but its look-ahead, in whole host samples (rounded down; the
+    /// rest is in `resampling`).
     pub model: usize,
+    /// The model's look-ahead ([`StreamSpec::lookahead`]: what a voice's pitch model and
+    /// encoder hear past a sample), in whole host samples, named on its own.
+    pub model_lookahead: usize,
     /// Collecting one hop of input before the model can run on it (rounded down likewise).
     pub hop_buffering: usize,
     /// What the resamplers' filters reach ahead, plus the rounding of the two terms above.
@@ -245,6 +248,7 @@ impl LatencyPlan {
         }
         let lookahead = worst as usize + processing_delay as usize;
         let model_term = (lat * h / r) as usize;
+        let lookahead_term = ((spec.lookahead.min(spec.latency) as u64) * h / r) as usize;
         let hop_term = (hop * h / r) as usize;
         let mut plan = LatencyPlan {
             host_rate: host,
@@ -253,7 +257,8 @@ impl LatencyPlan {
             resample_in,
             resample_out,
             processing_delay: processing_delay as usize,
-            model: model_term,
+            model: model_term - lookahead_term,
+            model_lookahead: lookahead_term,
             hop_buffering: hop_term,
             resampling: lookahead.saturating_sub(model_term + hop_term),
             inference_budget: 0,
@@ -299,7 +304,7 @@ impl LatencyPlan {
     /// How far past input frame `j - processing_delay` the engine must have input before
     /// processed frame `j` exists: model latency + one hop + the resamplers' reach.
     pub fn lookahead(&self) -> usize {
-        self.model + self.hop_buffering + self.resampling
+        self.model + self.model_lookahead + self.hop_buffering + self.resampling
     }
 
     /// Samples of buffering between the worker's output stream and the host's output: the audio
@@ -362,12 +367,16 @@ impl LatencyPlan {
     pub fn describe(&self) -> String {
         let ms = |s: usize| s as f64 * 1000.0 / self.host_rate as f64;
         format!(
-            "{} mode: latency {} samples ({:.2} ms) = model {} + hop buffering {} + resampling {} + inference budget {}{} \
+            "{} mode: latency {} samples ({:.2} ms) = model {}{} + hop buffering {} + resampling {} + inference budget {}{} \
              + block adaptation {} + crossfade reserve {}{}; floor {} samples ({:.2} ms)",
             self.mode,
             self.total(),
             ms(self.total()),
             self.model,
+            match self.model_lookahead {
+                0 => String::new(),
+                l => format!(" + look-ahead {l}"),
+            },
             self.hop_buffering,
             self.resampling,
             self.inference_budget,
@@ -429,6 +438,7 @@ mod tests {
             latency,
             tail: 0,
             stems: 1,
+            lookahead: 0,
         }
     }
 
@@ -459,6 +469,27 @@ mod tests {
         assert_eq!(p.crossfade_reserve, 96);
         assert_eq!(p.total(), 32 + 480 + 152 + 127 + 96);
         assert_eq!(p.floor(), 32 + 480 + 152 + 96);
+    }
+
+    #[test]
+    fn a_models_look_ahead_is_a_term_of_its_own_and_changes_no_total() {
+        let plain = spec(40_000, 8_000, 2_000);
+        let ahead = StreamSpec {
+            lookahead: 800,
+            ..plain
+        };
+        for rate in [40_000.0, 44_100.0, 48_000.0] {
+            let a = LatencyPlan::new(plain, rate, 256, Mode::Live, timing(1_000)).unwrap();
+            let b = LatencyPlan::new(ahead, rate, 256, Mode::Live, timing(1_000)).unwrap();
+            assert_eq!(a.total(), b.total(), "{rate}");
+            assert_eq!(a.model, b.model + b.model_lookahead, "{rate}");
+            // 20 ms of look-ahead at the host's rate, rounded down.
+            assert_eq!(b.model_lookahead, (0.02 * rate) as usize, "{rate}");
+            assert!(b
+                .describe()
+                .contains(&format!(" + look-ahead {} ", b.model_lookahead)));
+            assert!(!a.describe().contains("look-ahead"));
+        }
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub enum PipelineError {
     ChannelMismatch { model: usize, host: usize },
     #[error("the model's contract changed: the plan was made for {planned:?}, the model says {actual:?}")]
     SpecMismatch {
-        planned: crate::models::processor::StreamSpec,
-        actual: crate::models::processor::StreamSpec,
+        planned: Box<crate::models::processor::StreamSpec>,
+        actual: Box<crate::models::processor::StreamSpec>,
     },
     #[error(transparent)]
     Resample(#[from] ResampleError),
@@ -95,8 +95,8 @@ impl Pipeline {
         let spec = processor.spec();
         if spec != plan.spec {
             return Err(PipelineError::SpecMismatch {
-                planned: plan.spec,
-                actual: spec,
+                planned: Box::new(plan.spec),
+                actual: Box::new(spec),
             });
         }
         let mc = spec.channels;
@@ -222,8 +222,8 @@ impl Pipeline {
         let actual = processor.spec();
         if actual != self.plan.spec {
             return Err(PipelineError::SpecMismatch {
-                planned: self.plan.spec,
-                actual,
+                planned: Box::new(self.plan.spec),
+                actual: Box::new(actual),
             });
         }
         self.pending = Some(processor);
@@ -402,6 +402,7 @@ mod tests {
             latency,
             tail: 0,
             stems: 1,
+            lookahead: 0,
         }
     }
 

@@ -18,6 +18,7 @@ fn spec() -> StreamSpec {
         latency: 33,
         tail: 0,
         stems: 1,
+        lookahead: 0,
     }
 }
 

@@ -326,6 +326,7 @@ impl Manifest {
             latency: s.latency,
             tail: s.tail,
             stems: 1,
+            lookahead: 0,
         }
     }
 
@@ -786,6 +787,7 @@ shape = [1, 1, 256]
                 latency: 16,
                 tail: 0,
                 stems: 1,
+                lookahead: 0,
             }
         );
         assert!(!m.rights.licensed_voice);

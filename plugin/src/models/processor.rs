@@ -24,6 +24,9 @@ pub struct StreamSpec {
     /// Signals the model returns per channel: 1 for an effect or a voice; a separator returns
     /// each stem (the engine sums them into the main output and plays each on its own).
     pub stems: usize,
+    /// Of `latency`, the model samples it must hear past a sample before it gives it (a voice's
+    /// pitch and content look-ahead): the latency plan names it on its own term.
+    pub lookahead: usize,
 }
 
 impl StreamSpec {

@@ -101,6 +101,7 @@ pub fn stream_spec(manifest: &Manifest, mode: Mode) -> Option<StreamSpec> {
         latency,
         tail: 0,
         stems: PORTS.len(),
+        lookahead: 0,
     })
 }
 
@@ -355,6 +356,7 @@ mod tests {
             latency: stream.lag(),
             tail: 0,
             stems: 4,
+            lookahead: 0,
         };
         let mut p = StemProcessor::new(Box::new(stream), spec, "CPU".into(), String::new());
         assert_eq!(port_of("rest"), 3);

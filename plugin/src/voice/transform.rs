@@ -56,6 +56,7 @@ pub fn stream_spec(mode: Mode) -> StreamSpec {
         latency: synthesis_span(mode, fft) - hop,
         tail: fft,
         stems: 1,
+        lookahead: 0,
     }
 }
 
