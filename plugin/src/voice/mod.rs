@@ -12,6 +12,7 @@
 pub mod controls;
 pub mod crepe;
 pub mod gate;
+pub mod highpass;
 pub mod index;
 pub mod pitch;
 pub mod rvc;

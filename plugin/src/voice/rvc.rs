@@ -15,6 +15,7 @@
 
 use super::controls::VoiceControls;
 use super::gate::VoiceGate;
+use super::highpass::HighPass;
 use super::index::FeatureIndex;
 use super::pitch::{PitchModel, FRAME as FRAME_16K, RATE as RATE_16K};
 use super::sola::Sola;
@@ -327,6 +328,8 @@ pub struct RvcVoice {
     /// Feature channels (256 or 768).
     channels: usize,
     resampler: Resampler,
+    /// RVC's 48 Hz high-pass on the 16 kHz audio ([`super::highpass`]).
+    highpass: HighPass,
     geometry: Geometry,
     lag: usize,
     /// Model-rate input samples received.
@@ -458,6 +461,7 @@ impl RvcVoice {
             schedule,
             upp,
             resampler,
+            highpass: HighPass::rvc(RATE_16K),
             geometry,
             lag,
             received: 0,
@@ -664,7 +668,8 @@ impl RvcVoice {
     }
 
     /// Fills `self.window` with the 16 kHz audio ending exactly `lag` model samples before
-    /// the newest input (zeros before the stream began).
+    /// the newest input (zeros before the stream began), high-passed at 48 Hz as RVC does
+    /// (zero phase, over the window: [`HighPass::filtfilt`]).
     fn fill_window(&mut self) {
         let g = self.geometry;
         let end_model = self.received as i64 - self.lag as i64;
@@ -680,6 +685,7 @@ impl RvcVoice {
                 0.0
             };
         }
+        self.highpass.filtfilt(&mut self.window);
     }
 
     fn reset_stream(&mut self) {
