@@ -499,6 +499,10 @@ impl RefrainEditor {
                 ui.end_row();
                 ui.label("Speaker");
                 ui.add(ParamSlider::for_param(&v.speaker, &setter).with_width(150.0));
+                ui.label("Envelope").on_hover_text(
+                    "how much of the voice model's own loudness it keeps; at 0 it follows yours",
+                );
+                ui.add(ParamSlider::for_param(&v.envelope, &setter).with_width(150.0));
             }
             ui.end_row();
         });

@@ -127,6 +127,10 @@ pub struct VoiceParams {
     /// a voice; between phrases the converted voice fades out.
     #[id = "gate"]
     pub gate: FloatParam,
+    /// How much of a voice model's own loudness envelope the voice keeps (RVC's volume
+    /// envelope mix): at 0 it follows the singer's loudness.
+    #[id = "envelope"]
+    pub envelope: FloatParam,
 }
 
 impl Default for VoiceParams {
@@ -175,6 +179,14 @@ impl Default for VoiceParams {
             )
             .with_step_size(0.5)
             .with_unit(" dB"),
+            envelope: FloatParam::new(
+                "Voice Envelope",
+                1.0,
+                FloatRange::Linear { min: 0.0, max: 1.0 },
+            )
+            .with_unit(" %")
+            .with_value_to_string(formatters::v2s_f32_percentage(0))
+            .with_string_to_value(formatters::s2v_f32_percentage()),
         }
     }
 }
@@ -189,6 +201,7 @@ impl VoiceParams {
             speaker: self.speaker.value().max(0) as u32,
             output_gain_db: self.gain.value(),
             gate_threshold_db: self.gate.value(),
+            envelope: self.envelope.value(),
         }
     }
 }

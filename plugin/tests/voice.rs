@@ -665,6 +665,28 @@ fn a_voice_bounce_is_reproducible_and_speaker_and_index_rate_reach_the_model() {
         (ratio - 1.5).abs() < 0.05,
         "speaker 2 / speaker 0 = {ratio}"
     );
+    // The volume envelope (RVC's rms_mix_rate): at 0 the voice takes the singer's loudness, so
+    // speaker 2 is no louder than speaker 0; at 0.5 it keeps half of its own (1.5^0.5).
+    for (envelope, want) in [(0.0f32, 1.0f32), (0.5, 1.5f32.sqrt())] {
+        let with = |speaker: u32| {
+            render_voice(
+                "rvc-v2",
+                &x,
+                rate,
+                Mode::Studio,
+                VoiceSettings {
+                    speaker,
+                    envelope,
+                    ..plain
+                },
+            )
+        };
+        let ratio = rms(&with(2)) / rms(&with(0));
+        assert!(
+            (ratio - want).abs() < 0.05,
+            "envelope {envelope}: speaker 2 / speaker 0 = {ratio}, want {want}"
+        );
+    }
     // The voice's training features are quieter than this input (levels up to 0.3 x the
     // channel weights): retrieval at index rate 1 pulls the frames, and the level, to them.
     let loud: Vec<f32> = x.iter().map(|v| v * 8.0).collect();

@@ -23,6 +23,9 @@ pub struct VoiceSettings {
     /// Below this input level (dBFS) the voice gate treats the input as not singing, unless
     /// the voice-activity model hears a voice.
     pub gate_threshold_db: f32,
+    /// How much of a voice model's own loudness envelope the converted voice keeps, 0..1 (RVC's
+    /// `rms_mix_rate`): 1 keeps the model's, 0 gives it the singer's (the input's).
+    pub envelope: f32,
 }
 
 impl Default for VoiceSettings {
@@ -34,6 +37,7 @@ impl Default for VoiceSettings {
             speaker: 0,
             output_gain_db: 0.0,
             gate_threshold_db: -50.0,
+            envelope: 1.0,
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct VoiceControls {
     speaker: AtomicU32,
     gain: AtomicU32,
     gate: AtomicU32,
+    envelope: AtomicU32,
 }
 
 impl Default for VoiceControls {
@@ -86,6 +91,7 @@ impl VoiceControls {
             speaker: AtomicU32::new(0),
             gain: AtomicU32::new(0),
             gate: AtomicU32::new(0),
+            envelope: AtomicU32::new(0),
         };
         c.store(&s);
         c
@@ -100,6 +106,7 @@ impl VoiceControls {
         self.speaker.store(s.speaker, Ordering::Relaxed);
         put(&self.gain, s.output_gain_db);
         put(&self.gate, s.gate_threshold_db);
+        put(&self.envelope, s.envelope);
     }
 
     /// The voice reports the singer's pitch (Hz, 0 when unvoiced). Real-time safe.
@@ -131,6 +138,7 @@ impl VoiceControls {
             speaker: self.speaker.load(Ordering::Relaxed),
             output_gain_db: get(&self.gain),
             gate_threshold_db: get(&self.gate),
+            envelope: get(&self.envelope),
         }
     }
 }
@@ -148,6 +156,7 @@ mod tests {
             speaker: 3,
             output_gain_db: -6.0,
             gate_threshold_db: -40.0,
+            envelope: 0.25,
         };
         let c = VoiceControls::new(s);
         assert_eq!(c.load(), s);

@@ -628,6 +628,17 @@ impl RvcVoice {
             let end = audio.len() - ahead;
             self.voice_run.clear();
             self.voice_run.extend_from_slice(&audio[end - need..end]);
+            let keep = self.controls.load().envelope.clamp(0.0, 1.0);
+            if keep < 1.0 {
+                mix_envelope(
+                    &self.window,
+                    audio,
+                    self.upp,
+                    end - need,
+                    &mut self.voice_run,
+                    keep,
+                );
+            }
         }
         Ok(audio.len())
     }
@@ -699,6 +710,39 @@ impl RvcVoice {
         let s = self.controls.load();
         self.ratio = s.pitch_ratio();
         self.gain = 0.0;
+    }
+}
+
+/// RVC's volume envelope mix (`rms_mix_rate` = `keep`) on `out`, the heard part of a run's
+/// `audio` from sample `from` on: each sample scaled by `(input RMS / output RMS)^(1 - keep)`,
+/// as RVC's realtime client does it: RMS over 40 ms every 10 ms (librosa's centred frames; the
+/// input at 16 kHz, the output at `upp` samples a frame, the output's at least 1e-3), each
+/// linearly interpolated to the sample. `input` is the run's 16 kHz window, which `audio`
+/// covers frame for frame.
+fn mix_envelope(input: &[f32], audio: &[f32], upp: usize, from: usize, out: &mut [f32], keep: f32) {
+    // The RMS of the 4-frame span centred on frame boundary `t` of `x` (`hop` samples a frame).
+    let rms_at = |x: &[f32], hop: usize, t: usize| -> f32 {
+        let (a, z) = (
+            (t * hop).saturating_sub(2 * hop),
+            (t * hop + 2 * hop).min(x.len()),
+        );
+        let sum: f32 = x.get(a..z).map_or(0.0, |s| s.iter().map(|v| v * v).sum());
+        (sum / (4 * hop) as f32).sqrt()
+    };
+    let power = 1.0 - keep;
+    let (mut cached, mut rms) = (usize::MAX, [(0.0f32, 0.0f32); 2]);
+    for (i, o) in out.iter_mut().enumerate() {
+        let k = from + i;
+        let t = k / upp;
+        if t != cached {
+            let at = |t: usize| (rms_at(input, FRAME_16K, t), rms_at(audio, upp, t));
+            rms = [at(t), at(t + 1)];
+            cached = t;
+        }
+        let f = (k - t * upp) as f32 / upp as f32;
+        let lerp = |a: f32, b: f32| a + (b - a) * f;
+        let (heard, sung) = (lerp(rms[0].0, rms[1].0), lerp(rms[0].1, rms[1].1).max(1e-3));
+        *o *= (heard / sung).powf(power);
     }
 }
 

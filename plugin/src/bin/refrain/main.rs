@@ -46,6 +46,10 @@ enum Command {
         /// A multi-speaker voice model's speaker.
         #[arg(long, default_value_t = 0)]
         speaker: u32,
+        /// How much of a voice model's own loudness envelope it keeps (0..1, RVC's
+        /// rms_mix_rate; 0 follows the input's).
+        #[arg(long, default_value_t = 1.0)]
+        envelope: f32,
         /// Output WAV (32-bit float).
         #[arg(long = "out")]
         output: PathBuf,
@@ -187,6 +191,7 @@ fn main() -> Result<()> {
             formant,
             index_rate,
             speaker,
+            envelope,
         } => {
             let source = ModelSource::parse(&model);
             let voice = refrain::voice::controls::VoiceSettings {
@@ -194,6 +199,7 @@ fn main() -> Result<()> {
                 formant_semitones: formant.clamp(-12.0, 12.0),
                 index_rate: index_rate.clamp(0.0, 1.0),
                 speaker,
+                envelope: envelope.clamp(0.0, 1.0),
                 ..Default::default()
             };
             let track = match &licence_arg {
