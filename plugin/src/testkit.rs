@@ -261,6 +261,24 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
 }
 
 /// Hex SHA-256 of `bytes` (how manifests pin files).
+/// The chain a test builds for `model` in `mode`: 48 kHz stereo, blocks up to 256, no track,
+/// no notes, the studio setting.
+pub fn chain_key(model: &str, mode: crate::engine::latency::Mode) -> crate::chain::ChainKey {
+    crate::chain::ChainKey {
+        model: model.to_owned(),
+        track: String::new(),
+        mode,
+        config: crate::engine::EngineConfig {
+            sample_rate: 48_000.0,
+            max_block: 256,
+            channels: 2,
+        },
+        setting: crate::licence::enforce::Setting::Studio,
+        notes: None,
+        note_settings: Default::default(),
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))

@@ -457,22 +457,10 @@ fn an_rvc_voice_with_its_own_crepe_sings_seven_semitones_up_and_a_wrong_pitch_fi
 }
 
 fn play_chain(model: &str, seconds: f32) -> (String, usize, Vec<f32>, Vec<f32>) {
-    use refrain::chain::{Chain, ChainKey};
-    use refrain::engine::{Controls, EngineConfig};
+    use refrain::chain::Chain;
+    use refrain::engine::Controls;
     use_real_models();
-    let key = ChainKey {
-        model: model.to_owned(),
-        track: String::new(),
-        mode: Mode::Live,
-        config: EngineConfig {
-            sample_rate: 48_000.0,
-            max_block: 256,
-            channels: 2,
-        },
-        setting: refrain::licence::enforce::Setting::Studio,
-        notes: None,
-        note_settings: Default::default(),
-    };
+    let key = refrain::testkit::chain_key(model, Mode::Live);
     let mut chain = Chain::build(key, |_| {}).expect("the chain starts whatever the model");
     let n = (seconds * 48_000.0) as usize;
     let x: Vec<f32> = (0..n)

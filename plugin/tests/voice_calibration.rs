@@ -6,23 +6,10 @@
 
 use refrain::chain::{Chain, ChainKey};
 use refrain::engine::latency::Mode;
-use refrain::engine::EngineConfig;
 use refrain::models::package::{Limits, ModelPackage};
 
 fn key(model: &std::path::Path) -> ChainKey {
-    ChainKey {
-        model: model.display().to_string(),
-        track: String::new(),
-        mode: Mode::Live,
-        config: EngineConfig {
-            sample_rate: 48_000.0,
-            max_block: 256,
-            channels: 2,
-        },
-        setting: refrain::licence::enforce::Setting::Studio,
-        notes: None,
-        note_settings: Default::default(),
-    }
+    refrain::testkit::chain_key(&model.display().to_string(), Mode::Live)
 }
 
 #[test]

@@ -192,16 +192,23 @@ fn notes_of_a_stem_come_from_that_stem_and_leave_with_it() {
     assert!(above.is_empty(), "the bass stem has the melody: {above:?}");
 }
 
-#[test]
-fn a_longer_minimum_note_length_keeps_the_chord_and_drops_the_300_ms_notes() {
-    let (input, expected) = melody();
+/// A Studio bounce of `input` through the tone shaper with notes from the input and one note
+/// parameter set: the host (its notes to take) and the latency.
+fn bounce_with(param: (&str, serde_json::Value), input: &[Vec<f32>]) -> (Host, u64) {
     let mut h = host("tone-shaper", "studio", "input");
-    h.set_state_param("note_min_ms", serde_json::json!({ "f32": 400.0 }))
-        .unwrap();
+    h.set_state_param(param.0, param.1).unwrap();
     h.activate(Setup::offline(RATE as f64, BLOCK as u32))
         .unwrap();
     let latency = h.latency() as u64;
-    h.render(&input, || BLOCK, false).unwrap();
+    h.render(input, || BLOCK, false).unwrap();
+    (h, latency)
+}
+
+#[test]
+fn a_longer_minimum_note_length_keeps_the_chord_and_drops_the_300_ms_notes() {
+    let (input, expected) = melody();
+    let (mut h, latency) =
+        bounce_with(("note_min_ms", serde_json::json!({ "f32": 400.0 })), &input);
     let sent = h.take_notes();
     // Only the chord (600 ms) is long enough.
     check(&sent, &expected[4..], latency, 0);
@@ -236,13 +243,7 @@ fn with_pitch_bends_each_note_has_a_channel_of_its_own_and_a_sharp_note_is_bent_
     for c in &mut input {
         c.extend_from_slice(&sharp);
     }
-    let mut h = host("tone-shaper", "studio", "input");
-    h.set_state_param("note_bends", serde_json::json!({ "bool": true }))
-        .unwrap();
-    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
-        .unwrap();
-    let latency = h.latency() as u64;
-    h.render(&input, || BLOCK, false).unwrap();
+    let (mut h, latency) = bounce_with(("note_bends", serde_json::json!({ "bool": true })), &input);
     let sent = h.take_notes();
     let bends = h.take_bends();
     // The notes are those without bends, at their aligned samples.
