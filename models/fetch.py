@@ -102,23 +102,40 @@ CONVERTED = {
 }
 
 
-def need_numpy_and_onnx(name):
+def need(name, modules, packages):
+    """Installs `packages` with pip (per user where the system Python refuses) unless every
+    module in `modules` imports already."""
+    import importlib
     try:
-        import numpy  # noqa: F401
-        import onnx  # noqa: F401
+        for m in modules:
+            importlib.import_module(m)
     except ImportError:
-        print(f"{name}: installing numpy and onnx==1.23.2 to write the graph")
+        print(f"{name}: installing {' '.join(packages)}")
         base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # A system Python that refuses outside packages (PEP 668) takes them per user.
         for extra in ([], ["--user"], ["--user", "--break-system-packages"]):
-            if subprocess.run(base + extra + ["numpy", "onnx==1.23.2"]).returncode == 0:
+            if subprocess.run(base + extra + packages).returncode == 0:
                 break
         else:
-            sys.exit(f"{name}: could not install numpy and onnx==1.23.2 with pip")
+            sys.exit(f"{name}: could not install {' '.join(packages)} with pip")
         import site
-        import importlib
         site.addsitedir(site.getusersitepackages())
         importlib.invalidate_caches()
+
+
+def need_numpy_and_onnx(name):
+    need(name, ["numpy", "onnx"], ["numpy", "onnx==1.23.2"])
+
+
+# The MP3 encoder the fingerprint test makes its 128 kbit/s copy of a real track with (LAME,
+# from PyPI's `lameenc` wheel).
+LAMEENC = "lameenc==1.9.0"
+
+
+def fetch_lameenc():
+    need("lameenc", ["lameenc"], [LAMEENC])
+    import lameenc
+    print(f"lameenc: {LAMEENC} importable ({lameenc.__file__})")
 
 
 def fetch_converted(name):
@@ -214,6 +231,7 @@ def fetch_recordings():
 
 EXTRA = {name: (lambda n=name: fetch_converted(n)) for name in CONVERTED}
 EXTRA["recordings"] = fetch_recordings
+EXTRA["lameenc"] = fetch_lameenc
 
 
 def main(argv):
