@@ -1,7 +1,9 @@
 //! The fingerprint gate on real music no one here made: the game music of Debian's `a7xpg-data`
 //! (three tracks, fetched by set-up). The licensed track still matches after an MP3 round trip
-//! at 128 kbit/s (LAME, from PyPI's `lameenc`, installed by set-up), and the other tracks never
-//! match it. Pitch and tempo changes are not held yet (README: the fingerprint gate).
+//! at 128 kbit/s (LAME, from PyPI's `lameenc`, installed by set-up), and the other tracks, as
+//! they are, through MP3 or played faster or slower, never do (one known exception, asserted
+//! as such). Pitch and tempo changes of the licensed track are not held yet (README: the
+//! fingerprint gate).
 
 use refrain::licence::fingerprint::{self, LiveMatcher, TrackMatch};
 use refrain::media::read_all;
@@ -27,6 +29,26 @@ fn excerpt(audio: &[Vec<f32>], rate: u32, from: usize, seconds: usize) -> Vec<Ve
         .map(|c| c[a..z.min(c.len())].to_vec())
         .collect()
 }
+
+/// `audio` played at another speed: resampled from `rate` to `to` and played at `rate` again
+/// (faster and higher when `to` is lower).
+fn speed(audio: &[Vec<f32>], rate: u32, to: u32) -> Vec<Vec<f32>> {
+    let mut change = refrain::engine::resample::RateChange::new(rate, to, audio.len()).unwrap();
+    let mut out = vec![Vec::new(); audio.len()];
+    let planar: Vec<&[f32]> = audio.iter().map(|c| c.as_slice()).collect();
+    change.push(&planar, &mut out);
+    change.finish(&mut out);
+    out
+}
+
+/// Resampling rates for speed changes of about +1, -1, +2 and -2 semitones at 44.1 kHz
+/// (44,100 / 41,650 = +0.99, / 46,725 = -1.00, / 39,200 = +2.04, / 49,500 = -2.00 semitones).
+const SPEEDS: [(u32, &str); 4] = [
+    (41_650, "+1 st"),
+    (46_725, "-1 st"),
+    (39_200, "+2 st"),
+    (49_500, "-2 st"),
+];
 
 /// `audio` through LAME at 128 kbit/s and back (symphonia decodes it).
 fn mp3_round_trip(audio: &[Vec<f32>], rate: u32, dir: &Path) -> Vec<Vec<f32>> {
@@ -104,19 +126,36 @@ fn the_licensed_recording_matches_through_mp3_at_128_kbits_and_other_tracks_neve
     assert!(s.contains(&TrackMatch::Match), "{s:?}");
     assert!(!s.contains(&TrackMatch::Mismatch), "{s:?}");
     eprintln!("MP3 128k: last window BER {:.3}", m.last_ber);
-    // The other two tracks, as they are and through MP3: never a match, off after 20 s.
+    // The other two tracks, as they are, through MP3 and at each speed: never a match, off
+    // after 20 s.
     for other in ["bgm2", "bgm3"] {
         let (audio, r) = track(other);
         assert_eq!(r, rate);
         let piece = excerpt(&audio, rate, 10, 40);
-        for (how, input) in [
+        let mut inputs = vec![
             ("as is", piece.clone()),
             ("MP3", mp3_round_trip(&piece, rate, dir.path())),
-        ] {
+        ];
+        inputs.extend(
+            SPEEDS
+                .iter()
+                .map(|&(to, how)| (how, speed(&piece, rate, to))),
+        );
+        for (how, input) in inputs {
             let mut m = matcher_for(&licensed, rate);
             let s = states(&mut m, &input);
-            assert!(!s.contains(&TrackMatch::Match), "{other} {how}: {s:?}");
+            eprintln!("{other} {how}: last BER {:.3}", m.last_ber);
             assert!(s.contains(&TrackMatch::Mismatch), "{other} {how}: {s:?}");
+            if other == "bgm2" && how == "+2 st" {
+                // The known limit of matching at a bit error rate under 0.30 (README): one
+                // window of this reaches 0.299 and turns the model back on for 20 s.
+                assert!(
+                    s.contains(&TrackMatch::Match),
+                    "{s:?}: the limit moved, update README"
+                );
+                continue;
+            }
+            assert!(!s.contains(&TrackMatch::Match), "{other} {how}: {s:?}");
         }
     }
 }
