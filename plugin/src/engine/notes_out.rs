@@ -150,8 +150,14 @@ impl NotesOut {
     }
 
     fn emit(&mut self, offset: usize, key: u8, change: NoteChange) {
-        // Room for a note-on and the bend before it, so a note never starts without its bend.
-        if self.out_len + 2 > MAX_NOTES_PER_CALL {
+        // Room for a note-on and the bend before it, so a note never starts without its bend;
+        // a note-off or a bend needs one place.
+        let room = if matches!(change, NoteChange::On { .. }) {
+            2
+        } else {
+            1
+        };
+        if self.out_len + room > MAX_NOTES_PER_CALL {
             return;
         }
         let k = key as usize & 127;
