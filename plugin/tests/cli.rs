@@ -289,7 +289,8 @@ fn rights_holder(d: &Path, data: &Path) {
     assert!(o.status.success(), "{}", text(&o));
     let o = refrain(data, &["device", "export", "--out", &p("device.paseto")]);
     assert!(o.status.success(), "{}", text(&o));
-    let song = refrain::synth::song(1, 6.0, 48_000);
+    // Long enough to be judged whole (about 7 s are needed).
+    let song = refrain::synth::song(1, 10.0, 48_000);
     refrain::media::write_wav(&d.join("track.wav"), &song, 48_000).unwrap();
 }
 
@@ -816,7 +817,7 @@ fn refrain_separate_needs_stem_export_and_the_licensed_track() {
     // Another recording under the stem-export licence: refused, nothing written.
     refrain::media::write_wav(
         &d.join("other.wav"),
-        &refrain::synth::song(2, 6.0, 48_000),
+        &refrain::synth::song(2, 8.0, 48_000),
         48_000,
     )
     .unwrap();

@@ -418,6 +418,50 @@ fn a_different_input_track_switches_the_model_off_after_sustained_mismatch() {
     );
 }
 
+/// Each activation used to grant a fresh 20 s of a track that does not match. Unmatched
+/// seconds are charged to the licence's daily allowance, kept in the licence folder: with
+/// 10 s of it left the other track is dry after about 10 s, and a new activation (a reload,
+/// a new bounce) is dry from its first block until the input matches.
+#[test]
+fn a_spent_pending_allowance_keeps_the_model_dry_after_reactivation() {
+    use refrain::licence::allowance::{licence_key, Allowances, DAILY_SECONDS};
+    let licensed = song(1, 40.0);
+    let track = licence(
+        "host-allowance",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + YEAR,
+        Some(&licensed),
+    );
+    let e = env();
+    Allowances::new(e.store.root(), e.store.device().unwrap())
+        .spend(
+            &licence_key("Northern Records", "host-allowance"),
+            i64::from(DAILY_SECONDS) - 10,
+            SystemClock.now(),
+        )
+        .unwrap();
+    let rate = RATE as usize;
+    let other = song(2, 24.0);
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let out = bounce(&mut h, &other, false);
+    assert!(rms_difference(&out, &other, latency, latency + rate..8 * rate) > 0.05);
+    assert!(
+        is_aligned_dry(&out, &other, latency, 14 * rate..24 * rate),
+        "the model was heard after the allowance was spent"
+    );
+    // Reactivated: dry from the first block.
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let short = song(2, 6.0);
+    let out = bounce(&mut h, &short, false);
+    assert!(
+        is_aligned_dry(&out, &short, latency, 0..6 * rate),
+        "a reactivation granted new pending time"
+    );
+}
+
 /// A licence limited to some territories is judged by where its issuer says the licensee is,
 /// never by the machine (this binary sets no territory anywhere): without that statement the
 /// model stays dry; with a covered one it is heard.

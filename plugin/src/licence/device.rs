@@ -194,6 +194,11 @@ impl Device {
         Ok(self.signing.sign(Kind::Device, &payload)?)
     }
 
+    /// The device's Ed25519 public key, as a token verifier.
+    pub fn issuer_key(&self) -> IssuerKey {
+        self.signing.issuer_key()
+    }
+
     /// Signs `payload` as a token of `kind` with the device key (receipt requests).
     pub fn sign(&self, kind: Kind, payload: &[u8]) -> Result<String, DeviceError> {
         Ok(self.signing.sign(kind, payload)?)

@@ -2,8 +2,11 @@
 //! render` share, and the plugin's running enforcement (the gate the background checks write,
 //! the audio thread's latch, and the fingerprint tap for remix models).
 
+use super::allowance::{self, Allowances, LicenceAllowance};
 use super::claims::Use;
-use super::fingerprint::{FingerprintMonitor, FingerprintTap, TrackMatch};
+use super::fingerprint::{
+    DailyAllowance, FingerprintMonitor, FingerprintTap, PendingBook, TrackMatch, TrackReference,
+};
 use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
 use super::policy::{self, Requirement, SystemClock, Verdict};
 use super::store::Store;
@@ -199,6 +202,16 @@ impl Licensing {
             // No licence folder: the AI path stays off, with the reason.
             return Some((Licensing::fixed(gate), verdict));
         };
+        // The pending allowance's book, kept in the licence folder (none without the device
+        // keys: fail closed).
+        let mut book: Box<dyn PendingBook> = match (&verdict.claims, store.device()) {
+            (Some(claims), Ok(device)) => Box::new(LicenceAllowance {
+                book: Allowances::new(store.root(), device),
+                licence: allowance::licence_key(&claims.iss, &claims.jti),
+                error: None,
+            }),
+            _ => Box::new(DailyAllowance(0)),
+        };
         let spec = MonitorSpec {
             store,
             licence_key: track.as_ref().map(|t| t.key.clone()),
@@ -217,11 +230,26 @@ impl Licensing {
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
+        if reference.is_some() && book.spend(0) == 0 {
+            // The allowance is spent: dry from the first block until the input matches.
+            let mut reason = super::LicenceError::AllowanceSpent {
+                seconds: allowance::DAILY_SECONDS,
+            }
+            .to_string();
+            if let Some(p) = book.problem() {
+                reason = format!("{reason} ({p})");
+            }
+            log(&format!("Refrain licence: the AI path is off: {reason}"));
+            gate.set_track_mismatch(true, &reason);
+        }
         let (fingerprint, tap) = match reference {
             Some(reference) => match FingerprintMonitor::start(
-                reference,
-                channels,
-                loudness,
+                TrackReference {
+                    mid: reference,
+                    channels,
+                    loudness,
+                },
+                book,
                 sample_rate,
                 max_block,
                 gate.clone(),

@@ -17,8 +17,11 @@
 //!   and the plugin's running enforcement.
 //! - [`fingerprint`]: is the input the licensed recording? (Chromaprint, on a background
 //!   thread.)
+//! - [`allowance`]: the pending allowance: unmatched input a licence lets through a day,
+//!   in a book signed with the device key.
 //! - [`issue`]: what rights holders run: key generation, issuing, revocation.
 
+pub mod allowance;
 pub mod certificate;
 pub mod claims;
 pub mod device;
@@ -62,6 +65,11 @@ pub enum LicenceError {
     Terms(#[from] TermsError),
     #[error("input does not match the licensed track")]
     TrackMismatch,
+    #[error(
+        "input does not match the licensed track, and this licence's allowance for unmatched \
+         input ({seconds} s a day) is spent: play the licensed track"
+    )]
+    AllowanceSpent { seconds: u32 },
 }
 
 #[cfg(test)]

@@ -1009,7 +1009,8 @@ fn the_licensed_track_matches_after_gain_resampling_and_eq() {
     let mut m = LiveMatcher::new(reference.clone(), RATE).unwrap();
     let states = run(&mut m, &quieter, RATE);
     let at = first_match(&states).expect("-6 dB: no match");
-    assert!(at < 12, "-6 dB matched only after {at} s");
+    // A window is judged from 100 sub-fingerprints on (12.4 s, and 2 s before the first).
+    assert!(at < 17, "-6 dB matched only after {at} s");
     assert!(!states.contains(&TrackMatch::Mismatch));
     assert!(m.last_ber < fingerprint::MATCH_BER, "{}", m.last_ber);
 
@@ -1033,7 +1034,7 @@ fn the_licensed_track_matches_after_gain_resampling_and_eq() {
     let mut m = LiveMatcher::new(reference.clone(), 44_100).unwrap();
     let states = run(&mut m, &resampled, 44_100);
     let at = first_match(&states).expect("44.1 kHz: no match");
-    assert!(at < 12, "44.1 kHz matched only after {at} s");
+    assert!(at < 17, "44.1 kHz matched only after {at} s");
     assert!(!states.contains(&TrackMatch::Mismatch));
 
     // Light EQ: +3 dB low shelf (one-pole) and a gentle high cut.
@@ -1052,7 +1053,7 @@ fn the_licensed_track_matches_after_gain_resampling_and_eq() {
     let mut m = LiveMatcher::new(reference, RATE).unwrap();
     let states = run(&mut m, &eq, RATE);
     let at = first_match(&states).expect("EQ: no match");
-    assert!(at < 12, "EQ matched only after {at} s");
+    assert!(at < 17, "EQ matched only after {at} s");
     assert!(!states.contains(&TrackMatch::Mismatch));
 }
 
@@ -1618,9 +1619,19 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
     let rate = 48_000u32;
     let block = 4096;
     let gate = LicenceGate::new(&verdict(LicenceState::Valid));
-    let (monitor, mut tap) =
-        FingerprintMonitor::start(Vec::new(), None, None, rate, block, gate.clone(), |_, _| {})
-            .unwrap();
+    let (monitor, mut tap) = FingerprintMonitor::start(
+        fingerprint::TrackReference {
+            mid: Vec::new(),
+            channels: None,
+            loudness: None,
+        },
+        Box::new(fingerprint::DailyAllowance::default()),
+        rate,
+        block,
+        gate.clone(),
+        |_, _| {},
+    )
+    .unwrap();
     let mut left = vec![0.0f32; block];
     let mut right = vec![0.0f32; block];
     // 20 s offline, as fast as the bounce can go: the ring (4 s) fills, the tap waits for the

@@ -91,6 +91,8 @@ pub enum Kind {
     Receipt,
     /// A device's public keys, signed by the device itself.
     Device,
+    /// The device's pending-allowance book, signed by the device itself.
+    Allowance,
 }
 
 impl Kind {
@@ -102,6 +104,7 @@ impl Kind {
             Kind::RegistryRevocations => b"refrain-registry-revocations-v1",
             Kind::Receipt => b"refrain-receipt-v1",
             Kind::Device => b"refrain-device-v1",
+            Kind::Allowance => b"refrain-allowance-v1",
         }
     }
 }
