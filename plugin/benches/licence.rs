@@ -6,8 +6,11 @@
 //!   certificate's signature and fields, the licence's signature, payload, every claim, the
 //!   certificate's scope, revocations (a registry list of 1,000 withdrawn licences), terms.
 //! - `fingerprint one second`: one second of 48 kHz audio through the live matcher (resampling
-//!   to 11,025 Hz, chroma, sub-fingerprints, and the once-a-second match of a 10 s window
-//!   against the 4-minute reference). Its time divided by one second is the share of a core.
+//!   to 11,025 Hz, chroma, sub-fingerprints, and the once-a-second match of a 20 s window
+//!   against the 4-minute reference), for the licensed track with a mono and a stereo licence,
+//!   the licensed track played a semitone faster (matched with the change undone, re-checked
+//!   every few seconds) and another track (each second's window retried with a change
+//!   undone). Its time divided by one second is the share of a core.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use refrain::licence::claims::{Claims, ModelGrant, Use};
@@ -64,68 +67,98 @@ fn bench_licence(c: &mut Criterion) {
         },
     );
 
-    let mono: Vec<f32> = (0..track[0].len())
-        .map(|i| (track[0][i] + track[1][i]) * 0.5)
-        .collect();
-    let mut matcher = LiveMatcher::new(reference.clone(), RATE).unwrap();
-    // Warm up past the window fill so every second includes a full match.
-    for block in mono[..12 * RATE as usize].chunks(512) {
-        matcher.push(block);
-    }
-    let mut pos = 12 * RATE as usize;
+    let mid = |t: &[Vec<f32>]| -> Vec<f32> {
+        (0..t[0].len()).map(|i| (t[0][i] + t[1][i]) * 0.5).collect()
+    };
+    let side = |t: &[Vec<f32>]| -> Vec<f32> {
+        (0..t[0].len()).map(|i| (t[0][i] - t[1][i]) * 0.5).collect()
+    };
     let mut group = c.benchmark_group("fingerprint");
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function(
-        "one second of 48 kHz audio (share of a core = time / 1 s)",
-        |b| {
-            b.iter(|| {
-                if pos + RATE as usize > mono.len() {
-                    pos = 12 * RATE as usize;
-                }
-                for block in mono[pos..pos + RATE as usize].chunks(512) {
-                    matcher.push(block);
-                }
-                pos += RATE as usize;
-            })
-        },
-    );
-    // A stereo licence: the mid, and each channel against its own reference.
-    let side: Vec<f32> = (0..track[0].len())
-        .map(|i| (track[0][i] - track[1][i]) * 0.5)
-        .collect();
+    // The licensed track (mono licence), the same in stereo (each channel against its own
+    // reference too), the track played a semitone faster (matched with the change undone),
+    // and another track (missing: a window retried every second).
     let channels = (
         fingerprint::compute(&track[..1], RATE).unwrap(),
         fingerprint::compute(&track[1..], RATE).unwrap(),
     );
-    let mut stereo = LiveMatcher::new(reference.clone(), RATE)
-        .unwrap()
-        .with_channel_references(Some(channels))
-        .unwrap();
-    for (m, s) in mono[..12 * RATE as usize]
-        .chunks(512)
-        .zip(side[..12 * RATE as usize].chunks(512))
-    {
-        stereo.push_stereo(m, s);
+    let faster = {
+        // 48,000 / 45,300 = +1.00 semitone, played back at 48 kHz.
+        let mut change =
+            refrain::engine::resample::RateChange::new(RATE, 45_300, track.len()).unwrap();
+        let mut out = vec![Vec::new(); track.len()];
+        let planar: Vec<&[f32]> = track.iter().map(|c| c.as_slice()).collect();
+        change.push(&planar, &mut out);
+        out
+    };
+    let other = refrain::synth::song(2, 240.0, RATE);
+    let cases: [(&str, Vec<f32>, Vec<f32>, bool); 4] = [
+        (
+            "licensed track, mono licence",
+            mid(&track),
+            Vec::new(),
+            false,
+        ),
+        (
+            "licensed track, stereo licence",
+            mid(&track),
+            side(&track),
+            true,
+        ),
+        (
+            "licensed track a semitone faster, change undone",
+            mid(&faster),
+            side(&faster),
+            true,
+        ),
+        (
+            "another track, retried each second",
+            mid(&other),
+            side(&other),
+            true,
+        ),
+    ];
+    for (name, m, s, stereo) in cases {
+        let matcher = || {
+            LiveMatcher::new(reference.clone(), RATE)
+                .unwrap()
+                .with_channel_references(stereo.then(|| channels.clone()))
+                .unwrap()
+        };
+        let mut live = matcher();
+        let second = RATE as usize;
+        // Past the window fill, so that every timed second is judged.
+        let warm = 25 * second;
+        let mut pos = 0;
+        group.bench_function(
+            format!("one second of 48 kHz audio: {name} (share of a core = time / 1 s)"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        if pos == 0 || pos + second > m.len() {
+                            // From the start again, untimed (a new stream).
+                            live = matcher();
+                            for (k, block) in m[..warm].chunks(512).enumerate() {
+                                let at = k * 512;
+                                live.push_stereo(block, s.get(at..at + block.len()).unwrap_or(&[]));
+                            }
+                            pos = warm;
+                        }
+                        let t0 = std::time::Instant::now();
+                        for (k, block) in m[pos..pos + second].chunks(512).enumerate() {
+                            let at = pos + k * 512;
+                            live.push_stereo(block, s.get(at..at + block.len()).unwrap_or(&[]));
+                        }
+                        spent += t0.elapsed();
+                        pos += second;
+                    }
+                    spent
+                })
+            },
+        );
+        eprintln!("{name}: {:?}, undone {:?}", live.state(), live.undone());
     }
-    let mut pos = 12 * RATE as usize;
-    group.bench_function(
-        "one second of 48 kHz stereo, mid and each channel (share of a core = time / 1 s)",
-        |b| {
-            b.iter(|| {
-                if pos + RATE as usize > mono.len() {
-                    pos = 12 * RATE as usize;
-                }
-                let (m, s) = (
-                    &mono[pos..pos + RATE as usize],
-                    &side[pos..pos + RATE as usize],
-                );
-                for (m, s) in m.chunks(512).zip(s.chunks(512)) {
-                    stereo.push_stereo(m, s);
-                }
-                pos += RATE as usize;
-            })
-        },
-    );
     group.finish();
 }
 

@@ -94,7 +94,8 @@ impl RenderLicence {
                 let m = LiveMatcher::new(r, sample_rate)
                     .and_then(|m| m.with_channel_references(channels))
                     .map_err(unlicensed)?
-                    .with_reference_loudness(loudness);
+                    .with_reference_loudness(loudness)
+                    .offline();
                 Some(m)
             }
             None => None,

@@ -210,3 +210,168 @@ fn measure_window_lengths() {
         );
     }
 }
+
+/// `audio` (at `rate`) through SoX with `effect` (e.g. `["tempo", "1.04"]`), at `out_rate`.
+fn sox_at(
+    audio: &[Vec<f32>],
+    rate: u32,
+    effect: &[&str],
+    dir: &Path,
+    out_rate: u32,
+) -> Vec<Vec<f32>> {
+    let input = dir.join("sox-in.wav");
+    let output = dir.join("sox-out.wav");
+    refrain::media::write_wav(&input, audio, rate).unwrap();
+    let status = std::process::Command::new("sox")
+        .args(["-V1", "--guard"])
+        .arg(&input)
+        .args(["-r", &out_rate.to_string()])
+        .arg(&output)
+        .args(effect)
+        .status()
+        .expect("sox: set-up installs Debian's sox");
+    assert!(status.success(), "sox {effect:?}");
+    let (out, r) = read_all(&output).unwrap();
+    assert_eq!(r, out_rate);
+    out
+}
+
+/// [`sox_at`], mono at 11,025 Hz.
+fn sox(audio: &[Vec<f32>], rate: u32, effect: &[&str], dir: &Path) -> Vec<f32> {
+    sox_at(audio, rate, effect, dir, 11_025)
+        .into_iter()
+        .next()
+        .unwrap()
+}
+
+/// The changes remixers make, as SoX makes them: tempo (pitch kept), pitch (tempo kept), and
+/// speed (both), with the change the matcher must undo for each.
+fn remixes() -> Vec<(refrain::licence::transforms::Transform, Vec<&'static str>)> {
+    use refrain::licence::transforms::Transform;
+    vec![
+        (Transform::Tempo(4), vec!["tempo", "1.04"]),
+        (Transform::Tempo(-4), vec!["tempo", "0.96"]),
+        (Transform::Tempo(8), vec!["tempo", "1.08"]),
+        (Transform::Tempo(-8), vec!["tempo", "0.92"]),
+        (Transform::Pitch(1), vec!["pitch", "100"]),
+        (Transform::Pitch(-1), vec!["pitch", "-100"]),
+        (Transform::Pitch(2), vec!["pitch", "200"]),
+        (Transform::Pitch(-2), vec!["pitch", "-200"]),
+        (Transform::Speed(1), vec!["speed", "1.059463"]),
+        (Transform::Speed(-1), vec!["speed", "0.943874"]),
+        (Transform::Speed(2), vec!["speed", "1.122462"]),
+        (Transform::Speed(-2), vec!["speed", "0.890899"]),
+    ]
+}
+
+/// The licensed track with its tempo changed by 4% and 8%, its pitch by one and two semitones,
+/// or played one and two semitones faster or slower (SoX, as a remixer would) still matches in
+/// real time, within the 20 s the gate waits, and never goes off; the other tracks, changed the
+/// same ways, never match.
+#[test]
+fn the_licensed_recording_matches_after_the_tempo_and_pitch_changes_remixers_make() {
+    let (bgm1, rate) = track("bgm1");
+    let licensed = excerpt(&bgm1, rate, 0, 90);
+    let dir = tempfile::tempdir().unwrap();
+    let piece = excerpt(&bgm1, rate, 15, 40);
+    for (t, effect) in remixes() {
+        let changed = sox_at(&piece, rate, &effect, dir.path(), rate);
+        let mut m = matcher_for(&licensed, rate);
+        let s = states(&mut m, &changed);
+        eprintln!(
+            "bgm1 {}: {:?}, BER {:.3}, undone {:?}",
+            t.describe(),
+            s.iter()
+                .position(|x| *x == TrackMatch::Match)
+                .map(|i| i / 2),
+            m.last_ber,
+            m.undone()
+        );
+        assert!(s.contains(&TrackMatch::Match), "{}: {s:?}", t.describe());
+        assert!(
+            !s.contains(&TrackMatch::Mismatch),
+            "{}: {s:?}",
+            t.describe()
+        );
+    }
+    for other in ["bgm2", "bgm3"] {
+        let (audio, _) = track(other);
+        let piece = excerpt(&audio, rate, 10, 40);
+        let mut inputs = vec![("as is".to_owned(), piece.clone())];
+        for (t, effect) in remixes().into_iter().step_by(3) {
+            inputs.push((
+                t.describe(),
+                sox_at(&piece, rate, &effect, dir.path(), rate),
+            ));
+        }
+        for (how, input) in inputs {
+            let mut m = matcher_for(&licensed, rate);
+            let s = states(&mut m, &input);
+            eprintln!("{other} {how}: last BER {:.3}", m.last_ber);
+            assert!(s.contains(&TrackMatch::Mismatch), "{other} {how}: {s:?}");
+            assert!(!s.contains(&TrackMatch::Match), "{other} {how}: {s:?}");
+        }
+    }
+}
+
+/// The best bit error rate of a 20 s window (at 11,025 Hz) against `reference`, as it is and
+/// with `t` undone.
+fn window_ber(
+    window: &[f32],
+    reference: &[u32],
+    t: Option<refrain::licence::transforms::Transform>,
+) -> f32 {
+    let plain = fingerprint::compute(&[window.to_vec()], 11_025).unwrap();
+    let fp = match t {
+        Some(t) => t.undo(window, 11_025, &plain).unwrap(),
+        None => plain,
+    };
+    fingerprint::best_bit_error_rate(&fp, reference)
+}
+
+/// Measurement (`-- --ignored --nocapture`): the licensed track changed by SoX as remixers do,
+/// matched as it is and with each change undone; the other tracks with every change undone.
+#[test]
+#[ignore]
+fn measure_transform_retries() {
+    use refrain::licence::transforms::Transform;
+    let (bgm1, rate) = track("bgm1");
+    let reference = fingerprint::compute(&bgm1, rate).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let variants = remixes();
+    let w = 20 * 11_025;
+    for (t, effect) in &variants {
+        let changed = sox(&bgm1, rate, effect, dir.path());
+        let (mut plain, mut undone, mut other_best) = (0f32, 0f32, 1f32);
+        for s in (0..changed.len().saturating_sub(w)).step_by(5 * 11_025) {
+            let win = &changed[s..s + w];
+            plain = plain.max(window_ber(win, &reference, None));
+            undone = undone.max(window_ber(win, &reference, Some(*t)));
+            for c in Transform::all().filter(|c| c != t) {
+                other_best = other_best.min(window_ber(win, &reference, Some(c)));
+            }
+        }
+        eprintln!(
+            "bgm1 {}: worst window as is {plain:.3}, undone {undone:.3}; best wrong undo {other_best:.3}",
+            t.describe()
+        );
+    }
+    for other in ["bgm2", "bgm3"] {
+        let (audio, _) = track(other);
+        let as_11k = sox(&audio, rate, &[], dir.path());
+        let mut best = (1f32, String::new());
+        for s in (0..as_11k.len().saturating_sub(w)).step_by(5 * 11_025) {
+            let win = &as_11k[s..s + w];
+            for c in Transform::all() {
+                let b = window_ber(win, &reference, Some(c));
+                if b < best.0 {
+                    best = (b, c.describe());
+                }
+            }
+        }
+        eprintln!(
+            "{other} with every change undone: best {:.3} ({})",
+            best.0, best.1
+        );
+    }
+}

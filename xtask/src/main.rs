@@ -85,6 +85,8 @@ const APT_PACKAGES: &[&str] = &[
     "libegl1",
     "libegl-mesa0",
     "libgl1-mesa-dri",
+    // The fingerprint test on real music: SoX changes its tempo and pitch, as a remixer would.
+    "sox",
 ];
 
 fn root() -> PathBuf {

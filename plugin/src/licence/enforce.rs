@@ -253,14 +253,17 @@ impl Licensing {
                 sample_rate,
                 max_block,
                 gate.clone(),
-                move |state, ber| {
+                move |state, ber, undone| {
                     let verb = match state {
                         TrackMatch::Mismatch => "does not match",
                         TrackMatch::Match => "matches",
                         TrackMatch::Unknown => return,
                     };
+                    let how =
+                        undone.map_or(String::new(), |t| format!(", with {} undone", t.describe()));
                     log(&format!(
-                        "Refrain licence: input {verb} the licensed track (bit error rate {ber:.2})"
+                        "Refrain licence: input {verb} the licensed track (bit error rate \
+                         {ber:.2}{how})"
                     ));
                 },
             ) {

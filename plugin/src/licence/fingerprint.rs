@@ -17,6 +17,7 @@
 //!   `refrain render` judges the whole file before writing ([`LiveMatcher::judge_whole`]).
 
 use super::gate::LicenceGate;
+use super::transforms::{self, Transform, SEMITONES, TEMPO_STEPS};
 use base64::Engine as _;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
@@ -259,6 +260,105 @@ fn window_ber(window: &VecDeque<u32>, reference: &[u32]) -> f32 {
     ))
 }
 
+fn window_items(window: &VecDeque<u32>) -> Vec<u32> {
+    let (a, b) = window.as_slices();
+    let mut w = Vec::with_capacity(a.len() + b.len());
+    w.extend_from_slice(a);
+    w.extend_from_slice(b);
+    w
+}
+
+/// The first of `order` under which `plain` (the sub-fingerprints of `audio`, mono at `rate`)
+/// matches `reference` with the change undone, and its bit error rate. A speed change and a
+/// pitch shift by the same semitones share one fingerprint.
+fn first_undo_that_matches(
+    order: &[Transform],
+    plain: &[u32],
+    audio: &[f32],
+    rate: u32,
+    reference: &[u32],
+) -> Option<(f32, Transform)> {
+    let mut at_rate: Vec<(u32, Vec<u32>)> = Vec::new();
+    for &t in order {
+        let items = match t.declared_rate(rate) {
+            None => plain.to_vec(),
+            Some(r) => match at_rate.iter().find(|(x, _)| *x == r) {
+                Some((_, items)) => items.clone(),
+                None => {
+                    let items = compute(&[audio.to_vec()], r).unwrap_or_default();
+                    at_rate.push((r, items.clone()));
+                    items
+                }
+            },
+        };
+        let query = transforms::respace(&items, t.item_step());
+        if query.len() < MIN_WHOLE_ITEMS {
+            continue;
+        }
+        let ber = best_bit_error_rate(&query, reference);
+        if ber < MATCH_BER {
+            return Some((ber, t));
+        }
+    }
+    None
+}
+
+/// The newest input (a window's worth and a second more), kept for retries: the mid and the
+/// side at the host rate, 16-bit as the fingerprinter takes them.
+struct Recent {
+    mid: VecDeque<i16>,
+    side: VecDeque<i16>,
+    capacity: usize,
+}
+
+impl Recent {
+    fn new(rate: u32) -> Recent {
+        let capacity = ((WINDOW_SECONDS + 1.0) * f64::from(rate)) as usize;
+        Recent {
+            mid: VecDeque::with_capacity(capacity),
+            side: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn push(&mut self, mid: &[f32], side: &[f32]) {
+        for (i, &m) in mid.iter().enumerate() {
+            if self.mid.len() == self.capacity {
+                self.mid.pop_front();
+                self.side.pop_front();
+            }
+            self.mid.push_back(to_i16(m));
+            self.side.push_back(side.get(i).map_or(0, |&d| to_i16(d)));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.mid.clear();
+        self.side.clear();
+    }
+
+    /// The mid, or a channel (`Some(true)`: left, `Some(false)`: right).
+    fn audio(&self, channel: Option<bool>) -> Vec<f32> {
+        let scale = 1.0 / 32767.0;
+        self.mid
+            .iter()
+            .zip(&self.side)
+            .map(|(&m, &d)| {
+                let (m, d) = (f32::from(m) * scale, f32::from(d) * scale);
+                match channel {
+                    None => m,
+                    Some(true) => m + d,
+                    Some(false) => m - d,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Seconds a match found by undoing a change holds before that change is tried again (a
+/// window is 20 s; this keeps a matched remix under 1% of a core).
+const UNDO_HOLD_SECONDS: u32 = 3;
+
 /// A stereo licence's left and right reference fingerprints.
 pub type ChannelReferences = (Vec<u32>, Vec<u32>);
 
@@ -355,6 +455,19 @@ impl ChannelMatch {
             .then(|| best_bit_error_rate(items, &self.reference) < MATCH_BER)
     }
 
+    /// Whether the channel's window (`audio`, mono at `rate`) matches its reference with `t`
+    /// undone.
+    fn matches_with(&self, t: Transform, audio: &[f32], rate: u32) -> bool {
+        first_undo_that_matches(
+            &[t],
+            &window_items(&self.window),
+            audio,
+            rate,
+            &self.reference,
+        )
+        .is_some()
+    }
+
     fn restart(&mut self, rate: u32) {
         let _ = self.fp.start(rate, 1);
         self.taken = 0;
@@ -395,6 +508,15 @@ pub struct LiveMatcher {
     book: Box<dyn PendingBook>,
     left: u32,
     pending: u32,
+    /// The newest input, for windows retried with a change undone; the change that matched
+    /// last, and the seconds its match still holds; the next semitones to try; whether to try
+    /// every change at once (offline: a bounce or a render, where time is not short).
+    recent: Recent,
+    undone: Option<Transform>,
+    hold: u32,
+    next_semitones: usize,
+    thorough: bool,
+    held_ber: f32,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -429,6 +551,12 @@ impl LiveMatcher {
             book: Box::new(DailyAllowance::default()),
             left: super::allowance::DAILY_SECONDS,
             pending: 0,
+            recent: Recent::new(rate),
+            undone: None,
+            hold: 0,
+            next_semitones: 0,
+            thorough: false,
+            held_ber: 1.0,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
@@ -459,6 +587,18 @@ impl LiveMatcher {
             self.state = TrackMatch::Mismatch;
         }
         self
+    }
+
+    /// Judges offline (`refrain render`): a window that misses is retried with every change
+    /// at once, as in a bounce.
+    pub fn offline(mut self) -> LiveMatcher {
+        self.thorough = true;
+        self
+    }
+
+    /// The change undone for the latest match (`None`: it matched as it is).
+    pub fn undone(&self) -> Option<Transform> {
+        self.undone
     }
 
     /// Why the allowance's book cannot be kept, if it cannot.
@@ -492,6 +632,10 @@ impl LiveMatcher {
         self.bounce = bounce;
     }
 
+    fn thorough(&self) -> bool {
+        self.thorough || self.bounce
+    }
+
     /// The share of judged seconds that matched (`None` before any was judged).
     pub fn share(&self) -> Option<f64> {
         (self.judged > 0).then(|| f64::from(self.matched) / f64::from(self.judged))
@@ -511,13 +655,36 @@ impl LiveMatcher {
             let all = self.fp.fingerprint();
             let items = &all[all.len().saturating_sub(self.window_items)..];
             if items.len() >= MIN_WHOLE_ITEMS {
-                self.last_ber = best_bit_error_rate(items, &self.reference);
+                let items = items.to_vec();
+                self.last_ber = best_bit_error_rate(&items, &self.reference);
                 self.judged = 1;
+                let mut via = None;
+                if self.last_ber >= MATCH_BER {
+                    // Every change undone, as offline.
+                    let order: Vec<Transform> = Transform::all().collect();
+                    let audio = self.recent.audio(None);
+                    if let Some((ber, t)) =
+                        first_undo_that_matches(&order, &items, &audio, self.rate, &self.reference)
+                    {
+                        self.last_ber = ber;
+                        via = Some(t);
+                        self.undone = Some(t);
+                    }
+                }
                 // Each loud channel of a stereo licence against its own reference, too.
+                let window_items = self.window_items;
+                let rate = self.rate;
+                let lr = [
+                    self.recent.audio(Some(true)),
+                    self.recent.audio(Some(false)),
+                ];
                 let channels_match = self.channels.as_mut().is_none_or(|channels| {
-                    channels
-                        .iter_mut()
-                        .all(|c| c.judge_whole(self.window_items) != Some(false))
+                    channels.iter_mut().zip(&lr).all(|(c, audio)| {
+                        match (c.judge_whole(window_items), via) {
+                            (Some(false), Some(t)) => c.matches_with(t, audio, rate),
+                            (verdict, _) => verdict != Some(false),
+                        }
+                    })
                 });
                 self.matched = u32::from(self.last_ber < MATCH_BER && channels_match);
             }
@@ -558,6 +725,8 @@ impl LiveMatcher {
         let _ = self.fp.start(self.rate, 1);
         self.taken = 0;
         self.window.clear();
+        self.recent.clear();
+        self.hold = 0;
         if let Some(channels) = &mut self.channels {
             for c in channels.iter_mut() {
                 c.restart(self.rate);
@@ -583,6 +752,8 @@ impl LiveMatcher {
             self.fp.consume(&self.scratch);
             self.energy += now.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
             self.any_signal = self.any_signal || now.iter().any(|x| x.abs() > 1e-5);
+            self.recent
+                .push(now, side.get(at..at + take).unwrap_or(&[]));
             if let Some(s) = side.get(at..at + take) {
                 self.side_energy += s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
                 if let Some(channels) = &mut self.channels {
@@ -613,11 +784,12 @@ impl LiveMatcher {
         self.in_second = 0;
         // Each loud channel against its own reference: any that does not match (once it can
         // be judged) makes the second a mismatch, whatever the mid says.
-        let mut channel_mismatch = false;
+        let mut channel_verdicts = [None, None];
         if let Some(channels) = &mut self.channels {
-            for c in channels.iter_mut() {
-                let (_, verdict) = c.second_end(frames, self.silence, self.window_items, self.rate);
-                channel_mismatch |= verdict == Some(false);
+            for (c, v) in channels.iter_mut().zip(&mut channel_verdicts) {
+                *v = c
+                    .second_end(frames, self.silence, self.window_items, self.rate)
+                    .1;
             }
         }
         take_new_items(
@@ -639,6 +811,20 @@ impl LiveMatcher {
         } else if self.window.len() >= MIN_WINDOW_ITEMS {
             self.last_ber = window_ber(&self.window, &self.reference);
             self.judged += 1;
+            let mut via = None;
+            if self.last_ber < MATCH_BER {
+                self.undone = None;
+                self.hold = 0;
+            } else if let Some(ber) = self.retry() {
+                self.last_ber = ber;
+                via = self.undone;
+            }
+            let channel_mismatch = self.channel_mismatch(channel_verdicts, via);
+            if via.is_some() && channel_mismatch {
+                // Found for the mid, not for every channel: nothing to hold.
+                self.undone = None;
+                self.hold = 0;
+            }
             if self.last_ber < MATCH_BER && !channel_mismatch {
                 self.matched += 1;
                 self.unmatched = 0.0;
@@ -662,6 +848,68 @@ impl LiveMatcher {
             self.pending = 0;
         }
         self.bounce_share();
+    }
+
+    /// A window that missed, compared again with a change undone: the change that matched
+    /// last (its match holds [`UNDO_HOLD_SECONDS`] before it is recomputed), the tempo steps
+    /// (free: they reuse the window's fingerprint), and one pair of semitones a second in real
+    /// time, every pair offline. Returns the bit error rate of the first that matches.
+    fn retry(&mut self) -> Option<f32> {
+        if self.undone.is_some() && self.hold > 0 {
+            self.hold -= 1;
+            return Some(self.held_ber);
+        }
+        let semitones: Vec<i8> = if self.thorough() {
+            SEMITONES.to_vec()
+        } else {
+            let k = SEMITONES[self.next_semitones % SEMITONES.len()];
+            self.next_semitones += 1;
+            vec![k]
+        };
+        let mut order: Vec<Transform> = self.undone.into_iter().collect();
+        for t in TEMPO_STEPS.into_iter().map(Transform::Tempo).chain(
+            semitones
+                .into_iter()
+                .flat_map(|k| [Transform::Pitch(k), Transform::Speed(k)]),
+        ) {
+            if !order.contains(&t) {
+                order.push(t);
+            }
+        }
+        let plain = window_items(&self.window);
+        let audio = self.recent.audio(None);
+        match first_undo_that_matches(&order, &plain, &audio, self.rate, &self.reference) {
+            Some((ber, t)) => {
+                self.undone = Some(t);
+                self.hold = UNDO_HOLD_SECONDS;
+                self.held_ber = ber;
+                Some(ber)
+            }
+            None => {
+                self.undone = None;
+                None
+            }
+        }
+    }
+
+    /// Whether a loud channel that can be judged does not match its own reference: as it is,
+    /// or with `via` undone when the mid matched that way.
+    fn channel_mismatch(&self, verdicts: [Option<bool>; 2], via: Option<Transform>) -> bool {
+        let Some(channels) = &self.channels else {
+            return false;
+        };
+        match via {
+            None => verdicts.contains(&Some(false)),
+            // A held match keeps the channels' verdicts of when it was found.
+            Some(_) if self.hold < UNDO_HOLD_SECONDS => false,
+            Some(t) => channels
+                .iter()
+                .zip(verdicts)
+                .zip([true, false])
+                .any(|((c, v), left)| {
+                    v.is_some() && !c.matches_with(t, &self.recent.audio(Some(left)), self.rate)
+                }),
+        }
     }
 
     /// A loud second that has not matched: charged to the allowance while the AI path is on;
@@ -784,7 +1032,7 @@ impl FingerprintMonitor {
         rate: u32,
         max_block: usize,
         gate: Arc<LicenceGate>,
-        log: impl Fn(TrackMatch, f32) + Send + 'static,
+        log: impl Fn(TrackMatch, f32, Option<Transform>) + Send + 'static,
     ) -> Result<(FingerprintMonitor, FingerprintTap), String> {
         // The fingerprinter is not `Send`: check the rate here, build it on the thread.
         drop(LiveMatcher::new(Vec::new(), rate)?);
@@ -830,7 +1078,7 @@ impl FingerprintMonitor {
                 if matcher.state() == TrackMatch::Mismatch {
                     // Nothing left of the allowance: off until the input matches.
                     tell(&matcher, TrackMatch::Mismatch);
-                    log(TrackMatch::Mismatch, 1.0);
+                    log(TrackMatch::Mismatch, 1.0, None);
                 }
                 let mut buf = vec![0.0f32; 8192];
                 let (mut mid, mut side) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
@@ -852,7 +1100,7 @@ impl FingerprintMonitor {
                     }
                     if let Some(state) = matcher.push_stereo(&mid, &side) {
                         tell(&matcher, state);
-                        log(state, matcher.last_ber);
+                        log(state, matcher.last_ber, matcher.undone());
                     }
                     if cons.is_empty() {
                         std::thread::park_timeout(Duration::from_millis(20));

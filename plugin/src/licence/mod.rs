@@ -19,6 +19,8 @@
 //!   thread.)
 //! - [`allowance`]: the pending allowance: unmatched input a licence lets through a day,
 //!   in a book signed with the device key.
+//! - [`transforms`]: the pitch, tempo and speed changes the track check undoes before it gives
+//!   up on a window.
 //! - [`issue`]: what rights holders run: key generation, issuing, revocation.
 
 pub mod allowance;
@@ -37,6 +39,7 @@ pub mod roots;
 pub mod sealing;
 pub mod store;
 pub mod token;
+pub mod transforms;
 
 pub use certificate::CertificateError;
 pub use device::DeviceError;

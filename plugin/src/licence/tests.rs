@@ -1629,7 +1629,7 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
         rate,
         block,
         gate.clone(),
-        |_, _| {},
+        |_, _, _| {},
     )
     .unwrap();
     let mut left = vec![0.0f32; block];
