@@ -10,7 +10,7 @@
 use crate::engine::latency::{InferenceTiming, Mode};
 use crate::engine::worker::{ModelLoader, WorkerOptions};
 use crate::engine::{Controls, Engine, EngineConfig, EngineError, MAX_STEMS};
-use crate::licence::enforce::{Licensing, Setting};
+use crate::licence::enforce::{Licensing, Playhead, Setting};
 use crate::licence::gate::LoadedTrack;
 use crate::licence::policy::Verdict;
 use crate::models::manifest::Manifest;
@@ -395,11 +395,11 @@ impl Chain {
         io: &mut [&mut [f32]],
         stems: &mut [&mut [&mut [f32]]],
         controls: Controls,
-        playing: bool,
+        playhead: impl Into<Playhead>,
     ) {
         let mut controls = controls;
         if let Some(l) = &mut self.licensing {
-            controls.bypass |= !l.allows(io, playing, controls.offline);
+            controls.bypass |= !l.allows(io, playhead.into(), controls.offline);
         }
         controls.stem_outputs &= self.stems_may_leave;
         self.voice.store(&controls.voice);
@@ -559,8 +559,9 @@ impl ChainSlot {
         io: &mut [&mut [f32]],
         stems: &mut [&mut [&mut [f32]]],
         controls: Controls,
-        playing: bool,
+        playhead: impl Into<Playhead>,
     ) {
+        let playing: Playhead = playhead.into();
         let n = io.first().map_or(0, |c| c.len());
         // A chain that could not go back last time (the loader was behind) tries again.
         if let Some(old) = self.parked.take() {

@@ -288,7 +288,11 @@ impl Plugin for Refrain {
             stem_outputs: true,
             voice: self.params.voice.settings(),
         };
-        let playing = context.transport().playing;
+        let transport = context.transport();
+        let playhead = licence::enforce::Playhead {
+            playing: transport.playing,
+            position: transport.pos_samples(),
+        };
         // The stem outputs (when the host connected them): silent unless a separator fills them.
         let n_stems = aux.outputs.len().min(engine::MAX_STEMS);
         let mut stems: [&mut [&mut [f32]]; engine::MAX_STEMS] = Default::default();
@@ -297,7 +301,7 @@ impl Plugin for Refrain {
             s.iter_mut().for_each(|c| c.fill(0.0));
         }
         self.slot
-            .process(buffer.as_slice(), &mut stems[..n_stems], controls, playing);
+            .process(buffer.as_slice(), &mut stems[..n_stems], controls, playhead);
         let (shift, notes) = self.slot.notes_sent();
         for note in notes {
             use nice_plug::midi::{Channel, Key, VoiceID};

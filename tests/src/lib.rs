@@ -191,8 +191,10 @@ pub struct Host {
     out_ports: AudioPorts,
     events_out: EventBuffer,
     /// The transport sent with every block: `None` sends none (as a host without a
-    /// timeline), `Some(playing)` a 120 BPM 4/4 transport that is playing or stopped.
+    /// timeline), `Some(playing)` a 120 BPM 4/4 transport that is playing or stopped, at
+    /// `song_pos` seconds (which moves on with each block while it plays; [`Host::seek`]).
     transport: Option<bool>,
+    song_pos: f64,
     /// The editor is open (destroyed before the plugin is deactivated or dropped).
     editor_open: bool,
     /// Samples processed since activation, and the note messages the plugin sent, each at
@@ -344,6 +346,7 @@ impl Host {
             out_ports: AudioPorts::with_capacity(16, 8),
             events_out: EventBuffer::new(),
             transport: None,
+            song_pos: 0.0,
             editor_open: false,
             processed: 0,
             notes: Vec::new(),
@@ -354,6 +357,11 @@ impl Host {
     /// Sets the transport sent with each following block (see [`Host`]'s `transport`).
     pub fn set_transport(&mut self, playing: Option<bool>) {
         self.transport = playing;
+    }
+
+    /// Moves the transport to `seconds` (a seek, a loop's wrap).
+    pub fn seek(&mut self, seconds: f64) {
+        self.song_pos = seconds;
     }
 
     fn transport_event(&self) -> Option<clack_host::events::event_types::TransportEvent> {
@@ -370,8 +378,8 @@ impl Host {
         Some(TransportEvent {
             header: Default::default(),
             flags,
-            song_pos_beats: FixedPoint::from_int(0),
-            song_pos_seconds: FixedPoint::from_int(0),
+            song_pos_beats: FixedPoint::from(self.song_pos * 2.0),
+            song_pos_seconds: FixedPoint::from(self.song_pos),
             tempo: 120.0,
             tempo_inc: 0.0,
             loop_start_beats: FixedPoint::from_int(0),
@@ -851,6 +859,10 @@ impl Host {
             )
             .map_err(|e| anyhow!("process failed: {e:?}"))?;
         self.collect_notes(n);
+        if self.transport == Some(true) {
+            let rate = self.setup.map_or(48_000.0, |s| s.sample_rate);
+            self.song_pos += n as f64 / rate;
+        }
         Ok(())
     }
 

@@ -462,6 +462,57 @@ fn a_spent_pending_allowance_keeps_the_model_dry_after_reactivation() {
     );
 }
 
+/// A producer loops 7.37 seconds of the licensed track in the DAW: each wrap moves the
+/// transport back, which the plugin takes as a jump and matches each pass on its own, so the
+/// model is still heard after a minute. The same loop from a host that sends no position (so
+/// no jump is seen) goes dry: the check's window then holds pieces of several passes.
+#[test]
+fn a_looped_section_of_the_licensed_track_keeps_the_model_heard() {
+    let licensed = song(1, 40.0);
+    let track = licence(
+        "host-loop",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + YEAR,
+        Some(&licensed),
+    );
+    let rate = RATE as usize;
+    // 7.37 s: not a whole number of the song's bars, and too short for the check's newest
+    // 12.4 s to be mostly one pass.
+    let end = 10 * rate + 7 * rate + 37 * rate / 100;
+    let section: Vec<Vec<f32>> = licensed
+        .iter()
+        .map(|c| c[10 * rate..end].to_vec())
+        .collect();
+    let play = |positions: bool| {
+        let mut h = host(&track);
+        h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+        let latency = h.latency() as usize;
+        h.set_transport(positions.then_some(true));
+        let mut input = vec![Vec::new(); 2];
+        let mut out = vec![Vec::new(); 2];
+        for _ in 0..9 {
+            h.seek(10.0);
+            let o = bounce(&mut h, &section, false);
+            for c in 0..2 {
+                input[c].extend_from_slice(&section[c]);
+                out[c].extend_from_slice(&o[c]);
+            }
+        }
+        (input, out, latency)
+    };
+    let (input, out, latency) = play(true);
+    let end = input[0].len();
+    assert!(
+        rms_difference(&out, &input, latency, end - 8 * rate..end) > 0.05,
+        "the model went dry on a looped section of the licensed track"
+    );
+    let (input, out, latency) = play(false);
+    assert!(
+        is_aligned_dry(&out, &input, latency, end - 8 * rate..end),
+        "without transport positions the loop should not match"
+    );
+}
+
 /// A licence limited to some territories is judged by where its issuer says the licensee is,
 /// never by the machine (this binary sets no territory anywhere): without that statement the
 /// model stays dry; with a covered one it is heard.

@@ -175,11 +175,37 @@ pub fn check(
     Some((verdict, Some((store, req))))
 }
 
+/// The host's transport, as the licence check needs it: whether it plays, and where (in
+/// samples, when the host says).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Playhead {
+    pub playing: bool,
+    pub position: Option<i64>,
+}
+
+impl From<bool> for Playhead {
+    /// Playing or not, with no position (a host without a timeline).
+    fn from(playing: bool) -> Playhead {
+        Playhead {
+            playing,
+            position: None,
+        }
+    }
+}
+
+/// A playing transport that lands this far (50 ms) from where the last block ended has jumped
+/// (a seek, a loop's wrap); hosts whose positions wobble by a few samples have not.
+const JUMP_SECONDS: f64 = 0.05;
+
 /// A licensed model's running enforcement.
 pub struct Licensing {
     pub gate: Arc<LicenceGate>,
     latch: Latch,
     tap: Option<FingerprintTap>,
+    /// Where the transport will be after the last block, and a jump's least distance in
+    /// samples.
+    expected: Option<i64>,
+    jump: i64,
     _monitor: Option<LicenceMonitor>,
     _fingerprint: Option<FingerprintMonitor>,
 }
@@ -284,6 +310,8 @@ impl Licensing {
                 latch: Latch::new(&gate, f64::from(sample_rate)),
                 gate,
                 tap,
+                expected: None,
+                jump: (JUMP_SECONDS * f64::from(sample_rate)) as i64,
                 _monitor: Some(monitor),
                 _fingerprint: fingerprint,
             },
@@ -297,6 +325,8 @@ impl Licensing {
             latch: Latch::new(&gate, 48_000.0),
             gate,
             tap: None,
+            expected: None,
+            jump: 2_400,
             _monitor: None,
             _fingerprint: None,
         }
@@ -304,11 +334,22 @@ impl Licensing {
 
     /// Whether the AI path runs for this block; feeds the fingerprint. Real-time safe (waits
     /// for room in the fingerprint ring only in an offline bounce).
-    pub fn allows(&mut self, io: &[&mut [f32]], playing: bool, offline: bool) -> bool {
+    /// A transport jump or a loop's wrap (the playhead away from where the last block ended)
+    /// splits the track check's window there: the pieces are matched at their own offsets.
+    pub fn allows(&mut self, io: &[&mut [f32]], playhead: Playhead, offline: bool) -> bool {
+        let frames = io.first().map_or(0, |c| c.len());
+        let playing = playhead.playing;
+        if let (true, Some(at)) = (playing, playhead.position) {
+            if let (Some(tap), Some(expected)) = (&mut self.tap, self.expected) {
+                if (at - expected).abs() >= self.jump {
+                    tap.split();
+                }
+            }
+            self.expected = Some(at + frames as i64);
+        }
         if let Some(tap) = &mut self.tap {
             tap.push(io, offline);
         }
-        let frames = io.first().map_or(0, |c| c.len());
         let quiet = io
             .iter()
             .all(|c| c.iter().all(|x| x.abs() < super::gate::SILENCE_PEAK));

@@ -1135,6 +1135,51 @@ mod gate_leaks {
         );
     }
 
+    /// A producer looping a few bars of the licensed track: each wrap is a transport jump,
+    /// which splits the window ([`LiveMatcher::restart`]), and each piece matches at its own
+    /// offset. Without the splits the loop matched nothing and went off; another track looped
+    /// the same way still never matches.
+    #[test]
+    fn a_looped_section_matches_piece_by_piece() {
+        let licensed = song(1, 40.0);
+        let other = song(2, 40.0);
+        let rate = RATE as usize;
+        // 7.37 s: not a whole number of the song's bars, so passes joined without a split do
+        // not line up with the song, and too short for a window's newest 12.4 s to be mostly
+        // one pass.
+        let (a, b) = (10 * rate, 10 * rate + 7 * rate + 37 * rate / 100);
+        let looped = |m: &mut LiveMatcher, track: &[Vec<f32>], split: bool| {
+            let mut states = Vec::new();
+            for _ in 0..6 {
+                if split {
+                    m.restart();
+                }
+                states.extend(feed(m, &track[0][a..b], &track[1][a..b]));
+            }
+            states
+        };
+        let mut m = matcher();
+        let states = looped(&mut m, &licensed, true);
+        assert!(states.contains(&TrackMatch::Match), "{states:?}");
+        assert!(!states.contains(&TrackMatch::Mismatch), "{states:?}");
+        let mut m = matcher();
+        let states = looped(&mut m, &licensed, false);
+        assert!(
+            states.contains(&TrackMatch::Mismatch),
+            "unsplit: {states:?}"
+        );
+        let mut m = matcher();
+        let states = looped(&mut m, &other, true);
+        assert!(
+            !states.contains(&TrackMatch::Match),
+            "another track: {states:?}"
+        );
+        assert!(
+            states.contains(&TrackMatch::Mismatch),
+            "another track: {states:?}"
+        );
+    }
+
     /// In live use (no bounce share), 5 s of the licensed track every 26 s kept another track
     /// on. A 20 s window with 5 s of the licensed track in it does not match (at most 7 s of
     /// another track fit under a bit error rate of 0.20), so it goes off and stays off.
