@@ -513,6 +513,47 @@ fn a_looped_section_of_the_licensed_track_keeps_the_model_heard() {
     );
 }
 
+/// Another track kept under -60 dBFS (to be turned up after the plugin) is never judged by the
+/// track check, so it gives way to the dry signal, bit for bit, once the monitor has heard a
+/// second of it. The same quiet track right after the licensed one is processed at first
+/// (its match is recent), which shows the model does run on input that quiet.
+#[test]
+fn a_quiet_track_that_has_not_matched_passes_dry() {
+    let licensed = song(1, 40.0);
+    let track = licence(
+        "host-quiet",
+        &[Use::Remix, Use::Live],
+        SystemClock.now() + YEAR,
+        Some(&licensed),
+    );
+    let rate = RATE as usize;
+    let other = song(2, 12.0);
+    let rms = (other[0].iter().map(|x| x * x).sum::<f32>() / other[0].len() as f32).sqrt();
+    let gain = 10f32.powf(-63.0 / 20.0) / rms;
+    let quiet: Vec<Vec<f32>> = other
+        .iter()
+        .map(|c| c.iter().map(|x| x * gain).collect())
+        .collect();
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let latency = h.latency() as usize;
+    let out = bounce(&mut h, &quiet, false);
+    assert!(
+        is_aligned_dry(&out, &quiet, latency, 5 * rate..12 * rate),
+        "the model ran on a quiet track that never matched"
+    );
+    // After 20 s of the licensed track (matched), the quiet track is processed at first.
+    let mut h = host(&track);
+    h.activate(Setup::offline(RATE, BLOCK)).unwrap();
+    let first: Vec<Vec<f32>> = licensed.iter().map(|c| c[..20 * rate].to_vec()).collect();
+    bounce(&mut h, &first, false);
+    let out = bounce(&mut h, &quiet, false);
+    assert!(
+        !is_aligned_dry(&out, &quiet, latency, latency + rate..4 * rate),
+        "the model should still run on the quiet seconds right after a match"
+    );
+}
+
 /// A licence limited to some territories is judged by where its issuer says the licensee is,
 /// never by the machine (this binary sets no territory anywhere): without that statement the
 /// model stays dry; with a covered one it is heard.

@@ -51,6 +51,9 @@ pub const MISMATCH_SECONDS: f64 = 20.0;
 /// A second whose RMS is under this (-60 dBFS) is silence, unless the reference is so quiet
 /// that [`SILENCE_BELOW_REFERENCE_DB`] under it is lower.
 pub const SILENCE_RMS: f32 = 0.001;
+/// A second under this RMS (-100 dBFS) has no signal at all; between it and the silence
+/// threshold it is quiet ([`LiveMatcher::dry_when_quiet`]).
+pub const QUIET_SIGNAL_RMS: f32 = 1e-5;
 /// Silence is at least this far under the reference's loudness.
 pub const SILENCE_BELOW_REFERENCE_DB: f32 = 45.0;
 /// A bounce or a render needs at least this share of its judged seconds to match.
@@ -524,6 +527,10 @@ pub struct LiveMatcher {
     /// The input was split (jumps, loop wraps, gaps): windows are judged from
     /// [`MIN_WHOLE_ITEMS`] on.
     pieces: bool,
+    /// Seconds with any signal since the last match, and whether the latest second was quiet
+    /// (a signal, but under the silence threshold: not judged).
+    since_match: u32,
+    quiet_second: bool,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -565,6 +572,8 @@ impl LiveMatcher {
             thorough: false,
             held_ber: 1.0,
             pieces: false,
+            since_match: u32::MAX,
+            quiet_second: false,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
@@ -607,6 +616,16 @@ impl LiveMatcher {
     /// The change undone for the latest match (`None`: it matched as it is).
     pub fn undone(&self) -> Option<Transform> {
         self.undone
+    }
+
+    /// Whether the AI path should give way to the dry signal because the input is quiet: the
+    /// latest second had a signal (above -100 dBFS) under the silence threshold, so it is not
+    /// judged, and the input has not matched in the last [`MISMATCH_SECONDS`] of signal.
+    /// Another track played under -60 dBFS (to be turned up after the plugin) is never
+    /// processed; the licensed track's quiet passages are, while its match is recent.
+    pub fn dry_when_quiet(&self) -> bool {
+        self.quiet_second
+            && !(self.state == TrackMatch::Match && f64::from(self.since_match) < MISMATCH_SECONDS)
     }
 
     /// Why the allowance's book cannot be kept, if it cannot.
@@ -835,6 +854,11 @@ impl LiveMatcher {
             self.window_items,
             self.rate,
         );
+        let signal = rms.max(side) >= QUIET_SIGNAL_RMS;
+        if signal {
+            self.since_match = self.since_match.saturating_add(1);
+        }
+        self.quiet_second = signal && rms < self.silence && side < self.silence;
         if rms < self.silence && side < self.silence {
             return;
         }
@@ -864,6 +888,7 @@ impl LiveMatcher {
             if self.last_ber < MATCH_BER && !channel_mismatch {
                 self.matched += 1;
                 self.unmatched = 0.0;
+                self.since_match = 0;
                 if self.pending > 0 {
                     // The pending stretch ended in a match: not charged.
                     self.left = self.book.spend(-(self.pending as i32));
@@ -1161,6 +1186,7 @@ impl FingerprintMonitor {
                             tell(&matcher, state);
                             log(state, matcher.last_ber, matcher.undone());
                         }
+                        gate.set_quiet_unmatched(matcher.dry_when_quiet());
                         if split {
                             matcher.restart();
                         }

@@ -92,6 +92,9 @@ impl LoadedTrack {
 pub struct LicenceGate {
     state: AtomicU8,
     track_mismatch: AtomicBool,
+    /// The input is quiet (under the track check's silence, so not judged) and has not
+    /// matched recently: the AI path gives way to the dry signal.
+    quiet_unmatched: AtomicBool,
     /// Milliseconds until a known lapse takes effect at the latest, as the audio thread's
     /// latch counts them (`u64::MAX`: none pending); the editor's countdown.
     lapse_ms: AtomicU64,
@@ -104,6 +107,7 @@ impl LicenceGate {
         Arc::new(LicenceGate {
             state: AtomicU8::new(verdict.state as u8),
             track_mismatch: AtomicBool::new(false),
+            quiet_unmatched: AtomicBool::new(false),
             lapse_ms: AtomicU64::new(u64::MAX),
             reason: Mutex::new(verdict.reason.clone()),
             track_reason: Mutex::new(String::new()),
@@ -137,6 +141,15 @@ impl LicenceGate {
     pub fn set_track_mismatch(&self, mismatch: bool, reason: &str) {
         *self.track_reason.lock() = reason.to_owned();
         self.track_mismatch.store(mismatch, Ordering::Release);
+    }
+
+    /// Fingerprint monitor: the input is quiet and has not matched recently.
+    pub fn set_quiet_unmatched(&self, quiet: bool) {
+        self.quiet_unmatched.store(quiet, Ordering::Release);
+    }
+
+    pub fn quiet_unmatched(&self) -> bool {
+        self.quiet_unmatched.load(Ordering::Acquire)
     }
 
     pub fn track_mismatch(&self) -> bool {
@@ -228,7 +241,7 @@ impl Latch {
         } else {
             self.lapsed_frames = 0;
         }
-        self.state.allows() && !gate.track_mismatch()
+        self.state.allows() && !gate.track_mismatch() && !gate.quiet_unmatched()
     }
 
     /// Seconds until a known lapse takes effect at the latest (`None`: no lapse pending), for

@@ -955,6 +955,50 @@ mod gate_leaks {
             .all(|s| *s == TrackMatch::Unknown));
     }
 
+    /// A live input kept under -60 dBFS was never judged, so another track played that quietly
+    /// (to be turned up after the plugin) ran through the model for ever. A quiet second that
+    /// has not matched recently now gives way to the dry signal; the licensed track's quiet
+    /// passages soon after it matched still run through the model, and true silence is left
+    /// alone.
+    #[test]
+    fn a_quiet_input_that_has_not_matched_gives_way_to_the_dry_signal() {
+        let (_, loudness) = reference();
+        let other = song(2, 40.0);
+        let rms = (other[0].iter().map(|x| x * x).sum::<f32>() / other[0].len() as f32).sqrt();
+        let gain = 10f32.powf(-63.0 / 20.0) / rms;
+        let quiet: Vec<f32> = other[0].iter().map(|x| x * gain).collect();
+        assert!(fingerprint::silence_rms(loudness) > 10f32.powf(-63.0 / 20.0));
+        let second = RATE as usize;
+        // Dry from the first second on, never judged either way.
+        let mut m = matcher();
+        let mut dry = Vec::new();
+        for s in quiet[..10 * second].chunks(second) {
+            feed(&mut m, s, s);
+            dry.push(m.dry_when_quiet());
+        }
+        assert!(dry.iter().all(|d| *d), "{dry:?}");
+        assert_eq!(m.state(), TrackMatch::Unknown);
+        // The licensed track, then the quiet other track: the model keeps running for the
+        // quiet seconds while the match is recent, then gives way.
+        let licensed = song(1, 20.0);
+        let mut m = matcher();
+        let states = feed(&mut m, &licensed[0], &licensed[1]);
+        assert_eq!(states.last(), Some(&TrackMatch::Match));
+        assert!(!m.dry_when_quiet());
+        let mut dry = Vec::new();
+        for s in quiet[..30 * second].chunks(second) {
+            feed(&mut m, s, s);
+            dry.push(m.dry_when_quiet());
+        }
+        assert!(!dry[0], "{dry:?}");
+        assert!(dry[25..].iter().all(|d| *d), "{dry:?}");
+        // Digital silence: nothing to give way.
+        let mut m = matcher();
+        let hush = vec![0.0; 5 * second];
+        feed(&mut m, &hush, &hush);
+        assert!(!m.dry_when_quiet());
+    }
+
     /// 5 s of the licensed track every 26 s kept an unrelated track on (each match reset the
     /// 20 s count). A bounce is judged by its share of matching seconds.
     #[test]
