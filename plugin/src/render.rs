@@ -89,12 +89,16 @@ impl RenderLicence {
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
+        let stems = claims
+            .and_then(|c| c.stem_references().ok())
+            .unwrap_or_default();
         let matcher = match reference {
             Some(r) => {
                 let m = LiveMatcher::new(r, sample_rate)
                     .and_then(|m| m.with_channel_references(channels))
                     .map_err(unlicensed)?
                     .with_reference_loudness(loudness)
+                    .with_stem_references(stems)
                     .offline();
                 Some(m)
             }

@@ -95,7 +95,24 @@ pub struct Track {
     pub fingerprint_left: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint_right: Option<String>,
+    /// A label's stem pack (shared/DECISIONS.md §5): a reference per stem supplied for the
+    /// remix; the input matches when it matches the recording or any of its stems.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stems: Vec<StemReference>,
 }
+
+/// One stem of a stem pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StemReference {
+    /// What it is ("vocals", "drums", ...).
+    pub name: String,
+    /// Its reference fingerprint (of its downmix), encoded as [`Track::fingerprint`].
+    pub fingerprint: String,
+}
+
+/// Most stems a licence's stem pack lists.
+pub const MAX_STEMS: usize = 16;
 
 /// A model the licence covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +449,7 @@ impl Claims {
                 loudness_dbfs: None,
                 fingerprint_left: None,
                 fingerprint_right: None,
+                stems: Vec::new(),
             },
             uses: vec![Use::Remix, Use::Live],
             models: vec![model],
@@ -491,6 +509,18 @@ impl Claims {
         Ok(left.zip(right))
     }
 
+    /// The stem pack's references, decoded (none without a stem pack).
+    pub fn stem_references(&self) -> Result<Vec<Vec<u32>>, ClaimError> {
+        self.track
+            .stems
+            .iter()
+            .map(|s| {
+                crate::licence::fingerprint::decode(&s.fingerprint)
+                    .map_err(|e| bad("track.stems.fingerprint", e))
+            })
+            .collect()
+    }
+
     /// Checks every claim (not the audience, the signature or the clock; see
     /// [`crate::licence::policy`]).
     pub fn validate(&self) -> Result<(), ClaimError> {
@@ -534,6 +564,28 @@ impl Claims {
             ));
         }
         self.channel_references()?;
+        if t.stems.len() > MAX_STEMS {
+            return Err(bad(
+                "track.stems",
+                format!("lists {} stems; at most {MAX_STEMS}", t.stems.len()),
+            ));
+        }
+        for (i, stem) in t.stems.iter().enumerate() {
+            text("track.stems.name", &stem.name, 64)?;
+            if t.stems[..i].iter().any(|o| o.name == stem.name) {
+                return Err(bad(
+                    "track.stems.name",
+                    format!("{:?} is listed twice", stem.name),
+                ));
+            }
+        }
+        self.stem_references()?;
+        if !t.stems.is_empty() && reference.is_none() {
+            return Err(bad(
+                "track.stems",
+                "come with the whole recording's reference fingerprint (track.fingerprint)",
+            ));
+        }
 
         if self.uses.is_empty() {
             return Err(bad("uses", "allows nothing"));
@@ -734,6 +786,18 @@ impl Claims {
             Err(e) => e.to_string(),
         };
         line(&mut s, "fingerprint:", &fp);
+        if !self.track.stems.is_empty() {
+            let names: Vec<&str> = self.track.stems.iter().map(|s| s.name.as_str()).collect();
+            line(
+                &mut s,
+                "stem pack:",
+                &format!(
+                    "{} stems with a reference each ({}); the input may be any of them",
+                    names.len(),
+                    names.join(", ")
+                ),
+            );
+        }
         line(&mut s, "issued:", &self.iat);
         line(&mut s, "valid from:", &self.nbf);
         line(

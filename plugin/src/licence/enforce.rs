@@ -256,6 +256,9 @@ impl Licensing {
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
+        let stems = claims
+            .and_then(|c| c.stem_references().ok())
+            .unwrap_or_default();
         if reference.is_some() && book.spend(0) == 0 {
             // The allowance is spent: dry from the first block until the input matches.
             let mut reason = super::LicenceError::AllowanceSpent {
@@ -274,6 +277,7 @@ impl Licensing {
                     mid: reference,
                     channels,
                     loudness,
+                    stems,
                 },
                 book,
                 sample_rate,

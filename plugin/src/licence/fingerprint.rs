@@ -274,14 +274,14 @@ fn window_items(window: &VecDeque<u32>) -> Vec<u32> {
 }
 
 /// The first of `order` under which `plain` (the sub-fingerprints of `audio`, mono at `rate`)
-/// matches `reference` with the change undone, and its bit error rate. A speed change and a
+/// matches any of `references` with the change undone, and its bit error rate. A speed change and a
 /// pitch shift by the same semitones share one fingerprint.
 fn first_undo_that_matches(
     order: &[Transform],
     plain: &[u32],
     audio: &[f32],
     rate: u32,
-    reference: &[u32],
+    references: &[&[u32]],
 ) -> Option<(f32, Transform)> {
     let mut at_rate: Vec<(u32, Vec<u32>)> = Vec::new();
     for &t in order {
@@ -300,7 +300,10 @@ fn first_undo_that_matches(
         if query.len() < MIN_WHOLE_ITEMS {
             continue;
         }
-        let ber = best_bit_error_rate(&query, reference);
+        let ber = references
+            .iter()
+            .map(|r| best_bit_error_rate(&query, r))
+            .fold(1.0f32, f32::min);
         if ber < MATCH_BER {
             return Some((ber, t));
         }
@@ -375,6 +378,8 @@ pub struct TrackReference {
     pub channels: Option<ChannelReferences>,
     /// The non-silent seconds' RMS, in dBFS (silence is judged against it).
     pub loudness: Option<i16>,
+    /// A stem pack's references, one per stem.
+    pub stems: Vec<Vec<u32>>,
 }
 
 /// One input channel matched against its own reference (stereo licences).
@@ -466,7 +471,7 @@ impl ChannelMatch {
             &window_items(&self.window),
             audio,
             rate,
-            &self.reference,
+            &[&self.reference],
         )
         .is_some()
     }
@@ -486,6 +491,9 @@ impl ChannelMatch {
 /// [`FingerprintMonitor`] runs it in the background.
 pub struct LiveMatcher {
     reference: Vec<u32>,
+    /// A label's stem pack: one reference per stem; the input matches when it matches the
+    /// recording or any stem (shared/DECISIONS.md §5).
+    stems: Vec<Vec<u32>>,
     rate: u32,
     fp: Fingerprinter,
     taken: usize,
@@ -524,6 +532,8 @@ pub struct LiveMatcher {
     next_semitones: usize,
     thorough: bool,
     held_ber: f32,
+    /// The latest retry matched a stem's reference.
+    stem_undone: bool,
     /// The input was split (jumps, loop wraps, gaps): windows are judged from
     /// [`MIN_WHOLE_ITEMS`] on.
     pieces: bool,
@@ -544,6 +554,7 @@ impl LiveMatcher {
         let window_items = (WINDOW_SECONDS / ITEM_SECONDS).round() as usize;
         Ok(LiveMatcher {
             reference,
+            stems: Vec::new(),
             rate,
             fp,
             taken: 0,
@@ -571,6 +582,7 @@ impl LiveMatcher {
             next_semitones: 0,
             thorough: false,
             held_ber: 1.0,
+            stem_undone: false,
             pieces: false,
             since_match: u32::MAX,
             quiet_second: false,
@@ -638,6 +650,35 @@ impl LiveMatcher {
         self.left
     }
 
+    /// A stem pack's references: the input matches when it matches any of them too (a stem
+    /// has no channel references, so a stem's match is not checked channel by channel).
+    pub fn with_stem_references(mut self, stems: Vec<Vec<u32>>) -> LiveMatcher {
+        self.stems = stems;
+        self
+    }
+
+    /// Every reference: the recording's, then each stem's.
+    fn references(&self) -> Vec<&[u32]> {
+        std::iter::once(self.reference.as_slice())
+            .chain(self.stems.iter().map(Vec::as_slice))
+            .collect()
+    }
+
+    /// The best bit error rate of `score` over the recording's reference and, when that
+    /// misses, each stem's; and whether a stem's was the one that matched.
+    fn best_reference(&self, score: impl Fn(&[u32]) -> f32) -> (f32, bool) {
+        let mix = score(&self.reference);
+        if mix < MATCH_BER || self.stems.is_empty() {
+            return (mix, false);
+        }
+        let stem = self.stems.iter().map(|r| score(r)).fold(1.0f32, f32::min);
+        if stem < mix {
+            (stem, stem < MATCH_BER)
+        } else {
+            (mix, false)
+        }
+    }
+
     /// Silence is judged against the reference's loudness ([`silence_rms`]).
     pub fn with_reference_loudness(mut self, dbfs: Option<i16>) -> LiveMatcher {
         self.silence = silence_rms(dbfs);
@@ -692,16 +733,21 @@ impl LiveMatcher {
             let items = &all[all.len().saturating_sub(self.window_items)..];
             if items.len() >= MIN_WHOLE_ITEMS {
                 let items = items.to_vec();
-                self.last_ber = best_bit_error_rate(&items, &self.reference);
+                let (ber, stem) = self.best_reference(|r| best_bit_error_rate(&items, r));
+                self.last_ber = ber;
                 self.judged = 1;
                 let mut via = None;
                 if self.last_ber >= MATCH_BER {
                     // Every change undone, as offline.
                     let order: Vec<Transform> = Transform::all().collect();
                     let audio = self.recent.audio(None);
-                    if let Some((ber, t)) =
-                        first_undo_that_matches(&order, &items, &audio, self.rate, &self.reference)
-                    {
+                    if let Some((ber, t)) = first_undo_that_matches(
+                        &order,
+                        &items,
+                        &audio,
+                        self.rate,
+                        &self.references(),
+                    ) {
                         self.last_ber = ber;
                         via = Some(t);
                         self.undone = Some(t);
@@ -717,6 +763,8 @@ impl LiveMatcher {
                 let channels_match = self.channels.as_mut().is_none_or(|channels| {
                     channels.iter_mut().zip(&lr).all(|(c, audio)| {
                         match (c.judge_whole(window_items), via) {
+                            // A stem's match: stems have no channel references.
+                            _ if stem => true,
                             (Some(false), Some(t)) => c.matches_with(t, audio, rate),
                             (verdict, _) => verdict != Some(false),
                         }
@@ -869,17 +917,21 @@ impl LiveMatcher {
             self.judged += 1;
             self.last_ber = 1.0;
         } else if self.window.len() >= self.min_items() {
-            self.last_ber = window_ber(&self.window, &self.reference);
+            let (ber, stem) = self.best_reference(|r| window_ber(&self.window, r));
+            self.last_ber = ber;
             self.judged += 1;
             let mut via = None;
             if self.last_ber < MATCH_BER {
                 self.undone = None;
+                self.stem_undone = false;
                 self.hold = 0;
             } else if let Some(ber) = self.retry() {
                 self.last_ber = ber;
                 via = self.undone;
             }
-            let channel_mismatch = self.channel_mismatch(channel_verdicts, via);
+            // A stem's match (as it is, or a retry's) is not checked channel by channel.
+            let channel_mismatch =
+                !(stem || self.stem_undone) && self.channel_mismatch(channel_verdicts, via);
             if via.is_some() && channel_mismatch {
                 // Found for the mid, not for every channel: nothing to hold.
                 self.undone = None;
@@ -939,7 +991,17 @@ impl LiveMatcher {
         }
         let plain = window_items(&self.window);
         let audio = self.recent.audio(None);
-        match first_undo_that_matches(&order, &plain, &audio, self.rate, &self.reference) {
+        let mix = first_undo_that_matches(&order, &plain, &audio, self.rate, &[&self.reference]);
+        self.stem_undone = false;
+        let found = mix.or_else(|| {
+            let stems: Vec<&[u32]> = self.stems.iter().map(Vec::as_slice).collect();
+            let found = (!stems.is_empty())
+                .then(|| first_undo_that_matches(&order, &plain, &audio, self.rate, &stems))
+                .flatten();
+            self.stem_undone = found.is_some();
+            found
+        });
+        match found {
             Some((ber, t)) => {
                 self.undone = Some(t);
                 self.hold = UNDO_HOLD_SECONDS;
@@ -1126,13 +1188,17 @@ impl FingerprintMonitor {
                     mid: reference,
                     channels,
                     loudness,
+                    stems,
                 } = reference;
                 let matcher = LiveMatcher::new(reference, rate)
                     .and_then(|m| m.with_channel_references(channels));
                 let Ok(matcher) = matcher else {
                     return;
                 };
-                let mut matcher = matcher.with_reference_loudness(loudness).with_book(book);
+                let mut matcher = matcher
+                    .with_reference_loudness(loudness)
+                    .with_stem_references(stems)
+                    .with_book(book);
                 let tell = |matcher: &LiveMatcher, state: TrackMatch| {
                     let reason = match state {
                         TrackMatch::Mismatch if matcher.allowance_left() == 0 => {

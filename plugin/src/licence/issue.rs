@@ -171,6 +171,18 @@ pub struct TrackSpec {
     /// The licensed recording (WAV), for the reference fingerprint.
     #[serde(default)]
     pub audio: Option<String>,
+    /// A label's stem pack: each stem supplied for the remix (WAV), for a reference each.
+    #[serde(default)]
+    pub stems: Vec<StemSpec>,
+}
+
+/// One stem of a stem pack (`[[track.stems]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StemSpec {
+    pub name: String,
+    /// The stem's audio (WAV), relative to the description.
+    pub audio: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,6 +348,20 @@ impl LicenceSpec {
             None => (None, None, None),
         };
         let (fingerprint_left, fingerprint_right) = sides.unzip();
+        let mut stems = Vec::new();
+        for stem in &self.track.stems {
+            let p = base.join(&stem.audio);
+            let (channels, rate) = crate::media::read_wav(&p).map_err(|e| SpecError::Audio {
+                path: p.clone(),
+                reason: e.to_string(),
+            })?;
+            let fp = fingerprint::compute(&channels, rate)
+                .map_err(|reason| SpecError::Fingerprint { path: p, reason })?;
+            stems.push(claims::StemReference {
+                name: stem.name.clone(),
+                fingerprint: fingerprint::encode(&fp),
+            });
+        }
         let claims = Claims {
             iss: issuer.to_owned(),
             sub: self.licensee.clone(),
@@ -358,6 +384,7 @@ impl LicenceSpec {
                 loudness_dbfs,
                 fingerprint_left,
                 fingerprint_right,
+                stems,
             },
             uses,
             models,

@@ -39,6 +39,7 @@ pub(super) fn claims_for(issuer: &str) -> Claims {
             loudness_dbfs: None,
             fingerprint_left: None,
             fingerprint_right: None,
+            stems: Vec::new(),
         },
         uses: vec![Use::Remix, Use::Live],
         models: vec![ModelGrant {
@@ -1240,6 +1241,82 @@ fn format_and_bidi_characters_are_refused_in_every_text_field() {
 
 /// DECISIONS 5: a remix licence must carry a reference fingerprint; without one it would
 /// match any recording.
+/// A stem pack's description (`[[track.stems]]`) gives each stem its reference; the claims
+/// refuse a stem pack without the recording's reference, a name listed twice, more than
+/// `MAX_STEMS` stems and a stem fingerprint that does not decode.
+#[test]
+fn a_stem_pack_licence_carries_a_reference_per_stem() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 48_000;
+    for (name, seed) in [("track", 1), ("vocals", 3), ("drums", 4)] {
+        crate::media::write_wav(
+            &dir.path().join(format!("{name}.wav")),
+            &crate::synth::song(seed, 8.0, rate),
+            rate,
+        )
+        .unwrap();
+    }
+    let spec = format!(
+        r#"
+licensee = "DJ Example"
+valid_days = 30
+uses = ["remix"]
+[track]
+isrc = "GBAYE2600001"
+title = "Northern Lights"
+artists = ["Aurora Vale"]
+release = "Northern Lights (Single)"
+audio = "track.wav"
+[[track.stems]]
+name = "vocals"
+audio = "vocals.wav"
+[[track.stems]]
+name = "drums"
+audio = "drums.wav"
+[[models]]
+id = "refrain.remix"
+sha256 = "{SHA}"
+[[split]]
+party = "Aurora Vale"
+role = "artist"
+share_bp = 10000
+"#
+    );
+    let c = LicenceSpec::from_toml(&spec)
+        .unwrap()
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
+        .unwrap();
+    c.validate().unwrap();
+    let stems = c.stem_references().unwrap();
+    assert_eq!(stems.len(), 2);
+    assert_eq!(
+        stems[0],
+        fingerprint::compute(&crate::synth::song(3, 8.0, rate), rate).unwrap()
+    );
+    assert!(c.describe().contains("stem pack:"), "{}", c.describe());
+    assert!(c.describe().contains("vocals, drums"), "{}", c.describe());
+
+    let mut twice = c.clone();
+    twice.track.stems[1].name = "vocals".into();
+    assert_eq!(twice.validate().unwrap_err().field, "track.stems.name");
+    let mut bad = c.clone();
+    bad.track.stems[0].fingerprint = "not base64!".into();
+    assert_eq!(bad.validate().unwrap_err().field, "track.stems.fingerprint");
+    let mut many = c.clone();
+    many.track.stems = (0..=claims::MAX_STEMS)
+        .map(|i| claims::StemReference {
+            name: format!("stem {i}"),
+            fingerprint: c.track.stems[0].fingerprint.clone(),
+        })
+        .collect();
+    assert_eq!(many.validate().unwrap_err().field, "track.stems");
+    let mut alone = c.clone();
+    alone.uses = vec![Use::Cover];
+    alone.track.iswc = Some("T-034.524.680-1".into());
+    alone.track.fingerprint = None;
+    assert_eq!(alone.validate().unwrap_err().field, "track.stems");
+}
+
 #[test]
 fn a_remix_licence_without_a_reference_fingerprint_is_refused() {
     let mut c = claims_for("Northern Records");
@@ -1624,6 +1701,7 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
             mid: Vec::new(),
             channels: None,
             loudness: None,
+            stems: Vec::new(),
         },
         Box::new(fingerprint::DailyAllowance::default()),
         rate,

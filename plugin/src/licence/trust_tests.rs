@@ -1224,6 +1224,51 @@ mod gate_leaks {
         );
     }
 
+    /// A label's stem pack: the licence carries a reference for each stem it supplies, and an
+    /// input that is one stem alone (the remixer works on the vocals) matches, which the whole
+    /// recording's reference alone does not do; another track still never matches.
+    #[test]
+    fn a_stem_pack_licence_matches_each_stem_alone() {
+        let (vocals, backing) = (song(3, 40.0), song(1, 40.0));
+        let mix: Vec<Vec<f32>> = vocals
+            .iter()
+            .zip(&backing)
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect())
+            .collect();
+        let reference = fingerprint::compute(&mix, RATE).unwrap();
+        let stems = vec![
+            fingerprint::compute(&vocals, RATE).unwrap(),
+            fingerprint::compute(&backing, RATE).unwrap(),
+        ];
+        let matcher = |stems: Vec<Vec<u32>>| {
+            LiveMatcher::new(reference.clone(), RATE)
+                .unwrap()
+                .with_reference_loudness(fingerprint::loudness_dbfs(&mix, RATE))
+                .with_stem_references(stems)
+        };
+        // The recording's reference alone: a stem played alone does not match it.
+        let mut m = matcher(Vec::new());
+        let states = feed(&mut m, &vocals[0], &vocals[1]);
+        assert!(!states.contains(&TrackMatch::Match), "{states:?}");
+        // With the stem pack: each stem alone matches, and so does the mix.
+        for input in [&vocals, &backing, &mix] {
+            let mut m = matcher(stems.clone());
+            let states = feed(&mut m, &input[0], &input[1]);
+            assert!(states.contains(&TrackMatch::Match), "{states:?}");
+            assert!(!states.contains(&TrackMatch::Mismatch), "{states:?}");
+        }
+        let other = song(2, 40.0);
+        let mut m = matcher(stems.clone());
+        let states = feed(&mut m, &other[0], &other[1]);
+        assert!(!states.contains(&TrackMatch::Match), "{states:?}");
+        assert!(states.contains(&TrackMatch::Mismatch), "{states:?}");
+        // A short stem judged whole (a render) matches too.
+        let mut m = matcher(stems).offline();
+        let eight = 8 * RATE as usize;
+        feed(&mut m, &vocals[0][..eight], &vocals[1][..eight]);
+        m.judge_whole().expect("eight seconds of a stem");
+    }
+
     /// In live use (no bounce share), 5 s of the licensed track every 26 s kept another track
     /// on. A 20 s window with 5 s of the licensed track in it does not match (at most 7 s of
     /// another track fit under a bit error rate of 0.20), so it goes off and stays off.
