@@ -381,6 +381,42 @@ pub fn lock_folder(dir: &Path) -> Result<File, (PathBuf, std::io::Error)> {
     Ok(file)
 }
 
+/// [`lock_folder`], waiting at most `patience` for another holder to let go: a thread that must
+/// keep deciding (the track check) never waits on a lock someone holds for ever. The error
+/// (`TimedOut`) names the lock file.
+pub fn lock_folder_within(
+    dir: &Path,
+    patience: std::time::Duration,
+) -> Result<File, (PathBuf, std::io::Error)> {
+    std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| (path.clone(), e))?;
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < patience => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err((
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "another program has held the lock too long",
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err((path, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

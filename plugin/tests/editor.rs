@@ -42,7 +42,7 @@ fn issue_licence(data: &Path, dir: &Path) -> PathBuf {
     // A remix licence carries the licensed recording's fingerprint (the dummy backend feeds
     // silence, which never counts as a mismatch).
     let audio = dir.join("licensed-track.wav");
-    refrain::media::write_wav(&audio, &refrain::synth::song(1, 6.0, 48_000), 48_000).unwrap();
+    refrain::media::write_wav(&audio, &refrain::synth::song(1, 10.0, 48_000), 48_000).unwrap();
     let spec = testkit::licence_spec("editor-test-licence", &["remix", "live"], Some(&audio));
     let claims = LicenceSpec::from_toml(&spec)
         .unwrap()

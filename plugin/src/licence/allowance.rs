@@ -28,6 +28,8 @@ pub const DAILY_SECONDS: u32 = 120;
 pub const MAX_BOOK_BYTES: u64 = 256 * 1024;
 /// Licences one day's book holds (a book over it is damaged).
 const MAX_LICENCES_A_DAY: usize = 2_000;
+/// The longest a charge waits for the licence folder's lock.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 /// The book's file in the licence folder.
 pub const BOOK_FILE: &str = "allowance.paseto";
 
@@ -86,13 +88,11 @@ impl Allowances {
 
     /// Starts a fresh book (a new device): every licence has its whole allowance today.
     pub fn start_fresh(&self, now: i64) -> Result<(), AllowanceError> {
-        let _lock = self.lock()?;
-        self.write(&Book {
-            device: self.device.public().id,
-            day: day_of(now),
-            all_spent: false,
-            spent: BTreeMap::new(),
-        })
+        start_fresh(
+            self.path.parent().unwrap_or(Path::new(".")),
+            &self.device,
+            now,
+        )
     }
 
     /// Seconds left today for `licence` ([`licence_key`]); 0 when the book is lost.
@@ -120,9 +120,11 @@ impl Allowances {
                 Some(e),
             ),
         };
-        if !book.all_spent
-            && (book.spent.len() < MAX_LICENCES_A_DAY || book.spent.contains_key(licence))
-        {
+        if book.spent.len() >= MAX_LICENCES_A_DAY && !book.spent.contains_key(licence) {
+            // No room to record it: nothing left (fail closed).
+            return Ok(0);
+        }
+        if !book.all_spent {
             let entry = book.spent.entry(licence.to_owned()).or_insert(0);
             let total = (i64::from(*entry) + seconds).clamp(0, i64::from(u32::MAX));
             *entry = total as u32;
@@ -134,9 +136,11 @@ impl Allowances {
         }
     }
 
+    /// The licence folder's lock, waited for at most [`LOCK_PATIENCE`]: the track check calls
+    /// this every unmatched second and must never hang on it (a held lock is no allowance).
     fn lock(&self) -> Result<std::fs::File, AllowanceError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        files::lock_folder(dir).map_err(|(path, e)| AllowanceError::Write {
+        files::lock_folder_within(dir, LOCK_PATIENCE).map_err(|(path, e)| AllowanceError::Write {
             path,
             reason: e.to_string(),
         })
@@ -181,21 +185,47 @@ impl Allowances {
     }
 
     fn write(&self, book: &Book) -> Result<(), AllowanceError> {
-        let werr = |reason: String| AllowanceError::Write {
-            path: self.path.clone(),
-            reason,
-        };
-        let payload = serde_json::to_vec(book).map_err(|e| werr(e.to_string()))?;
-        let text = self
-            .device
-            .sign(Kind::Allowance, &payload)
-            .map_err(|e| werr(e.to_string()))?;
-        files::write_atomic(&self.path, text.as_bytes()).map_err(|e| werr(e.to_string()))
+        write_book(&self.path, &self.device, book)
     }
 }
 
+/// Starts a fresh book in the licence folder at `root` for `device`, which was just made
+/// there (`Store::device` calls this with the device it created, under the device lock).
+pub fn start_fresh(root: &Path, device: &Device, now: i64) -> Result<(), AllowanceError> {
+    let path = root.join(BOOK_FILE);
+    let _lock = files::lock_folder_within(root, LOCK_PATIENCE).map_err(|(path, e)| {
+        AllowanceError::Write {
+            path,
+            reason: e.to_string(),
+        }
+    })?;
+    write_book(
+        &path,
+        device,
+        &Book {
+            device: device.public().id,
+            day: day_of(now),
+            all_spent: false,
+            spent: BTreeMap::new(),
+        },
+    )
+}
+
+fn write_book(path: &Path, device: &Device, book: &Book) -> Result<(), AllowanceError> {
+    let werr = |reason: String| AllowanceError::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let payload = serde_json::to_vec(book).map_err(|e| werr(e.to_string()))?;
+    let text = device
+        .sign(Kind::Allowance, &payload)
+        .map_err(|e| werr(e.to_string()))?;
+    files::write_atomic(path, text.as_bytes()).map_err(|e| werr(e.to_string()))
+}
+
 fn left(book: &Book, licence: &str) -> u32 {
-    if book.all_spent {
+    let full = book.spent.len() >= MAX_LICENCES_A_DAY && !book.spent.contains_key(licence);
+    if book.all_spent || full {
         return 0;
     }
     DAILY_SECONDS.saturating_sub(book.spent.get(licence).copied().unwrap_or(0))
@@ -317,6 +347,33 @@ mod tests {
         }
         std::fs::write(&path, vec![b'x'; MAX_BOOK_BYTES as usize + 1]).unwrap();
         assert_eq!(book.remaining(&a, NOW), 0);
+    }
+
+    /// The track check charges every unmatched second under the licence folder's lock; a
+    /// program that holds the lock for ever used to stop the check for good (and with it every
+    /// charge). Now a charge waits at most `LOCK_PATIENCE` and counts as nothing left.
+    #[test]
+    fn a_lock_held_for_ever_is_no_allowance_and_no_hang() {
+        use crate::licence::fingerprint::PendingBook;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let mut charged = LicenceAllowance {
+            book: book_of(&store),
+            licence: licence_key("Northern Records", "a"),
+            error: None,
+        };
+        assert_eq!(charged.spend(0), DAILY_SECONDS);
+        let held = crate::files::lock_folder(dir.path()).unwrap();
+        let t0 = std::time::Instant::now();
+        assert_eq!(charged.spend(1), 0);
+        assert!(t0.elapsed() < LOCK_PATIENCE * 4, "{:?}", t0.elapsed());
+        assert!(
+            charged.problem().unwrap().contains("held the lock"),
+            "{:?}",
+            charged.problem()
+        );
+        drop(held);
+        assert_eq!(charged.spend(1), DAILY_SECONDS - 1);
     }
 
     #[test]

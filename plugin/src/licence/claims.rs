@@ -579,7 +579,32 @@ impl Claims {
                 ));
             }
         }
-        self.stem_references()?;
+        // A short reference would be judged on the few bits it has (a one-item reference
+        // matches one random window in 25).
+        let least = crate::licence::fingerprint::MIN_WHOLE_ITEMS;
+        if let Some(r) = reference.as_ref().filter(|r| r.len() < least) {
+            return Err(bad(
+                "track.fingerprint",
+                format!(
+                    "is {} sub-fingerprints; a reference needs at least {least} (about 6 s of \
+                     audio)",
+                    r.len()
+                ),
+            ));
+        }
+        for (stem, items) in t.stems.iter().zip(self.stem_references()?) {
+            if items.len() < least {
+                return Err(bad(
+                    "track.stems.fingerprint",
+                    format!(
+                        "of {:?} is {} sub-fingerprints; a stem needs at least {least} (about \
+                         6 s of audio)",
+                        stem.name,
+                        items.len()
+                    ),
+                ));
+            }
+        }
         if !t.stems.is_empty() && reference.is_none() {
             return Err(bad(
                 "track.stems",

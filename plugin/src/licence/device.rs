@@ -97,6 +97,15 @@ impl Device {
     /// The device whose keys are in `dir` (the licence folder's `device/`), made there on first
     /// use.
     pub fn open_or_create(dir: &Path) -> Result<Device, DeviceError> {
+        Device::open_or_create_with(dir, |_| {})
+    }
+
+    /// [`Device::open_or_create`]; `created` runs with a device made now, while the device
+    /// folder is still locked (so what it writes is for this device and no other).
+    pub fn open_or_create_with(
+        dir: &Path,
+        created: impl FnOnce(&Device),
+    ) -> Result<Device, DeviceError> {
         let io = |path: &Path, e: std::io::Error| DeviceError::Io {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -105,7 +114,7 @@ impl Device {
         let path = dir.join("device.toml");
         let device = match files::read_text_bounded(&path, MAX_DEVICE_FILE_BYTES) {
             Ok(text) => Device::parse(&path, &text),
-            Err(ReadError::Missing { .. }) => Device::create(&path),
+            Err(ReadError::Missing { .. }) => Device::create(&path).inspect(|d| created(d)),
             Err(e) => Err(DeviceError::Read(e)),
         };
         // Dropping the file releases the lock.

@@ -351,15 +351,18 @@ impl Licensing {
             }
             self.expected = Some(at + frames as i64);
         }
+        let mut stalled = false;
         if let Some(tap) = &mut self.tap {
             tap.push(io, offline);
+            stalled = tap.stalled();
         }
         let quiet = io
             .iter()
             .all(|c| c.iter().all(|x| x.abs() < super::gate::SILENCE_PEAK));
         let allows = self.latch.allows(&self.gate, playing, frames, quiet);
         self.gate.set_lapse_in(self.latch.lapse_in());
-        allows
+        // A track check that stopped judging (and charging) lets nothing through.
+        allows && !stalled
     }
 
     /// A reset (a stop, a jump): a new licence state takes effect here. Real-time safe.

@@ -51,9 +51,14 @@ pub const MISMATCH_SECONDS: f64 = 20.0;
 /// A second whose RMS is under this (-60 dBFS) is silence, unless the reference is so quiet
 /// that [`SILENCE_BELOW_REFERENCE_DB`] under it is lower.
 pub const SILENCE_RMS: f32 = 0.001;
-/// A second under this RMS (-100 dBFS) has no signal at all; between it and the silence
-/// threshold it is quiet ([`LiveMatcher::dry_when_quiet`]).
-pub const QUIET_SIGNAL_RMS: f32 = 1e-5;
+/// Only digital silence is under this (-180 dBFS): anything above it is a signal, and under
+/// the silence threshold a quiet one ([`LiveMatcher::dry_when_quiet`]). Turning another track
+/// down by 110 dB before the plugin (and up after it) loses nothing in floating point, so no
+/// level of signal is let through unjudged.
+pub const QUIET_SIGNAL_RMS: f32 = 1e-9;
+/// Seconds of signal after the latest match during which quiet input still runs through the
+/// model (the licensed track's quiet passages sound the same dry, so this is kept short).
+pub const QUIET_GRACE_SECONDS: u32 = 3;
 /// Silence is at least this far under the reference's loudness.
 pub const SILENCE_BELOW_REFERENCE_DB: f32 = 45.0;
 /// A bounce or a render needs at least this share of its judged seconds to match.
@@ -631,13 +636,14 @@ impl LiveMatcher {
     }
 
     /// Whether the AI path should give way to the dry signal because the input is quiet: the
-    /// latest second had a signal (above -100 dBFS) under the silence threshold, so it is not
-    /// judged, and the input has not matched in the last [`MISMATCH_SECONDS`] of signal.
+    /// latest second had a signal (anything but digital silence) under the silence threshold,
+    /// so it is not judged, and the input has not matched in the last [`QUIET_GRACE_SECONDS`]
+    /// of signal.
     /// Another track played under -60 dBFS (to be turned up after the plugin) is never
     /// processed; the licensed track's quiet passages are, while its match is recent.
     pub fn dry_when_quiet(&self) -> bool {
         self.quiet_second
-            && !(self.state == TrackMatch::Match && f64::from(self.since_match) < MISMATCH_SECONDS)
+            && !(self.state == TrackMatch::Match && self.since_match <= QUIET_GRACE_SECONDS)
     }
 
     /// Why the allowance's book cannot be kept, if it cannot.
@@ -655,13 +661,6 @@ impl LiveMatcher {
     pub fn with_stem_references(mut self, stems: Vec<Vec<u32>>) -> LiveMatcher {
         self.stems = stems;
         self
-    }
-
-    /// Every reference: the recording's, then each stem's.
-    fn references(&self) -> Vec<&[u32]> {
-        std::iter::once(self.reference.as_slice())
-            .chain(self.stems.iter().map(Vec::as_slice))
-            .collect()
     }
 
     /// The best bit error rate of `score` over the recording's reference and, when that
@@ -733,24 +732,29 @@ impl LiveMatcher {
             let items = &all[all.len().saturating_sub(self.window_items)..];
             if items.len() >= MIN_WHOLE_ITEMS {
                 let items = items.to_vec();
-                let (ber, stem) = self.best_reference(|r| best_bit_error_rate(&items, r));
+                let (ber, mut stem) = self.best_reference(|r| best_bit_error_rate(&items, r));
                 self.last_ber = ber;
                 self.judged = 1;
                 let mut via = None;
                 if self.last_ber >= MATCH_BER {
-                    // Every change undone, as offline.
+                    // Every change undone, as offline: the recording's reference, then the
+                    // stems'.
                     let order: Vec<Transform> = Transform::all().collect();
                     let audio = self.recent.audio(None);
-                    if let Some((ber, t)) = first_undo_that_matches(
-                        &order,
-                        &items,
-                        &audio,
-                        self.rate,
-                        &self.references(),
-                    ) {
+                    let stems: Vec<&[u32]> = self.stems.iter().map(Vec::as_slice).collect();
+                    let undo = |refs: &[&[u32]]| {
+                        first_undo_that_matches(&order, &items, &audio, self.rate, refs)
+                    };
+                    let found = undo(&[&self.reference]).map(|f| (f, false)).or_else(|| {
+                        (!stems.is_empty())
+                            .then(|| undo(&stems).map(|f| (f, true)))
+                            .flatten()
+                    });
+                    if let Some(((ber, t), of_stem)) = found {
                         self.last_ber = ber;
                         via = Some(t);
                         self.undone = Some(t);
+                        stem = of_stem;
                     }
                 }
                 // Each loud channel of a stereo licence against its own reference, too.
@@ -818,6 +822,10 @@ impl LiveMatcher {
         self.energy = 0.0;
         self.side_energy = 0.0;
         self.pieces = true;
+        // The pending seconds before the split are not in any window the new piece can match:
+        // their charge stands (the licensed track in 7 s pieces between stretches of another
+        // track refunds nothing of those stretches).
+        self.pending = 0;
         // A new fingerprinter, as for each channel.
         self.fp = Fingerprinter::new(&configuration());
         let _ = self.fp.start(self.rate, 1);
@@ -849,7 +857,7 @@ impl LiveMatcher {
             self.scratch.extend(now.iter().map(|&x| to_i16(x)));
             self.fp.consume(&self.scratch);
             self.energy += now.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
-            self.any_signal = self.any_signal || now.iter().any(|x| x.abs() > 1e-5);
+            self.any_signal = self.any_signal || now.iter().any(|x| x.abs() > QUIET_SIGNAL_RMS);
             self.recent
                 .push(now, side.get(at..at + take).unwrap_or(&[]));
             if let Some(s) = side.get(at..at + take) {
@@ -929,9 +937,15 @@ impl LiveMatcher {
                 self.last_ber = ber;
                 via = self.undone;
             }
-            // A stem's match (as it is, or a retry's) is not checked channel by channel.
-            let channel_mismatch =
-                !(stem || self.stem_undone) && self.channel_mismatch(channel_verdicts, via);
+            // A stem's match (as it is, or a retry's) is not checked channel by channel, nor is
+            // a licence without channel references: there the side may not be louder than the
+            // mid (L = s + x, R = s - x carries x past a check of the mid s alone).
+            let unchecked = stem || self.stem_undone || self.channels.is_none();
+            let channel_mismatch = if unchecked {
+                side >= self.silence && side > rms
+            } else {
+                self.channel_mismatch(channel_verdicts, via)
+            };
             if via.is_some() && channel_mismatch {
                 // Found for the mid, not for every channel: nothing to hold.
                 self.undone = None;
@@ -1042,8 +1056,8 @@ impl LiveMatcher {
             return;
         }
         if self.left == 0 {
+            // Off until a match, which still refunds the stretch so far.
             self.state = TrackMatch::Mismatch;
-            self.pending = 0;
             return;
         }
         self.left = self.book.spend(1);
@@ -1071,7 +1085,13 @@ pub struct FingerprintTap {
     /// (mid, side) pairs.
     pairs: Vec<f32>,
     shared: Arc<TapShared>,
+    /// [`STALL_SECONDS`] of frames.
+    stall_frames: u64,
 }
+
+/// How far the track check may fall behind the audio before the AI path stops: more than the
+/// ring holds (4 s), so a bounce that waits for it never counts as stalled.
+pub const STALL_SECONDS: u64 = 5;
 
 #[derive(Debug, Default)]
 struct TapShared {
@@ -1079,6 +1099,9 @@ struct TapShared {
     /// The host is bouncing (the latest block was offline).
     offline: AtomicBool,
     dropped: AtomicU64,
+    /// Frames the tap was given (pushed or dropped), and frames the monitor took.
+    offered: AtomicU64,
+    taken: AtomicU64,
     stop: AtomicBool,
     /// The monitor thread is running (cleared when it ends, however it ends).
     alive: AtomicBool,
@@ -1135,8 +1158,21 @@ impl FingerprintTap {
                 self.shared.gap.store(true, Ordering::Release);
                 self.shared.dropped.fetch_add(k as u64, Ordering::Relaxed);
             }
+            self.shared.offered.fetch_add(k as u64, Ordering::Relaxed);
             done += k;
         }
+    }
+
+    /// Whether the track check has stopped keeping up: its thread ended, or it is more than
+    /// [`STALL_SECONDS`] behind the audio (something holds it: a lock, a starved thread). Then
+    /// nothing is being judged or charged, so the AI path must not run. Real-time safe.
+    pub fn stalled(&self) -> bool {
+        let behind = self
+            .shared
+            .offered
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.shared.taken.load(Ordering::Relaxed));
+        !self.shared.alive.load(Ordering::Acquire) || behind > self.stall_frames
     }
 }
 
@@ -1229,6 +1265,10 @@ impl FingerprintMonitor {
                         matcher.restart();
                     }
                     let n = cons.pop_slice(&mut buf);
+                    let frames = buf[..n].chunks_exact(2).filter(|p| !p[0].is_nan()).count();
+                    thread_shared
+                        .taken
+                        .fetch_add(frames as u64, Ordering::Relaxed);
                     if n == 0 {
                         std::thread::park_timeout(Duration::from_millis(50));
                         continue;
@@ -1275,6 +1315,7 @@ impl FingerprintMonitor {
                 ring: prod,
                 pairs: vec![0.0; 2 * max_block.clamp(1, 8192)],
                 shared,
+                stall_frames: STALL_SECONDS * u64::from(rate),
             },
         ))
     }

@@ -307,25 +307,18 @@ impl Store {
     }
 
     /// This machine's device keys (made on first use).
-    /// A new device starts a fresh pending-allowance book; one that exists without its book
-    /// has none left today ([`super::allowance`]).
+    /// A new device starts a fresh pending-allowance book, written with the device just made
+    /// while its folder is locked; a device that exists without its book has none left today
+    /// ([`super::allowance`]).
     pub fn device(&self) -> Result<Device, StoreError> {
-        let dir = self.root.join("device");
-        let new = std::fs::symlink_metadata(dir.join("device.toml")).is_err();
-        let device = Device::open_or_create(&dir).map_err(StoreError::Device)?;
-        if new && std::fs::symlink_metadata(self.root.join(super::allowance::BOOK_FILE)).is_err() {
+        Device::open_or_create_with(&self.root.join("device"), |device| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             // A book that cannot be written now is lost, which fails closed.
-            let _ = super::allowance::Allowances::new(&self.root, self.device_again(&dir)?)
-                .start_fresh(now);
-        }
-        Ok(device)
-    }
-
-    fn device_again(&self, dir: &Path) -> Result<Device, StoreError> {
-        Device::open_or_create(dir).map_err(StoreError::Device)
+            let _ = super::allowance::start_fresh(&self.root, device, now);
+        })
+        .map_err(StoreError::Device)
     }
 
     /// Caches a licence after verifying it: its certificate chain, its signature and claims,

@@ -35,7 +35,7 @@ pub(super) fn claims_for(issuer: &str) -> Claims {
             artists: vec!["Aurora Vale".into()],
             release: "Northern Lights (Single)".into(),
             iswc: Some("T-034.524.680-1".into()),
-            fingerprint: Some(fingerprint::encode(&[1, 2, 3])),
+            fingerprint: Some(fingerprint::encode(&(1..=40).collect::<Vec<u32>>())),
             loudness_dbfs: None,
             fingerprint_left: None,
             fingerprint_right: None,
@@ -765,7 +765,7 @@ fn key_files_round_trip_and_mismatched_halves_are_refused() {
 #[test]
 fn a_licence_description_becomes_valid_claims() {
     let dir = tempfile::tempdir().unwrap();
-    let song = crate::synth::song(1, 6.0, 48_000);
+    let song = crate::synth::song(1, 8.0, 48_000);
     crate::media::write_wav(&dir.path().join("track.wav"), &song, 48_000).unwrap();
     let spec = format!(
         r#"
@@ -1251,7 +1251,7 @@ fn a_stem_pack_licence_carries_a_reference_per_stem() {
     for (name, seed) in [("track", 1), ("vocals", 3), ("drums", 4)] {
         crate::media::write_wav(
             &dir.path().join(format!("{name}.wav")),
-            &crate::synth::song(seed, 8.0, rate),
+            &crate::synth::song(seed, 20.0, rate),
             rate,
         )
         .unwrap();
@@ -1291,7 +1291,7 @@ share_bp = 10000
     assert_eq!(stems.len(), 2);
     assert_eq!(
         stems[0],
-        fingerprint::compute(&crate::synth::song(3, 8.0, rate), rate).unwrap()
+        fingerprint::compute(&crate::synth::song(3, 20.0, rate), rate).unwrap()
     );
     assert!(c.describe().contains("stem pack:"), "{}", c.describe());
     assert!(c.describe().contains("vocals, drums"), "{}", c.describe());
@@ -1688,6 +1688,37 @@ fn key_files_are_read_bounded_and_written_exclusively() {
         Err(KeyFileError::Exists { .. })
     ));
     assert!(!elsewhere.exists(), "the link was followed");
+}
+
+/// A track check that stopped (its thread ended, or it fell more than `STALL_SECONDS` behind)
+/// judges and charges nothing, so the tap reports it stalled and the AI path stops.
+#[test]
+fn a_stopped_track_check_is_seen_by_the_audio_thread() {
+    use fingerprint::FingerprintMonitor;
+    let rate = 48_000u32;
+    let gate = LicenceGate::new(&verdict(LicenceState::Valid));
+    let (monitor, mut tap) = FingerprintMonitor::start(
+        fingerprint::TrackReference {
+            mid: Vec::new(),
+            channels: None,
+            loudness: None,
+            stems: Vec::new(),
+        },
+        Box::new(fingerprint::DailyAllowance::default()),
+        rate,
+        512,
+        gate,
+        |_, _, _| {},
+    )
+    .unwrap();
+    let mut block = vec![0.0f32; 512];
+    for _ in 0..20 {
+        tap.push(&[&mut block], false);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!tap.stalled());
+    drop(monitor);
+    assert!(tap.stalled(), "the monitor ended");
 }
 
 #[test]

@@ -1269,6 +1269,92 @@ mod gate_leaks {
         m.judge_whole().expect("eight seconds of a stem");
     }
 
+    /// The licensed track in 7.4 s pieces between 12 s stretches of another track, each a
+    /// piece of its own (the DAW jumps between them): every licensed piece matched and refunded
+    /// the stretch before it, so about 60% of another track ran for ever at no cost. Pending
+    /// time before a split is not refunded by the piece after it, so the other track's stretches
+    /// spend the day's allowance, and then go dry.
+    #[test]
+    fn licensed_pieces_between_stretches_of_another_track_spend_the_allowance() {
+        use super::super::allowance::DAILY_SECONDS;
+        let dir = tempfile::tempdir().unwrap();
+        let licensed = song(1, 40.0);
+        let other = song(2, 40.0);
+        let rate = RATE as usize;
+        let piece = 10 * rate..10 * rate + 7 * rate + 4 * rate / 10;
+        let mut m = charged_matcher(dir.path());
+        let mut other_heard = 0;
+        for k in 0..16 {
+            m.restart();
+            feed(
+                &mut m,
+                &licensed[0][piece.clone()],
+                &licensed[1][piece.clone()],
+            );
+            m.restart();
+            let at = (k % 2) * 12 * rate;
+            for s in other[0][at..at + 12 * rate].chunks(rate) {
+                feed(&mut m, s, s);
+                other_heard += usize::from(m.state() != TrackMatch::Mismatch);
+            }
+        }
+        assert_eq!(m.allowance_left(), 0);
+        assert!(
+            other_heard <= DAILY_SECONDS as usize + 16,
+            "another track ran for {other_heard} s"
+        );
+    }
+
+    /// Turned down by 110 dB before the plugin (and up after it), another track lost nothing in
+    /// floating point and was under the old -100 dBFS floor of what counts as a signal. Only
+    /// digital silence is no signal now.
+    #[test]
+    fn a_track_turned_down_110_db_is_still_a_signal() {
+        let other = song(2, 10.0);
+        let tiny: Vec<f32> = other[0]
+            .iter()
+            .map(|x| x * 10f32.powf(-110.0 / 20.0))
+            .collect();
+        let mut m = matcher();
+        for s in tiny.chunks(RATE as usize) {
+            feed(&mut m, s, s);
+            assert!(m.dry_when_quiet());
+        }
+        let mut whole = matcher();
+        feed(&mut whole, &tiny, &tiny);
+        assert!(whole.judge_whole().unwrap_err().contains("too quiet"));
+    }
+
+    /// L = s + x, R = s - x with x 14 dB over s: the mid is exactly s (the licensed track) and
+    /// not anti-phase by the 20 dB rule, so a licence without channel references matched it and
+    /// the model processed mostly x. Where no channel is checked, the side may not be louder
+    /// than the mid.
+    #[test]
+    fn a_loud_side_does_not_ride_on_a_mid_that_matches() {
+        let (reference, loudness) = reference();
+        let mono = |m: &mut LiveMatcher, l: &[f32], r: &[f32]| feed(m, l, r);
+        let licensed = song(1, 30.0);
+        let other = song(2, 30.0);
+        let s: Vec<f32> = licensed[0].iter().map(|x| x * 0.2).collect();
+        let x: Vec<f32> = other[0].to_vec();
+        let left: Vec<f32> = s.iter().zip(&x).map(|(a, b)| a + b).collect();
+        let right: Vec<f32> = s.iter().zip(&x).map(|(a, b)| a - b).collect();
+        let matcher = || {
+            LiveMatcher::new(reference.clone(), RATE)
+                .unwrap()
+                .with_reference_loudness(loudness)
+        };
+        let mut m = matcher();
+        let states = mono(&mut m, &left, &right);
+        assert!(!states.contains(&TrackMatch::Match), "{states:?}");
+        assert!(states.contains(&TrackMatch::Mismatch), "{states:?}");
+        // The licensed track itself, in stereo, still matches a mono licence.
+        let mut m = matcher();
+        let states = mono(&mut m, &licensed[0], &licensed[1]);
+        assert!(states.contains(&TrackMatch::Match), "{states:?}");
+        assert!(!states.contains(&TrackMatch::Mismatch), "{states:?}");
+    }
+
     /// In live use (no bounce share), 5 s of the licensed track every 26 s kept another track
     /// on. A 20 s window with 5 s of the licensed track in it does not match (at most 7 s of
     /// another track fit under a bit error rate of 0.20), so it goes off and stays off.
