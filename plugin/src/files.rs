@@ -369,6 +369,13 @@ pub fn write_new(target: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteErro
 /// dropped: an OS lock on `dir/.lock`, so threads and other processes (two plugin instances, a
 /// DAW and `refrain`) take turns at a read-compare-write. The error names the path.
 pub fn lock_folder(dir: &Path) -> Result<File, (PathBuf, std::io::Error)> {
+    let (file, path) = lock_file(dir)?;
+    file.lock().map_err(|e| (path, e))?;
+    Ok(file)
+}
+
+/// `dir/.lock`, opened (and `dir` made) for locking.
+fn lock_file(dir: &Path) -> Result<(File, PathBuf), (PathBuf, std::io::Error)> {
     std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
     let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
@@ -377,8 +384,7 @@ pub fn lock_folder(dir: &Path) -> Result<File, (PathBuf, std::io::Error)> {
         .write(true)
         .open(&path)
         .map_err(|e| (path.clone(), e))?;
-    file.lock().map_err(|e| (path, e))?;
-    Ok(file)
+    Ok((file, path))
 }
 
 /// [`lock_folder`], waiting at most `patience` for another holder to let go: a thread that must
@@ -388,14 +394,7 @@ pub fn lock_folder_within(
     dir: &Path,
     patience: std::time::Duration,
 ) -> Result<File, (PathBuf, std::io::Error)> {
-    std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
-    let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| (path.clone(), e))?;
+    let (file, path) = lock_file(dir)?;
     let start = std::time::Instant::now();
     loop {
         match file.try_lock() {

@@ -1241,6 +1241,30 @@ fn format_and_bidi_characters_are_refused_in_every_text_field() {
 
 /// DECISIONS 5: a remix licence must carry a reference fingerprint; without one it would
 /// match any recording.
+/// A remix licence's description, with `track_extra` at the end of its `[track]` table.
+fn description(track_extra: &str) -> String {
+    format!(
+        r#"
+licensee = "DJ Example"
+valid_days = 30
+uses = ["remix"]
+[track]
+isrc = "GBAYE2600001"
+title = "Northern Lights"
+artists = ["Aurora Vale"]
+release = "Northern Lights (Single)"
+{track_extra}
+[[models]]
+id = "refrain.remix"
+sha256 = "{SHA}"
+[[split]]
+party = "Aurora Vale"
+role = "artist"
+share_bp = 10000
+"#
+    )
+}
+
 /// A stem pack's description (`[[track.stems]]`) gives each stem its reference; the claims
 /// refuse a stem pack without the recording's reference, a name listed twice, more than
 /// `MAX_STEMS` stems and a stem fingerprint that does not decode.
@@ -1256,31 +1280,14 @@ fn a_stem_pack_licence_carries_a_reference_per_stem() {
         )
         .unwrap();
     }
-    let spec = format!(
-        r#"
-licensee = "DJ Example"
-valid_days = 30
-uses = ["remix"]
-[track]
-isrc = "GBAYE2600001"
-title = "Northern Lights"
-artists = ["Aurora Vale"]
-release = "Northern Lights (Single)"
-audio = "track.wav"
+    let spec = description(
+        r#"audio = "track.wav"
 [[track.stems]]
 name = "vocals"
 audio = "vocals.wav"
 [[track.stems]]
 name = "drums"
-audio = "drums.wav"
-[[models]]
-id = "refrain.remix"
-sha256 = "{SHA}"
-[[split]]
-party = "Aurora Vale"
-role = "artist"
-share_bp = 10000
-"#
+audio = "drums.wav""#,
     );
     let c = LicenceSpec::from_toml(&spec)
         .unwrap()
@@ -1329,25 +1336,7 @@ fn a_remix_licence_without_a_reference_fingerprint_is_refused() {
 
     // `licence issue` from a description without `track.audio` or `--audio`.
     let dir = tempfile::tempdir().unwrap();
-    let spec = format!(
-        r#"
-licensee = "DJ Example"
-valid_days = 30
-uses = ["remix"]
-[track]
-isrc = "GBAYE2600001"
-title = "Northern Lights"
-artists = ["Aurora Vale"]
-release = "Northern Lights (Single)"
-[[models]]
-id = "refrain.remix"
-sha256 = "{SHA}"
-[[split]]
-party = "Aurora Vale"
-role = "artist"
-share_bp = 10000
-"#
-    );
+    let spec = description("");
     let e = LicenceSpec::from_toml(&spec)
         .unwrap()
         .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
@@ -1690,14 +1679,13 @@ fn key_files_are_read_bounded_and_written_exclusively() {
     assert!(!elsewhere.exists(), "the link was followed");
 }
 
-/// A track check that stopped (its thread ended, or it fell more than `STALL_SECONDS` behind)
-/// judges and charges nothing, so the tap reports it stalled and the AI path stops.
-#[test]
-fn a_stopped_track_check_is_seen_by_the_audio_thread() {
-    use fingerprint::FingerprintMonitor;
-    let rate = 48_000u32;
-    let gate = LicenceGate::new(&verdict(LicenceState::Valid));
-    let (monitor, mut tap) = FingerprintMonitor::start(
+/// A track check with an empty reference (nothing ever matches) and a day's allowance.
+fn silent_monitor(
+    rate: u32,
+    block: usize,
+    gate: std::sync::Arc<LicenceGate>,
+) -> (fingerprint::FingerprintMonitor, fingerprint::FingerprintTap) {
+    fingerprint::FingerprintMonitor::start(
         fingerprint::TrackReference {
             mid: Vec::new(),
             channels: None,
@@ -1706,11 +1694,20 @@ fn a_stopped_track_check_is_seen_by_the_audio_thread() {
         },
         Box::new(fingerprint::DailyAllowance::default()),
         rate,
-        512,
+        block,
         gate,
         |_, _, _| {},
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A track check that stopped (its thread ended, or it fell more than `STALL_SECONDS` behind)
+/// judges and charges nothing, so the tap reports it stalled and the AI path stops.
+#[test]
+fn a_stopped_track_check_is_seen_by_the_audio_thread() {
+    let rate = 48_000u32;
+    let gate = LicenceGate::new(&verdict(LicenceState::Valid));
+    let (monitor, mut tap) = silent_monitor(rate, 512, gate);
     let mut block = vec![0.0f32; 512];
     for _ in 0..20 {
         tap.push(&[&mut block], false);
@@ -1723,24 +1720,10 @@ fn a_stopped_track_check_is_seen_by_the_audio_thread() {
 
 #[test]
 fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_dead_monitor() {
-    use fingerprint::FingerprintMonitor;
     let rate = 48_000u32;
     let block = 4096;
     let gate = LicenceGate::new(&verdict(LicenceState::Valid));
-    let (monitor, mut tap) = FingerprintMonitor::start(
-        fingerprint::TrackReference {
-            mid: Vec::new(),
-            channels: None,
-            loudness: None,
-            stems: Vec::new(),
-        },
-        Box::new(fingerprint::DailyAllowance::default()),
-        rate,
-        block,
-        gate.clone(),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let (monitor, mut tap) = silent_monitor(rate, block, gate.clone());
     let mut left = vec![0.0f32; block];
     let mut right = vec![0.0f32; block];
     // 20 s offline, as fast as the bounce can go: the ring (4 s) fills, the tap waits for the
