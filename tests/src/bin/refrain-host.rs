@@ -315,7 +315,9 @@ share_percent = 30
             }
         );
     }
-    if mean < 0.01 || !identical || off_at.is_none_or(|s| s > 26) || !refused {
+    // Off by 28 s of the 30: 20 unmatched seconds (a window is judged from 12.4 s on), and the
+    // track check may run up to 4 s (its ring) behind a bounce.
+    if mean < 0.01 || !identical || off_at.is_none_or(|s| s > 28) || !refused {
         bail!("the licence demo did not behave as described");
     }
     Ok(())
