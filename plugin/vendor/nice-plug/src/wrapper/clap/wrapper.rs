@@ -2064,7 +2064,9 @@ impl<P: ClapPlugin> Wrapper<P> {
                                 .enumerate()
                             {
                                 let aux_input_idx = aux_input_no + aux_input_start_idx;
-                                if aux_input_idx > process.audio_inputs_count as usize {
+                                // REFRAIN PATCH 4: `>=`, as for the outputs (patch 3): a host
+                                // that connects fewer input ports has no port at this index.
+                                if aux_input_idx >= process.audio_inputs_count as usize {
                                     break;
                                 }
 

@@ -1465,7 +1465,9 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                                     .enumerate()
                                 {
                                     let aux_input_idx = aux_input_no + aux_input_start_idx;
-                                    if aux_input_idx > data.numOutputs as usize {
+                                    // REFRAIN PATCH 4: the input count (upstream compared the
+                                    // output count), and `>=`: no port past the array's end.
+                                    if aux_input_idx >= data.numInputs as usize {
                                         break;
                                     }
 
