@@ -15,6 +15,7 @@
 //! was spent since; the usage ledger's registry-signed head (a later issue) closes that.
 
 use super::device::Device;
+use super::policy::{Clock, SystemClock};
 use super::store::key_tag;
 use super::token::{self, Kind};
 use crate::files;
@@ -46,6 +47,19 @@ pub enum AllowanceError {
     Write { path: PathBuf, reason: String },
     #[error("the device keys cannot be read: {0}")]
     Device(String),
+}
+
+/// Why the AI path is off when the allowance is spent, with the book's problem if it has one
+/// (the plugin's log and editor).
+pub fn spent_reason(problem: Option<String>) -> String {
+    let reason = super::LicenceError::AllowanceSpent {
+        seconds: DAILY_SECONDS,
+    }
+    .to_string();
+    match problem {
+        Some(p) => format!("{reason} ({p})"),
+        None => reason,
+    }
 }
 
 /// One UTC day's spending.
@@ -243,9 +257,7 @@ pub struct LicenceAllowance {
 
 impl super::fingerprint::PendingBook for LicenceAllowance {
     fn spend(&mut self, seconds: i32) -> u32 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = SystemClock.now();
         match self.book.spend(&self.licence, i64::from(seconds), now) {
             Ok(left) => {
                 self.error = None;
@@ -278,10 +290,7 @@ mod tests {
     fn a_new_device_starts_with_the_whole_allowance_and_spending_and_refunds_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = SystemClock.now();
         let book = book_of(&store);
         let a = licence_key("Northern Records", "a");
         let b = licence_key("Northern Records", "b");

@@ -261,13 +261,7 @@ impl Licensing {
             .unwrap_or_default();
         if reference.is_some() && book.spend(0) == 0 {
             // The allowance is spent: dry from the first block until the input matches.
-            let mut reason = super::LicenceError::AllowanceSpent {
-                seconds: allowance::DAILY_SECONDS,
-            }
-            .to_string();
-            if let Some(p) = book.problem() {
-                reason = format!("{reason} ({p})");
-            }
+            let reason = allowance::spent_reason(book.problem());
             log(&format!("Refrain licence: the AI path is off: {reason}"));
             gate.set_track_mismatch(true, &reason);
         }

@@ -256,10 +256,7 @@ fn take_new_items(
 /// newest [`MIN_WINDOW_ITEMS`]' when lower, so that the licensed track that follows something
 /// else matches once 12.4 s of it have played, whatever the window still holds.
 fn window_ber(window: &VecDeque<u32>, reference: &[u32]) -> f32 {
-    let (a, b) = window.as_slices();
-    let mut w = Vec::with_capacity(a.len() + b.len());
-    w.extend_from_slice(a);
-    w.extend_from_slice(b);
+    let w = window_items(window);
     let whole = best_bit_error_rate(&w, reference);
     if whole < MATCH_BER || w.len() <= MIN_WINDOW_ITEMS {
         return whole;
@@ -719,7 +716,7 @@ impl LiveMatcher {
 
     /// The verdict on a whole input (`refrain render`, after feeding all of it): at least
     /// [`MIN_MATCH_SHARE`] of its judged seconds match; an input with sound but too short to
-    /// judge (under ~5 s, [`MIN_WHOLE_ITEMS`]) is refused, a silent one passes (there is nothing to remix).
+    /// judge (under about 6 s, [`MIN_WHOLE_ITEMS`]) is refused, a silent one passes (there is nothing to remix).
     pub fn judge_whole(&mut self) -> Result<(), String> {
         if self.in_second > self.second / 2 {
             // The last part-second counts as one.
@@ -740,17 +737,7 @@ impl LiveMatcher {
                     // Every change undone, as offline: the recording's reference, then the
                     // stems'.
                     let order: Vec<Transform> = Transform::all().collect();
-                    let audio = self.recent.audio(None);
-                    let stems: Vec<&[u32]> = self.stems.iter().map(Vec::as_slice).collect();
-                    let undo = |refs: &[&[u32]]| {
-                        first_undo_that_matches(&order, &items, &audio, self.rate, refs)
-                    };
-                    let found = undo(&[&self.reference]).map(|f| (f, false)).or_else(|| {
-                        (!stems.is_empty())
-                            .then(|| undo(&stems).map(|f| (f, true)))
-                            .flatten()
-                    });
-                    if let Some(((ber, t), of_stem)) = found {
+                    if let Some((ber, t, of_stem)) = self.undo_on_references(&order, &items) {
                         self.last_ber = ber;
                         via = Some(t);
                         self.undone = Some(t);
@@ -1003,20 +990,10 @@ impl LiveMatcher {
                 order.push(t);
             }
         }
-        let plain = window_items(&self.window);
-        let audio = self.recent.audio(None);
-        let mix = first_undo_that_matches(&order, &plain, &audio, self.rate, &[&self.reference]);
-        self.stem_undone = false;
-        let found = mix.or_else(|| {
-            let stems: Vec<&[u32]> = self.stems.iter().map(Vec::as_slice).collect();
-            let found = (!stems.is_empty())
-                .then(|| first_undo_that_matches(&order, &plain, &audio, self.rate, &stems))
-                .flatten();
-            self.stem_undone = found.is_some();
-            found
-        });
+        let found = self.undo_on_references(&order, &window_items(&self.window));
+        self.stem_undone = found.is_some_and(|(_, _, of_stem)| of_stem);
         match found {
-            Some((ber, t)) => {
+            Some((ber, t, _)) => {
                 self.undone = Some(t);
                 self.hold = UNDO_HOLD_SECONDS;
                 self.held_ber = ber;
@@ -1027,6 +1004,26 @@ impl LiveMatcher {
                 None
             }
         }
+    }
+
+    /// The first of `order` under which `plain` (the sub-fingerprints of the newest input)
+    /// matches with the change undone: the recording's reference first, then the stems'. The
+    /// bit error rate, the change, and whether it was a stem's.
+    fn undo_on_references(
+        &self,
+        order: &[Transform],
+        plain: &[u32],
+    ) -> Option<(f32, Transform, bool)> {
+        let audio = self.recent.audio(None);
+        let undo = |refs: &[&[u32]]| first_undo_that_matches(order, plain, &audio, self.rate, refs);
+        if let Some((ber, t)) = undo(&[&self.reference]) {
+            return Some((ber, t, false));
+        }
+        if self.stems.is_empty() {
+            return None;
+        }
+        let stems: Vec<&[u32]> = self.stems.iter().map(Vec::as_slice).collect();
+        undo(&stems).map(|(ber, t)| (ber, t, true))
     }
 
     /// Whether a loud channel that can be judged does not match its own reference: as it is,
@@ -1174,9 +1171,7 @@ impl FingerprintTap {
             .saturating_sub(self.shared.taken.load(Ordering::Relaxed));
         !self.shared.alive.load(Ordering::Acquire) || behind > self.stall_frames
     }
-}
 
-impl FingerprintTap {
     /// Marks a discontinuity (a transport jump, a loop's wrap) at this point of the stream:
     /// the monitor starts a new piece there. Real-time safe (a full ring marks a gap, which
     /// starts a new piece too).
@@ -1238,14 +1233,7 @@ impl FingerprintMonitor {
                 let tell = |matcher: &LiveMatcher, state: TrackMatch| {
                     let reason = match state {
                         TrackMatch::Mismatch if matcher.allowance_left() == 0 => {
-                            let mut r = super::LicenceError::AllowanceSpent {
-                                seconds: super::allowance::DAILY_SECONDS,
-                            }
-                            .to_string();
-                            if let Some(p) = matcher.book_problem() {
-                                r = format!("{r} ({p})");
-                            }
-                            r
+                            super::allowance::spent_reason(matcher.book_problem())
                         }
                         TrackMatch::Mismatch => super::LicenceError::TrackMismatch.to_string(),
                         TrackMatch::Match => "input matches the licensed track".into(),

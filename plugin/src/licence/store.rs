@@ -312,10 +312,8 @@ impl Store {
     /// ([`super::allowance`]).
     pub fn device(&self) -> Result<Device, StoreError> {
         Device::open_or_create_with(&self.root.join("device"), |device| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
             // A book that cannot be written now is lost, which fails closed.
+            let now = super::policy::Clock::now(&super::policy::SystemClock);
             let _ = super::allowance::start_fresh(&self.root, device, now);
         })
         .map_err(StoreError::Device)

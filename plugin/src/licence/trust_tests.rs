@@ -1103,10 +1103,7 @@ mod gate_leaks {
     fn spent(dir: &std::path::Path, seconds: i64) {
         use super::super::allowance::{licence_key, Allowances};
         let store = super::Store::at(dir);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = super::super::policy::Clock::now(&super::super::policy::SystemClock);
         Allowances::new(dir, store.device().unwrap())
             .spend(&licence_key("Northern Records", "allowance"), seconds, now)
             .unwrap();
