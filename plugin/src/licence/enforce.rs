@@ -205,7 +205,7 @@ pub struct Licensing {
     /// Where the transport will be after the last block, and a jump's least distance in
     /// samples.
     expected: Option<i64>,
-    jump: i64,
+    jump: u64,
     _monitor: Option<LicenceMonitor>,
     _fingerprint: Option<FingerprintMonitor>,
 }
@@ -309,7 +309,7 @@ impl Licensing {
                 gate,
                 tap,
                 expected: None,
-                jump: (JUMP_SECONDS * f64::from(sample_rate)) as i64,
+                jump: (JUMP_SECONDS * f64::from(sample_rate)) as u64,
                 _monitor: Some(monitor),
                 _fingerprint: fingerprint,
             },
@@ -339,11 +339,12 @@ impl Licensing {
         let playing = playhead.playing;
         if let (true, Some(at)) = (playing, playhead.position) {
             if let (Some(tap), Some(expected)) = (&mut self.tap, self.expected) {
-                if (at - expected).abs() >= self.jump {
+                // Saturating: a host's position may be anything (a zero tempo gives i64::MAX).
+                if at.abs_diff(expected) >= self.jump {
                     tap.split();
                 }
             }
-            self.expected = Some(at + frames as i64);
+            self.expected = Some(at.saturating_add(frames as i64));
         }
         let mut stalled = false;
         if let Some(tap) = &mut self.tap {
@@ -368,6 +369,27 @@ impl Licensing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host's playhead may be anything (beats at a zero tempo come out as `i64::MAX`
+    /// samples): the jump check saturates instead of overflowing on the audio thread.
+    #[test]
+    fn any_playhead_position_is_taken_without_overflow() {
+        let gate = LicenceGate::new(&Verdict::not_required());
+        let mut l = Licensing::fixed(gate);
+        let mut block = vec![0.0f32; 256];
+        for at in [i64::MAX, i64::MIN, 0, i64::MAX - 10] {
+            let io = [block.as_mut_slice()];
+            l.allows(
+                &io,
+                Playhead {
+                    playing: true,
+                    position: Some(at),
+                },
+                false,
+            );
+        }
+        assert_eq!(l.expected, Some(i64::MAX));
+    }
 
     #[test]
     fn a_licence_names_the_whole_model_so_a_swapped_weight_file_is_not_covered() {
