@@ -397,9 +397,24 @@ impl Chain {
         controls: Controls,
         playhead: impl Into<Playhead>,
     ) {
+        self.process_with_backing(io, &[], stems, controls, playhead);
+    }
+
+    /// [`Self::process`] with the block's "Backing" sidechain (its channels; none when the
+    /// host did not route it), which a cover licence naming a backing track checks. Real-time
+    /// safe.
+    pub fn process_with_backing(
+        &mut self,
+        io: &mut [&mut [f32]],
+        backing: &[&[f32]],
+        stems: &mut [&mut [&mut [f32]]],
+        controls: Controls,
+        playhead: impl Into<Playhead>,
+    ) {
         let mut controls = controls;
         if let Some(l) = &mut self.licensing {
-            controls.bypass |= !l.allows(io, playhead.into(), controls.offline);
+            controls.bypass |=
+                !l.allows_with_backing(io, backing, playhead.into(), controls.offline);
         }
         controls.stem_outputs &= self.stems_may_leave;
         self.voice.store(&controls.voice);
@@ -441,6 +456,22 @@ macro_rules! stem_frames {
             *v = &mut row[..count];
         }
     };
+}
+
+/// Frames `from..to` of each of `channels` (at most [`MAX_CHANNELS`]), and how many there are.
+/// Real-time safe.
+fn frames_of<'a>(
+    channels: &[&'a [f32]],
+    from: usize,
+    to: usize,
+) -> ([&'a [f32]; MAX_CHANNELS], usize) {
+    let mut out: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+    let count = channels.len().min(MAX_CHANNELS);
+    for (o, c) in out.iter_mut().zip(channels) {
+        let end = to.min(c.len());
+        *o = &c[from.min(end)..end];
+    }
+    (out, count)
 }
 
 /// The audio thread's hold on the running chain, and the handover to the next one.
@@ -551,12 +582,14 @@ impl ChainSlot {
     }
 
     /// Processes one block in place through the running chain (a separator's stems into
-    /// `stems`), taking over a new one when the loader has sent it: the old chain fades out
+    /// `stems`, the "Backing" sidechain's channels in `backing`: none when the host did not
+    /// route it), taking over a new one when the loader has sent it: the old chain fades out
     /// over 2 ms, the new one starts from silence with its input faded in. Real-time safe: the
     /// old chain goes back to the loader.
     pub fn process(
         &mut self,
         io: &mut [&mut [f32]],
+        backing: &[&[f32]],
         stems: &mut [&mut [&mut [f32]]],
         controls: Controls,
         playhead: impl Into<Playhead>,
@@ -593,7 +626,14 @@ impl ChainSlot {
             }
             {
                 stem_frames!(stems, 0, k, chans, views);
-                old.process(&mut head[..ch], &mut views[..n_stems], controls, playing);
+                let (side, sides) = frames_of(backing, 0, k);
+                old.process_with_backing(
+                    &mut head[..ch],
+                    &side[..sides],
+                    &mut views[..n_stems],
+                    controls,
+                    playing,
+                );
             }
             let fade_len = self.fade_len as f32;
             let fade = |c: &mut [f32]| {
@@ -635,14 +675,21 @@ impl ChainSlot {
             }
         }
         if start == 0 {
-            current.process(io, stems, controls, playing);
+            current.process_with_backing(io, backing, stems, controls, playing);
         } else {
             let mut tail: [&mut [f32]; MAX_CHANNELS] = Default::default();
             for (t, c) in tail.iter_mut().zip(io.iter_mut()) {
                 *t = &mut c[start..];
             }
             stem_frames!(stems, start, n, chans, views);
-            current.process(&mut tail[..ch], &mut views[..n_stems], controls, playing);
+            let (side, sides) = frames_of(backing, start, n);
+            current.process_with_backing(
+                &mut tail[..ch],
+                &side[..sides],
+                &mut views[..n_stems],
+                controls,
+                playing,
+            );
         }
         if fade_in > 0 {
             // The stems fade in with the input (their engine starts dry: they are silent at

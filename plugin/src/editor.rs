@@ -290,7 +290,12 @@ impl RefrainEditor {
                         (left / 60.0) as u64,
                         (left % 60.0) as u64
                     ),
-                    None if gate.state().allows() && !gate.track_mismatch() => String::new(),
+                    None if gate.state().allows()
+                        && !gate.track_mismatch()
+                        && !gate.quiet_unmatched() =>
+                    {
+                        String::new()
+                    }
                     None => "AI path off, dry signal: ".into(),
                 };
                 ui.label(egui::RichText::new(format!("{prefix}{}", gate.reason())).color(colour));

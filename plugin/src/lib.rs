@@ -97,10 +97,26 @@ impl Plugin for Refrain {
     const EMAIL: &'static str = "support@refrain.audio";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    // Stereo with a separator's four stems on their own outputs first (what a DAW offers by
-    // default), then plain stereo and mono for hosts that route no extra outputs. The main
-    // ports are both "Main": nice-plug 0.4.2 names the main output after the main input.
+    // Stereo with the covers' "Backing" sidechain and a separator's four stems on their own
+    // outputs first (what a DAW offers by default), the same without the sidechain (a VST3
+    // host that offers no sidechain asks for this one), then plain stereo and mono for hosts
+    // that route no extra ports. The main ports are both "Main": nice-plug 0.4.2 names the
+    // main output after the main input.
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            aux_input_ports: &[new_nonzero_u32(2)],
+            aux_output_ports: &[new_nonzero_u32(2); 4],
+            names: PortNames {
+                layout: Some("Stereo with backing and stems"),
+                main_input: Some("Main"),
+                main_output: Some("Main"),
+                aux_inputs: &["Backing"],
+                aux_outputs: &["Vocals", "Drums", "Bass", "Other"],
+            },
+            ..AudioIOLayout::const_default()
+        },
         AudioIOLayout {
             main_input_channels: NonZeroU32::new(2),
             main_output_channels: NonZeroU32::new(2),
@@ -300,8 +316,23 @@ impl Plugin for Refrain {
             *s = out.as_slice();
             s.iter_mut().for_each(|c| c.fill(0.0));
         }
-        self.slot
-            .process(buffer.as_slice(), &mut stems[..n_stems], controls, playhead);
+        // The "Backing" sidechain (a cover's backing track), when the layout has it; an
+        // unrouted one reads as silence.
+        let mut backing: [&[f32]; 2] = [&[], &[]];
+        let mut n_backing = 0;
+        if let Some(input) = aux.inputs.first() {
+            for (b, c) in backing.iter_mut().zip(input.as_slice_immutable()) {
+                *b = c;
+                n_backing += 1;
+            }
+        }
+        self.slot.process(
+            buffer.as_slice(),
+            &backing[..n_backing],
+            &mut stems[..n_stems],
+            controls,
+            playhead,
+        );
         let (shift, notes) = self.slot.notes_sent();
         for note in notes {
             use nice_plug::midi::{Channel, Key, VoiceID};

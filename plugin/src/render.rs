@@ -22,6 +22,22 @@ pub enum RenderError {
     Channels { path: String, channels: usize },
     #[error("model `{model}` needs a licence: {reason}")]
     Unlicensed { model: String, reason: String },
+    #[error(
+        "model `{model}`'s cover licence names a backing track: give the backing the voice \
+         sings over (`refrain render --backing FILE`)"
+    )]
+    NoBacking { model: String },
+    #[error(
+        "the backing {path} must be at the voice's sample rate ({want} Hz; it is {got} Hz) \
+         and last as long as the voice ({need:.1} s; it is {has:.1} s)"
+    )]
+    Backing {
+        path: String,
+        want: u32,
+        got: u32,
+        need: f64,
+        has: f64,
+    },
 }
 
 /// What a render did.
@@ -51,7 +67,8 @@ pub fn pad(input: &[Vec<f32>], latency: usize) -> Vec<Vec<f32>> {
 }
 
 /// The licence a render needs, checked before any audio is processed; for a remix model the
-/// input is then fed through, block by block, and must match the licensed track.
+/// input is then fed through, block by block, and must match the licensed track (for a voice
+/// under a cover licence that names a backing track, the backing is fed and must match).
 pub struct RenderLicence {
     pub verdict: crate::licence::policy::Verdict,
     model: String,
@@ -82,10 +99,11 @@ impl RenderLicence {
         if !verdict.state.allows() {
             return Err(unlicensed(verdict.reason));
         }
+        let backing = enforce::checks_the_backing(package);
         let claims = verdict
             .claims
             .as_ref()
-            .filter(|_| enforce::checks_the_track(package));
+            .filter(|_| enforce::checks_the_track(package) || backing);
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
@@ -100,7 +118,7 @@ impl RenderLicence {
                     .with_reference_loudness(loudness)
                     .with_stem_references(stems)
                     .offline();
-                Some(m)
+                Some(if backing { m.of_backing() } else { m })
             }
             None => None,
         };
@@ -121,7 +139,13 @@ impl RenderLicence {
 
     /// Whether the input must be fed through (a remix model with a reference fingerprint).
     pub fn needs_input(&self) -> bool {
-        self.matcher.is_some()
+        self.matcher.as_ref().is_some_and(|m| !m.is_backing())
+    }
+
+    /// Whether a backing track must be fed through instead (a voice whose cover licence names
+    /// one).
+    pub fn needs_backing(&self) -> bool {
+        self.matcher.as_ref().is_some_and(|m| m.is_backing())
     }
 
     /// Feeds planar input (all of it, before [`Self::finish`] judges it).
@@ -155,6 +179,57 @@ impl RenderLicence {
     }
 }
 
+/// Feeds the whole backing at `path` to `licence` (a cover's: it must match the licensed track)
+/// and checks it against the input `reader` reads (the sample rate, and at least as long, a
+/// second's slack); `reader` is read to its end.
+fn check_backing(
+    licence: &mut RenderLicence,
+    path: &std::path::Path,
+    reader: &mut crate::media::AudioReader,
+    rate: u32,
+) -> Result<(), RenderError> {
+    let mut side = crate::media::AudioReader::open(path)?;
+    let channels = side.channels();
+    if channels > 2 {
+        return Err(RenderError::Channels {
+            path: path.display().to_string(),
+            channels,
+        });
+    }
+    let mut input_frames = 0u64;
+    let mut buf = vec![Vec::new(); reader.channels()];
+    loop {
+        let n = reader.read(&mut buf, 1 << 14)?;
+        if n == 0 {
+            break;
+        }
+        input_frames += n as u64;
+    }
+    let mut side_frames = 0u64;
+    if side.sample_rate() == rate {
+        let mut buf = vec![Vec::new(); channels];
+        loop {
+            let n = side.read(&mut buf, 1 << 14)?;
+            if n == 0 {
+                break;
+            }
+            side_frames += n as u64;
+            let planes: Vec<&[f32]> = buf.iter().map(|c| c.as_slice()).collect();
+            licence.feed(&planes)?;
+        }
+    }
+    if side.sample_rate() != rate || side_frames + u64::from(rate) < input_frames {
+        return Err(RenderError::Backing {
+            path: path.display().to_string(),
+            want: rate,
+            got: side.sample_rate(),
+            need: input_frames as f64 / f64::from(rate),
+            has: side_frames as f64 / f64::from(side.sample_rate().max(1)),
+        });
+    }
+    licence.finish()
+}
+
 /// Checks the licence a render of `input` through `package`'s model needs (see [`RenderLicence`]).
 /// Returns the licence verdict, or `None` when the model needs no licence.
 pub fn check_licence(
@@ -166,6 +241,11 @@ pub fn check_licence(
     let Some(mut licence) = RenderLicence::check(package, track, sample_rate)? else {
         return Ok(None);
     };
+    if licence.needs_backing() {
+        return Err(RenderError::NoBacking {
+            model: licence.model.clone(),
+        });
+    }
     let frames = input.first().map_or(0, Vec::len);
     for start in (0..frames).step_by(4096) {
         let end = (start + 4096).min(frames);
@@ -214,16 +294,21 @@ type WriteBlock<'a> = dyn FnMut(&[&[f32]]) -> Result<(), RenderError> + 'a;
 /// Runs the chain over everything `read` gives (planar blocks of at most `block` frames; 0 at
 /// the end) and hands `write` the output, compensated by the latency: output frame `t` is the
 /// response to input frame `t`. Memory stays the same whatever the length. Returns the frames.
+#[allow(clippy::too_many_arguments)]
 fn run(
     chain: &mut Chain,
     channels: usize,
     block: usize,
     total: Option<u64>,
     read: &mut ReadBlock<'_>,
+    mut backing: Option<&mut ReadBlock<'_>>,
     write: &mut WriteBlock<'_>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<u64, RenderError> {
     let latency = chain.engine.latency() as u64;
+    // The backing (a cover's: the chain's licence check listens to it), block by block beside
+    // the input; silence past its end.
+    let mut side = vec![Vec::with_capacity(block); 2];
     let mut input = vec![Vec::with_capacity(block); channels];
     let mut io = vec![vec![0.0f32; block]; channels];
     // Frames read from the input; frames fed to the engine (the input, then silence).
@@ -248,13 +333,23 @@ fn run(
                 buf[..k].fill(0.0);
             }
         }
+        let mut sides = 0;
+        if let Some(read_backing) = backing.as_mut() {
+            // Stereo (a mono backing on both sides), as much as is left of it.
+            read_backing(&mut side, k)?;
+            for c in side.iter_mut() {
+                c.resize(k, 0.0);
+            }
+            sides = side.len();
+        }
         {
             let mut slices: Vec<&mut [f32]> = io.iter_mut().map(|c| &mut c[..k]).collect();
             let controls = Controls {
                 voice: chain.voice.load(),
                 ..Controls::offline()
             };
-            chain.process(&mut slices, &mut [], controls, true);
+            let beside: Vec<&[f32]> = side[..sides].iter().map(|c| &c[..k]).collect();
+            chain.process_with_backing(&mut slices, &beside, &mut [], controls, true);
         }
         // The engine's first `latency` output frames come before any input's response.
         let skip = (latency.max(pushed).min(pushed + k as u64) - pushed) as usize;
@@ -323,6 +418,24 @@ pub fn render_file(
     settings: RenderSettings,
     input: &std::path::Path,
     output: &std::path::Path,
+    progress: impl FnMut(f64),
+) -> Result<RenderReport, RenderError> {
+    render_file_over(source, track, settings, input, None, output, progress)
+}
+
+/// [`render_file`] with `backing`, the backing track a cover's voice sings over (an audio
+/// file at the input's sample rate, mono or stereo, at least as long as the input). A voice
+/// whose cover licence names a backing track needs it (shared/DECISIONS.md §5): the whole
+/// backing must match the licensed track before anything is written, and the render's own
+/// licence check listens to it block by block, as the plugin's listens to its "Backing"
+/// sidechain. Other models ignore it.
+pub fn render_file_over(
+    source: &ModelSource,
+    track: Option<&crate::licence::gate::LoadedTrack>,
+    settings: RenderSettings,
+    input: &std::path::Path,
+    backing: Option<&std::path::Path>,
+    output: &std::path::Path,
     mut progress: impl FnMut(f64),
 ) -> Result<RenderReport, RenderError> {
     use crate::media::{AudioReader, WavWriter};
@@ -335,6 +448,7 @@ pub fn render_file(
             channels,
         });
     }
+    let mut side: Option<AudioReader> = None;
     // The model's folder is read once: the licence names what runs.
     let package = source
         .package_with(track, crate::licence::enforce::Setting::Studio)
@@ -349,18 +463,41 @@ pub fn render_file(
             licence.finish()?;
             reader = AudioReader::open(input)?;
         }
+        if licence.needs_backing() {
+            let path = backing.ok_or_else(|| RenderError::NoBacking {
+                model: licence.model.clone(),
+            })?;
+            check_backing(&mut licence, path, &mut reader, rate)?;
+            reader = AudioReader::open(input)?;
+            side = Some(AudioReader::open(path)?);
+        }
     }
     let mut chain = render_chain(source, package, track, mode, rate, channels, block)?;
     chain.voice.store(&voice);
     let mut writer = WavWriter::create(output, channels, rate)?;
     let started = Instant::now();
     let total = reader.frames();
+    let has_side = side.is_some();
+    let mut side_block = vec![Vec::new(); side.as_ref().map_or(1, AudioReader::channels)];
+    let mut read_side = |buf: &mut [Vec<f32>], max: usize| -> Result<usize, RenderError> {
+        let n = match side.as_mut() {
+            Some(r) => r.read(&mut side_block, max)?,
+            None => 0,
+        };
+        // Stereo: a mono backing on both sides.
+        for (i, c) in buf.iter_mut().enumerate() {
+            c.clear();
+            c.extend_from_slice(&side_block[i.min(side_block.len() - 1)][..n]);
+        }
+        Ok(n)
+    };
     let frames = run(
         &mut chain,
         channels,
         block,
         total,
         &mut |buf, max| Ok(reader.read(buf, max)?),
+        has_side.then_some(&mut read_side as &mut ReadBlock<'_>),
         &mut |planes| Ok(writer.write(planes)?),
         &mut progress,
     )?;
@@ -405,6 +542,7 @@ pub fn render(
             at += n;
             Ok(n)
         },
+        None,
         &mut |planes| {
             for (o, p) in out.iter_mut().zip(planes) {
                 o.extend_from_slice(p);

@@ -342,7 +342,7 @@ impl Host {
             instance,
             _entry: entry,
             setup: None,
-            in_ports: AudioPorts::with_capacity(2, 1),
+            in_ports: AudioPorts::with_capacity(4, 2),
             out_ports: AudioPorts::with_capacity(16, 8),
             events_out: EventBuffer::new(),
             transport: None,
@@ -571,7 +571,7 @@ impl Host {
                 .iter_mut()
                 .map(|port| port.iter_mut().map(|c| &mut c[..]).collect())
                 .collect();
-            self.run_block(in_slices, port_slices)?;
+            self.run_block(in_slices, None, port_slices)?;
             for (c, ch) in outs[0].iter().enumerate() {
                 main[c][t..t + n].copy_from_slice(ch);
             }
@@ -800,7 +800,7 @@ impl Host {
         let mut in_copy: Vec<Vec<f32>> = input.iter().map(|c| c.to_vec()).collect();
         let ins = in_copy.iter_mut().map(|b| &mut b[..n]).collect();
         let outs = output.iter_mut().map(|b| &mut b[..n]).collect();
-        self.run_block(ins, vec![outs])
+        self.run_block(ins, None, vec![outs])
     }
 
     /// Processes one block in place: the host hands the plugin the same buffers for input and
@@ -819,12 +819,44 @@ impl Host {
                 )
             })
             .unzip();
-        self.run_block(ins, vec![outs])
+        self.run_block(ins, None, vec![outs])
     }
 
-    /// One `process()` call on the plugin with these input channels and these output ports'
-    /// channels (the main output first).
-    fn run_block(&mut self, ins: Vec<&mut [f32]>, ports: Vec<Vec<&mut [f32]>>) -> Result<()> {
+    /// Renders planar `input` in place in blocks of `block`, with `backing` (planar, as long)
+    /// on the plugin's second input port, the "Backing" sidechain, as a DAW routes a track to
+    /// it. The main output.
+    pub fn render_with_backing(
+        &mut self,
+        input: &[Vec<f32>],
+        backing: &[Vec<f32>],
+        block: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut io = input.to_vec();
+        let mut side = backing.to_vec();
+        let len = input[0].len();
+        let mut t = 0;
+        while t < len {
+            let setup = self.setup.ok_or_else(|| anyhow!("not active"))?;
+            let n = block.clamp(1, setup.max_block as usize).min(len - t);
+            let mut in_copy: Vec<Vec<f32>> = io.iter().map(|c| c[t..t + n].to_vec()).collect();
+            let ins = in_copy.iter_mut().map(|c| &mut c[..]).collect();
+            let backing = side.iter_mut().map(|c| &mut c[t..t + n]).collect();
+            let outs = io.iter_mut().map(|c| &mut c[t..t + n]).collect();
+            self.run_block(ins, Some(backing), vec![outs])?;
+            t += n;
+        }
+        Ok(io)
+    }
+
+    /// One `process()` call on the plugin with these input channels (and, when given, these on
+    /// the second input port: the "Backing" sidechain) and these output ports' channels (the
+    /// main output first).
+    fn run_block(
+        &mut self,
+        ins: Vec<&mut [f32]>,
+        backing: Option<Vec<&mut [f32]>>,
+        ports: Vec<Vec<&mut [f32]>>,
+    ) -> Result<()> {
         let n = ins.first().map_or(0, |c| c.len());
         let transport = self.transport_event();
         let processor = self
@@ -834,12 +866,15 @@ impl Host {
         let started = processor
             .ensure_processing_started()
             .map_err(|e| anyhow!("start processing: {e:?}"))?;
-        let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_input_only(
-                ins.into_iter().map(InputChannel::variable),
-            ),
-        }]);
+        let in_ports: Vec<Vec<&mut [f32]>> = std::iter::once(ins).chain(backing).collect();
+        let audio_in = self
+            .in_ports
+            .with_input_buffers(in_ports.into_iter().map(|port| AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_input_only(
+                    port.into_iter().map(InputChannel::variable),
+                ),
+            }));
         let mut audio_out = self
             .out_ports
             .with_output_buffers(ports.into_iter().map(|port| AudioPortBuffer {

@@ -1,6 +1,7 @@
 //! A minimal VST3 host for the tests: loads `Refrain.vst3` the way a DAW does (module entry,
 //! factory, component, audio processor, bus arrangement, processing setup, activation) and
-//! processes planar f32 blocks. Only what the tests need: one stereo bus in, one or more stereo
+//! processes planar f32 blocks. Only what the tests need: one or two stereo buses in (the main
+//! input, the "Backing" sidechain), one or more stereo
 //! buses out (the main output and the stem outputs), the component's state (a project's saved
 //! state, through an in-memory `IBStream`), no parameter changes, events or edit controller.
 
@@ -106,6 +107,8 @@ pub struct Vst3Host {
     channels: usize,
     /// Stereo output buses in the arrangement (the main output first).
     outputs: usize,
+    /// Stereo input buses in the arrangement: the main input, and the "Backing" sidechain.
+    inputs: usize,
     _factory: ComPtr<IPluginFactory>,
     lib: Option<libloading::Library>,
 }
@@ -177,6 +180,7 @@ impl Vst3Host {
             active: false,
             channels: 2,
             outputs: 1,
+            inputs: 1,
             _factory: factory,
             lib: Some(lib),
         })
@@ -199,15 +203,24 @@ impl Vst3Host {
 
     /// The audio output buses the component lists now: name and channels.
     pub fn output_buses(&self) -> Vec<(String, i32)> {
+        self.buses(kOutput as i32)
+    }
+
+    /// The audio input buses the component lists now: name and channels.
+    pub fn input_buses(&self) -> Vec<(String, i32)> {
+        self.buses(kInput as i32)
+    }
+
+    fn buses(&self, direction: i32) -> Vec<(String, i32)> {
         // SAFETY: plain calls through the component's vtable with valid out-pointers.
         unsafe {
-            let n = self.component.getBusCount(kAudio as i32, kOutput as i32);
+            let n = self.component.getBusCount(kAudio as i32, direction);
             (0..n)
                 .filter_map(|i| {
                     let mut info: BusInfo = std::mem::zeroed();
                     if self
                         .component
-                        .getBusInfo(kAudio as i32, kOutput as i32, i, &mut info)
+                        .getBusInfo(kAudio as i32, direction, i, &mut info)
                         != kResultOk
                     {
                         return None;
@@ -235,25 +248,41 @@ impl Vst3Host {
         offline: bool,
         outputs: usize,
     ) -> Result<u32> {
+        self.activate_buses(sample_rate, max_block, offline, 1, outputs)
+    }
+
+    /// [`Self::activate`] with `inputs` stereo input buses (the main input, then the
+    /// "Backing" sidechain) and `outputs` stereo output buses.
+    pub fn activate_buses(
+        &mut self,
+        sample_rate: f64,
+        max_block: i32,
+        offline: bool,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<u32> {
         self.deactivate();
         // SAFETY: the calls a host makes before processing, with valid pointers.
         unsafe {
-            let mut ins: [SpeakerArrangement; 1] = [kStereo];
+            let mut ins: Vec<SpeakerArrangement> = vec![kStereo; inputs];
             let mut outs: Vec<SpeakerArrangement> = vec![kStereo; outputs];
             check(
                 "setBusArrangements",
                 self.processor.setBusArrangements(
                     ins.as_mut_ptr(),
-                    1,
+                    inputs as i32,
                     outs.as_mut_ptr(),
                     outputs as i32,
                 ),
             )?;
-            check(
-                "activateBus(in)",
-                self.component
-                    .activateBus(kAudio as i32, kInput as i32, 0, 1),
-            )?;
+            for bus in 0..inputs {
+                check(
+                    "activateBus(in)",
+                    self.component
+                        .activateBus(kAudio as i32, kInput as i32, bus as i32, 1),
+                )?;
+            }
+            self.inputs = inputs;
             for bus in 0..outputs {
                 check(
                     "activateBus(out)",
@@ -308,6 +337,19 @@ impl Vst3Host {
         block: usize,
         offline: bool,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.render_buses_with_backing(input, None, block, offline)
+    }
+
+    /// [`Self::render_buses`] with `backing` (planar stereo, as long as `input`) on the
+    /// second input bus, the "Backing" sidechain (activated with two inputs); without it, the
+    /// second bus is passed with no channels, as a host passes a bus nothing is routed to.
+    pub fn render_buses_with_backing(
+        &mut self,
+        input: &[Vec<f32>],
+        backing: Option<&[Vec<f32>]>,
+        block: usize,
+        offline: bool,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
         if !self.active {
             bail!("not active");
         }
@@ -322,13 +364,27 @@ impl Vst3Host {
                 .iter_mut()
                 .map(|bus| bus.iter_mut().map(|c| c[t..].as_mut_ptr()).collect())
                 .collect();
-            let mut in_bus = AudioBusBuffers {
+            let mut side_ptrs: Vec<*mut f32> = backing
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c[t..].as_ptr() as *mut f32)
+                .collect();
+            let mut in_bus = vec![AudioBusBuffers {
                 numChannels: self.channels as i32,
                 silenceFlags: 0,
                 __field0: AudioBusBuffers__type0 {
                     channelBuffers32: in_ptrs.as_mut_ptr(),
                 },
-            };
+            }];
+            if self.inputs > 1 {
+                in_bus.push(AudioBusBuffers {
+                    numChannels: side_ptrs.len() as i32,
+                    silenceFlags: 0,
+                    __field0: AudioBusBuffers__type0 {
+                        channelBuffers32: side_ptrs.as_mut_ptr(),
+                    },
+                });
+            }
             let mut out_bus: Vec<AudioBusBuffers> = out_ptrs
                 .iter_mut()
                 .map(|ptrs| AudioBusBuffers {
@@ -343,9 +399,9 @@ impl Vst3Host {
                 processMode: if offline { kOffline } else { kRealtime } as i32,
                 symbolicSampleSize: kSample32 as i32,
                 numSamples: n as i32,
-                numInputs: 1,
+                numInputs: in_bus.len() as i32,
                 numOutputs: self.outputs as i32,
-                inputs: &mut in_bus,
+                inputs: in_bus.as_mut_ptr(),
                 outputs: out_bus.as_mut_ptr(),
                 inputParameterChanges: null_mut(),
                 outputParameterChanges: null_mut(),

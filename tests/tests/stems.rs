@@ -149,18 +149,37 @@ fn both_builds_offer_the_main_output_and_four_stereo_stem_outputs_named_for_thei
         .map(|n| (n.to_owned(), 2))
         .collect();
     assert_eq!(h.audio_ports(false), want);
-    assert_eq!(h.audio_ports(true), vec![("Main".to_owned(), 2)]);
+    // The covers' "Backing" sidechain beside the main input.
+    assert_eq!(
+        h.audio_ports(true),
+        vec![("Main".to_owned(), 2), ("Backing".to_owned(), 2)]
+    );
     let configs = h.port_configs();
-    assert_eq!(configs.len(), 3, "{configs:?}");
-    assert_eq!(configs[0], "Stereo with stems");
-    // A host that picks plain stereo sees one output.
+    assert_eq!(
+        configs,
+        [
+            "Stereo with backing and stems",
+            "Stereo with stems",
+            "Stereo",
+            "Mono"
+        ]
+    );
+    // A host that picks the stems without the sidechain sees one input.
     h.select_port_config(1).unwrap();
+    assert_eq!(h.audio_ports(false).len(), 5);
+    assert_eq!(h.audio_ports(true), vec![("Main".to_owned(), 2)]);
+    // A host that picks plain stereo sees one output.
+    h.select_port_config(2).unwrap();
     assert_eq!(h.audio_ports(false), vec![("Main".to_owned(), 2)]);
 
     let v = Vst3Host::load(&default_vst3_path()).unwrap();
     let buses = v.output_buses();
     let want: Vec<(String, i32)> = want.into_iter().map(|(n, c)| (n, c as i32)).collect();
     assert_eq!(buses, want);
+    assert_eq!(
+        v.input_buses(),
+        vec![("Main".to_owned(), 2), ("Backing".to_owned(), 2)]
+    );
 }
 
 #[test]
@@ -244,7 +263,7 @@ fn without_stem_outputs_connected_or_offered_the_main_output_still_plays_the_rem
     // A host that picks the plain stereo layout.
     let mut stereo = clap_with(&spleeter(), "");
     mute_vocals(&mut stereo);
-    stereo.select_port_config(1).unwrap();
+    stereo.select_port_config(2).unwrap();
     stereo
         .activate(Setup::offline(RATE as f64, BLOCK as u32))
         .unwrap();
@@ -256,7 +275,7 @@ fn without_stem_outputs_connected_or_offered_the_main_output_still_plays_the_rem
     // A host that picks the mono layout: the mono remix, vocals muted, at the same latency.
     let mut mono = clap_with(&spleeter(), "");
     mute_vocals(&mut mono);
-    mono.select_port_config(2).unwrap();
+    mono.select_port_config(3).unwrap();
     mono.activate(Setup::offline(RATE as f64, BLOCK as u32))
         .unwrap();
     assert_eq!(mono.latency() as usize, latency);

@@ -854,6 +854,15 @@ impl Claims {
                 "cover:",
                 "voice unlocked for any material while this licence lasts",
             );
+            if self.track.fingerprint.is_some() {
+                // DECISIONS 5: the fingerprint names the backing the voice sings over.
+                line(
+                    &mut s,
+                    "backing:",
+                    "the fingerprint is the backing track's: the voice sings only while \
+                     Refrain's Backing sidechain (or `refrain render --backing`) carries it",
+                );
+            }
         }
         for p in &self.split {
             line(

@@ -149,6 +149,14 @@ pub fn checks_the_track(package: &ModelPackage) -> bool {
     rights.licensed_track || (package.protected && !rights.licensed_voice)
 }
 
+/// Whether `package`'s model is a voice applied over a backing track: a cover licence that
+/// carries a reference fingerprint names the backing, which the plugin's "Backing" sidechain
+/// (and `refrain render --backing`) must carry (shared/DECISIONS.md §5). The voice itself is
+/// not matched: Refrain cannot tell which words a person sings.
+pub fn checks_the_backing(package: &ModelPackage) -> bool {
+    !checks_the_track(package) && (package.manifest.rights.licensed_voice || package.protected)
+}
+
 /// The licence check the plugin and `refrain render` share: `None` when the model needs no
 /// licence; otherwise the verdict for `track`'s licence, with the requirement it was checked
 /// against (a missing licence folder is a refusal, with its reason).
@@ -202,6 +210,8 @@ pub struct Licensing {
     pub gate: Arc<LicenceGate>,
     latch: Latch,
     tap: Option<FingerprintTap>,
+    /// The track check listens to the "Backing" sidechain, not the main input (a cover).
+    backing: bool,
     /// Where the transport will be after the last block, and a jump's least distance in
     /// samples.
     expected: Option<i64>,
@@ -212,7 +222,8 @@ pub struct Licensing {
 
 impl Licensing {
     /// Checks the licence for `package`'s model now (off the audio thread) and starts the periodic
-    /// re-check and, for remix models with a reference fingerprint, the track matcher.
+    /// re-check and, for remix models with a reference fingerprint, the track matcher (for a
+    /// voice whose cover licence names a backing track, the matcher of the backing).
     /// Returns `None` when the model needs no licence. `log` receives each change, in words.
     pub fn start(
         package: &ModelPackage,
@@ -249,16 +260,23 @@ impl Licensing {
         let monitor = LicenceMonitor::start(spec, gate.clone(), move |v| {
             log(&format!("Refrain licence: {}", v.reason));
         });
+        let backing = checks_the_backing(package);
         let claims = verdict
             .claims
             .as_ref()
-            .filter(|_| checks_the_track(package) && verdict.state.allows());
+            .filter(|_| (checks_the_track(package) || backing) && verdict.state.allows());
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
         let stems = claims
             .and_then(|c| c.stem_references().ok())
             .unwrap_or_default();
+        if backing && reference.is_some() {
+            // Dry from the first block until the backing is heard: the matcher says so too,
+            // but its thread may start after the host's first blocks.
+            gate.set_quiet_unmatched(true);
+            gate.set_track_reason(super::fingerprint::quiet_reason(true));
+        }
         if reference.is_some() && book.spend(0) == 0 {
             // The allowance is spent: dry from the first block until the input matches.
             let reason = allowance::spent_reason(book.problem());
@@ -272,6 +290,7 @@ impl Licensing {
                     channels,
                     loudness,
                     stems,
+                    backing,
                 },
                 book,
                 sample_rate,
@@ -285,8 +304,13 @@ impl Licensing {
                     };
                     let how =
                         undone.map_or(String::new(), |t| format!(", with {} undone", t.describe()));
+                    let what = if backing {
+                        "the Backing input"
+                    } else {
+                        "input"
+                    };
                     log(&format!(
-                        "Refrain licence: input {verb} the licensed track (bit error rate \
+                        "Refrain licence: {what} {verb} the licensed track (bit error rate \
                          {ber:.2}{how})"
                     ));
                 },
@@ -308,6 +332,7 @@ impl Licensing {
                 latch: Latch::new(&gate, f64::from(sample_rate)),
                 gate,
                 tap,
+                backing,
                 expected: None,
                 jump: (JUMP_SECONDS * f64::from(sample_rate)) as u64,
                 _monitor: Some(monitor),
@@ -323,6 +348,7 @@ impl Licensing {
             latch: Latch::new(&gate, 48_000.0),
             gate,
             tap: None,
+            backing: false,
             expected: None,
             jump: 2_400,
             _monitor: None,
@@ -335,6 +361,19 @@ impl Licensing {
     /// A transport jump or a loop's wrap (the playhead away from where the last block ended)
     /// splits the track check's window there: the pieces are matched at their own offsets.
     pub fn allows(&mut self, io: &[&mut [f32]], playhead: Playhead, offline: bool) -> bool {
+        self.allows_with_backing(io, &[], playhead, offline)
+    }
+
+    /// [`Self::allows`] with the block's "Backing" sidechain (`backing`: its channels, none
+    /// when the host did not route it), which a cover licence naming a backing track checks
+    /// instead of the main input. Real-time safe, as [`Self::allows`].
+    pub fn allows_with_backing(
+        &mut self,
+        io: &[&mut [f32]],
+        backing: &[&[f32]],
+        playhead: Playhead,
+        offline: bool,
+    ) -> bool {
         let frames = io.first().map_or(0, |c| c.len());
         let playing = playhead.playing;
         if let (true, Some(at)) = (playing, playhead.position) {
@@ -348,7 +387,11 @@ impl Licensing {
         }
         let mut stalled = false;
         if let Some(tap) = &mut self.tap {
-            tap.push(io, offline);
+            if self.backing {
+                tap.push(backing, frames, offline);
+            } else {
+                tap.push(io, frames, offline);
+            }
             stalled = tap.stalled();
         }
         let quiet = io

@@ -382,6 +382,10 @@ pub struct TrackReference {
     pub loudness: Option<i16>,
     /// A stem pack's references, one per stem.
     pub stems: Vec<Vec<u32>>,
+    /// A cover's backing track, heard on the plugin's "Backing" sidechain input rather than
+    /// its main input (the voice): silence there is never a licensed use
+    /// ([`LiveMatcher::of_backing`]).
+    pub backing: bool,
 }
 
 /// One input channel matched against its own reference (stereo licences).
@@ -543,6 +547,8 @@ pub struct LiveMatcher {
     /// (a signal, but under the silence threshold: not judged).
     since_match: u32,
     quiet_second: bool,
+    /// A cover's backing ([`Self::of_backing`]): silence is not a licensed use.
+    backing: bool,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -588,6 +594,7 @@ impl LiveMatcher {
             pieces: false,
             since_match: u32::MAX,
             quiet_second: false,
+            backing: false,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
@@ -625,6 +632,23 @@ impl LiveMatcher {
     pub fn offline(mut self) -> LiveMatcher {
         self.thorough = true;
         self
+    }
+
+    /// Matches a cover's backing track (shared/DECISIONS.md §5: the "Backing" sidechain must
+    /// carry the track the cover licence names). The voice is the main input and is not
+    /// matched; the backing under it is. Unrouted or silent, the backing is quiet input that has
+    /// not matched ([`Self::dry_when_quiet`]) from the start, digital silence included: the
+    /// voice stays dry until the licensed backing is heard (and [`QUIET_GRACE_SECONDS`] after
+    /// the backing last matched, so a song's short breaks do not cut the singer off).
+    pub fn of_backing(mut self) -> LiveMatcher {
+        self.backing = true;
+        self.quiet_second = true;
+        self
+    }
+
+    /// Whether this matches a cover's backing ([`Self::of_backing`]).
+    pub fn is_backing(&self) -> bool {
+        self.backing
     }
 
     /// The change undone for the latest match (`None`: it matched as it is).
@@ -765,6 +789,11 @@ impl LiveMatcher {
             }
         }
         match self.share() {
+            None if self.backing && self.loud == 0 => Err(
+                "the backing is silent: this cover licence names a backing track, and the voice \
+                 is licensed only over it"
+                    .into(),
+            ),
             None if self.loud > 0 => Err(
                 "the input is too short to check against the licensed track (about 6 s of it are \
                  needed)"
@@ -897,7 +926,9 @@ impl LiveMatcher {
             self.window_items,
             self.rate,
         );
-        let signal = rms.max(side) >= QUIET_SIGNAL_RMS;
+        // A backing's silence counts as signal that has not matched: an unrouted sidechain is
+        // not a licensed use.
+        let signal = self.backing || rms.max(side) >= QUIET_SIGNAL_RMS;
         if signal {
             self.since_match = self.since_match.saturating_add(1);
         }
@@ -1119,13 +1150,15 @@ impl Drop for AliveGuard {
 }
 
 impl FingerprintTap {
-    /// Downmixes one block into the ring. Real-time safe unless `offline` (a bounce), where it
-    /// waits for room while the monitor runs (at most [`OFFLINE_ROOM_WAIT`]) so nothing is
-    /// lost however busy the machine is.
-    pub fn push(&mut self, io: &[&mut [f32]], offline: bool) {
+    /// Downmixes one block of `frames` into the ring (no channels, or channels shorter than
+    /// `frames`: silence there, as an unrouted sidechain). Real-time safe unless `offline` (a
+    /// bounce), where it waits for room while the monitor runs (at most
+    /// [`OFFLINE_ROOM_WAIT`]) so nothing is lost however busy the machine is.
+    pub fn push<C: AsRef<[f32]>>(&mut self, io: &[C], frames: usize, offline: bool) {
         self.shared.offline.store(offline, Ordering::Relaxed);
-        let n = io.first().map_or(0, |c| c.len());
+        let n = frames;
         let scale = 1.0 / io.len().max(1) as f32;
+        let at = |c: &C, t: usize| c.as_ref().get(t).copied().unwrap_or(0.0);
         let mut done = 0;
         while done < n {
             let k = (n - done).min(self.pairs.len() / 2);
@@ -1133,9 +1166,9 @@ impl FingerprintTap {
                 let t = done + i;
                 // Not a number is never audio here: it marks a split.
                 let finite = |x: f32| if x.is_finite() { x } else { 0.0 };
-                self.pairs[2 * i] = finite(io.iter().map(|c| c[t]).sum::<f32>() * scale);
+                self.pairs[2 * i] = finite(io.iter().map(|c| at(c, t)).sum::<f32>() * scale);
                 self.pairs[2 * i + 1] = match io {
-                    [l, r] => finite((l[t] - r[t]) * 0.5),
+                    [l, r] => finite((at(l, t) - at(r, t)) * 0.5),
                     _ => 0.0,
                 };
             }
@@ -1184,6 +1217,16 @@ impl FingerprintTap {
     }
 }
 
+/// Why quiet input passes dry, for the editor and the log.
+pub(crate) fn quiet_reason(backing: bool) -> &'static str {
+    if backing {
+        "the Backing input is silent or not routed: this cover licence names a backing track; \
+         route it to Refrain's Backing sidechain input"
+    } else {
+        "the input is quiet and has not matched the licensed track recently"
+    }
+}
+
 /// The background end: fingerprints, matches, and tells the gate.
 pub struct FingerprintMonitor {
     shared: Arc<TapShared>,
@@ -1220,6 +1263,7 @@ impl FingerprintMonitor {
                     channels,
                     loudness,
                     stems,
+                    backing,
                 } = reference;
                 let matcher = LiveMatcher::new(reference, rate)
                     .and_then(|m| m.with_channel_references(channels));
@@ -1230,6 +1274,9 @@ impl FingerprintMonitor {
                     .with_reference_loudness(loudness)
                     .with_stem_references(stems)
                     .with_book(book);
+                if backing {
+                    matcher = matcher.of_backing();
+                }
                 let tell = |matcher: &LiveMatcher, state: TrackMatch| {
                     let reason = match state {
                         TrackMatch::Mismatch if matcher.allowance_left() == 0 => {
@@ -1245,6 +1292,15 @@ impl FingerprintMonitor {
                     // Nothing left of the allowance: off until the input matches.
                     tell(&matcher, TrackMatch::Mismatch);
                     log(TrackMatch::Mismatch, 1.0, None);
+                }
+                // Quiet input that has not matched gives way to the dry signal, with its reason
+                // (a cover's backing is quiet from the start, until it is heard).
+                let mut quiet = matcher.dry_when_quiet();
+                gate.set_quiet_unmatched(quiet);
+                // (A spent allowance's reason stands: it says what the AI path waits for.)
+                let spent = |m: &LiveMatcher| m.state() == TrackMatch::Mismatch;
+                if quiet && !spent(&matcher) {
+                    gate.set_track_reason(quiet_reason(backing));
                 }
                 let mut buf = vec![0.0f32; 8192];
                 let (mut mid, mut side) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
@@ -1276,11 +1332,19 @@ impl FingerprintMonitor {
                             mid.push(pair[0]);
                             side.push(pair[1]);
                         }
-                        if let Some(state) = matcher.push_stereo(&mid, &side) {
+                        let changed = matcher.push_stereo(&mid, &side);
+                        if let Some(state) = changed {
                             tell(&matcher, state);
                             log(state, matcher.last_ber, matcher.undone());
                         }
-                        gate.set_quiet_unmatched(matcher.dry_when_quiet());
+                        let now_quiet = matcher.dry_when_quiet();
+                        gate.set_quiet_unmatched(now_quiet);
+                        if now_quiet && (!quiet || changed.is_some()) && !spent(&matcher) {
+                            gate.set_track_reason(quiet_reason(backing));
+                        } else if quiet && !now_quiet && changed.is_none() {
+                            tell(&matcher, matcher.state());
+                        }
+                        quiet = now_quiet;
                         if split {
                             matcher.restart();
                         }

@@ -143,6 +143,12 @@ impl LicenceGate {
         self.track_mismatch.store(mismatch, Ordering::Release);
     }
 
+    /// Fingerprint monitor: why the track check holds the AI path off now (quiet input),
+    /// leaving the mismatch flag as it is.
+    pub fn set_track_reason(&self, reason: &str) {
+        *self.track_reason.lock() = reason.to_owned();
+    }
+
     /// Fingerprint monitor: the input is quiet and has not matched recently.
     pub fn set_quiet_unmatched(&self, quiet: bool) {
         self.quiet_unmatched.store(quiet, Ordering::Release);

@@ -17,7 +17,9 @@
 //! artists = ["Aurora Vale"]
 //! release = "Northern Lights (Single)"
 //! audio = "northern-lights.wav"   # the reference fingerprint is computed from it;
-//!                                 # a remix licence needs it (or `--audio`)
+//!                                 # a remix licence needs it (or `--audio`); in a cover
+//!                                 # licence it is the backing track the voice must sing
+//!                                 # over (the plugin's Backing sidechain)
 //!
 //! [[models]]
 //! manifest = "models/remix/model.toml"   # or: id = "…" and sha256 = "…"

@@ -1365,6 +1365,26 @@ fn a_remix_licence_without_a_reference_fingerprint_is_refused() {
     assert!(c
         .describe()
         .contains("voice unlocked for any material while this licence lasts"));
+    assert!(!c.describe().contains("backing:"), "no backing named");
+    // A cover licence with a reference: the backing track the voice must sing over.
+    let rate = 48_000;
+    crate::media::write_wav(
+        &dir.path().join("backing.wav"),
+        &crate::synth::song(1, 8.0, rate),
+        rate,
+    )
+    .unwrap();
+    let with_backing = cover.replace("release =", "audio = \"backing.wav\"\nrelease =");
+    let c = LicenceSpec::from_toml(&with_backing)
+        .unwrap()
+        .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
+        .unwrap();
+    assert!(c.track.fingerprint.is_some());
+    assert!(
+        c.describe().contains("Backing sidechain"),
+        "{}",
+        c.describe()
+    );
 }
 
 /// U+200C and U+200D are letters' business in Persian, Arabic and Indic scripts and in emoji
@@ -1691,6 +1711,7 @@ fn silent_monitor(
             channels: None,
             loudness: None,
             stems: Vec::new(),
+            backing: false,
         },
         Box::new(fingerprint::DailyAllowance::default()),
         rate,
@@ -1710,7 +1731,7 @@ fn a_stopped_track_check_is_seen_by_the_audio_thread() {
     let (monitor, mut tap) = silent_monitor(rate, 512, gate);
     let mut block = vec![0.0f32; 512];
     for _ in 0..20 {
-        tap.push(&[&mut block], false);
+        tap.push(&[&mut block], 512, false);
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!tap.stalled());
@@ -1735,7 +1756,7 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
             *r = *l;
         }
         let io: [&mut [f32]; 2] = [&mut left, &mut right];
-        tap.push(&io, true);
+        tap.push(&io, block, true);
     }
     assert_eq!(monitor.dropped(), 0, "a bounce dropped fingerprint audio");
     // With the monitor gone, an offline push does not wait for room that never comes.
@@ -1743,7 +1764,7 @@ fn a_bounce_feeds_the_fingerprint_without_dropping_audio_and_never_waits_on_a_de
     let started = std::time::Instant::now();
     for _ in 0..(10 * rate as usize / block) {
         let io: [&mut [f32]; 2] = [&mut left, &mut right];
-        tap.push(&io, true);
+        tap.push(&io, block, true);
     }
     assert!(
         started.elapsed() < Duration::from_secs(1),

@@ -886,6 +886,62 @@ mod gate_leaks {
         states
     }
 
+    /// A cover licence naming a backing track (DECISIONS §5): the matcher listens to the
+    /// "Backing" sidechain, where silence (an unrouted port reads as digital silence) is not a
+    /// licensed use: the voice is dry from the start, is heard once the licensed backing is,
+    /// stays on through a short break in it, and goes dry again when the backing stops. A
+    /// silent backing is refused whole; another backing track is a mismatch.
+    #[test]
+    fn a_covers_backing_must_be_heard_and_be_the_licensed_track() {
+        let mut m = matcher().of_backing();
+        assert!(m.dry_when_quiet(), "dry before the backing is heard");
+        let hush = vec![0.0; 5 * RATE as usize];
+        let states = feed(&mut m, &hush, &hush);
+        assert!(m.dry_when_quiet(), "an unrouted backing");
+        assert!(
+            states.iter().all(|s| *s == TrackMatch::Unknown),
+            "{states:?}"
+        );
+        assert_eq!(
+            m.allowance_left(),
+            crate::licence::allowance::DAILY_SECONDS,
+            "silence charged"
+        );
+        let licensed = song(1, 20.0);
+        let states = feed(&mut m, &licensed[0], &licensed[1]);
+        assert!(states.contains(&TrackMatch::Match), "{states:?}");
+        assert!(!m.dry_when_quiet());
+        // A two-second break in the backing: the singer is not cut off.
+        feed(
+            &mut m,
+            &hush[..2 * RATE as usize],
+            &hush[..2 * RATE as usize],
+        );
+        assert!(!m.dry_when_quiet(), "cut off in a short break");
+        feed(
+            &mut m,
+            &hush[..3 * RATE as usize],
+            &hush[..3 * RATE as usize],
+        );
+        assert!(m.dry_when_quiet(), "still on with the backing stopped");
+
+        let mut silent = matcher().of_backing();
+        feed(&mut silent, &hush, &hush);
+        let e = silent.judge_whole().unwrap_err();
+        assert!(e.contains("backing is silent"), "{e}");
+
+        let other = song(2, 30.0);
+        let mut m = matcher().of_backing();
+        let states = feed(&mut m, &other[0], &other[1]);
+        assert!(states.contains(&TrackMatch::Mismatch), "{states:?}");
+        let mut whole = matcher().of_backing();
+        feed(&mut whole, &other[0], &other[1]);
+        assert!(whole.judge_whole().is_err());
+        let mut whole = matcher().of_backing();
+        feed(&mut whole, &licensed[0], &licensed[1]);
+        assert!(whole.judge_whole().is_ok(), "share {:?}", whole.share());
+    }
+
     /// Anti-phase stereo (L = x, R = -x) downmixes to silence: an unrelated track played that
     /// way rendered in full. Loud side with a silent mid is now audio that does not match.
     #[test]

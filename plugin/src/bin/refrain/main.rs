@@ -34,6 +34,11 @@ enum Command {
         /// Input audio file.
         #[arg(long = "in")]
         input: PathBuf,
+        /// The backing track a cover's voice sings over (at the input's sample rate, at least
+        /// as long): a cover licence that names a backing track needs it, as the plugin needs
+        /// its "Backing" sidechain. Other models ignore it.
+        #[arg(long)]
+        backing: Option<PathBuf>,
         /// A voice's pitch shift in semitones (-24..24; the formants stay).
         #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
         pitch: f32,
@@ -183,6 +188,7 @@ fn main() -> Result<()> {
         Command::Render {
             model,
             input,
+            backing,
             output,
             block,
             mode,
@@ -214,7 +220,7 @@ fn main() -> Result<()> {
                 .context("progress style")?,
             );
             // In blocks from file to file; the output appears only once it is complete.
-            let report = refrain::render::render_file(
+            let report = refrain::render::render_file_over(
                 &source,
                 track.as_ref(),
                 refrain::render::RenderSettings {
@@ -223,6 +229,7 @@ fn main() -> Result<()> {
                     voice,
                 },
                 &input,
+                backing.as_deref(),
                 &output,
                 |f| bar.set_position((f * 1000.0) as u64),
             )?;
