@@ -115,7 +115,6 @@ impl Plugin for Refrain {
                 aux_inputs: &["Backing"],
                 aux_outputs: &["Vocals", "Drums", "Bass", "Other"],
             },
-            ..AudioIOLayout::const_default()
         },
         AudioIOLayout {
             main_input_channels: NonZeroU32::new(2),

@@ -106,6 +106,7 @@ impl RenderLicence {
             .filter(|_| enforce::checks_the_track(package) || backing);
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
+        let tuning = claims.and_then(|c| c.track.tuning_cents);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
         let stems = claims
             .and_then(|c| c.stem_references().ok())
@@ -116,6 +117,7 @@ impl RenderLicence {
                     .and_then(|m| m.with_channel_references(channels))
                     .map_err(unlicensed)?
                     .with_reference_loudness(loudness)
+                    .with_reference_tuning(tuning)
                     .with_stem_references(stems)
                     .offline();
                 Some(if backing { m.of_backing() } else { m })
@@ -308,7 +310,7 @@ fn run(
     let latency = chain.engine.latency() as u64;
     // The backing (a cover's: the chain's licence check listens to it), block by block beside
     // the input; silence past its end.
-    let mut side = vec![Vec::with_capacity(block); 2];
+    let mut side: Vec<Vec<f32>> = (0..2).map(|_| Vec::with_capacity(block)).collect();
     let mut input = vec![Vec::with_capacity(block); channels];
     let mut io = vec![vec![0.0f32; block]; channels];
     // Frames read from the input; frames fed to the engine (the input, then silence).

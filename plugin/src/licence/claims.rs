@@ -88,6 +88,11 @@ pub struct Track {
     /// against it, so another track played quietly is not taken for silence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loudness_dbfs: Option<i16>,
+    /// The licensed audio's tuning: how far its pitches sit from the A440 semitone grid, in
+    /// cents (-50..50, [`crate::licence::tuning::tuning_cents`]); a pitch shift between
+    /// semitones is undone against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning_cents: Option<i8>,
     /// Reference fingerprints of the left and right channels (stereo recordings): each
     /// non-silent input channel must match its own, so the licensed track on one side cannot
     /// carry another track on the other.
@@ -447,6 +452,7 @@ impl Claims {
                 iswc: None,
                 fingerprint: Some(example_fingerprint()),
                 loudness_dbfs: None,
+                tuning_cents: None,
                 fingerprint_left: None,
                 fingerprint_right: None,
                 stems: Vec::new(),
@@ -549,6 +555,9 @@ impl Claims {
         text("track.release", &t.release, 512)?;
         if t.artists.is_empty() || t.artists.len() > 64 {
             return Err(bad("track.artists", "must name 1 to 64 artists"));
+        }
+        if t.tuning_cents.is_some_and(|c| !(-50..=50).contains(&c)) {
+            return Err(bad("track.tuning_cents", "must be -50..50 cents"));
         }
         for a in &t.artists {
             text("track.artists", a, 256)?;

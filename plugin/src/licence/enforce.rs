@@ -267,6 +267,7 @@ impl Licensing {
             .filter(|_| (checks_the_track(package) || backing) && verdict.state.allows());
         let reference = claims.and_then(|c| c.reference_fingerprint().ok().flatten());
         let loudness = claims.and_then(|c| c.track.loudness_dbfs);
+        let tuning = claims.and_then(|c| c.track.tuning_cents);
         let channels = claims.and_then(|c| c.channel_references().ok().flatten());
         let stems = claims
             .and_then(|c| c.stem_references().ok())
@@ -290,6 +291,7 @@ impl Licensing {
                     channels,
                     loudness,
                     stems,
+                    tuning,
                     backing,
                 },
                 book,

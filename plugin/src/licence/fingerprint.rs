@@ -17,7 +17,8 @@
 //!   `refrain render` judges the whole file before writing ([`LiveMatcher::judge_whole`]).
 
 use super::gate::LicenceGate;
-use super::transforms::{self, Transform, SEMITONES, TEMPO_STEPS};
+use super::transforms::{self, Transform, TEMPO_STEPS};
+use super::tuning;
 use base64::Engine as _;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
@@ -368,6 +369,10 @@ impl Recent {
 /// Seconds a match found by undoing a change holds before that change is tried again (a
 /// window is 20 s; this keeps a matched remix under 1% of a core).
 const UNDO_HOLD_SECONDS: u32 = 3;
+/// The input's tuning is estimated on its newest seconds...
+const TUNING_SECONDS: usize = 8;
+/// ...once every this many retries.
+const TUNING_EVERY: u32 = 5;
 
 /// A stereo licence's left and right reference fingerprints.
 pub type ChannelReferences = (Vec<u32>, Vec<u32>);
@@ -382,6 +387,9 @@ pub struct TrackReference {
     pub loudness: Option<i16>,
     /// A stem pack's references, one per stem.
     pub stems: Vec<Vec<u32>>,
+    /// Its tuning in cents from the A440 grid ([`tuning::tuning_cents`]), when the licence
+    /// states it: shifts between semitones are undone against it.
+    pub tuning: Option<i8>,
     /// A cover's backing track, heard on the plugin's "Backing" sidechain input rather than
     /// its main input (the voice): silence there is never a licensed use
     /// ([`LiveMatcher::of_backing`]).
@@ -549,6 +557,11 @@ pub struct LiveMatcher {
     quiet_second: bool,
     /// A cover's backing ([`Self::of_backing`]): silence is not a licensed use.
     backing: bool,
+    /// The reference's tuning (cents from the A440 grid; 0 when the licence does not say),
+    /// the input's against it as last estimated, and the retries until it is estimated again.
+    reference_tuning: f32,
+    tuning_offset: Option<f32>,
+    tuning_due: u32,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -595,6 +608,9 @@ impl LiveMatcher {
             since_match: u32::MAX,
             quiet_second: false,
             backing: false,
+            reference_tuning: 0.0,
+            tuning_offset: None,
+            tuning_due: 0,
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
@@ -644,6 +660,30 @@ impl LiveMatcher {
         self.backing = true;
         self.quiet_second = true;
         self
+    }
+
+    /// The reference's tuning, as the licence states it ([`tuning::tuning_cents`]): a pitch
+    /// shift between semitones is undone against it (without it, A440 is assumed).
+    pub fn with_reference_tuning(mut self, cents: Option<i8>) -> LiveMatcher {
+        self.reference_tuning = cents.map_or(0.0, f32::from);
+        self
+    }
+
+    /// How far the newest input's tuning sits from the reference's, in cents (`None`: no
+    /// pitches to tell), estimated anew every [`TUNING_EVERY`] retries (about 5 ms on 8 s of
+    /// input here).
+    fn tuning_offset(&mut self) -> Option<f32> {
+        if self.tuning_due == 0 {
+            let audio = self.recent.audio(None);
+            let tail = &audio[audio
+                .len()
+                .saturating_sub(TUNING_SECONDS * self.rate as usize)..];
+            self.tuning_offset = tuning::tuning_cents(tail, self.rate)
+                .map(|t| tuning::wrap(t - self.reference_tuning));
+            self.tuning_due = TUNING_EVERY;
+        }
+        self.tuning_due -= 1;
+        self.tuning_offset
     }
 
     /// Whether this matches a cover's backing ([`Self::of_backing`]).
@@ -760,7 +800,9 @@ impl LiveMatcher {
                 if self.last_ber >= MATCH_BER {
                     // Every change undone, as offline: the recording's reference, then the
                     // stems'.
-                    let order: Vec<Transform> = Transform::all().collect();
+                    self.tuning_due = 0;
+                    let offset = self.tuning_offset();
+                    let order: Vec<Transform> = Transform::all_for(offset).collect();
                     if let Some((ber, t, of_stem)) = self.undo_on_references(&order, &items) {
                         self.last_ber = ber;
                         via = Some(t);
@@ -951,6 +993,8 @@ impl LiveMatcher {
                 self.undone = None;
                 self.stem_undone = false;
                 self.hold = 0;
+            } else if self.bounce && self.state == TrackMatch::Mismatch {
+                // A bounce that fell under its share stays off for the rest: nothing to retry.
             } else if let Some(ber) = self.retry() {
                 self.last_ber = ber;
                 via = self.undone;
@@ -1004,18 +1048,21 @@ impl LiveMatcher {
             self.hold -= 1;
             return Some(self.held_ber);
         }
-        let semitones: Vec<i8> = if self.thorough() {
-            SEMITONES.to_vec()
+        // Whole semitones while the input is on the reference's grid; the shifts that put it
+        // back on the grid when it is not (tuning.rs).
+        let candidates = tuning::candidates(self.tuning_offset());
+        let shifts: Vec<i16> = if self.thorough() {
+            candidates
         } else {
-            let k = SEMITONES[self.next_semitones % SEMITONES.len()];
+            let c = candidates[self.next_semitones % candidates.len()];
             self.next_semitones += 1;
-            vec![k]
+            vec![c]
         };
         let mut order: Vec<Transform> = self.undone.into_iter().collect();
         for t in TEMPO_STEPS.into_iter().map(Transform::Tempo).chain(
-            semitones
+            shifts
                 .into_iter()
-                .flat_map(|k| [Transform::Pitch(k), Transform::Speed(k)]),
+                .flat_map(|c| [Transform::Pitch(c), Transform::Speed(c)]),
         ) {
             if !order.contains(&t) {
                 order.push(t);
@@ -1263,6 +1310,7 @@ impl FingerprintMonitor {
                     channels,
                     loudness,
                     stems,
+                    tuning,
                     backing,
                 } = reference;
                 let matcher = LiveMatcher::new(reference, rate)
@@ -1272,6 +1320,7 @@ impl FingerprintMonitor {
                 };
                 let mut matcher = matcher
                     .with_reference_loudness(loudness)
+                    .with_reference_tuning(tuning)
                     .with_stem_references(stems)
                     .with_book(book);
                 if backing {

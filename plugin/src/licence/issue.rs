@@ -337,17 +337,25 @@ impl LicenceSpec {
                     }
                     _ => None,
                 };
+                // The downmix's tuning: the matcher estimates the input's on its downmix too.
+                let n = channels.first().map_or(0, Vec::len);
+                let mono: Vec<f32> = (0..n)
+                    .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
+                    .collect();
+                let tuning = super::tuning::tuning_cents(&mono, rate)
+                    .map(|t| t.round().clamp(-50.0, 50.0) as i8);
                 Some((
                     fingerprint::encode(&fp),
                     fingerprint::loudness_dbfs(&channels, rate),
+                    tuning,
                     sides,
                 ))
             }
             None => None,
         };
-        let (fingerprint, loudness_dbfs, sides) = match fingerprint {
-            Some((f, l, s)) => (Some(f), l, s),
-            None => (None, None, None),
+        let (fingerprint, loudness_dbfs, tuning_cents, sides) = match fingerprint {
+            Some((f, l, t, s)) => (Some(f), l, t, s),
+            None => (None, None, None, None),
         };
         let (fingerprint_left, fingerprint_right) = sides.unzip();
         let mut stems = Vec::new();
@@ -384,6 +392,7 @@ impl LicenceSpec {
                 iswc: self.track.iswc.clone(),
                 fingerprint,
                 loudness_dbfs,
+                tuning_cents,
                 fingerprint_left,
                 fingerprint_right,
                 stems,

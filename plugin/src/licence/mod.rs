@@ -40,6 +40,7 @@ pub mod sealing;
 pub mod store;
 pub mod token;
 pub mod transforms;
+pub mod tuning;
 
 pub use certificate::CertificateError;
 pub use device::DeviceError;

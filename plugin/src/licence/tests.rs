@@ -37,6 +37,7 @@ pub(super) fn claims_for(issuer: &str) -> Claims {
             iswc: Some("T-034.524.680-1".into()),
             fingerprint: Some(fingerprint::encode(&(1..=40).collect::<Vec<u32>>())),
             loudness_dbfs: None,
+            tuning_cents: None,
             fingerprint_left: None,
             fingerprint_right: None,
             stems: Vec::new(),
@@ -1380,6 +1381,15 @@ fn a_remix_licence_without_a_reference_fingerprint_is_refused() {
         .to_claims("Northern Records", &[DEVICE.into()], dir.path(), None, NOW)
         .unwrap();
     assert!(c.track.fingerprint.is_some());
+    // Its tuning, for shifts between semitones: the synthesised song is on the A440 grid.
+    assert!(
+        c.track.tuning_cents.is_some_and(|t| t.abs() <= 5),
+        "{:?}",
+        c.track.tuning_cents
+    );
+    let mut off = c.clone();
+    off.track.tuning_cents = Some(80);
+    assert_eq!(off.validate().unwrap_err().field, "track.tuning_cents");
     assert!(
         c.describe().contains("Backing sidechain"),
         "{}",
@@ -1711,6 +1721,7 @@ fn silent_monitor(
             channels: None,
             loudness: None,
             stems: Vec::new(),
+            tuning: None,
             backing: false,
         },
         Box::new(fingerprint::DailyAllowance::default()),

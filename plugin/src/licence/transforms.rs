@@ -13,7 +13,9 @@
 //!   reference, which is what ruins the match, while each item changes little.
 //!
 //! So a tempo change costs no new fingerprint, and a speed change and a pitch shift by the same
-//! semitones share one ([`Transform::declared_rate`]). Measured on real music
+//! cents share one ([`Transform::declared_rate`]). Shifts are in cents: whole semitones while
+//! the input sits on the reference's tuning grid, the fractional shifts its tuning says when it
+//! does not ([`super::tuning`]). Measured on real music
 //! (`plugin/tests/fingerprint_real.rs`, changed by SoX): every change here brings the licensed
 //! track's worst 20 s window under 0.18, and no undoing brings another track under 0.31.
 
@@ -22,33 +24,41 @@ use super::fingerprint;
 /// A change the matcher undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
-    /// Played faster (higher) or slower (lower) by this many semitones: pitch and tempo
-    /// together, as a turntable or a resampler changes them.
-    Speed(i8),
+    /// Played faster (higher) or slower (lower) by this many cents: pitch and tempo together,
+    /// as a turntable or a resampler changes them.
+    Speed(i16),
     /// Tempo changed by this many percent (faster when positive), pitch kept.
     Tempo(i8),
-    /// Pitch shifted by this many semitones (up when positive), tempo kept.
-    Pitch(i8),
+    /// Pitch shifted by this many cents (up when positive), tempo kept.
+    Pitch(i16),
 }
 
 /// The tempo changes tried on a window's own sub-fingerprints (tempo steps in between match
 /// within about 2% of one of them).
 pub const TEMPO_STEPS: [i8; 4] = [4, -4, 8, -8];
-/// The semitones tried, each as a speed change and as a pitch shift.
-pub const SEMITONES: [i8; 4] = [1, -1, 2, -2];
+/// The whole semitones tried (in cents), each as a speed change and as a pitch shift; shifts
+/// between semitones come from the input's tuning ([`super::tuning::candidates`]).
+pub const SEMITONES: [i16; 4] = [100, -100, 200, -200];
 
 impl Transform {
-    /// Every change the matcher undoes.
-    pub fn all() -> impl Iterator<Item = Transform> {
+    /// Every change the matcher undoes for input whose tuning sits `offset` cents from the
+    /// reference's ([`super::tuning::candidates`]): the tempo steps, then each candidate
+    /// shift as a pitch shift and as a speed change.
+    pub fn all_for(offset: Option<f32>) -> impl Iterator<Item = Transform> {
         TEMPO_STEPS.into_iter().map(Transform::Tempo).chain(
-            SEMITONES
+            super::tuning::candidates(offset)
                 .into_iter()
-                .flat_map(|k| [Transform::Pitch(k), Transform::Speed(k)]),
+                .flat_map(|c| [Transform::Pitch(c), Transform::Speed(c)]),
         )
     }
 
-    fn factor(k: i8) -> f64 {
-        2f64.powf(f64::from(k) / 12.0)
+    /// [`Self::all_for`] input on the reference's grid: tempo steps and whole semitones.
+    pub fn all() -> impl Iterator<Item = Transform> {
+        Self::all_for(None)
+    }
+
+    fn factor(cents: i16) -> f64 {
+        2f64.powf(f64::from(cents) / 1200.0)
     }
 
     /// The rate to tell the fingerprinter audio recorded at `rate` is at, to hear it at its
@@ -85,12 +95,19 @@ impl Transform {
         Ok(respace(&items, self.item_step()))
     }
 
-    /// In words, for the log and README ("tempo +4%", "pitch -1 st", "speed +2 st").
+    /// In words, for the log and README ("tempo +4%", "pitch -1 st", "speed +0.5 st").
     pub fn describe(self) -> String {
+        let st = |c: i16| {
+            if c % 100 == 0 {
+                format!("{:+} st", c / 100)
+            } else {
+                format!("{:+.2} st", f64::from(c) / 100.0)
+            }
+        };
         match self {
-            Transform::Speed(k) => format!("speed {k:+} st"),
+            Transform::Speed(c) => format!("speed {}", st(c)),
             Transform::Tempo(p) => format!("tempo {p:+}%"),
-            Transform::Pitch(k) => format!("pitch {k:+} st"),
+            Transform::Pitch(c) => format!("pitch {}", st(c)),
         }
     }
 }
@@ -146,5 +163,18 @@ mod tests {
             assert!((length - 1.0).abs() < 1e-4, "{t:?}: length {length}");
         }
         assert_eq!(Transform::all().count(), 12);
+        // Between semitones as well.
+        for t in [Transform::Pitch(50), Transform::Speed(-150)] {
+            let rate = 44_100u32;
+            let heard = f64::from(t.declared_rate(rate).unwrap()) / f64::from(rate);
+            let shift = match t {
+                Transform::Pitch(c) | Transform::Speed(c) => Transform::factor(c),
+                Transform::Tempo(_) => unreachable!(),
+            };
+            assert!((shift * heard - 1.0).abs() < 1e-4, "{t:?}");
+        }
+        assert_eq!(Transform::Pitch(50).describe(), "pitch +0.50 st");
+        assert_eq!(Transform::Speed(-200).describe(), "speed -2 st");
+        assert!(Transform::all_for(Some(50.0)).any(|t| t == Transform::Speed(-150)));
     }
 }
