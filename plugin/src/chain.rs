@@ -415,6 +415,8 @@ impl Chain {
         if let Some(l) = &mut self.licensing {
             controls.bypass |=
                 !l.allows_with_backing(io, backing, playhead.into(), controls.offline);
+            // A use for the ledger: the AI path heard (a mix at 0 is the dry signal).
+            l.count_use(!controls.bypass && controls.mix > 0.0);
         }
         controls.stem_outputs &= self.stems_may_leave;
         self.voice.store(&controls.voice);

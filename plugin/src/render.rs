@@ -50,6 +50,10 @@ pub struct RenderReport {
     pub seconds: f64,
     pub real_time_factor: f64,
     pub underruns: u64,
+    /// The licensed use the render made, one line each (licence, track, model, whether
+    /// commercial, milliseconds), as the usage ledger will record it; empty for models that
+    /// need no licence.
+    pub usage: Vec<String>,
 }
 
 /// `input` with `latency` samples of silence appended to each channel, so a
@@ -369,11 +373,17 @@ fn run(
 }
 
 fn report(
-    chain: &Chain,
+    chain: &mut Chain,
     frames: u64,
     sample_rate: u32,
     started: Instant,
 ) -> Result<RenderReport, RenderError> {
+    let usage = chain
+        .licensing
+        .as_mut()
+        .and_then(|l| l.take_usage())
+        .map(|(uses, terms)| uses.iter().map(|u| u.describe(&terms)).collect())
+        .unwrap_or_default();
     let status = chain.engine.status();
     if status.state() == crate::engine::status::EngineState::Failed {
         return Err(RenderError::Model(status.message()));
@@ -387,6 +397,7 @@ fn report(
         seconds,
         real_time_factor: seconds / (frames.max(1) as f64 / sample_rate as f64),
         underruns: status.underruns.load(std::sync::atomic::Ordering::Relaxed),
+        usage,
     })
 }
 
@@ -503,7 +514,7 @@ pub fn render_file_over(
         &mut |planes| Ok(writer.write(planes)?),
         &mut progress,
     )?;
-    let report = report(&chain, frames, rate, started)?;
+    let report = report(&mut chain, frames, rate, started)?;
     writer.finish()?;
     Ok(report)
 }
@@ -553,6 +564,6 @@ pub fn render(
         },
         &mut progress,
     )?;
-    let report = report(&chain, done, sample_rate, started)?;
+    let report = report(&mut chain, done, sample_rate, started)?;
     Ok((out, report))
 }

@@ -325,14 +325,15 @@ fn a_cover_licence_naming_a_backing_track_sings_only_over_that_backing() {
 
 /// `refrain render` of a voice whose cover licence names a backing track: refused without the
 /// backing, with another track or a shorter one as the backing, and before anything is
-/// written; with the licensed backing it sings.
+/// written; with the licensed backing it sings, and reports the use (commercial, as the
+/// licence allows) for the ledger.
 #[test]
 fn a_render_of_a_cover_naming_a_backing_track_needs_that_backing() {
     use refrain::licence::claims::Use;
     use refrain::render::{render_file_over, RenderError, RenderSettings};
     let e = env();
     let cover = refrain_tests::issue_licence(&e.store, &e.key, &e.artist_voice, "V-RENDER", |c| {
-        c.uses = vec![Use::Cover];
+        c.uses = vec![Use::Cover, Use::Commercial];
         c.track.iswc = Some("T-034.524.680-1".into());
     });
     let track = refrain::licence::gate::LoadedTrack::parse(&cover);
@@ -379,7 +380,24 @@ fn a_render_of_a_cover_naming_a_backing_track_needs_that_backing() {
     assert!(e2.contains("matches the licensed track"), "{e2}");
     let e3 = refused(render(Some("short.wav")), "over a shorter backing");
     assert!(e3.contains("last as long as the voice"), "{e3}");
-    render(Some("backing.wav")).unwrap();
+    let report = render(Some("backing.wav")).unwrap();
+    // One use, as the ledger will record it: the render's milliseconds of voice through the
+    // model (the first second waits for the backing to be heard), commercial.
+    eprintln!("{:?}", report.usage);
+    assert_eq!(report.usage.len(), 1, "{:?}", report.usage);
+    let line = &report.usage[0];
+    assert!(
+        line.contains("in a bounce under licence V-RENDER")
+            && line.contains("ISWC T-034.524.680-1")
+            && line.ends_with(", commercial)"),
+        "{line}"
+    );
+    let seconds: f64 = line
+        .strip_prefix("Refrain usage: ")
+        .and_then(|l| l.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!((11.0..=14.0).contains(&seconds), "{seconds} s");
     let (out, _) = refrain::media::read_wav(&path("out.wav")).unwrap();
     let a = 4 * RATE as usize;
     let f = median_voiced(&yin(&out[0][a..], RATE, YinSettings::voice(RATE)));

@@ -10,6 +10,7 @@ use super::fingerprint::{
 use super::gate::{Latch, LicenceGate, LicenceMonitor, LoadedTrack, MonitorSpec};
 use super::policy::{self, Requirement, SystemClock, Verdict};
 use super::store::Store;
+use super::usage::{Usage, UsageMeter, UsageTerms};
 use crate::models::package::ModelPackage;
 use std::sync::Arc;
 
@@ -216,6 +217,11 @@ pub struct Licensing {
     /// samples.
     expected: Option<i64>,
     jump: u64,
+    /// The licensed use being counted, with its terms (none without a licence that allows).
+    usage: Option<(UsageMeter, UsageTerms)>,
+    /// The latest block's frames, whether its input was silent and whether it was a bounce.
+    last_block: (usize, bool, bool),
+    log: fn(&str),
     _monitor: Option<LicenceMonitor>,
     _fingerprint: Option<FingerprintMonitor>,
 }
@@ -329,6 +335,16 @@ impl Licensing {
             },
             None => (None, None),
         };
+        let usage = verdict
+            .claims
+            .as_ref()
+            .filter(|_| verdict.state.allows())
+            .map(|c| {
+                (
+                    UsageMeter::new(sample_rate),
+                    UsageTerms::of(c, &package.identity),
+                )
+            });
         Some((
             Licensing {
                 latch: Latch::new(&gate, f64::from(sample_rate)),
@@ -337,6 +353,9 @@ impl Licensing {
                 backing,
                 expected: None,
                 jump: (JUMP_SECONDS * f64::from(sample_rate)) as u64,
+                usage,
+                last_block: (0, true, false),
+                log,
                 _monitor: Some(monitor),
                 _fingerprint: fingerprint,
             },
@@ -353,6 +372,9 @@ impl Licensing {
             backing: false,
             expected: None,
             jump: 2_400,
+            usage: None,
+            last_block: (0, true, false),
+            log: |_| {},
             _monitor: None,
             _fingerprint: None,
         }
@@ -401,13 +423,43 @@ impl Licensing {
             .all(|c| c.iter().all(|x| x.abs() < super::gate::SILENCE_PEAK));
         let allows = self.latch.allows(&self.gate, playing, frames, quiet);
         self.gate.set_lapse_in(self.latch.lapse_in());
+        self.last_block = (frames, quiet, offline);
         // A track check that stopped judging (and charging) lets nothing through.
         allows && !stalled
+    }
+
+    /// Counts the latest block ([`Self::allows`]'s) as licensed use when the AI path `ran` on
+    /// it (the licence allowed it and the user did not bypass it). Real-time safe.
+    pub fn count_use(&mut self, ran: bool) {
+        let (frames, silent, offline) = self.last_block;
+        if let Some((meter, _)) = &mut self.usage {
+            meter.count(frames, silent, ran, offline);
+        }
+    }
+
+    /// The finished uses so far, with the terms they ran under, the running one finished
+    /// (not on the audio thread). Until the usage ledger lands (DECISIONS §6) they go to the
+    /// log when the chain goes.
+    pub fn take_usage(&mut self) -> Option<(Vec<Usage>, UsageTerms)> {
+        let (meter, terms) = self.usage.as_mut()?;
+        Some((meter.finish(), terms.clone()))
     }
 
     /// A reset (a stop, a jump): a new licence state takes effect here. Real-time safe.
     pub fn relatch(&mut self) {
         self.latch.relatch(&self.gate);
+    }
+}
+
+impl Drop for Licensing {
+    /// Logs the uses not yet taken (chains are dropped by the loader, never on the audio
+    /// thread).
+    fn drop(&mut self) {
+        if let Some((uses, terms)) = self.take_usage() {
+            for u in uses {
+                (self.log)(&u.describe(&terms));
+            }
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub mod store;
 pub mod token;
 pub mod transforms;
 pub mod tuning;
+pub mod usage;
 
 pub use certificate::CertificateError;
 pub use device::DeviceError;

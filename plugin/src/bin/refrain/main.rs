@@ -244,6 +244,9 @@ fn main() -> Result<()> {
                 report.real_time_factor
             );
             println!("underruns:    {}", report.underruns);
+            for line in &report.usage {
+                println!("{line}");
+            }
             println!("output:       {}", output.display());
             Ok(())
         }
