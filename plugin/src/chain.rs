@@ -78,6 +78,8 @@ pub struct Chain {
     /// Whether a separator's stems may leave on their own outputs: always for a public
     /// separator, with `stem-export` in the licence for a protected one.
     pub stems_may_leave: bool,
+    /// The model is a separator: its stems go to the stem outputs, whatever the mix.
+    separates: bool,
     /// The note tracker's thread, when notes are out (after the engine: the engine's worker
     /// feeds it and goes first).
     pub notes: Option<NoteTracker>,
@@ -352,6 +354,9 @@ impl Chain {
                 .as_ref()
                 .is_some_and(|c| c.uses.contains(&crate::licence::claims::Use::StemExport)),
         };
+        use crate::models::manifest::{KIND_DEMUCS, KIND_MDX_NET, KIND_STEM_MASKS};
+        let separates =
+            [KIND_STEM_MASKS, KIND_MDX_NET, KIND_DEMUCS].contains(&manifest.model.kind.as_str());
         Ok(Chain {
             key,
             engine,
@@ -359,6 +364,7 @@ impl Chain {
             model_name,
             verdict,
             stems_may_leave,
+            separates,
             notes: tracker,
             voice,
             voice_kind,
@@ -415,10 +421,14 @@ impl Chain {
         if let Some(l) = &mut self.licensing {
             controls.bypass |=
                 !l.allows_with_backing(io, backing, playhead.into(), controls.offline);
-            // A use for the ledger: the AI path heard (a mix at 0 is the dry signal).
-            l.count_use(!controls.bypass && controls.mix > 0.0);
         }
         controls.stem_outputs &= self.stems_may_leave;
+        if let Some(l) = &mut self.licensing {
+            // A use for the ledger: the AI path heard, on the main output (a mix at 0 is the
+            // dry signal there) or on the stem outputs (which take no mix).
+            let stems_heard = self.separates && controls.stem_outputs && !stems.is_empty();
+            l.count_use(!controls.bypass && (controls.mix > 0.0 || stems_heard));
+        }
         self.voice.store(&controls.voice);
         self.engine.process_stems(io, stems, controls);
     }
@@ -704,5 +714,34 @@ impl ChainSlot {
             }
             self.fade_in -= fade_in;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{frames_of, MAX_CHANNELS};
+
+    /// A handover splits the block between the old chain and the new: each gets its own frames
+    /// of the Backing sidechain; a channel shorter than the block gives what it has, and no
+    /// more than MAX_CHANNELS channels are taken.
+    #[test]
+    fn each_chain_of_a_handover_gets_its_own_frames_of_the_backing() {
+        let left: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let right: Vec<f32> = (0..8).map(|i| -(i as f32)).collect();
+        let backing: [&[f32]; 2] = [&left, &right];
+        let (old, n) = frames_of(&backing, 0, 3);
+        assert_eq!(n, 2);
+        assert_eq!(old[0], &[0.0, 1.0, 2.0]);
+        assert_eq!(old[1], &[0.0, -1.0, -2.0]);
+        let (new, _) = frames_of(&backing, 3, 8);
+        assert_eq!(new[0], &[3.0, 4.0, 5.0, 6.0, 7.0]);
+        let short: [&[f32]; 1] = [&left[..4]];
+        let (tail, n) = frames_of(&short, 3, 8);
+        assert_eq!((n, tail[0]), (1, &[3.0][..]));
+        let (none, n) = frames_of(&[], 0, 8);
+        assert_eq!(n, 0);
+        assert!(none.iter().all(|c| c.is_empty()));
+        let many = vec![&left[..]; MAX_CHANNELS + 2];
+        assert_eq!(frames_of(&many, 0, 8).1, MAX_CHANNELS);
     }
 }

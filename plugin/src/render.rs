@@ -185,9 +185,11 @@ impl RenderLicence {
     }
 }
 
-/// Feeds the whole backing at `path` to `licence` (a cover's: it must match the licensed track)
-/// and checks it against the input `reader` reads (the sample rate, and at least as long, a
-/// second's slack); `reader` is read to its end.
+/// Feeds the backing at `path` to `licence` (a cover's: it must match the licensed track) for
+/// as long as the input `reader` reads lasts, the span the voice sings over (more of it would
+/// let the licensed track after the voice's end carry other music under the voice), and checks
+/// it against the input: the same sample rate, and at least as long (a second's slack).
+/// `reader` is read to its end.
 fn check_backing(
     licence: &mut RenderLicence,
     path: &std::path::Path,
@@ -214,13 +216,14 @@ fn check_backing(
     let mut side_frames = 0u64;
     if side.sample_rate() == rate {
         let mut buf = vec![Vec::new(); channels];
-        loop {
-            let n = side.read(&mut buf, 1 << 14)?;
+        while side_frames < input_frames {
+            let want = (input_frames - side_frames).min(1 << 14) as usize;
+            let n = side.read(&mut buf, want)?;
             if n == 0 {
                 break;
             }
             side_frames += n as u64;
-            let planes: Vec<&[f32]> = buf.iter().map(|c| c.as_slice()).collect();
+            let planes: Vec<&[f32]> = buf.iter().map(|c| &c[..n]).collect();
             licence.feed(&planes)?;
         }
     }

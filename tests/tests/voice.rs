@@ -380,6 +380,18 @@ fn a_render_of_a_cover_naming_a_backing_track_needs_that_backing() {
     assert!(e2.contains("matches the licensed track"), "{e2}");
     let e3 = refused(render(Some("short.wav")), "over a shorter backing");
     assert!(e3.contains("last as long as the voice"), "{e3}");
+    // Another track under the voice, then the licensed one for much longer: only the span under
+    // the voice is judged.
+    let mut padded = song(2, seconds);
+    for (c, l) in padded.iter_mut().zip(song(1, 60.0)) {
+        c.extend(l);
+    }
+    refrain::media::write_wav(&path("padded.wav"), &padded, RATE).unwrap();
+    let e4 = refused(
+        render(Some("padded.wav")),
+        "over another track padded with the licensed one",
+    );
+    assert!(e4.contains("matches the licensed track"), "{e4}");
     let report = render(Some("backing.wav")).unwrap();
     // One use, as the ledger will record it: the render's milliseconds of voice through the
     // model (the first second waits for the backing to be heard), commercial.

@@ -528,8 +528,10 @@ pub struct LiveMatcher {
     matched: u32,
     /// Any sample above digital near-silence (-100 dBFS) was seen.
     any_signal: bool,
-    /// A bounce: the share of matching seconds decides, and a mismatch is for the rest.
+    /// A bounce: the share of matching seconds decides, and a mismatch is for the rest;
+    /// whether the share has decided it (off for the rest of this bounce).
     bounce: bool,
+    decided: bool,
     /// Left and right against their own references (a stereo licence).
     channels: Option<Box<[ChannelMatch; 2]>>,
     /// The pending allowance, the seconds left in it, and the seconds charged since the
@@ -557,11 +559,13 @@ pub struct LiveMatcher {
     quiet_second: bool,
     /// A cover's backing ([`Self::of_backing`]): silence is not a licensed use.
     backing: bool,
-    /// The reference's tuning (cents from the A440 grid; 0 when the licence does not say),
-    /// the input's against it as last estimated, and the retries until it is estimated again.
-    reference_tuning: f32,
+    /// The reference's tuning (cents from the A440 grid; `None` when the licence does not say),
+    /// the input's against it as last estimated (A440 standing in for an unknown reference),
+    /// the retries until it is estimated again, and the shifts it gave.
+    reference_tuning: Option<f32>,
     tuning_offset: Option<f32>,
     tuning_due: u32,
+    shifts: Vec<i16>,
     state: TrackMatch,
     /// The bit error rate of the latest check.
     pub last_ber: f32,
@@ -593,6 +597,7 @@ impl LiveMatcher {
             matched: 0,
             any_signal: false,
             bounce: false,
+            decided: false,
             channels: None,
             book: Box::new(DailyAllowance::default()),
             left: super::allowance::DAILY_SECONDS,
@@ -608,9 +613,10 @@ impl LiveMatcher {
             since_match: u32::MAX,
             quiet_second: false,
             backing: false,
-            reference_tuning: 0.0,
+            reference_tuning: None,
             tuning_offset: None,
             tuning_due: 0,
+            shifts: Vec::new(),
             state: TrackMatch::Unknown,
             last_ber: 1.0,
         })
@@ -665,25 +671,39 @@ impl LiveMatcher {
     /// The reference's tuning, as the licence states it ([`tuning::tuning_cents`]): a pitch
     /// shift between semitones is undone against it (without it, A440 is assumed).
     pub fn with_reference_tuning(mut self, cents: Option<i8>) -> LiveMatcher {
-        self.reference_tuning = cents.map_or(0.0, f32::from);
+        self.reference_tuning = cents.map(f32::from);
         self
     }
 
-    /// How far the newest input's tuning sits from the reference's, in cents (`None`: no
-    /// pitches to tell), estimated anew every [`TUNING_EVERY`] retries (about 5 ms on 8 s of
-    /// input here).
-    fn tuning_offset(&mut self) -> Option<f32> {
-        if self.tuning_due == 0 {
+    /// The pitch shifts to try undoing, most likely first ([`tuning::candidates`]), from how
+    /// far the newest input's tuning sits from the reference's, estimated anew every
+    /// [`TUNING_EVERY`] retries (about 5 ms on 8 s of input here). With the reference's tuning
+    /// unknown (licences issued before it was stated), whole semitones always come first: an
+    /// off-A440 recording must not lose them.
+    fn shift_candidates(&mut self) -> &[i16] {
+        if self.tuning_due == 0 || self.shifts.is_empty() {
             let audio = self.recent.audio(None);
             let tail = &audio[audio
                 .len()
                 .saturating_sub(TUNING_SECONDS * self.rate as usize)..];
-            self.tuning_offset = tuning::tuning_cents(tail, self.rate)
-                .map(|t| tuning::wrap(t - self.reference_tuning));
+            let reference = self.reference_tuning.unwrap_or(0.0);
+            self.tuning_offset =
+                tuning::tuning_cents(tail, self.rate).map(|t| tuning::wrap(t - reference));
+            let mut shifts = tuning::candidates(self.tuning_offset);
+            if self.reference_tuning.is_none() {
+                let whole = tuning::candidates(None);
+                shifts.retain(|c| !whole.contains(c));
+                shifts.splice(0..0, whole);
+            }
+            if shifts != self.shifts {
+                // A new list is tried from its most likely shift.
+                self.next_semitones = 0;
+                self.shifts = shifts;
+            }
             self.tuning_due = TUNING_EVERY;
         }
         self.tuning_due -= 1;
-        self.tuning_offset
+        &self.shifts
     }
 
     /// Whether this matches a cover's backing ([`Self::of_backing`]).
@@ -752,6 +772,7 @@ impl LiveMatcher {
             // A bounce is judged on its own seconds, not on what played before it.
             self.judged = 0;
             self.matched = 0;
+            self.decided = false;
             // ... but a spent allowance stays spent: the bounce waits for a match.
             if self.state == TrackMatch::Mismatch && self.left > 0 {
                 self.state = TrackMatch::Unknown;
@@ -801,8 +822,15 @@ impl LiveMatcher {
                     // Every change undone, as offline: the recording's reference, then the
                     // stems'.
                     self.tuning_due = 0;
-                    let offset = self.tuning_offset();
-                    let order: Vec<Transform> = Transform::all_for(offset).collect();
+                    let order: Vec<Transform> = TEMPO_STEPS
+                        .into_iter()
+                        .map(Transform::Tempo)
+                        .chain(
+                            self.shift_candidates()
+                                .iter()
+                                .flat_map(|&c| [Transform::Pitch(c), Transform::Speed(c)]),
+                        )
+                        .collect();
                     if let Some((ber, t, of_stem)) = self.undo_on_references(&order, &items) {
                         self.last_ber = ber;
                         via = Some(t);
@@ -891,6 +919,7 @@ impl LiveMatcher {
         self.window.clear();
         self.recent.clear();
         self.hold = 0;
+        self.tuning_due = 0;
         if let Some(channels) = &mut self.channels {
             for c in channels.iter_mut() {
                 c.restart(self.rate);
@@ -993,7 +1022,7 @@ impl LiveMatcher {
                 self.undone = None;
                 self.stem_undone = false;
                 self.hold = 0;
-            } else if self.bounce && self.state == TrackMatch::Mismatch {
+            } else if self.bounce && self.decided {
                 // A bounce that fell under its share stays off for the rest: nothing to retry.
             } else if let Some(ber) = self.retry() {
                 self.last_ber = ber;
@@ -1022,7 +1051,9 @@ impl LiveMatcher {
                     self.left = self.book.spend(-(self.pending as i32));
                     self.pending = 0;
                 }
-                if !(self.bounce && self.state == TrackMatch::Mismatch) {
+                // A bounce the share has decided stays off; one that waits with the allowance
+                // spent turns on at its first match.
+                if !(self.bounce && self.decided) {
                     self.state = TrackMatch::Match;
                 }
                 self.bounce_share();
@@ -1050,8 +1081,9 @@ impl LiveMatcher {
         }
         // Whole semitones while the input is on the reference's grid; the shifts that put it
         // back on the grid when it is not (tuning.rs).
-        let candidates = tuning::candidates(self.tuning_offset());
-        let shifts: Vec<i16> = if self.thorough() {
+        let thorough = self.thorough();
+        let candidates = self.shift_candidates().to_vec();
+        let shifts: Vec<i16> = if thorough {
             candidates
         } else {
             let c = candidates[self.next_semitones % candidates.len()];
@@ -1147,6 +1179,7 @@ impl LiveMatcher {
             && self.share().is_some_and(|s| s < MIN_MATCH_SHARE)
         {
             self.state = TrackMatch::Mismatch;
+            self.decided = true;
             self.pending = 0;
         }
     }

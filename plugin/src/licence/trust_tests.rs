@@ -1193,10 +1193,18 @@ mod gate_leaks {
             states.iter().all(|s| *s == TrackMatch::Mismatch),
             "{states:?}"
         );
-        // The licensed track turns it back on.
+        // The licensed track turns it back on, live and in a bounce.
         let mut m = charged_matcher(dir.path());
         let states = feed(&mut m, &licensed[0], &licensed[1]);
         assert_eq!(states.last(), Some(&TrackMatch::Match), "{states:?}");
+        let mut m = charged_matcher(dir.path());
+        m.set_bounce(true);
+        let states = feed(&mut m, &licensed[0], &licensed[1]);
+        assert_eq!(
+            states.last(),
+            Some(&TrackMatch::Match),
+            "bounce: {states:?}"
+        );
     }
 
     /// Pending time that ends in a match is refunded: the licensed track's own first seconds

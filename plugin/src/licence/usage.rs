@@ -91,9 +91,9 @@ impl Usage {
     }
 }
 
-/// Finished uses the ring holds before the oldest are lost (a reader takes them at least at
-/// every chain change; 64 bounces or runs in between is plenty).
-const FINISHED: usize = 64;
+/// Finished uses the ring holds (a reader takes them at every chain change); past that, each
+/// further use's milliseconds are added to one merged use of its kind, so none is lost.
+const FINISHED: usize = 1024;
 
 /// The audio thread's count of the running use, and the uses it finished.
 pub struct UsageMeter {
@@ -104,8 +104,10 @@ pub struct UsageMeter {
     remainder: u64,
     finished: HeapProd<Usage>,
     taken: HeapCons<Usage>,
-    /// Uses lost to a full ring (counted, so a reader can say so).
-    lost: u64,
+    /// With the ring full: the milliseconds of the uses merged, per kind (real time, bounce),
+    /// and how many were merged.
+    merged_ms: [u64; 2],
+    merged: u64,
 }
 
 impl UsageMeter {
@@ -119,7 +121,8 @@ impl UsageMeter {
             remainder: 0,
             finished,
             taken,
-            lost: 0,
+            merged_ms: [0, 0],
+            merged: 0,
         }
     }
 
@@ -150,28 +153,40 @@ impl UsageMeter {
                 kind: self.kind,
                 ms: self.ms,
             };
-            if self.finished.try_push(usage).is_err() {
-                self.lost += 1;
+            if let Err(usage) = self.finished.try_push(usage) {
+                let k = usize::from(usage.kind == UseKind::Bounce);
+                self.merged_ms[k] = self.merged_ms[k].saturating_add(usage.ms);
+                self.merged += 1;
             }
         }
         self.ms = 0;
         self.remainder = 0;
     }
 
-    /// Finishes the running use and takes every finished one, oldest first (not on the audio
-    /// thread: it allocates).
+    /// Finishes the running use and takes every finished one, oldest first, then the merged
+    /// ones (one per kind) when the ring filled (not on the audio thread: it allocates).
     pub fn finish(&mut self) -> Vec<Usage> {
         self.end();
         let mut out = Vec::new();
         while let Some(u) = self.taken.try_pop() {
             out.push(u);
         }
+        for (kind, ms) in [UseKind::Realtime, UseKind::Bounce]
+            .into_iter()
+            .zip(std::mem::take(&mut self.merged_ms))
+        {
+            if ms > 0 {
+                out.push(Usage { kind, ms });
+            }
+        }
+        self.merged = 0;
         out
     }
 
-    /// Uses lost because no one took them in time.
-    pub fn lost(&self) -> u64 {
-        self.lost
+    /// Uses merged into one because the ring was full when they finished (since the last
+    /// [`Self::finish`]).
+    pub fn merged(&self) -> u64 {
+        self.merged
     }
 }
 
@@ -236,7 +251,24 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(m.lost(), 0);
+        assert_eq!(m.merged(), 0);
+    }
+
+    /// A user toggling the AI path every block (bypass automation) makes a use per block: past
+    /// the ring's room they are merged, and not a millisecond is lost.
+    #[test]
+    fn uses_past_the_rings_room_are_merged_not_lost() {
+        let mut m = UsageMeter::new(48_000);
+        let n = FINISHED + 500;
+        for _ in 0..n {
+            m.count(480, false, true, false);
+            m.count(480, false, false, false);
+        }
+        assert_eq!(m.merged(), 500);
+        let uses = m.finish();
+        assert_eq!(uses.len(), FINISHED + 1);
+        assert_eq!(uses.iter().map(|u| u.ms).sum::<u64>(), 10 * n as u64);
+        assert_eq!(uses.last().unwrap().ms, 10 * 500);
     }
 
     #[test]
