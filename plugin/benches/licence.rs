@@ -82,24 +82,18 @@ fn bench_licence(c: &mut Criterion) {
         fingerprint::compute(&track[..1], RATE).unwrap(),
         fingerprint::compute(&track[1..], RATE).unwrap(),
     );
-    let faster = {
-        // 48,000 / 45,300 = +1.00 semitone, played back at 48 kHz.
-        let mut change =
-            refrain::engine::resample::RateChange::new(RATE, 45_300, track.len()).unwrap();
+    // The track resampled to `to` and played back at 48 kHz: faster and higher.
+    let played_at = |to: u32| {
+        let mut change = refrain::engine::resample::RateChange::new(RATE, to, track.len()).unwrap();
         let mut out = vec![Vec::new(); track.len()];
         let planar: Vec<&[f32]> = track.iter().map(|c| c.as_slice()).collect();
         change.push(&planar, &mut out);
         out
     };
-    let half_faster = {
-        // 48,000 / 46,650 = +0.49 semitone: about as far from the grid as a shift gets.
-        let mut change =
-            refrain::engine::resample::RateChange::new(RATE, 46_650, track.len()).unwrap();
-        let mut out = vec![Vec::new(); track.len()];
-        let planar: Vec<&[f32]> = track.iter().map(|c| c.as_slice()).collect();
-        change.push(&planar, &mut out);
-        out
-    };
+    // 48,000 / 45,300 = +1.00 semitone; 48,000 / 46,650 = +0.49 semitone, about as far from
+    // the grid as a shift gets.
+    let faster = played_at(45_300);
+    let half_faster = played_at(46_650);
     let other = refrain::synth::song(2, 240.0, RATE);
     let cases: [(&str, Vec<f32>, Vec<f32>, bool); 5] = [
         (

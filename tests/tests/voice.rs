@@ -63,8 +63,6 @@ fn bounce(model: &str, semitones: f32, input: &[f32]) -> (Vec<f32>, u32) {
 /// [`bounce`] with a loaded track (a licence), `model` a `builtin:` name, a folder under
 /// models/ or a manifest path.
 fn bounce_with(model: &str, track: &str, semitones: f32, input: &[f32]) -> (Vec<f32>, u32) {
-    env();
-    let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
     let state = if model.starts_with("builtin:") || model.ends_with("model.toml") {
         model.to_owned()
     } else {
@@ -74,21 +72,35 @@ fn bounce_with(model: &str, track: &str, semitones: f32, input: &[f32]) -> (Vec<
             .display()
             .to_string()
     };
-    h.set_state_field("model", &state).unwrap();
-    if !track.is_empty() {
-        h.set_state_field("track", track).unwrap();
-    }
-    h.set_state_param("voice_pitch", serde_json::json!({ "f32": semitones }))
-        .unwrap();
-    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
-        .unwrap();
-    let latency = h.latency() as usize;
+    let (mut h, latency) = voice_host(&state, track, semitones, None);
     let mut padded = input.to_vec();
     padded.extend(vec![0.0; latency]);
     let out = h
         .render(&[padded.clone(), padded], || BLOCK, false)
         .unwrap();
     (out[0][latency..].to_vec(), latency as u32)
+}
+
+/// The plugin with `model` (its state string), `track` (a licence's, or none when empty) and
+/// the voice raised `semitones`, in `mode` (`None`: the default, Live), activated for an
+/// offline bounce; and the latency it reports.
+fn voice_host(model: &str, track: &str, semitones: f32, mode: Option<&str>) -> (Host, usize) {
+    env();
+    let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
+    h.set_state_field("model", model).unwrap();
+    if !track.is_empty() {
+        h.set_state_field("track", track).unwrap();
+    }
+    h.set_state_param("voice_pitch", serde_json::json!({ "f32": semitones }))
+        .unwrap();
+    if let Some(mode) = mode {
+        h.set_state_param("mode", serde_json::json!({ "string": mode }))
+            .unwrap();
+    }
+    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
+        .unwrap();
+    let latency = h.latency() as usize;
+    (h, latency)
 }
 
 #[test]
@@ -175,19 +187,9 @@ fn bounce_over(
     input: &[f32],
     backing: Backing,
 ) -> Vec<f32> {
-    env();
-    let mut h = Host::load(&default_plugin_path()).expect("load the plugin");
-    h.set_state_field("model", model).unwrap();
-    h.set_state_field("track", track).unwrap();
-    h.set_state_param("voice_pitch", serde_json::json!({ "f32": semitones }))
-        .unwrap();
     // Studio: a Live voice's first activation in a process is rebuilt once measured, at
     // another latency, which would move the dry signal this compares bit for bit.
-    h.set_state_param("mode", serde_json::json!({ "string": "studio" }))
-        .unwrap();
-    h.activate(Setup::offline(RATE as f64, BLOCK as u32))
-        .unwrap();
-    let latency = h.latency() as usize;
+    let (mut h, latency) = voice_host(model, track, semitones, Some("studio"));
     let mut padded = input.to_vec();
     padded.extend(vec![0.0; latency]);
     let io = [padded.clone(), padded];
@@ -271,13 +273,7 @@ fn a_cover_licence_naming_a_backing_track_sings_only_over_that_backing() {
 
     // The VST3 build, with the same project state: two input buses; the licensed backing on
     // the second, or nothing routed to it.
-    let mut h = Host::load(&default_plugin_path()).unwrap();
-    h.set_state_field("model", &model).unwrap();
-    h.set_state_field("track", &cover).unwrap();
-    h.set_state_param("voice_pitch", serde_json::json!({ "f32": 7.0 }))
-        .unwrap();
-    h.set_state_param("mode", serde_json::json!({ "string": "studio" }))
-        .unwrap();
+    let (mut h, _) = voice_host(&model, &cover, 7.0, Some("studio"));
     let state = serde_json::to_vec(&h.state_json().unwrap()).unwrap();
     drop(h);
     let short = 14 * RATE as usize;
