@@ -45,6 +45,12 @@ pub enum AllowanceError {
     Lost { path: PathBuf, reason: String },
     #[error("cannot write the allowance book {}: {reason}", path.display())]
     Write { path: PathBuf, reason: String },
+    #[error(
+        "cannot write the allowance book: another program has held the licence folder's lock \
+         {} too long",
+        path.display()
+    )]
+    Busy { path: PathBuf },
     #[error("the device keys cannot be read: {0}")]
     Device(String),
 }
@@ -154,9 +160,15 @@ impl Allowances {
     /// this every unmatched second and must never hang on it (a held lock is no allowance).
     fn lock(&self) -> Result<std::fs::File, AllowanceError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        files::lock_folder_within(dir, LOCK_PATIENCE).map_err(|(path, e)| AllowanceError::Write {
-            path,
-            reason: e.to_string(),
+        files::lock_folder_within(dir, LOCK_PATIENCE).map_err(|(path, e)| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                AllowanceError::Busy { path }
+            } else {
+                AllowanceError::Write {
+                    path,
+                    reason: e.to_string(),
+                }
+            }
         })
     }
 
@@ -249,19 +261,74 @@ fn left(book: &Book, licence: &str) -> u32 {
 /// ([`super::fingerprint::PendingBook`]). Runs on the matcher's thread, never the audio
 /// thread.
 pub struct LicenceAllowance {
-    pub book: Allowances,
-    pub licence: String,
+    book: Allowances,
+    licence: String,
     /// The latest error, for the log.
-    pub error: Option<AllowanceError>,
+    error: Option<AllowanceError>,
+    /// What was left at the latest write, and the seconds charged since that another program
+    /// holding the folder's lock kept from being written.
+    left: Option<u32>,
+    owed: i64,
+}
+
+/// Seconds a charge may stay owed while another program holds the licence folder's lock (a
+/// second plugin instance, `refrain render` writing its own charges on a busy machine); past
+/// this, nothing is left until the book can be written. A program that holds the lock for ever
+/// gets no more than these.
+pub const OWED_WHILE_BUSY_SECONDS: i64 = 5;
+/// Attempts at the first read (the activation's, off the audio thread), [`LOCK_PATIENCE`] each,
+/// before a busy lock counts as nothing left.
+const FIRST_READ_ATTEMPTS: u32 = 6;
+
+impl LicenceAllowance {
+    /// `licence`'s allowance (its key, [`licence_key`]) in `book`.
+    pub fn new(book: Allowances, licence: String) -> LicenceAllowance {
+        LicenceAllowance {
+            book,
+            licence,
+            error: None,
+            left: None,
+            owed: 0,
+        }
+    }
 }
 
 impl super::fingerprint::PendingBook for LicenceAllowance {
     fn spend(&mut self, seconds: i32) -> u32 {
-        let now = SystemClock.now();
-        match self.book.spend(&self.licence, i64::from(seconds), now) {
+        let charge = self.owed + i64::from(seconds);
+        let attempts = if self.left.is_none() {
+            FIRST_READ_ATTEMPTS
+        } else {
+            1
+        };
+        let mut result = self.book.spend(&self.licence, charge, SystemClock.now());
+        for _ in 1..attempts {
+            if !matches!(result, Err(AllowanceError::Busy { .. })) {
+                break;
+            }
+            result = self.book.spend(&self.licence, charge, SystemClock.now());
+        }
+        match result {
             Ok(left) => {
                 self.error = None;
+                self.owed = 0;
+                self.left = Some(left);
                 left
+            }
+            // Busy: owed, and taken off what was left, until the book can be written again.
+            Err(e @ AllowanceError::Busy { .. }) => {
+                self.owed = charge;
+                let owed = u32::try_from(charge.max(0)).unwrap_or(u32::MAX);
+                match self.left {
+                    Some(left) if charge <= OWED_WHILE_BUSY_SECONDS => {
+                        self.error = None;
+                        left.saturating_sub(owed)
+                    }
+                    _ => {
+                        self.error = Some(e);
+                        0
+                    }
+                }
             }
             Err(e) => {
                 self.error = Some(e);
@@ -360,29 +427,49 @@ mod tests {
 
     /// The track check charges every unmatched second under the licence folder's lock; a
     /// program that holds the lock for ever used to stop the check for good (and with it every
-    /// charge). Now a charge waits at most `LOCK_PATIENCE` and counts as nothing left.
+    /// charge). Now a charge waits at most `LOCK_PATIENCE`; a few seconds are owed while the
+    /// lock is busy (another instance writing its own charges on a loaded machine turned the AI
+    /// path off until a match), then nothing is left; what was owed is written once the lock
+    /// is free.
     #[test]
     fn a_lock_held_for_ever_is_no_allowance_and_no_hang() {
         use crate::licence::fingerprint::PendingBook;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path());
-        let mut charged = LicenceAllowance {
-            book: book_of(&store),
-            licence: licence_key("Northern Records", "a"),
-            error: None,
-        };
+        let mut charged =
+            LicenceAllowance::new(book_of(&store), licence_key("Northern Records", "a"));
         assert_eq!(charged.spend(0), DAILY_SECONDS);
         let held = crate::files::lock_folder(dir.path()).unwrap();
         let t0 = std::time::Instant::now();
-        assert_eq!(charged.spend(1), 0);
-        assert!(t0.elapsed() < LOCK_PATIENCE * 4, "{:?}", t0.elapsed());
+        for owed in 1..=OWED_WHILE_BUSY_SECONDS as u32 {
+            assert_eq!(charged.spend(1), DAILY_SECONDS - owed);
+            assert_eq!(charged.problem(), None);
+        }
+        assert_eq!(charged.spend(1), 0, "owed past the bound");
+        assert!(t0.elapsed() < LOCK_PATIENCE * 12, "{:?}", t0.elapsed());
         assert!(
-            charged.problem().unwrap().contains("held the lock"),
+            charged
+                .problem()
+                .unwrap()
+                .contains("held the licence folder's lock"),
             "{:?}",
             charged.problem()
         );
         drop(held);
-        assert_eq!(charged.spend(1), DAILY_SECONDS - 1);
+        let owed = OWED_WHILE_BUSY_SECONDS as u32 + 1;
+        assert_eq!(
+            charged.spend(1),
+            DAILY_SECONDS - owed - 1,
+            "the owed seconds were written"
+        );
+        // A lock busy at the first read is waited for longer (an activation, off the audio
+        // thread) and, held throughout, leaves nothing.
+        let mut fresh =
+            LicenceAllowance::new(book_of(&store), licence_key("Northern Records", "b"));
+        let held = crate::files::lock_folder(dir.path()).unwrap();
+        assert_eq!(fresh.spend(0), 0);
+        drop(held);
+        assert_eq!(fresh.spend(0), DAILY_SECONDS);
     }
 
     #[test]

@@ -248,11 +248,10 @@ impl Licensing {
         // The pending allowance's book, kept in the licence folder (none without the device
         // keys: fail closed).
         let mut book: Box<dyn PendingBook> = match (&verdict.claims, store.device()) {
-            (Some(claims), Ok(device)) => Box::new(LicenceAllowance {
-                book: Allowances::new(store.root(), device),
-                licence: allowance::licence_key(&claims.iss, &claims.jti),
-                error: None,
-            }),
+            (Some(claims), Ok(device)) => Box::new(LicenceAllowance::new(
+                Allowances::new(store.root(), device),
+                allowance::licence_key(&claims.iss, &claims.jti),
+            )),
             _ => Box::new(DailyAllowance(0)),
         };
         let spec = MonitorSpec {

@@ -1149,11 +1149,10 @@ mod gate_leaks {
     fn charged_matcher(dir: &std::path::Path) -> LiveMatcher {
         use super::super::allowance::{licence_key, Allowances, LicenceAllowance};
         let store = super::Store::at(dir);
-        matcher().with_book(Box::new(LicenceAllowance {
-            book: Allowances::new(dir, store.device().unwrap()),
-            licence: licence_key("Northern Records", "allowance"),
-            error: None,
-        }))
+        matcher().with_book(Box::new(LicenceAllowance::new(
+            Allowances::new(dir, store.device().unwrap()),
+            licence_key("Northern Records", "allowance"),
+        )))
     }
 
     fn spent(dir: &std::path::Path, seconds: i64) {
