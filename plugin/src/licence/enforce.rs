@@ -447,6 +447,10 @@ impl Licensing {
     /// A reset (a stop, a jump): a new licence state takes effect here. Real-time safe.
     pub fn relatch(&mut self) {
         self.latch.relatch(&self.gate);
+        // A stop, a jump or a new bounce ends the running use.
+        if let Some((meter, _)) = &mut self.usage {
+            meter.end();
+        }
     }
 }
 

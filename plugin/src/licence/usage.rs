@@ -5,7 +5,8 @@
 //! - a use is counted in integer milliseconds of non-silent input while the AI path runs (a
 //!   project left open overnight counts nothing), carrying the sub-millisecond remainder;
 //! - one use is one contiguous run under one licence in real time (it ends when the AI path
-//!   stops, the host starts a bounce, or the chain goes), or one bounce.
+//!   stops, the host resets at a stop or a jump, a bounce starts, or the chain goes), or one
+//!   bounce.
 //!
 //! The audio thread counts ([`UsageMeter::count`], real-time safe: integers and a lock-free
 //! ring of finished uses); the uses are read off it elsewhere ([`UsageMeter::finish`]) and,
@@ -146,8 +147,9 @@ impl UsageMeter {
         }
     }
 
-    /// Finishes the running use (if it counted anything). Real-time safe.
-    fn end(&mut self) {
+    /// Finishes the running use (if it counted anything): the host's reset (a stop, a jump, the
+    /// start of a bounce) ends a run, so two bounces in a row are two uses. Real-time safe.
+    pub fn end(&mut self) {
         if self.ms > 0 {
             let usage = Usage {
                 kind: self.kind,
@@ -252,6 +254,12 @@ mod tests {
             ]
         );
         assert_eq!(m.merged(), 0);
+        // Two bounces back to back, the host's reset between them: two uses.
+        m.count(48_000, false, true, true);
+        m.end();
+        m.count(24_000, false, true, true);
+        let uses: Vec<u64> = m.finish().iter().map(|u| u.ms).collect();
+        assert_eq!(uses, vec![1_000, 500]);
     }
 
     /// A user toggling the AI path every block (bypass automation) makes a use per block: past
