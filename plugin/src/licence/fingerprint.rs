@@ -560,10 +560,8 @@ pub struct LiveMatcher {
     /// A cover's backing ([`Self::of_backing`]): silence is not a licensed use.
     backing: bool,
     /// The reference's tuning (cents from the A440 grid; `None` when the licence does not say),
-    /// the input's against it as last estimated (A440 standing in for an unknown reference),
-    /// the retries until it is estimated again, and the shifts it gave.
+    /// the retries until the input's is estimated again, and the shifts that estimate gave.
     reference_tuning: Option<f32>,
-    tuning_offset: Option<f32>,
     tuning_due: u32,
     shifts: Vec<i16>,
     state: TrackMatch,
@@ -614,7 +612,6 @@ impl LiveMatcher {
             quiet_second: false,
             backing: false,
             reference_tuning: None,
-            tuning_offset: None,
             tuning_due: 0,
             shifts: Vec::new(),
             state: TrackMatch::Unknown,
@@ -687,9 +684,9 @@ impl LiveMatcher {
                 .len()
                 .saturating_sub(TUNING_SECONDS * self.rate as usize)..];
             let reference = self.reference_tuning.unwrap_or(0.0);
-            self.tuning_offset =
-                tuning::tuning_cents(tail, self.rate).map(|t| tuning::wrap(t - reference));
-            let mut shifts = tuning::candidates(self.tuning_offset);
+            // The input's tuning against the reference's (A440 standing in for an unknown one).
+            let offset = tuning::tuning_cents(tail, self.rate).map(|t| tuning::wrap(t - reference));
+            let mut shifts = tuning::candidates(offset);
             if self.reference_tuning.is_none() {
                 let whole = tuning::candidates(None);
                 shifts.retain(|c| !whole.contains(c));
